@@ -1,0 +1,320 @@
+"""Typed configuration of every pipeline stage.
+
+Each section is a frozen dataclass that validates itself in ``__post_init__`` and does nothing else
+(no directories, no files, no Ray). Values and their sources are in SPEC.md; the ``paper`` preset
+reproduces the reference sizes and ``cpu-tiny`` shrinks the same pipeline to run on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MODALITY_OVERRIDES = (None, "CT", "MR", "OT")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or out of range; the message says which and why."""
+
+
+def _require(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+def _positive_triple(name: str, value, integer: bool = True) -> None:
+    _require(
+        isinstance(value, tuple) and len(value) == 3
+        and all((isinstance(v, int) if integer else isinstance(v, (int, float))) and v > 0 for v in value),
+        f"{name} must be 3 positive {'integers' if integer else 'numbers'} (x, y, z), got {value!r}",
+    )
+
+
+def _choice(name: str, value, choices) -> None:
+    _require(value in choices, f"{name} must be one of {list(choices)}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where the volume store lives and how new arrays are chunked and compressed.
+
+    Args:
+        uri: local path or fsspec URI (``s3://bucket/cohort.zarr``). Relative paths are relative to
+            the run directory.
+        chunks: Zarr chunk shape (x, y, z); large chunks suit whole-region reads (RAY_NOTES.md §2).
+        clevel: Blosc/zstd compression level, 1-9.
+    """
+
+    uri: str = "store.zarr"
+    chunks: tuple[int, int, int] = (128, 128, 64)
+    clevel: int = 3
+
+    def __post_init__(self) -> None:
+        _require(bool(self.uri), "store.uri must not be empty")
+        _positive_triple("store.chunks", self.chunks)
+        _require(1 <= self.clevel <= 9, f"store.clevel must be in 1..9, got {self.clevel}")
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """How raw scans become store volumes (``python -m semgen_ray.ingest``).
+
+    Args:
+        modality: force ``CT``/``MR``/``OT`` instead of detecting it.
+        target_spacing: resample every volume to this spacing in mm (x, y, z); None keeps native
+            spacing, as the reference does (SPEC.md §1.1).
+        uneven_spacing: DICOM series with uneven slice steps: ``warn`` (keep, note it), ``resample``
+            (onto the median step) or ``error`` (reject the series).
+        id_from: patient ids from file/folder ``name`` or the DICOM ``PatientID`` tag (``dicom``).
+        split_fractions: (train, val, test) fractions for patients without a given split; the
+            assignment is a stable hash of the patient id, so adding patients never moves old ones.
+        max_voxels: reject larger images (an "absurd" header) before reading their voxels.
+        min_extent: reject images with fewer voxels than this along any axis.
+        max_spacing_mm: reject spacings above this (a broken header).
+        allow_failures: exit 0 even when some sources failed (they are still reported).
+    """
+
+    modality: str | None = None
+    target_spacing: tuple[float, float, float] | None = None
+    uneven_spacing: str = "warn"
+    id_from: str = "name"
+    split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    max_voxels: int = 1024 ** 3
+    min_extent: int = 8
+    max_spacing_mm: float = 50.0
+    allow_failures: bool = False
+
+    def __post_init__(self) -> None:
+        _choice("ingest.modality", self.modality, MODALITY_OVERRIDES)
+        if self.target_spacing is not None:
+            _positive_triple("ingest.target_spacing", self.target_spacing, integer=False)
+        _choice("ingest.uneven_spacing", self.uneven_spacing, ("warn", "resample", "error"))
+        _choice("ingest.id_from", self.id_from, ("name", "dicom"))
+        _require(
+            len(self.split_fractions) == 3 and all(f >= 0 for f in self.split_fractions)
+            and abs(sum(self.split_fractions) - 1.0) < 1e-6,
+            f"ingest.split_fractions must be 3 non-negative numbers summing to 1, got {self.split_fractions}",
+        )
+        _require(self.max_voxels > 0, "ingest.max_voxels must be positive")
+        _require(self.min_extent >= 1, "ingest.min_extent must be >= 1")
+        _require(self.max_spacing_mm > 0, "ingest.max_spacing_mm must be positive")
+
+
+@dataclass(frozen=True)
+class PhantomConfig:
+    """The built-in synthetic chest-CT cohort (``python -m semgen_ray.phantoms``).
+
+    Args:
+        n: number of patients.
+        seed: cohort seed; patient i is a pure function of (seed, i).
+        shape: voxels (x, y, z); the field of view stays about 360×360×320 mm.
+    """
+
+    n: int = 64
+    seed: int = 0
+    shape: tuple[int, int, int] = (256, 256, 128)
+
+    def __post_init__(self) -> None:
+        _require(self.n >= 1, f"phantoms.n must be >= 1, got {self.n}")
+        _positive_triple("phantoms.shape", self.shape)
+        _require(min(self.shape) >= 16, f"phantoms.shape must be >= 16 voxels per axis, got {self.shape}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Streaming crops and volumes from the store with Ray Data.
+
+    Args:
+        cube_size: the training cube (x, y, z); the reference uses 64×64×32.
+        volume_shape: whole-scan size for the self-discovery auto-encoder (reference 128×128×64).
+        read_cpus: CPUs reserved per read task (fractions let Data share nodes with Train).
+    """
+
+    cube_size: tuple[int, int, int] = (64, 64, 32)
+    volume_shape: tuple[int, int, int] = (128, 128, 64)
+    read_cpus: float = 1.0
+
+    def __post_init__(self) -> None:
+        _positive_triple("data.cube_size", self.cube_size)
+        _positive_triple("data.volume_shape", self.volume_shape)
+        _require(all(c % 8 == 0 for c in self.cube_size),
+                 f"data.cube_size must be divisible by 8 (3 poolings in the U-Net), got {self.cube_size}")
+        _require(self.read_cpus > 0, "data.read_cpus must be positive")
+
+
+@dataclass(frozen=True)
+class DiscoveryConfig:
+    """Self-discovery of anatomical patterns (SPEC.md §1.3-§2).
+
+    Args:
+        num_classes: C, reference patients = pseudo-classes (paper 44).
+        k_train, k_val: neighbours per reference in train / val (paper 200 / 30; reference included).
+        resolutions: 1 = native crop only; 2-3 add crops of in-plane side U[min_patch, max_patch).
+        min_patch, max_patch, max_offset: rescaled-crop side range and in-plane jitter (50, 80, 10).
+        border_xy, border_z: margins of the coordinate draw (100, 30 voxels).
+        lung_threshold_hu, lung_max: the "mostly lung" test: at most ``lung_max`` of the window
+            (weighted) at or above ``lung_threshold_hu`` (-150 HU, 0.15).
+        min_distance: minimum voxel distance between the coordinates of a reference (5).
+        max_tries: coordinate draws per reference before another reference is taken (200).
+        autoencoder: ``bottleneck`` (no skips, default) or ``unet`` (skips; can copy its input).
+        coordinates: ``voxel`` (raw index, the paper) or ``body_box`` (relative to the body box).
+        index: ``hnsw`` or ``exact`` neighbour search.
+    """
+
+    num_classes: int = 44
+    k_train: int = 200
+    k_val: int = 30
+    resolutions: int = 3
+    min_patch: int = 50
+    max_patch: int = 80
+    max_offset: int = 10
+    border_xy: int = 100
+    border_z: int = 30
+    lung_threshold_hu: float = -150.0
+    lung_max: float = 0.15
+    min_distance: float = 5.0
+    max_tries: int = 200
+    autoencoder: str = "bottleneck"
+    coordinates: str = "voxel"
+    index: str = "hnsw"
+
+    def __post_init__(self) -> None:
+        for name in ("num_classes", "k_train", "k_val", "max_tries"):
+            _require(getattr(self, name) >= 1, f"discovery.{name} must be >= 1")
+        _require(1 <= self.resolutions <= 3, f"discovery.resolutions must be 1..3, got {self.resolutions}")
+        _require(0 < self.min_patch < self.max_patch,
+                 f"discovery needs 0 < min_patch < max_patch, got {self.min_patch}, {self.max_patch}")
+        _require(self.max_offset >= 0 and self.border_xy >= 0 and self.border_z >= 0,
+                 "discovery offsets and borders must be >= 0")
+        _require(0 < self.lung_max <= 1, f"discovery.lung_max must be in (0, 1], got {self.lung_max}")
+        _require(self.min_distance >= 0, "discovery.min_distance must be >= 0")
+        _choice("discovery.autoencoder", self.autoencoder, ("bottleneck", "unet"))
+        _choice("discovery.coordinates", self.coordinates, ("voxel", "body_box"))
+        _choice("discovery.index", self.index, ("hnsw", "exact"))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The U-Net 3D with its classification head (SPEC.md §4).
+
+    Args:
+        width: channels of the first convolution (reference 32; the levels are 2w, 4w, 8w, 16w).
+        norm: ``batch`` (running statistics at eval), ``cont_bn`` (batch statistics always, the
+            reference), ``group`` or ``instance``.
+        head: ``torch`` (conv 1024 → GAP → fc, the PyTorch reference) or ``keras``
+            (conv 512 → GAP → fc 1024 → fc).
+    """
+
+    width: int = 32
+    norm: str = "batch"
+    head: str = "torch"
+
+    def __post_init__(self) -> None:
+        _require(self.width >= 1, f"model.width must be >= 1, got {self.width}")
+        _choice("model.norm", self.norm, ("batch", "cont_bn", "group", "instance"))
+        _choice("model.head", self.head, ("torch", "keras"))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Self-classification + self-restoration pretraining (SPEC.md §5).
+
+    Args:
+        batch_size: cubes per worker per step (reference 64).
+        lr: Adam learning rate (1e-3).
+        lambda_cls, lambda_rec: loss weights (0.01, 1).
+        patience: epochs without validation improvement before stopping (50).
+        max_epochs: hard cap on epochs.
+        num_workers: Ray Train workers.
+        precision: ``bf16``, ``fp16`` (GPU only) or ``fp32``.
+        zero_stage: DeepSpeed ZeRO stage 0-3.
+        corruption: restoration corruption preset: ``sg`` (default), ``mg``, ``sg_keras``.
+        target: restoration target: ``original`` (un-deformed, the reference) or ``deformed``.
+    """
+
+    batch_size: int = 64
+    lr: float = 1e-3
+    lambda_cls: float = 0.01
+    lambda_rec: float = 1.0
+    patience: int = 50
+    max_epochs: int = 10000
+    num_workers: int = 1
+    precision: str = "bf16"
+    zero_stage: int = 1
+    corruption: str = "sg"
+    target: str = "original"
+
+    def __post_init__(self) -> None:
+        _require(self.batch_size >= 1, "train.batch_size must be >= 1")
+        _require(self.lr > 0, "train.lr must be positive")
+        _require(self.lambda_cls >= 0 and self.lambda_rec >= 0, "train loss weights must be >= 0")
+        _require(self.patience >= 1 and self.max_epochs >= 1, "train.patience and max_epochs must be >= 1")
+        _require(self.num_workers >= 1, "train.num_workers must be >= 1")
+        _choice("train.precision", self.precision, ("bf16", "fp16", "fp32"))
+        _choice("train.zero_stage", self.zero_stage, (0, 1, 2, 3))
+        _choice("train.corruption", self.corruption, ("sg", "mg", "sg_keras"))
+        _choice("train.target", self.target, ("original", "deformed"))
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Target-task evaluation (SPEC.md §6): seeded fine-tuning trials per arm.
+
+    Args:
+        trials: runs per arm and task (paper 10).
+        arms: initialisations compared.
+        alpha: significance level of the two-sample t-tests.
+    """
+
+    trials: int = 10
+    arms: tuple[str, ...] = ("scratch", "restoration", "classification", "semantic_genesis")
+    alpha: float = 0.05
+
+    def __post_init__(self) -> None:
+        _require(self.trials >= 2, "evaluate.trials must be >= 2 (a t-test needs two samples)")
+        _require(len(self.arms) >= 1, "evaluate.arms must not be empty")
+        _require(0 < self.alpha < 1, "evaluate.alpha must be in (0, 1)")
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """Where Ray runs.
+
+    Args:
+        address: None starts Ray in-process (local mode) unless ``RAY_ADDRESS`` is set (as it is
+            under ``ray job submit``); ``auto`` or ``ray://host:port`` join a cluster.
+        num_cpus: logical CPUs of the local instance (None: the machine's).
+        object_store_mb: local object store size.
+    """
+
+    address: str | None = None
+    num_cpus: int | None = None
+    object_store_mb: int = 512
+
+    def __post_init__(self) -> None:
+        _require(self.num_cpus is None or self.num_cpus >= 1, "ray.num_cpus must be >= 1")
+        _require(self.object_store_mb >= 64, "ray.object_store_mb must be >= 64")
+
+
+@dataclass(frozen=True)
+class SemGenConfig:
+    """The whole run: one section per stage plus where outputs go.
+
+    Args:
+        run_dir: directory (or URI) for every artefact of the run.
+        seed: run seed; every random draw derives from it.
+    """
+
+    run_dir: str = "runs/default"
+    seed: int = 0
+    store: StoreConfig = field(default_factory=StoreConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    phantoms: PhantomConfig = field(default_factory=PhantomConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+    def __post_init__(self) -> None:
+        _require(bool(self.run_dir), "run_dir must not be empty")

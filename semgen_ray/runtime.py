@@ -1,0 +1,46 @@
+"""Starting or joining Ray the same way from every entry point.
+
+Local mode (a laptop, the tests, CI) starts Ray in-process, bound to loopback, with a small object
+store. Under ``ray job submit`` (``RAY_ADDRESS`` is set) or with an explicit address, it joins the
+cluster and passes no resources: Ray refuses ``num_cpus`` when connecting (RAY_NOTES.md §5).
+"""
+
+from __future__ import annotations
+
+import os
+
+from semgen_ray.config.schema import RayConfig
+
+_LOCAL_ENV = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # single-node Ray listens on 127.0.0.1 only
+}
+
+
+def init_ray(config: RayConfig | None = None, quiet: bool = True):
+    """Start (local) or join (cluster) Ray unless it is already running; returns the ``ray`` module."""
+    import ray
+
+    config = config or RayConfig()
+    if ray.is_initialized():
+        return ray
+    address = config.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=not quiet)
+    else:
+        for key, value in _LOCAL_ENV.items():
+            os.environ.setdefault(key, value)
+        ray.init(
+            num_cpus=config.num_cpus,
+            object_store_memory=config.object_store_mb * 1024 * 1024,
+            include_dashboard=False,
+            log_to_driver=not quiet,
+            configure_logging=True,
+            logging_level="WARNING",
+        )
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    return ray

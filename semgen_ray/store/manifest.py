@@ -1,0 +1,84 @@
+"""The patient manifest: a Parquet table with one row per patient the store has seen.
+
+Columns (README, "The volume store"):
+
+=============== ============== ===============================================================
+column          type           meaning
+=============== ============== ===============================================================
+patient_id      string         array name under ``volumes/`` (for a failure: the id it would have had)
+status          string         ``ok`` or ``failed``
+error           string (null)  one-line reason when ``failed``
+modality        string         ``CT``, ``MR`` or ``OT``
+split           string         ``train``, ``val``, ``test`` (or any label the user gives)
+shape           list<int32>    (X, Y, Z)
+spacing         list<float64>  mm along (x, y, z)
+dtype           string         stored dtype (``int16`` for CT)
+has_label       bool           a ``labels/<patient_id>`` array exists
+source          string         path or URI the patient came from
+source_sha256   string         hash of the source bytes, used to skip unchanged sources
+warnings        string         reader notes joined by ``; `` (gantry tilt, uneven spacing, …)
+updated_at      timestamp[ms]  when the row was written (UTC)
+=============== ============== ===============================================================
+"""
+
+from __future__ import annotations
+
+import posixpath
+import uuid
+from collections.abc import Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SCHEMA = pa.schema(
+    [
+        ("patient_id", pa.string()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("modality", pa.string()),
+        ("split", pa.string()),
+        ("shape", pa.list_(pa.int32())),
+        ("spacing", pa.list_(pa.float64())),
+        ("dtype", pa.string()),
+        ("has_label", pa.bool_()),
+        ("source", pa.string()),
+        ("source_sha256", pa.string()),
+        ("warnings", pa.string()),
+        ("updated_at", pa.timestamp("ms", tz="UTC")),
+    ]
+)
+COLUMNS = tuple(SCHEMA.names)
+
+
+def empty_row(patient_id: str) -> dict:
+    """A row with every column present (None where unknown)."""
+    row = dict.fromkeys(COLUMNS)
+    row["patient_id"] = patient_id
+    return row
+
+
+def to_table(rows: Iterable[dict]) -> pa.Table:
+    rows = sorted(rows, key=lambda r: r["patient_id"])
+    return pa.Table.from_pylist([{c: r.get(c) for c in COLUMNS} for r in rows], schema=SCHEMA)
+
+
+def read_rows(fs, path: str) -> list[dict]:
+    """All rows of the manifest at ``path`` on filesystem ``fs`` ([] when there is none yet)."""
+    if not fs.exists(path):
+        return []
+    with fs.open(path, "rb") as f:
+        table = pq.read_table(f)
+    return table.to_pylist()
+
+
+def write_rows(fs, path: str, rows: Iterable[dict]) -> None:
+    """Write the manifest so that readers never see a partial file.
+
+    The table goes to a temporary name beside the target first and is then moved over it: a rename
+    on local disks, a single object put on object stores.
+    """
+    table = to_table(rows)
+    tmp = posixpath.join(posixpath.dirname(path), f".{posixpath.basename(path)}.{uuid.uuid4().hex}.tmp")
+    with fs.open(tmp, "wb") as f:
+        pq.write_table(table, f, compression="zstd")
+    fs.mv(tmp, path)

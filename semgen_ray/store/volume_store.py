@@ -1,0 +1,371 @@
+"""The volume store: a Zarr v3 group of per-patient arrays plus a Parquet manifest.
+
+Layout (README, "The volume store")::
+
+    <store>/zarr.json                   group; attributes["semgen_ray"] = format, version, axes, orientation
+    <store>/volumes/<patient_id>        int16 HU (CT) or float32 (MR), shape (X, Y, Z), LPS, chunked, Blosc/zstd
+    <store>/labels/<patient_id>         optional uint8 label array, same shape and chunks
+    <store>/manifest.parquet            one row per patient (semgen_ray.store.manifest)
+
+A patient array is only valid once its attribute ``semgen_ray.complete`` is true. Writing a patient
+stores voxels first and that attribute last, so an interrupted write never reads as valid.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from semgen_ray import AXIS_ORDER, ORIENTATION
+from semgen_ray.io.volume import Volume
+from semgen_ray.store import layout, manifest
+from semgen_ray.store.intensity import IntensityWindow, default_window
+
+Region = Sequence[tuple[int, int]]  # ((x0, x1), (y0, y1), (z0, z1)), half-open voxel ranges
+
+DEFAULT_CHUNKS = (128, 128, 64)
+
+
+class StoreError(Exception):
+    """The store, or a patient in it, cannot be used as asked; the message says why."""
+
+
+def _to_uri(uri) -> str:
+    """Normalise a store location; ``file://`` URIs become plain paths (zarr's LocalStore)."""
+    uri = str(uri)
+    if uri.startswith("file://"):
+        uri = uri[len("file://"):]
+    return uri.rstrip("/") or "/"
+
+
+class VolumeStore:
+    """Read and write patient volumes of one store. Create it with :func:`open_store`.
+
+    Reads are safe from many processes. Writes of *different* patients may run in parallel (Ray
+    tasks); the manifest is written by one process, the ingest driver.
+    """
+
+    def __init__(self, uri: str, mode: str = "r", chunks: Sequence[int] = DEFAULT_CHUNKS,
+                 clevel: int = 3):
+        import fsspec
+        import zarr
+
+        if mode not in ("r", "a", "w"):
+            raise ValueError(f"mode must be 'r', 'a' or 'w', got {mode!r}")
+        self.uri = _to_uri(uri)
+        self.mode = mode
+        self.chunks = tuple(int(c) for c in chunks)
+        if len(self.chunks) != 3 or min(self.chunks) < 1:
+            raise ValueError(f"chunks must be 3 positive ints, got {chunks!r}")
+        self.clevel = int(clevel)
+        self._fs, self._root_path = fsspec.core.url_to_fs(self.uri)
+        self._manifest_path = self._fs.sep.join([self._root_path.rstrip(self._fs.sep), layout.MANIFEST])
+        self._lock = threading.Lock()
+        self._rows_cache: list[dict] | None = None
+
+        if mode == "r":
+            try:
+                self._group = zarr.open_group(self.uri, mode="r")
+            except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
+                raise StoreError(f"no volume store at {self.uri}") from err
+            self._check_format()
+        else:
+            exists = self._exists()
+            self._group = zarr.open_group(self.uri, mode="w" if mode == "w" else "a", zarr_format=3)
+            if mode == "w" and self._fs.exists(self._manifest_path):
+                self._fs.rm(self._manifest_path)
+            if exists and mode == "a":
+                self._check_format()
+            else:
+                self._group.attrs[layout.ATTRS_KEY] = {
+                    "format": layout.FORMAT_NAME,
+                    "format_version": layout.FORMAT_VERSION,
+                    "axis_order": "".join(AXIS_ORDER),
+                    "orientation": ORIENTATION,
+                }
+            for name in (layout.VOLUMES, layout.LABELS):
+                if name not in self._group:
+                    self._group.create_group(name)
+
+    # ------------------------------------------------------------------ structure
+    def _exists(self) -> bool:
+        import zarr
+
+        try:
+            zarr.open_group(self.uri, mode="r")
+            return True
+        except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+            return False
+
+    def _check_format(self) -> None:
+        info = dict(self._group.attrs).get(layout.ATTRS_KEY)
+        if not info or info.get("format") != layout.FORMAT_NAME:
+            raise StoreError(f"{self.uri} is a Zarr group but not a semgen_ray volume store")
+        if int(info.get("format_version", 0)) > layout.FORMAT_VERSION:
+            raise StoreError(
+                f"{self.uri} has store format version {info['format_version']}; this semgen_ray reads "
+                f"up to {layout.FORMAT_VERSION}: upgrade semgen_ray"
+            )
+
+    def _array(self, group: str, patient_id: str):
+        import zarr
+
+        layout.check_patient_id(patient_id)
+        try:
+            return zarr.open_array(self.uri, path=f"{group}/{patient_id}", mode="r")
+        except (FileNotFoundError, KeyError, zarr.errors.ArrayNotFoundError) as err:
+            raise StoreError(f"patient {patient_id!r} is not in store {self.uri}") from err
+
+    def _stored_ids(self) -> list[str]:
+        return sorted(self._group[layout.VOLUMES].array_keys())
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def patient_ids(self) -> list[str]:
+        """Patients with a complete volume, per the manifest (sorted)."""
+        return sorted(r["patient_id"] for r in self.manifest_rows() if r["status"] == "ok")
+
+    def manifest_rows(self, refresh: bool = False) -> list[dict]:
+        """The manifest as a list of row dicts (see :mod:`semgen_ray.store.manifest`)."""
+        if self._rows_cache is None or refresh or self.mode != "r":
+            self._rows_cache = manifest.read_rows(self._fs, self._manifest_path)
+        return self._rows_cache
+
+    def manifest_table(self):
+        """The manifest as a ``pyarrow.Table``."""
+        return manifest.to_table(self.manifest_rows())
+
+    def meta(self, patient_id: str) -> dict[str, Any]:
+        """A patient's metadata (spacing, origin, direction, modality, source, …) without voxels."""
+        arr = self._array(layout.VOLUMES, patient_id)
+        return self._meta_of(patient_id, arr)
+
+    def _meta_of(self, patient_id: str, arr) -> dict[str, Any]:
+        attrs = dict(arr.attrs).get(layout.ATTRS_KEY) or {}
+        if not attrs.get("complete"):
+            raise StoreError(
+                f"patient {patient_id!r} in {self.uri} is incomplete (an interrupted write): re-run "
+                "the ingest to rewrite it"
+            )
+        meta = dict(attrs)
+        meta["shape"] = tuple(int(s) for s in arr.shape)
+        meta["dtype"] = str(arr.dtype)
+        meta["spacing"] = tuple(meta["spacing"])
+        return meta
+
+    def read(self, patient_id: str, region: Region | None = None,
+             normalize: bool | IntensityWindow = False) -> tuple[np.ndarray, dict[str, Any]]:
+        """Read a patient's volume (or a box of it).
+
+        Args:
+            patient_id: the array name.
+            region: optional half-open voxel box ``((x0, x1), (y0, y1), (z0, z1))`` inside the volume.
+            normalize: False returns stored values (int16 HU for CT). True applies the modality's
+                default window (CT: HU [-1000, 1000] → [0, 1]); an :class:`IntensityWindow` applies
+                that window. Normalised arrays are float32.
+
+        Returns:
+            ``(array, meta)``: the array in (x, y, z) order and its metadata; ``meta["spacing"]``
+            is in mm (x, y, z), ``meta["region"]`` the box that was read.
+        """
+        arr = self._array(layout.VOLUMES, patient_id)
+        meta = self._meta_of(patient_id, arr)
+        sl = _region_slices(region, meta["shape"], patient_id)
+        data = np.asarray(arr[sl])
+        meta["region"] = tuple((s.start, s.stop) for s in sl)
+        if normalize is not False:
+            window = normalize if isinstance(normalize, IntensityWindow) else default_window(meta["modality"])
+            data = window.apply(data)
+            meta["window"] = (window.lo, window.hi)
+        return data, meta
+
+    def has_label(self, patient_id: str) -> bool:
+        layout.check_patient_id(patient_id)
+        return patient_id in self._group[layout.LABELS].array_keys()
+
+    def read_label(self, patient_id: str, region: Region | None = None) -> np.ndarray:
+        """A patient's uint8 label array (or a box of it); StoreError if it has none."""
+        meta = self.meta(patient_id)
+        if not meta.get("has_label"):
+            raise StoreError(f"patient {patient_id!r} has no label array")
+        arr = self._array(layout.LABELS, patient_id)
+        return np.asarray(arr[_region_slices(region, meta["shape"], patient_id)])
+
+    def is_current(self, patient_id: str, source_sha256: str) -> bool:
+        """True when the patient is stored completely from a source with this hash."""
+        try:
+            meta = self.meta(patient_id)
+        except StoreError:
+            return False
+        return meta.get("source_sha256") == source_sha256
+
+    # ------------------------------------------------------------------ writing
+    def _require_writable(self) -> None:
+        if self.mode == "r":
+            raise StoreError(f"store {self.uri} was opened read-only (mode='r')")
+
+    def write(self, patient_id: str, volume: Volume, label: np.ndarray | None = None,
+              split: str = "train", source_sha256: str = "", extra: dict | None = None) -> dict:
+        """Store one patient atomically and return its manifest row (the manifest is not written).
+
+        CT is stored as int16 HU (values are rounded and must fit int16), anything else as float32.
+        Any previous version of the patient is replaced.
+        """
+        import zarr
+        from zarr.codecs import BloscCodec
+
+        self._require_writable()
+        layout.check_patient_id(patient_id)
+        data = np.asarray(volume.array)
+        if data.ndim != 3:
+            raise StoreError(f"volume of {patient_id!r} must be 3D, got shape {data.shape}")
+        if volume.modality == "CT":
+            if np.issubdtype(data.dtype, np.floating):
+                data = np.rint(data)
+            lo, hi = (float(data.min()), float(data.max())) if data.size else (0.0, 0.0)
+            if lo < -32768 or hi > 32767:
+                raise StoreError(f"CT values of {patient_id!r} span [{lo}, {hi}] HU: outside int16")
+            data = data.astype(np.int16, copy=False)
+        else:
+            data = data.astype(np.float32, copy=False)
+        if label is not None:
+            label = np.asarray(label)
+            if label.shape != data.shape:
+                raise StoreError(f"label of {patient_id!r} has shape {label.shape}, volume {data.shape}")
+            if label.size and (label.min() < 0 or label.max() > 255):
+                raise StoreError(f"label of {patient_id!r} has values outside uint8")
+            label = label.astype(np.uint8, copy=False)
+
+        chunks = tuple(min(c, s) for c, s in zip(self.chunks, data.shape))
+        compressor = BloscCodec(cname="zstd", clevel=self.clevel, shuffle="bitshuffle")
+
+        def create(group: str, values: np.ndarray):
+            arr = zarr.create_array(
+                self.uri, name=f"{group}/{patient_id}", shape=values.shape, dtype=values.dtype,
+                chunks=chunks, compressors=compressor, dimension_names=AXIS_ORDER,
+                fill_value=0, overwrite=True, zarr_format=3,
+                attributes={layout.ATTRS_KEY: {"complete": False}},
+            )
+            arr[...] = values
+            return arr
+
+        # Label first (if any) and the volume last, whose "complete" attribute commits the patient.
+        label_group = self._group[layout.LABELS]
+        if label is not None:
+            create(layout.LABELS, label)
+        elif patient_id in label_group.array_keys():
+            del label_group[patient_id]
+        arr = create(layout.VOLUMES, data)
+        vmin, vmax = (float(data.min()), float(data.max())) if data.size else (0.0, 0.0)
+        attrs = {
+            "complete": True,
+            "patient_id": patient_id,
+            "spacing": list(volume.spacing),
+            "origin": list(volume.origin),
+            "direction": list(volume.direction),
+            "modality": volume.modality,
+            "axis_order": "".join(AXIS_ORDER),
+            "orientation": ORIENTATION,
+            "source": volume.source,
+            "source_sha256": source_sha256,
+            "split": split,
+            "has_label": label is not None,
+            "min": vmin,
+            "max": vmax,
+            "warnings": list(volume.warnings),
+            "extra": {**volume.extra, **(extra or {})},
+        }
+        arr.attrs[layout.ATTRS_KEY] = attrs  # the commit point
+        return self.row_from_meta(patient_id, {**attrs, "shape": data.shape, "dtype": str(data.dtype)})
+
+    @staticmethod
+    def row_from_meta(patient_id: str, meta: dict) -> dict:
+        row = manifest.empty_row(patient_id)
+        row.update(
+            status="ok", modality=meta["modality"], split=meta.get("split", "train"),
+            shape=[int(s) for s in meta["shape"]], spacing=[float(s) for s in meta["spacing"]],
+            dtype=meta["dtype"], has_label=bool(meta.get("has_label")), source=meta.get("source"),
+            source_sha256=meta.get("source_sha256"), warnings="; ".join(meta.get("warnings", ())),
+            updated_at=_dt.datetime.now(_dt.timezone.utc),
+        )
+        return row
+
+    def delete(self, patient_id: str) -> None:
+        """Remove a patient's arrays (the manifest is not written)."""
+        self._require_writable()
+        layout.check_patient_id(patient_id)
+        for name in (layout.VOLUMES, layout.LABELS):
+            group = self._group[name]
+            if patient_id in group.array_keys():
+                del group[patient_id]
+
+    def update_manifest(self, rows: Iterable[dict]) -> None:
+        """Merge rows into the manifest by patient id (new rows win) and write it atomically."""
+        self._require_writable()
+        with self._lock:
+            merged = {r["patient_id"]: r for r in manifest.read_rows(self._fs, self._manifest_path)}
+            for row in rows:
+                merged[row["patient_id"]] = {**manifest.empty_row(row["patient_id"]), **row}
+            manifest.write_rows(self._fs, self._manifest_path, merged.values())
+            self._rows_cache = None
+
+    def rebuild_manifest(self) -> list[dict]:
+        """Rewrite the manifest from the arrays themselves (after a crash lost manifest updates).
+
+        Complete patients get an ``ok`` row; incomplete arrays a ``failed`` row; failed rows of
+        patients that have no array are kept.
+        """
+        self._require_writable()
+        old = {r["patient_id"]: r for r in manifest.read_rows(self._fs, self._manifest_path)}
+        rows = {pid: r for pid, r in old.items() if r["status"] != "ok"}
+        for pid in self._stored_ids():
+            try:
+                rows[pid] = self.row_from_meta(pid, self.meta(pid))
+            except StoreError as err:
+                rows[pid] = {**manifest.empty_row(pid), "status": "failed", "error": str(err),
+                             "updated_at": _dt.datetime.now(_dt.timezone.utc)}
+        manifest.write_rows(self._fs, self._manifest_path, rows.values())
+        self._rows_cache = None
+        return list(rows.values())
+
+    def __repr__(self) -> str:
+        return f"VolumeStore({self.uri!r}, mode={self.mode!r})"
+
+
+def _region_slices(region: Region | None, shape: Sequence[int], patient_id: str) -> tuple[slice, ...]:
+    if region is None:
+        return tuple(slice(0, int(s)) for s in shape)
+    if len(region) != 3:
+        raise StoreError(f"region must have 3 (start, stop) pairs, got {region!r}")
+    out = []
+    for axis, ((lo, hi), size) in enumerate(zip(region, shape)):
+        lo, hi = int(lo), int(hi)
+        if not 0 <= lo < hi <= size:
+            raise StoreError(
+                f"region {tuple(region)} is outside patient {patient_id!r} of shape {tuple(shape)} "
+                f"(axis {AXIS_ORDER[axis]})"
+            )
+        out.append(slice(lo, hi))
+    return tuple(out)
+
+
+def open_store(uri: str, mode: str = "r", **kwargs) -> VolumeStore:
+    """Open a volume store by local path or fsspec URI (``file://``, ``s3://``, ``memory://``, …).
+
+    Args:
+        uri: where the store lives.
+        mode: ``"r"`` read an existing store; ``"a"`` open or create for writing; ``"w"`` create,
+            deleting any existing store at ``uri``.
+        **kwargs: ``chunks`` (default (128, 128, 64)) and Blosc/zstd ``clevel`` for new arrays.
+
+    Example:
+        >>> store = open_store("phantom.zarr")            # doctest: +SKIP
+        >>> array, meta = store.read(store.patient_ids[0])  # doctest: +SKIP
+        >>> meta["spacing"]                                 # doctest: +SKIP
+        (1.40625, 1.40625, 2.5)
+    """
+    return VolumeStore(uri, mode=mode, **kwargs)

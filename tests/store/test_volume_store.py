@@ -1,0 +1,149 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from semgen_ray.io.volume import Volume
+from semgen_ray.store import CT_WINDOW, IntensityWindow, InvalidPatientId, StoreError, open_store
+
+
+def ct_volume(shape=(40, 36, 20), seed=0):
+    rng = np.random.default_rng(seed)
+    return Volume(rng.integers(-1024, 2000, shape).astype(np.int16), (0.7, 0.8, 2.5),
+                  origin=(-10.0, 5.0, 100.0), modality="CT", source="scan.nii.gz")
+
+
+def test_write_read_roundtrip_with_metadata(tmp_path):
+    store = open_store(tmp_path / "s.zarr", mode="w", chunks=(16, 16, 8))
+    vol = ct_volume()
+    label = (vol.array > 1500).astype(np.uint8)
+    row = store.write("P001", vol, label=label, split="val", source_sha256="abc")
+    store.update_manifest([row])
+
+    ro = open_store(str(tmp_path / "s.zarr"))
+    assert ro.patient_ids == ["P001"]
+    array, meta = ro.read("P001")
+    assert array.dtype == np.int16 and np.array_equal(array, vol.array)
+    assert meta["spacing"] == (0.7, 0.8, 2.5)
+    assert meta["origin"] == [-10.0, 5.0, 100.0]
+    assert meta["modality"] == "CT" and meta["orientation"] == "LPS" and meta["axis_order"] == "xyz"
+    assert meta["source_sha256"] == "abc" and meta["split"] == "val"
+    assert np.array_equal(ro.read_label("P001"), label)
+    (mrow,) = ro.manifest_rows()
+    assert mrow["shape"] == [40, 36, 20] and mrow["spacing"] == [0.7, 0.8, 2.5]
+    assert mrow["status"] == "ok" and mrow["has_label"] and mrow["split"] == "val"
+
+
+def test_arrays_are_chunked_and_blosc_zstd_compressed(tmp_path):
+    store = open_store(tmp_path / "s.zarr", mode="w", chunks=(16, 16, 8))
+    store.write("P001", ct_volume())
+    meta = json.loads((tmp_path / "s.zarr" / "volumes" / "P001" / "zarr.json").read_text())
+    assert meta["data_type"] == "int16"
+    assert meta["chunk_grid"]["configuration"]["chunk_shape"] == [16, 16, 8]
+    assert meta["dimension_names"] == ["x", "y", "z"]
+    blosc = [c for c in meta["codecs"] if c["name"] == "blosc"]
+    assert blosc and blosc[0]["configuration"]["cname"] == "zstd"
+
+
+def test_region_read_and_normalisation(tmp_path):
+    store = open_store(tmp_path / "s.zarr", mode="w", chunks=(16, 16, 8))
+    vol = ct_volume()
+    store.write("P001", vol)
+    box = ((3, 35), (10, 30), (5, 17))
+    part, meta = store.read("P001", region=box)
+    assert np.array_equal(part, vol.array[3:35, 10:30, 5:17])
+    norm, meta = store.read("P001", region=box, normalize=True)
+    expected = np.clip((vol.array[3:35, 10:30, 5:17].astype(np.float32) + 1000) / 2000, 0, 1)
+    assert norm.dtype == np.float32 and np.allclose(norm, expected, atol=1e-6)
+    assert meta["window"] == (CT_WINDOW.lo, CT_WINDOW.hi)
+    custom, _ = store.read("P001", region=box, normalize=IntensityWindow(-1000, 400))
+    assert np.allclose(custom, np.clip((vol.array[3:35, 10:30, 5:17] + 1000) / 1400, 0, 1), atol=1e-6)
+    with pytest.raises(StoreError, match="outside patient"):
+        store.read("P001", region=((0, 41), (0, 5), (0, 5)))
+
+
+def test_mr_is_stored_as_float32(tmp_path):
+    store = open_store(tmp_path / "s.zarr", mode="w")
+    vol = Volume(np.random.default_rng(1).random((20, 20, 10)) * 900, (1, 1, 1), modality="MR")
+    store.write("M1", vol)
+    array, meta = store.read("M1")
+    assert array.dtype == np.float32 and np.allclose(array, vol.array.astype(np.float32))
+    assert meta["modality"] == "MR"
+
+
+def test_ct_float_values_are_rounded_and_range_checked(tmp_path):
+    store = open_store(tmp_path / "s.zarr", mode="w")
+    store.write("C1", Volume(np.full((10, 10, 10), 12.6), (1, 1, 1), modality="CT"))
+    assert store.read("C1")[0][0, 0, 0] == 13
+    with pytest.raises(StoreError, match="outside int16"):
+        store.write("C2", Volume(np.full((10, 10, 10), 1e6), (1, 1, 1), modality="CT"))
+
+
+@pytest.mark.parametrize("bad", ["../x", "a/b", "", ".hidden", "zarr.json", "x" * 201, "a..b"])
+def test_unsafe_patient_ids_are_refused(tmp_path, bad):
+    store = open_store(tmp_path / "s.zarr", mode="w")
+    with pytest.raises(InvalidPatientId, match="unsafe patient id"):
+        store.write(bad, ct_volume())
+    assert not (tmp_path / "x").exists()
+
+
+def test_interrupted_write_never_reads_as_valid(tmp_path):
+    """A patient whose commit attribute was never written (a killed writer) is refused."""
+    import zarr
+
+    store = open_store(tmp_path / "s.zarr", mode="w")
+    store.write("P1", ct_volume())
+    # Simulate a writer killed after creating the array and writing some chunks.
+    arr = zarr.create_array(str(tmp_path / "s.zarr"), name="volumes/P2", shape=(8, 8, 8), dtype="int16",
+                            chunks=(4, 4, 4), attributes={"semgen_ray": {"complete": False}})
+    arr[:4] = 7
+    with pytest.raises(StoreError, match="incomplete"):
+        store.read("P2")
+    assert not store.is_current("P2", "")
+    rows = {r["patient_id"]: r for r in store.rebuild_manifest()}
+    assert rows["P1"]["status"] == "ok" and rows["P2"]["status"] == "failed"
+    assert open_store(tmp_path / "s.zarr").patient_ids == ["P1"]
+
+
+def test_rewrite_replaces_and_drops_stale_label(tmp_path):
+    store = open_store(tmp_path / "s.zarr", mode="w")
+    vol = ct_volume()
+    store.write("P1", vol, label=np.ones(vol.shape, np.uint8), source_sha256="v1")
+    new = ct_volume(shape=(30, 30, 12), seed=5)
+    store.write("P1", new, source_sha256="v2")
+    array, meta = store.read("P1")
+    assert array.shape == (30, 30, 12) and meta["source_sha256"] == "v2"
+    assert not store.has_label("P1") and not meta["has_label"]
+    assert store.is_current("P1", "v2") and not store.is_current("P1", "v1")
+
+
+def test_read_only_and_missing_stores(tmp_path):
+    with pytest.raises(StoreError, match="no volume store"):
+        open_store(tmp_path / "nothing.zarr")
+    store = open_store(tmp_path / "s.zarr", mode="w")
+    store.write("P1", ct_volume())
+    with pytest.raises(StoreError, match="read-only"):
+        open_store(tmp_path / "s.zarr").write("P2", ct_volume())
+    with pytest.raises(StoreError, match="not in store"):
+        open_store(tmp_path / "s.zarr").read("P9")
+
+
+def test_foreign_zarr_group_is_refused(tmp_path):
+    import zarr
+
+    zarr.open_group(str(tmp_path / "other.zarr"), mode="w")
+    with pytest.raises(StoreError, match="not a semgen_ray volume store"):
+        open_store(tmp_path / "other.zarr")
+
+
+@pytest.mark.parametrize("scheme", ["file://", "memory://"])
+def test_fsspec_uris(tmp_path, scheme):
+    uri = f"file://{tmp_path}/u.zarr" if scheme == "file://" else f"memory://{tmp_path.name}/u.zarr"
+    store = open_store(uri, mode="w")
+    store.update_manifest([store.write("P1", ct_volume())])
+    again = open_store(uri)
+    assert again.patient_ids == ["P1"]
+    assert np.array_equal(again.read("P1")[0], ct_volume().array)
+    if scheme == "file://":
+        assert (Path(tmp_path) / "u.zarr" / "manifest.parquet").is_file()
