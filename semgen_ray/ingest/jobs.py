@@ -1,0 +1,184 @@
+"""What one ingest task does: a *job* names a source and knows how to fingerprint and load it.
+
+Jobs are small picklable objects built by the driver; loading happens in a Ray task. The same
+runner stores scans read from disk (:class:`SourceJob`) and generated phantoms
+(``semgen_ray.phantoms.cohort.PhantomJob``), so both go through one writer.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from semgen_ray.config.schema import IngestConfig
+from semgen_ray.io.volume import ReadError, Volume
+from semgen_ray.store.layout import sanitize_patient_id
+
+_UID_RE = re.compile(r"^[0-9.]+$")
+
+
+@dataclass
+class Item:
+    """One patient produced by a job."""
+
+    patient_id: str
+    volume: Volume
+    label: np.ndarray | None = None
+    split: str | None = None
+
+
+class Job(Protocol):
+    """The contract the runner relies on."""
+
+    patient_id: str  # the id, or the base of the ids, this job produces (for reports)
+    source: str  # path or URI, the manifest's ``source``
+
+    def fingerprint(self) -> str:
+        """A hash that changes whenever the job's output would change."""
+
+    def load(self, config: IngestConfig) -> list[Item]:
+        """Read or generate the patients; raise ReadError with a one-line reason on bad input."""
+
+
+@dataclass(frozen=True)
+class SourceJob:
+    """A scan on disk (a file, or a DICOM folder that may hold several series)."""
+
+    source_ref: object  # semgen_ray.io.Source
+    patient_id: str
+    label_path: str | None = None
+    modality: str | None = None
+    split: str | None = None
+    explicit_id: bool = False  # the id came from the user (CSV): validate it, never rewrite it
+
+    @property
+    def source(self) -> str:
+        return self.source_ref.path
+
+    def fingerprint(self) -> str:
+        from semgen_ray.io import source_sha256
+
+        digest = source_sha256(self.source_ref)
+        if self.label_path:
+            from semgen_ray.io import find_sources
+
+            digest += ":" + source_sha256(find_sources([self.label_path])[0])
+        return digest
+
+    def load(self, config: IngestConfig) -> list[Item]:
+        from semgen_ray.io import read_source
+
+        options = {"uneven": config.uneven_spacing} if self.source_ref.format == "dicom" else {}
+        volumes = read_source(self.source_ref, modality=self.modality or config.modality, **options)
+        items = []
+        for k, vol in enumerate(volumes):
+            if config.id_from == "dicom" and not self.explicit_id:
+                pid = str(vol.extra.get("patient_id_tag") or self.patient_id)
+            else:
+                pid = self.patient_id
+            if len(volumes) > 1:
+                pid = f"{pid}_s{vol.extra.get('series_number', k)}"
+            items.append(Item(pid, vol, self._label_for(vol), self.split))
+        return items
+
+    def _label_for(self, vol: Volume) -> np.ndarray | None:
+        if not self.label_path:
+            return None
+        from semgen_ray.io import find_sources, read_source
+
+        found = find_sources([self.label_path])
+        if not found:
+            raise ReadError(f"label {self.label_path} is not a readable image")
+        (label,) = read_source(found[0], modality="OT")
+        if label.shape != vol.shape:
+            raise ReadError(f"label {self.label_path} has shape {label.shape}, image {vol.shape}")
+        values = label.array
+        if np.issubdtype(values.dtype, np.floating):
+            values = np.rint(values)
+        if values.min() < 0 or values.max() > 255:
+            raise ReadError(f"label {self.label_path} has values outside 0..255")
+        return values.astype(np.uint8)
+
+
+def jobs_from_paths(paths: list[str], config: IngestConfig) -> tuple[list[SourceJob], list[dict]]:
+    """Turn command-line sources into jobs.
+
+    Each path is a file, a folder (searched recursively for scans; a folder of DICOM files is one
+    source) or a ``.csv`` list with columns ``path`` and optionally ``patient_id``, ``label``,
+    ``modality``, ``split``.
+
+    Returns:
+        ``(jobs, problems)``: problems are failure rows for paths that do not exist or lists that
+        cannot be parsed, so that the run reports them instead of stopping.
+    """
+    from semgen_ray.io import find_sources
+
+    jobs: list[SourceJob] = []
+    problems: list[dict] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.suffix.lower() == ".csv" and path.is_file():
+            rows_jobs, rows_problems = _jobs_from_csv(path)
+            jobs += rows_jobs
+            problems += rows_problems
+            continue
+        if not path.exists():
+            problems.append({"patient_id": sanitize_patient_id(path.name), "source": raw,
+                             "error": f"{raw} does not exist"})
+            continue
+        found = find_sources([raw])
+        if not found:
+            problems.append({"patient_id": sanitize_patient_id(path.name), "source": raw,
+                             "error": f"no NIfTI, DICOM, MetaImage or NRRD image found in {raw}"})
+        for src in found:
+            jobs.append(SourceJob(src, sanitize_patient_id(_default_id(src, path))))
+    return jobs, problems
+
+
+def _default_id(source, root: Path) -> str:
+    """The file stem for image files. For a DICOM folder, the nearest enclosing folder whose name is
+    not a DICOM UID (digits and dots), so ``LIDC-IDRI-0001/<study UID>/<series UID>`` gives
+    ``LIDC-IDRI-0001``; the search stops at ``root``, the folder given on the command line."""
+    if source.format != "dicom":
+        return source.patient_id
+    folder = Path(source.path).resolve()
+    stop = root.resolve().parent
+    while _UID_RE.match(folder.name) and folder.parent != stop and folder.parent != folder:
+        folder = folder.parent
+    return folder.name if not _UID_RE.match(folder.name) else source.patient_id
+
+
+def _jobs_from_csv(path: Path) -> tuple[list[SourceJob], list[dict]]:
+    from semgen_ray.io import find_sources
+
+    jobs, problems = [], []
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or "path" not in reader.fieldnames:
+            return [], [{"patient_id": sanitize_patient_id(path.stem), "source": str(path),
+                         "error": f"{path} needs a 'path' column"}]
+        for line, row in enumerate(reader, start=2):
+            src_path = Path(row["path"])
+            if not src_path.is_absolute():
+                src_path = path.parent / src_path
+            pid = (row.get("patient_id") or "").strip()
+            found = find_sources([str(src_path)]) if src_path.exists() else []
+            if len(found) != 1:
+                why = "does not exist" if not src_path.exists() else f"holds {len(found)} images, not 1"
+                problems.append({"patient_id": pid or sanitize_patient_id(src_path.name),
+                                 "source": str(src_path), "error": f"{path}:{line}: {src_path} {why}"})
+                continue
+            label = (row.get("label") or "").strip() or None
+            if label and not Path(label).is_absolute():
+                label = str(path.parent / label)
+            jobs.append(SourceJob(
+                found[0], pid or sanitize_patient_id(found[0].patient_id), label_path=label,
+                modality=(row.get("modality") or "").strip() or None,
+                split=(row.get("split") or "").strip() or None, explicit_id=bool(pid),
+            ))
+    return jobs, problems

@@ -1,0 +1,40 @@
+"""Shared fixtures: one local Ray instance per test session, and the real-image folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+for _key, _value in {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+                     "RAY_TRAIN_ENABLE_PRINT_PATCH": "0", "RAY_DEDUP_LOGS": "1", "RAY_AUTH_MODE": "disabled"}.items():
+    os.environ.setdefault(_key, _value)
+
+
+def real_data_dir() -> Path:
+    """The real-data folder: ``$SEMGEN_REAL_DATA`` or ``<repo>/../shared/data/real``."""
+    env = os.environ.get("SEMGEN_REAL_DATA")
+    return Path(env) if env else (REPO_ROOT / ".." / "shared" / "data" / "real").resolve()
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    path = real_data_dir()
+    if not path.is_dir():
+        pytest.skip(f"real test images not found at {path} (set SEMGEN_REAL_DATA to the folder "
+                    "described in shared/data/real/README.md)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A small in-process Ray (4 logical CPUs on the 2-core box, RAY_NOTES.md §7), stopped at the end."""
+    from semgen_ray.config import RayConfig
+    from semgen_ray.runtime import init_ray
+
+    ray = init_ray(RayConfig(num_cpus=4, object_store_mb=256))
+    yield ray
+    ray.shutdown()

@@ -1,0 +1,207 @@
+"""End-to-end ingest: real files, every kind of bad input, resume, resampling (local Ray)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from semgen_ray.config import IngestConfig, StoreConfig
+from semgen_ray.ingest import ingest
+from semgen_ray.ingest.__main__ import main as ingest_main
+from semgen_ray.store import open_store
+
+pytestmark = pytest.mark.usefixtures("ray_local")
+
+
+def sitk_lps_array(image):
+    """What SimpleITK reads, after the documented reorientation: LPS, axes (x, y, z)."""
+    import SimpleITK as sitk
+
+    image = sitk.DICOMOrient(image, "LPS")
+    return sitk.GetArrayFromImage(image).transpose(2, 1, 0), image.GetSpacing()
+
+
+@pytest.fixture(scope="module")
+def real_store(tmp_path_factory, real_data):
+    """The real DICOM, NRRD (with its label, via a CSV list) and MetaImage files, ingested once."""
+    tmp = tmp_path_factory.mktemp("real")
+    listing = tmp / "mr.csv"
+    nrrd = real_data / "mri_nrrd"
+    listing.write_text(f"path,patient_id,label,split\n{nrrd / 'brain1_image.nrrd'},brain1,"
+                       f"{nrrd / 'brain1_label.nrrd'},test\n")
+    uri = str(tmp / "real.zarr")
+    code = ingest_main([str(real_data / "lidc_slabs"), str(real_data / "metaimage"), str(listing),
+                        "--out", uri, "--no-progress"])
+    assert code == 0
+    return uri
+
+
+def test_real_files_are_stored_as_simpleitk_reads_them(real_store, real_data):
+    import SimpleITK as sitk
+
+    store = open_store(real_store)
+    assert store.patient_ids == ["HeadMRVolume", "LIDC-IDRI-0001", "LIDC-IDRI-0002", "LIDC-IDRI-0003",
+                                 "brain1"]
+    # DICOM series through SimpleITK's GDCM series reader.
+    for pid in ("LIDC-IDRI-0001", "LIDC-IDRI-0002", "LIDC-IDRI-0003"):
+        folder = next((real_data / "lidc_slabs" / pid).glob("*/*"))
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
+        expected, spacing = sitk_lps_array(reader.Execute())
+        array, meta = store.read(pid)
+        assert meta["modality"] == "CT" and array.dtype == np.int16
+        assert np.array_equal(array, expected)
+        assert np.allclose(meta["spacing"], spacing, atol=1e-4)
+    for pid, path in (("HeadMRVolume", real_data / "metaimage" / "HeadMRVolume.mhd"),
+                      ("brain1", real_data / "mri_nrrd" / "brain1_image.nrrd")):
+        expected, spacing = sitk_lps_array(sitk.ReadImage(str(path)))
+        array, meta = store.read(pid)
+        assert meta["modality"] == "MR" and array.dtype == np.float32
+        assert np.array_equal(array, expected.astype(np.float32))
+        assert np.allclose(meta["spacing"], spacing, atol=1e-5)
+    label_expected, _ = sitk_lps_array(sitk.ReadImage(str(real_data / "mri_nrrd" / "brain1_label.nrrd")))
+    assert np.array_equal(store.read_label("brain1"), label_expected)
+    rows = {r["patient_id"]: r for r in store.manifest_rows()}
+    assert rows["brain1"]["split"] == "test" and rows["brain1"]["has_label"]
+    assert all(r["source_sha256"] and r["status"] == "ok" for r in rows.values())
+
+
+def test_normalisation_on_read_of_real_ct(real_store):
+    array, meta = open_store(real_store).read("LIDC-IDRI-0001", normalize=True)
+    raw, _ = open_store(real_store).read("LIDC-IDRI-0001")
+    assert array.dtype == np.float32 and 0.0 <= array.min() and array.max() <= 1.0
+    assert np.allclose(array, np.clip((raw + 1000.0) / 2000.0, 0, 1))
+
+
+def _write_nifti(path: Path, data: np.ndarray) -> None:
+    import nibabel as nib
+
+    nib.save(nib.Nifti1Image(data, np.diag([1.0, 1.0, 2.0, 1.0])), str(path))
+
+
+@pytest.fixture
+def mixed_sources(tmp_path, real_data):
+    """One folder of good scans and one of each kind of bad input."""
+    good = tmp_path / "in"
+    good.mkdir()
+    rng = np.random.default_rng(0)
+    ct = rng.integers(-1000, 1500, (24, 20, 12)).astype(np.int16)
+    _write_nifti(good / "good_ct.nii.gz", ct)
+    shutil.copy(real_data / "metaimage" / "HeadMRVolume.mhd", good / "head.mhd")
+    shutil.copy(real_data / "metaimage" / "HeadMRVolume.raw", good / "HeadMRVolume.raw")
+    blob = (good / "good_ct.nii.gz").read_bytes()
+    (good / "truncated.nii.gz").write_bytes(blob[: len(blob) // 2])
+    (good / "garbage.nrrd").write_bytes(b"this is not an image at all" * 10)
+    shutil.copy(real_data / "metaimage" / "HeadMRVolume.mhd", good / "orphan.mhd")
+    (good / "orphan.mhd").write_text((good / "orphan.mhd").read_text().replace("HeadMRVolume.raw", "gone.raw"))
+    _write_nifti(good / "flat2d.nii.gz", ct[:, :, 0])
+    import SimpleITK as sitk
+
+    nan = ct.astype(np.float32)
+    nan[3, 4, 5] = np.nan
+    nan[1, 1, 1] = np.inf
+    sitk.WriteImage(sitk.GetImageFromArray(nan.transpose(2, 1, 0)), str(good / "nans.nrrd"))
+    _write_nifti(good / "constant.nii.gz", np.zeros((16, 16, 16), np.int16))
+    _write_nifti(good / "thin.nii.gz", ct[:, :, :2])
+    big = np.zeros((64, 64, 40), np.int16)
+    big[0, 0, 0] = 5
+    _write_nifti(good / "huge.nii.gz", big)
+    listing = tmp_path / "escape.csv"
+    listing.write_text(f"path,patient_id\n{good / 'good_ct.nii.gz'},../x\n")
+    return good, listing
+
+
+EXPECTED_FAILURES = {
+    "truncated": "truncated",
+    "garbage": "",
+    "orphan": "gone.raw",
+    "flat2d": "3D",
+    "nans": "NaN or infinite",
+    "constant": "constant",
+    "thin": "fewer than 8 voxels",
+    "huge": "max_voxels",
+    "../x": "unsafe patient id",
+}
+
+
+def test_bad_inputs_fail_alone_with_reasons(tmp_path, mixed_sources, capsys):
+    good, listing = mixed_sources
+    uri = str(tmp_path / "mixed.zarr")
+    code = ingest_main([str(good), str(listing), str(tmp_path / "missing_dir"), "--out", uri,
+                        "--no-progress", "--set", "ingest.max_voxels=150000"])
+    out = capsys.readouterr().out
+    assert code == 1
+    store = open_store(uri)
+    assert store.patient_ids == ["good_ct", "head"]
+    rows = {r["patient_id"]: r for r in store.manifest_rows()}
+    for pid, fragment in EXPECTED_FAILURES.items():
+        assert rows[pid]["status"] == "failed", pid
+        assert fragment.lower() in rows[pid]["error"].lower(), (pid, rows[pid]["error"])
+        assert "\n" not in rows[pid]["error"]
+        assert f"FAILED {pid} " in out
+    assert "missing_dir does not exist" in out
+    assert not (tmp_path / "x").exists() and not (tmp_path / "mixed.zarr" / "x").exists()
+    # Told to tolerate failures, the same run exits 0 (and skips what is already stored).
+    assert ingest_main([str(good), "--out", uri, "--no-progress", "--allow-failures",
+                        "--set", "ingest.max_voxels=150000"]) == 0
+    assert "2 unchanged (skipped)" in capsys.readouterr().out
+
+
+def test_resume_skips_unchanged_and_rewrites_changed_or_interrupted(tmp_path, real_data):
+    import zarr
+
+    src = tmp_path / "src"
+    shutil.copytree(real_data / "lidc_slabs", src / "lidc")
+    shutil.copytree(real_data / "metaimage", src / "meta")
+    store_cfg = StoreConfig(uri=str(tmp_path / "r.zarr"))
+    first = ingest([src], store_cfg, progress=False)
+    assert first.ok and len(first.written) == 4
+
+    # An interrupted run: one patient's commit never happened and the manifest was never written.
+    arr = zarr.open_array(store_cfg.uri, path="volumes/LIDC-IDRI-0002", mode="r+")
+    arr.attrs["semgen_ray"] = {"complete": False}
+    (tmp_path / "r.zarr" / "manifest.parquet").unlink()
+    # And one source changed on disk since.
+    mhd = src / "meta" / "HeadMRVolume.raw"
+    raw = bytearray(mhd.read_bytes())
+    raw[100] = (raw[100] + 1) % 256
+    mhd.write_bytes(bytes(raw))
+
+    second = ingest([src], store_cfg, progress=False)
+    assert second.ok
+    assert sorted(second.written) == ["HeadMRVolume", "LIDC-IDRI-0002"]
+    assert sorted(second.skipped) == ["LIDC-IDRI-0001", "LIDC-IDRI-0003"]
+    store = open_store(store_cfg.uri)
+    assert store.patient_ids == ["HeadMRVolume", "LIDC-IDRI-0001", "LIDC-IDRI-0002", "LIDC-IDRI-0003"]
+    import SimpleITK as sitk
+
+    changed, _ = sitk_lps_array(sitk.ReadImage(str(src / "meta" / "HeadMRVolume.mhd")))
+    original, _ = sitk_lps_array(sitk.ReadImage(str(real_data / "metaimage" / "HeadMRVolume.mhd")))
+    stored = store.read("HeadMRVolume")[0]
+    assert np.array_equal(stored, changed) and not np.array_equal(stored, original)
+
+    third = ingest([src], store_cfg, progress=False)
+    assert third.written == [] and len(third.skipped) == 4
+
+
+def test_resampling_to_a_target_spacing(tmp_path, real_data):
+    cfg = IngestConfig(target_spacing=(2.0, 2.0, 2.5))
+    report = ingest([real_data / "lidc_slabs" / "LIDC-IDRI-0001"], tmp_path / "rs.zarr", cfg, progress=False)
+    assert report.ok
+    array, meta = open_store(tmp_path / "rs.zarr").read("LIDC-IDRI-0001")
+    assert np.allclose(meta["spacing"], (2.0, 2.0, 2.5))
+    assert array.shape[0] == pytest.approx(512 * 0.703125 / 2.0, abs=1)
+    assert array.shape[2] == 16
+
+
+def test_duplicate_patient_ids_are_refused(tmp_path):
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        _write_nifti(tmp_path / sub / "scan.nii.gz",
+                     np.random.default_rng(1).integers(-1000, 1000, (12, 12, 12)).astype(np.int16))
+    report = ingest([tmp_path / "a", tmp_path / "b"], tmp_path / "d.zarr", progress=False)
+    assert len(report.written) == 1
+    assert len(report.failed) == 1 and "also produced by" in report.failed[0][2]
