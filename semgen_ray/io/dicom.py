@@ -1,0 +1,429 @@
+"""DICOM series → canonical LPS volumes, with pydicom and numpy (no SimpleITK).
+
+A folder may hold several series: every file is read, non-image objects (no pixel data: structured
+reports, presentation states, …) are skipped, and the images are grouped by SeriesInstanceUID, one
+:class:`Volume` per series. Within a series:
+
+* slices are ordered by their position projected on the slice normal (row × column direction of
+  ImageOrientationPatient), never by file name or InstanceNumber;
+* RescaleSlope / RescaleIntercept are applied per slice (HU for CT); the result is int16 when every
+  value is integral and fits, else float32;
+* in-plane spacing comes from PixelSpacing (its first value is the distance between *rows*, i.e. along
+  the column direction: our y for an axial scan; the second is along a row: our x), the slice spacing
+  is the median step between slice positions;
+* the stack is flipped / permuted to the closest LPS axes, as ``SimpleITK.ImageSeriesReader`` followed
+  by ``DICOMOrient(img, "LPS")`` would give.
+
+Irregular acquisitions are handled explicitly, each leaving a one-line note in ``Volume.warnings``:
+
+* uneven slice spacing (a step differs from the median by more than 1 %, e.g. a missing slice):
+  ``uneven="warn"`` keeps the slices and uses the median step (geometry approximate), ``"resample"``
+  interpolates linearly onto a regular grid of the median step, ``"error"`` raises;
+* gantry tilt (slice positions drift sideways from the normal: a sheared grid): ``tilt="resample"``
+  (default) shifts every slice in-plane, by linear interpolation, back onto the orthogonal grid anchored
+  at the first slice, so direction / origin / spacing describe the voxels exactly; ``"ignore"`` keeps
+  the pixels and describes them with the orthogonal grid (what ITK does: the shear is lost);
+  ``"error"`` raises;
+* several slices at one position (echoes, phases): ``duplicates="first"`` keeps the first by
+  (InstanceNumber, SOPInstanceUID), ``"error"`` raises.
+
+Multi-frame files are read when their frames carry positions: enhanced CT / MR (per-frame functional
+groups) and GridFrameOffsetVector objects (RT dose, some NM). Other multi-frame files raise ReadError.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from semgen_ray.io.orientation import reorient_to_lps
+from semgen_ray.io.sources import Source
+from semgen_ray.io.volume import MODALITIES, ReadError, Volume
+
+UNEVEN_MODES = ("warn", "resample", "error")
+TILT_MODES = ("resample", "ignore", "error")
+DUPLICATE_MODES = ("first", "error")
+UNEVEN_TOLERANCE = 0.01
+"""A slice step differing from the median step by more than this fraction counts as uneven."""
+TILT_TOLERANCE = 0.05
+"""Sideways slice drift, in pixels, above which the series counts as tilted (sheared)."""
+DUPLICATE_TOLERANCE_MM = 1e-3
+_INT16 = np.iinfo(np.int16)
+
+
+class _FatalError(ReadError):
+    """Damaged data or an ``"error"`` policy (uneven / tilt / duplicates): reported, never skipped.
+
+    Other per-series problems (no geometry, colour pixels, mixed orientations) only skip that series
+    when the folder holds other, usable series.
+    """
+
+
+def _import_pydicom():
+    try:
+        import pydicom
+    except ImportError as err:  # pragma: no cover - pydicom is a hard dependency
+        raise ImportError("reading DICOM needs pydicom: pip install pydicom") from err
+    return pydicom
+
+
+@dataclass
+class _Frame:
+    """One 2D image of a series with its geometry (a single-frame file, or one frame of a multi-frame)."""
+
+    position: np.ndarray  # ImagePositionPatient (LPS mm) of the first transmitted pixel
+    orientation: np.ndarray  # ImageOrientationPatient: row direction (3), column direction (3)
+    pixel_spacing: tuple[float, float]  # (between rows, between columns)
+    slope: float
+    intercept: float
+    instance: int
+    uid: str
+    file: str
+    dataset: object
+    frame: int | None  # index into a multi-frame pixel array, None for a single frame
+    thickness: float | None
+
+
+def _float_list(value, n: int, what: str, file: str) -> np.ndarray:
+    try:
+        out = np.array([float(v) for v in value], dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ReadError(f"{os.path.basename(file)}: unreadable {what} {value!r}") from err
+    if out.shape != (n,):
+        raise ReadError(f"{os.path.basename(file)}: {what} needs {n} values, got {len(out)}")
+    return out
+
+
+def _functional(ds, index: int, sequence: str, attribute: str):
+    """An attribute from the per-frame functional groups of frame ``index``, else the shared groups."""
+    for groups, i in (("PerFrameFunctionalGroupsSequence", index), ("SharedFunctionalGroupsSequence", 0)):
+        seq = ds.get(groups)
+        if seq is not None and len(seq) > i and sequence in seq[i] and len(seq[i][sequence].value):
+            item = seq[i][sequence][0]
+            if attribute in item:
+                return item[attribute].value
+    return None
+
+
+def _number(value, default):
+    try:
+        return float(value) if value is not None and value != "" else default
+    except (TypeError, ValueError):
+        return default
+
+
+def _frames_of(ds, file: str) -> list[_Frame]:
+    """Split a dataset into frames with their geometry. Raises ReadError for unusable geometry."""
+    base = os.path.basename(file)
+    instance = int(_number(ds.get("InstanceNumber"), 0))
+    uid = str(ds.get("SOPInstanceUID", base))
+    n_frames = int(_number(ds.get("NumberOfFrames"), 1))
+    thickness = _number(ds.get("SliceThickness"), None)
+    slope = _number(ds.get("RescaleSlope"), 1.0)
+    intercept = _number(ds.get("RescaleIntercept"), 0.0)
+    if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
+        frames = []
+        for f in range(n_frames):
+            pos = _functional(ds, f, "PlanePositionSequence", "ImagePositionPatient")
+            ori = _functional(ds, f, "PlaneOrientationSequence", "ImageOrientationPatient")
+            spacing = _functional(ds, f, "PixelMeasuresSequence", "PixelSpacing")
+            if pos is None or ori is None or spacing is None:
+                raise ReadError(f"{base}: multi-frame DICOM without per-frame position / orientation / "
+                                "pixel spacing is not supported")
+            sp = _float_list(spacing, 2, "PixelSpacing", file)
+            frames.append(_Frame(
+                position=_float_list(pos, 3, "ImagePositionPatient", file),
+                orientation=_float_list(ori, 6, "ImageOrientationPatient", file),
+                pixel_spacing=(float(sp[0]), float(sp[1])),
+                slope=_number(_functional(ds, f, "PixelValueTransformationSequence", "RescaleSlope"), slope),
+                intercept=_number(_functional(ds, f, "PixelValueTransformationSequence", "RescaleIntercept"),
+                                  intercept),
+                instance=instance, uid=f"{uid}#{f:06d}", file=file, dataset=ds,
+                frame=f if n_frames > 1 else None,
+                thickness=_number(_functional(ds, f, "PixelMeasuresSequence", "SliceThickness"), thickness),
+            ))
+        return frames
+    if "ImagePositionPatient" not in ds or "ImageOrientationPatient" not in ds:
+        raise ReadError(f"{base}: no ImagePositionPatient / ImageOrientationPatient "
+                        "(not a cross-sectional image)")
+    position = _float_list(ds.ImagePositionPatient, 3, "ImagePositionPatient", file)
+    orientation = _float_list(ds.ImageOrientationPatient, 6, "ImageOrientationPatient", file)
+    spacing_value = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
+    if spacing_value is None:
+        raise ReadError(f"{base}: no PixelSpacing")
+    sp = _float_list(spacing_value, 2, "PixelSpacing", file)
+    common = dict(orientation=orientation, pixel_spacing=(float(sp[0]), float(sp[1])), slope=slope,
+                  intercept=intercept, instance=instance, file=file, dataset=ds, thickness=thickness)
+    if n_frames == 1:
+        return [_Frame(position=position, uid=uid, frame=None, **common)]
+    offsets = ds.get("GridFrameOffsetVector")
+    if offsets is None or len(offsets) != n_frames:
+        raise ReadError(f"{base}: multi-frame DICOM ({n_frames} frames) without per-frame positions "
+                        "(no functional groups or GridFrameOffsetVector) is not supported")
+    normal = np.cross(orientation[:3], orientation[3:])
+    offsets = np.array([float(o) for o in offsets])
+    return [_Frame(position=position + o * normal, uid=f"{uid}#{f:06d}", frame=f, **common)
+            for f, o in enumerate(offsets)]
+
+
+def _pixels(frame: _Frame, cache: dict) -> np.ndarray:
+    """The stored values of one frame, shape (rows, columns); each file is decoded once."""
+    key = id(frame.dataset)
+    if key not in cache:
+        try:
+            cache[key] = frame.dataset.pixel_array
+        except Exception as err:  # pydicom raises many types for truncated / compressed data
+            reason = "; ".join(ln.strip() for ln in str(err).splitlines() if ln.strip())[:400]
+            raise _FatalError(f"cannot decode pixel data of {os.path.basename(frame.file)} "
+                            f"(truncated, or a compression without a decoder?): {reason or type(err).__name__}") from err
+    pixels = cache[key]
+    return pixels if frame.frame is None else pixels[frame.frame]
+
+
+def _read_datasets(files, pydicom):
+    """Read every file; return [(file, dataset)] for image objects (those with pixel data)."""
+    out = []
+    for file in files:
+        try:
+            try:
+                ds = pydicom.dcmread(file)
+            except pydicom.errors.InvalidDicomError:
+                ds = pydicom.dcmread(file, force=True)  # .dcm files without the 128-byte preamble
+        except Exception as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ReadError(f"cannot read DICOM file {os.path.basename(file)} (truncated or corrupt?): "
+                            f"{reason}") from err
+        if "PixelData" not in ds:
+            continue  # structured reports, presentation states, DICOMDIR: not images
+        out.append((file, ds))
+    return out
+
+
+def _apply_rescale(frames: list[_Frame]) -> np.ndarray:
+    """Stack the frames' stored values (k, rows, cols) with slope/intercept applied.
+
+    Integer slopes and intercepts whose results fit int16 are computed exactly in integers; anything
+    else in float64 per slice, kept as int16 when every value turns out integral and in range, else
+    float32.
+    """
+    cache: dict = {}
+    raws = [_pixels(f, cache) for f in frames]
+    shapes = {r.shape for r in raws}
+    if len(shapes) != 1:
+        raise ReadError(f"slices of different sizes in one series: {sorted(shapes)}")
+    if raws[0].ndim != 2:
+        raise ReadError(f"colour or multi-sample pixels (shape {raws[0].shape}); a greyscale series is needed")
+    slopes = np.array([f.slope for f in frames])
+    intercepts = np.array([f.intercept for f in frames])
+    lo = np.array([r.min() for r in raws], dtype=np.float64)
+    hi = np.array([r.max() for r in raws], dtype=np.float64)
+    ends = np.stack([lo * slopes + intercepts, hi * slopes + intercepts])
+    integral = bool(np.all(slopes == np.round(slopes)) and np.all(intercepts == np.round(intercepts)))
+    if integral and ends.min() >= _INT16.min and ends.max() <= _INT16.max:
+        out = np.empty((len(raws),) + raws[0].shape, dtype=np.int16)
+        for k, r in enumerate(raws):
+            out[k] = r.astype(np.int32) * int(slopes[k]) + int(intercepts[k])
+        return out
+    out = np.empty((len(raws),) + raws[0].shape, dtype=np.float32)
+    all_integral = ends.min() >= _INT16.min and ends.max() <= _INT16.max
+    for k, r in enumerate(raws):
+        v = r.astype(np.float64) * slopes[k] + intercepts[k]
+        if all_integral:
+            all_integral = bool(np.all(v == np.round(v)))
+        out[k] = v
+    return out.astype(np.int16) if all_integral else out
+
+
+def _cast_like(values: np.ndarray, dtype) -> np.ndarray:
+    """Interpolated float values back to an integer dtype (rounded, clipped), or float32."""
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+    return values.astype(np.float32, copy=False)
+
+
+def _deshear(stack: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Move slice k of ``stack`` (k, rows, cols) by ``shifts[k]`` (rows, cols) pixels, linearly.
+
+    A pixel (j, i) of a slice that drifted sideways by (v, u) pixels lies at (j + v, i + u) of the
+    orthogonal grid anchored at the first slice; pixels moved in from outside get the stack minimum.
+    """
+    from scipy import ndimage
+
+    fill = float(stack.min())
+    shifts = np.round(shifts, 3)  # sub-millipixel noise from the position strings is not geometry
+    out = np.empty(stack.shape, dtype=np.float32)
+    for k in range(stack.shape[0]):
+        out[k] = ndimage.shift(stack[k].astype(np.float32), shifts[k], order=1, mode="grid-constant",
+                               cval=fill)
+    return _cast_like(out, stack.dtype)
+
+
+def _regular_grid(stack: np.ndarray, positions: np.ndarray, step: float) -> np.ndarray:
+    """Linearly interpolate slices at irregular ``positions`` onto ``positions[0] + q * step``."""
+    count = int(round((positions[-1] - positions[0]) / step)) + 1
+    targets = positions[0] + step * np.arange(count)
+    lower = np.clip(np.searchsorted(positions, targets, side="right") - 1, 0, len(positions) - 2)
+    gap = positions[lower + 1] - positions[lower]
+    weight = np.clip((targets - positions[lower]) / gap, 0.0, 1.0).astype(np.float32)
+    out = np.empty((count,) + stack.shape[1:], dtype=np.float32)
+    for q in range(count):
+        a, w = lower[q], weight[q]
+        out[q] = stack[a].astype(np.float32) * (1 - w) + stack[a + 1].astype(np.float32) * w
+    return _cast_like(out, stack.dtype)
+
+
+def _modality_of(ds) -> str:
+    tag = str(ds.get("Modality", "")).upper()
+    return tag if tag in ("CT", "MR") else "OT"
+
+
+def _series_volume(frames: list[_Frame], path: str, modality: str | None, uneven: str, tilt: str,
+                   duplicates: str) -> Volume:
+    """Build one volume from the frames of one series."""
+    warnings: list[str] = []
+    orientation = frames[0].orientation
+    for f in frames[1:]:
+        if not np.allclose(f.orientation, orientation, atol=1e-4):
+            raise ReadError(f"slices with different orientations in one series "
+                            f"({np.round(orientation, 4).tolist()} vs {np.round(f.orientation, 4).tolist()})")
+    row_dir, col_dir = orientation[:3], orientation[3:]
+    normal = np.cross(row_dir, col_dir)
+    norm = np.linalg.norm(normal)
+    if norm < 1e-6:
+        raise ReadError(f"degenerate ImageOrientationPatient {orientation.tolist()}")
+    normal /= norm
+    frames = sorted(frames, key=lambda f: (float(f.position @ normal), f.instance, f.uid))
+    positions = np.array([f.position for f in frames])
+    depth = positions @ normal
+    steps = np.diff(depth)
+    dup = steps < DUPLICATE_TOLERANCE_MM
+    if dup.any():
+        if duplicates == "error":
+            raise _FatalError(f"{int(dup.sum())} slices share a position with another slice "
+                              "(several echoes / phases in one series?)")
+        keep = np.concatenate([[True], ~dup])
+        frames = [f for f, k in zip(frames, keep) if k]
+        positions, depth = positions[keep], depth[keep]
+        steps = np.diff(depth)
+        warnings.append(f"dropped {int(dup.sum())} slices at duplicate positions, kept the first of each "
+                        "(several echoes / phases in one series?)")
+
+    row_spacing, col_spacing = frames[0].pixel_spacing
+    if any(not np.allclose(f.pixel_spacing, (row_spacing, col_spacing), rtol=1e-4) for f in frames):
+        warnings.append("PixelSpacing differs between slices; the first slice's is used")
+    stack = _apply_rescale(frames)  # (k, rows, cols)
+
+    if len(frames) == 1:
+        step = frames[0].thickness or _number(frames[0].dataset.get("SpacingBetweenSlices"), None) or 1.0
+        warnings.append(f"single slice; z spacing {step:g} mm taken from SliceThickness (or 1 mm)")
+    else:
+        step = float(np.median(steps))
+        # Sideways drift of each slice from the line through the first slice along the normal.
+        lateral = (positions - positions[0]) - np.outer(depth - depth[0], normal)
+        shifts = np.stack([lateral @ col_dir / row_spacing, lateral @ row_dir / col_spacing], axis=1)
+        if np.abs(shifts).max() > TILT_TOLERANCE:
+            angle = float(np.degrees(np.arctan2(np.linalg.norm(lateral[-1]), depth[-1] - depth[0])))
+            if tilt == "error":
+                raise _FatalError(f"gantry tilt of about {angle:.2f} degrees (slices drift sideways "
+                                  f"up to {np.abs(shifts).max():.2f} pixels)")
+            if tilt == "resample":
+                stack = _deshear(stack, shifts)
+                warnings.append(f"gantry tilt of about {angle:.2f} degrees removed: slices shifted in-plane "
+                                "(linear interpolation) onto an orthogonal grid")
+            else:
+                warnings.append(f"gantry tilt of about {angle:.2f} degrees ignored: the orthogonal geometry "
+                                f"misplaces slices by up to {np.abs(shifts).max():.2f} pixels")
+        uneven_steps = np.abs(steps - step) > UNEVEN_TOLERANCE * step
+        if uneven_steps.any():
+            missing = int(np.clip(np.round(steps / step) - 1, 0, None).sum())
+            note = (f"uneven slice spacing: steps {steps.min():.4g} to {steps.max():.4g} mm "
+                    f"(median {step:.4g} mm, about {missing} missing slices)")
+            if uneven == "error":
+                raise _FatalError(note)
+            if uneven == "resample":
+                stack = _regular_grid(stack, depth, step)
+                warnings.append(note + f"; resampled linearly onto a regular {step:.4g} mm grid")
+            else:
+                warnings.append(note + f"; kept as acquired with z spacing {step:.4g} mm (geometry approximate)")
+
+    ds = frames[0].dataset
+    if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+        warnings.append("MONOCHROME1: stored values kept (a viewer would display them inverted)")
+    direction = np.stack([row_dir / np.linalg.norm(row_dir), col_dir / np.linalg.norm(col_dir), normal], axis=1)
+    array, spacing, origin, direction = reorient_to_lps(
+        stack.transpose(2, 1, 0), (col_spacing, row_spacing, step), positions[0], direction)
+    series_number = ds.get("SeriesNumber")
+    return Volume(
+        array=array,
+        spacing=spacing,
+        origin=origin,
+        direction=direction,
+        modality=modality or _modality_of(ds),
+        source=path,
+        warnings=tuple(warnings),
+        extra={
+            "series_uid": str(ds.get("SeriesInstanceUID", "")),
+            "study_uid": str(ds.get("StudyInstanceUID", "")),
+            "series_number": int(series_number) if series_number not in (None, "") else None,
+            "patient_id_tag": str(ds.get("PatientID", "")),
+        },
+    )
+
+
+def read_dicom(source: Source, modality: str | None = None, *, uneven: str = "warn", tilt: str = "resample",
+               duplicates: str = "first") -> list[Volume]:
+    """Read every image series in a DICOM folder (or one DICOM file) as canonical LPS volumes.
+
+    Args:
+        source: a DICOM source (``source.files`` are read).
+        modality: "CT", "MR" or "OT" to override the Modality tag (CT → "CT", MR → "MR", else "OT").
+        uneven: what to do with uneven slice spacing: "warn", "resample" or "error" (module docstring).
+        tilt: what to do with gantry tilt: "resample", "ignore" or "error".
+        duplicates: slices sharing a position: "first" (keep the first, warn) or "error".
+
+    Returns:
+        One volume per series, sorted by (SeriesNumber, SeriesInstanceUID). A series that cannot be
+        made a volume (no geometry, colour pixels, …) is skipped with a note in the other volumes'
+        warnings; if none can, ReadError.
+
+    Raises:
+        ReadError: unreadable / truncated files, no image in the source, or every series unusable.
+    """
+    for name, value, allowed in (("uneven", uneven, UNEVEN_MODES), ("tilt", tilt, TILT_MODES),
+                                 ("duplicates", duplicates, DUPLICATE_MODES)):
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+    if modality is not None and modality not in MODALITIES:
+        raise ValueError(f"modality must be one of {MODALITIES} or None, got {modality!r}")
+    pydicom = _import_pydicom()
+    if not source.files:
+        raise ReadError(f"{source.path}: no DICOM files found")
+    datasets = _read_datasets(source.files, pydicom)
+    if not datasets:
+        raise ReadError(f"{source.path}: no DICOM image (no object with pixel data) among "
+                        f"{len(source.files)} files")
+    series: dict[str, list] = {}
+    for file, ds in datasets:
+        series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((file, ds))
+
+    volumes: list[Volume] = []
+    skipped: list[str] = []
+    for uid, members in series.items():
+        try:
+            frames = [fr for file, ds in members for fr in _frames_of(ds, file)]
+            volumes.append(_series_volume(frames, source.path, modality, uneven, tilt, duplicates))
+        except ReadError as err:
+            if isinstance(err, _FatalError) or len(series) == 1:
+                raise ReadError(f"{source.path}: series {uid or '(no UID)'}: {err}") from err
+            skipped.append(f"skipped series {uid or '(no UID)'}: {err}")
+    if not volumes:
+        raise ReadError(f"{source.path}: no usable series: " + "; ".join(skipped))
+    if skipped:
+        for v in volumes:
+            v.warnings = v.warnings + tuple(skipped)
+    volumes.sort(key=lambda v: (v.extra["series_number"] is None, v.extra["series_number"] or 0,
+                                v.extra["series_uid"]))
+    return volumes
