@@ -1,34 +1,16 @@
 """Fixtures for the reader tests: the real-data folder, public test files, and DICOM series builders.
 
-Real data lives in ``../shared/data/real`` beside the checkout (override with ``SEMGEN_REAL_DATA``);
-tests that need it skip with a clear message where it is absent.
+The ``real_data`` fixture (``tests/conftest.py``) finds ``../shared/data/real`` beside the checkout
+(override with ``SEMGEN_REAL_DATA``); tests that need it skip with a clear message where it is absent.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def real_data_dir() -> Path:
-    """The real-data folder: ``$SEMGEN_REAL_DATA`` or ``<repo>/../shared/data/real``."""
-    env = os.environ.get("SEMGEN_REAL_DATA")
-    return Path(env) if env else (REPO_ROOT / ".." / "shared" / "data" / "real").resolve()
-
-
-@pytest.fixture(scope="session")
-def real_data() -> Path:
-    path = real_data_dir()
-    if not path.is_dir():
-        pytest.skip(f"real test images not found at {path} (set SEMGEN_REAL_DATA to the folder "
-                    "described in shared/data/real/README.md)")
-    return path
 
 
 @pytest.fixture(scope="session")
