@@ -73,7 +73,10 @@ class SourceJob:
     def load(self, config: IngestConfig) -> list[Item]:
         from semgen_ray.io import read_source
 
-        options = {"uneven": config.uneven_spacing} if self.source_ref.format == "dicom" else {}
+        if self.source_ref.format == "dicom":
+            options = {"uneven": config.uneven_spacing}
+        else:
+            options = {"max_voxels": config.max_voxels}
         volumes = read_source(self.source_ref, modality=self.modality or config.modality, **options)
         items = []
         for k, vol in enumerate(volumes):

@@ -104,6 +104,7 @@ def mixed_sources(tmp_path, real_data):
     nan[3, 4, 5] = np.nan
     nan[1, 1, 1] = np.inf
     sitk.WriteImage(sitk.GetImageFromArray(nan.transpose(2, 1, 0)), str(good / "nans.nrrd"))
+    _write_nifti(good / "nans_nifti.nii.gz", nan)  # ITK alone would read these as 0
     _write_nifti(good / "constant.nii.gz", np.zeros((16, 16, 16), np.int16))
     _write_nifti(good / "thin.nii.gz", ct[:, :, :2])
     big = np.zeros((64, 64, 40), np.int16)
@@ -120,6 +121,7 @@ EXPECTED_FAILURES = {
     "orphan": "gone.raw",
     "flat2d": "3D",
     "nans": "NaN or infinite",
+    "nans_nifti": "NaN or infinite",
     "constant": "constant",
     "thin": "fewer than 8 voxels",
     "huge": "max_voxels",
