@@ -19,7 +19,11 @@ _LOCAL_ENV = {
 
 
 def init_ray(config: RayConfig | None = None, quiet: bool = True):
-    """Start (local) or join (cluster) Ray unless it is already running; returns the ``ray`` module."""
+    """Start (local) or join (cluster) Ray unless it is already running; returns the ``ray`` module.
+
+    ``quiet`` keeps worker logs and Ray Data's per-dataset INFO lines off the console (they stay in
+    the session's log directory).
+    """
     import ray
 
     config = config or RayConfig()
@@ -39,8 +43,11 @@ def init_ray(config: RayConfig | None = None, quiet: bool = True):
             configure_logging=True,
             logging_level="WARNING",
         )
+    import logging
+
     import ray.data
 
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    if quiet:
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
     return ray

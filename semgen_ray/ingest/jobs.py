@@ -54,7 +54,6 @@ class SourceJob:
     label_path: str | None = None
     modality: str | None = None
     split: str | None = None
-    explicit_id: bool = False  # the id came from the user (CSV): validate it, never rewrite it
 
     @property
     def source(self) -> str:
@@ -80,10 +79,7 @@ class SourceJob:
         volumes = read_source(self.source_ref, modality=self.modality or config.modality, **options)
         items = []
         for k, vol in enumerate(volumes):
-            if config.id_from == "dicom" and not self.explicit_id:
-                pid = str(vol.extra.get("patient_id_tag") or self.patient_id)
-            else:
-                pid = self.patient_id
+            pid = self.patient_id
             if len(volumes) > 1:
                 pid = f"{pid}_s{vol.extra.get('series_number', k)}"
             items.append(Item(pid, vol, self._label_for(vol), self.split))
@@ -139,8 +135,26 @@ def jobs_from_paths(paths: list[str], config: IngestConfig) -> tuple[list[Source
             problems.append({"patient_id": sanitize_patient_id(path.name), "source": raw,
                              "error": f"no NIfTI, DICOM, MetaImage or NRRD image found in {raw}"})
         for src in found:
-            jobs.append(SourceJob(src, sanitize_patient_id(_default_id(src, path))))
+            tag = _dicom_patient_id(src) if config.id_from == "dicom" and src.format == "dicom" else None
+            if tag is not None:  # the user asked for this id: validated as it is, never rewritten
+                jobs.append(SourceJob(src, tag))
+            else:
+                jobs.append(SourceJob(src, sanitize_patient_id(_default_id(src, path))))
     return jobs, problems
+
+
+def _dicom_patient_id(source) -> str | None:
+    """The PatientID tag of a DICOM source's first file (header only), or None when absent."""
+    import pydicom
+
+    for file in source.files:
+        try:
+            ds = pydicom.dcmread(file, stop_before_pixels=True, specific_tags=["PatientID"])
+        except Exception:  # noqa: BLE001 - an unreadable file is reported when the source is read
+            continue
+        value = str(ds.get("PatientID", "") or "").strip()
+        return value or None
+    return None
 
 
 def _default_id(source, root: Path) -> str:
@@ -182,6 +196,6 @@ def _jobs_from_csv(path: Path) -> tuple[list[SourceJob], list[dict]]:
             jobs.append(SourceJob(
                 found[0], pid or sanitize_patient_id(found[0].patient_id), label_path=label,
                 modality=(row.get("modality") or "").strip() or None,
-                split=(row.get("split") or "").strip() or None, explicit_id=bool(pid),
+                split=(row.get("split") or "").strip() or None
             ))
     return jobs, problems

@@ -34,6 +34,19 @@ def _failed(patient_id: str, source: str, error: str) -> dict:
             "updated_at": _dt.datetime.now(_dt.timezone.utc)}
 
 
+def _check_not_taken(vol_store, patient_id: str, source: str) -> None:
+    """Refuse to overwrite a patient that another source, still on disk, wrote (two DICOM folders
+    with one PatientID under ``--id-from dicom``, say). A source that moved may take its id back."""
+    import os
+
+    try:
+        owner = vol_store.meta(patient_id).get("source", "")
+    except StoreError:
+        return
+    if owner and owner != source and "://" not in owner and os.path.exists(owner):
+        raise StoreError(f"patient id {patient_id!r} already holds {owner}; give explicit ids in a CSV list")
+
+
 def run_job(store: StoreConfig, job: Job, config: IngestConfig, known: dict[str, str]) -> dict:
     """Fingerprint, skip or load, check and store one job; never raises for bad input.
 
@@ -59,6 +72,7 @@ def run_job(store: StoreConfig, job: Job, config: IngestConfig, known: dict[str,
         for item in items:
             try:
                 check_patient_id(item.patient_id)
+                _check_not_taken(vol_store, item.patient_id, job.source)
                 volume = item.volume
                 label = item.label
                 if config.target_spacing is not None:

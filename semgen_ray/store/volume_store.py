@@ -304,11 +304,19 @@ class VolumeStore:
                 del group[patient_id]
 
     def update_manifest(self, rows: Iterable[dict]) -> None:
-        """Merge rows into the manifest by patient id (new rows win) and write it atomically."""
+        """Merge rows into the manifest by patient id and write it atomically.
+
+        New rows win, except that a failure of one source never replaces the ``ok`` row of the
+        patient another source stored under the same id (the failure is still in the run's report).
+        """
         self._require_writable()
         with self._lock:
             merged = {r["patient_id"]: r for r in manifest.read_rows(self._fs, self._manifest_path)}
             for row in rows:
+                old = merged.get(row["patient_id"])
+                if (old and old["status"] == "ok" and row.get("status") != "ok"
+                        and old.get("source") != row.get("source")):
+                    continue
                 merged[row["patient_id"]] = {**manifest.empty_row(row["patient_id"]), **row}
             manifest.write_rows(self._fs, self._manifest_path, merged.values())
             self._rows_cache = None

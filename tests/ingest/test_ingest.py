@@ -207,3 +207,39 @@ def test_duplicate_patient_ids_are_refused(tmp_path):
     report = ingest([tmp_path / "a", tmp_path / "b"], tmp_path / "d.zarr", progress=False)
     assert len(report.written) == 1
     assert len(report.failed) == 1 and "also produced by" in report.failed[0][2]
+
+
+def test_one_dicom_patient_id_from_two_folders_is_not_overwritten(tmp_path, real_data):
+    series = next((real_data / "lidc_slabs" / "LIDC-IDRI-0001").glob("*/*"))
+    for copy in ("first", "second"):
+        shutil.copytree(series, tmp_path / copy)
+    cfg = IngestConfig(id_from="dicom")
+    report = ingest([tmp_path / "first", tmp_path / "second"], tmp_path / "d.zarr", cfg, progress=False)
+    assert report.written == ["LIDC-IDRI-0001"]
+    assert len(report.failed) == 1 and "also produced by" in report.failed[0][2]
+    assert open_store(tmp_path / "d.zarr").meta("LIDC-IDRI-0001")["source"] == str(tmp_path / "first")
+    # A later run from yet another folder (different bytes) may not take the id over either.
+    import pydicom
+
+    shutil.copytree(series, tmp_path / "third")
+    first_file = sorted((tmp_path / "third").iterdir())[0]
+    ds = pydicom.dcmread(first_file)
+    ds.InstitutionName = "elsewhere"
+    ds.save_as(first_file)
+    later = ingest([tmp_path / "third"], tmp_path / "d.zarr", cfg, progress=False)
+    assert later.written == [] and "already holds" in later.failed[0][2]
+    assert open_store(tmp_path / "d.zarr").manifest_rows()[0]["source"] == str(tmp_path / "first")
+
+
+def test_dicom_patient_id_that_escapes_the_store_is_refused(tmp_path, real_data):
+    import pydicom
+
+    series = next((real_data / "lidc_slabs" / "LIDC-IDRI-0002").glob("*/*"))
+    shutil.copytree(series, tmp_path / "evil")
+    for f in (tmp_path / "evil").iterdir():
+        ds = pydicom.dcmread(f)
+        ds.PatientID = "../x"
+        ds.save_as(f)
+    report = ingest([tmp_path / "evil"], tmp_path / "e.zarr", IngestConfig(id_from="dicom"), progress=False)
+    assert report.written == [] and "unsafe patient id '../x'" in report.failed[0][2]
+    assert not (tmp_path / "x").exists()

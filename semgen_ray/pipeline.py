@@ -1,0 +1,150 @@
+"""The stage chain behind ``python -m semgen_ray.pretrain`` (ARCHITECTURE.md, "The pipeline").
+
+Stages read the previous stage's artefact and write their own under the run directory, and skip
+work whose artefact is already there. Stages in this release:
+
+- ``data``: make sure the volume store exists. A run-local store (``store.uri`` relative to the run
+  directory, the default) is filled with the built-in phantom cohort (``config.phantoms``); a store
+  given by absolute path or URI must already hold patients (``python -m semgen_ray.ingest``), so
+  that a mistyped ``s3://`` address fails instead of silently training on phantoms.
+- ``stream``: stream the store through Ray Data as later stages will: whole volumes resized to
+  ``data.volume_shape`` (auto-encoder input) and random ``data.cube_size`` sub-volumes (crop-on-read),
+  checking shapes and value ranges and recording throughput in ``stream.json``.
+
+Self-discovery, pretraining and evaluation are added to this chain by their own issues
+(``discover``, ``train``, ``evaluate`` in :data:`LATER_STAGES`); asking for them now fails with a
+clear message rather than pretending.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import time
+from dataclasses import replace
+
+from semgen_ray.config.schema import SemGenConfig
+
+STAGES = ("data", "stream")
+LATER_STAGES = ("discover", "train", "evaluate")
+
+
+class StageError(RuntimeError):
+    """A stage cannot run as configured; the message says why."""
+
+
+def resolve(run_dir: str, uri: str) -> str:
+    """``uri`` as is when absolute or a URL, else relative to ``run_dir``."""
+    if "://" in uri or uri.startswith("/"):
+        return uri
+    return posixpath.join(run_dir.rstrip("/"), uri)
+
+
+def _write_json(uri: str, data: dict) -> None:
+    import fsspec
+
+    with fsspec.open(uri, "w") as f:
+        json.dump(data, f, indent=2)
+
+
+def stage_data(config: SemGenConfig, log=print) -> dict:
+    """Use the configured store, generating the phantom cohort into it when it has no patients."""
+    from semgen_ray.phantoms.cohort import write_cohort
+    from semgen_ray.store import StoreError, open_store
+
+    uri = resolve(config.run_dir, config.store.uri)
+    try:
+        existing = open_store(uri).patient_ids
+    except StoreError:
+        existing = []
+    run_local = uri != config.store.uri  # a relative store.uri: the phantom cohort may fill it
+    if not existing and not run_local:
+        raise StageError(
+            f"store {uri} has no patients: ingest scans into it first (python -m semgen_ray.ingest), "
+            "or leave store.uri relative to the run directory to generate the phantom cohort"
+        )
+    phantom_ids = [i for i in existing if i.startswith("phantom_")]
+    if existing and len(phantom_ids) < len(existing):
+        log(f"[data] using the existing store {uri}: {len(existing)} patients")
+        return {"store": uri, "patients": len(existing), "generated": 0}
+    log(f"[data] phantom cohort: {config.phantoms.n} patients of {config.phantoms.shape} → {uri}")
+    report = write_cohort(config.phantoms, replace(config.store, uri=uri), config.ingest, config.ray)
+    log(report.summary())
+    if not report.ok:
+        raise StageError(f"{len(report.failed)} phantom patients failed; see the manifest of {uri}")
+    return {"store": uri, "patients": len(report.written) + len(report.skipped),
+            "generated": len(report.written), "seconds": round(report.seconds, 2)}
+
+
+def stage_stream(config: SemGenConfig, log=print) -> dict:
+    """Stream whole volumes and random cubes through Ray Data and check what arrives."""
+    import numpy as np
+
+    from semgen_ray.data import read_subvolumes, read_volumes
+    from semgen_ray.store import open_store
+
+    uri = resolve(config.run_dir, config.store.uri)
+    store = open_store(uri)
+    pids = store.patient_ids
+    if not pids:
+        raise StageError(f"store {uri} has no complete patients; run the data stage or ingest first")
+    summary = {"store": uri, "patients": len(pids)}
+    read_cpus = config.data.read_cpus
+
+    t0 = time.perf_counter()
+    n = 0
+    for batch in read_volumes(uri, config.data.volume_shape, num_cpus=read_cpus,
+                              columns=("volume", "patient_id", "spacing")).iter_batches(batch_size=4):
+        vol = batch["volume"]
+        if vol.shape[1:] != tuple(config.data.volume_shape) or vol.min() < 0 or vol.max() > 1:
+            raise StageError(f"volume batch of shape {vol.shape} outside [0, 1] or of the wrong shape")
+        n += len(vol)
+    dt = time.perf_counter() - t0
+    summary["volumes"] = {"rows": n, "shape": list(config.data.volume_shape), "seconds": round(dt, 2),
+                          "per_second": round(n / dt, 2)}
+    log(f"[stream] {n} whole volumes resized to {config.data.volume_shape} in {dt:.1f} s")
+
+    smallest = np.min([r["shape"] for r in store.manifest_rows() if r["status"] == "ok"], axis=0)
+    cube = tuple(int(min(c, s)) for c, s in zip(config.data.cube_size, smallest))
+    t0 = time.perf_counter()
+    n, means = 0, []
+    ds = read_subvolumes(uri, size=cube, per_patient=8, seed=config.seed, epoch=0,
+                         num_cpus=read_cpus, columns=("cube", "patient_id", "spacing"))
+    for batch in ds.iter_batches(batch_size=32):
+        n += len(batch["cube"])
+        means.append(float(np.mean(batch["cube"])))
+    dt = time.perf_counter() - t0
+    summary["cubes"] = {"rows": n, "shape": list(cube), "seconds": round(dt, 2),
+                        "per_second": round(n / dt, 1), "mean_intensity": round(float(np.mean(means)), 4)}
+    log(f"[stream] {n} random {cube} cubes (crop-on-read) in {dt:.1f} s ({n / dt:.0f} cubes/s)")
+    _write_json(resolve(config.run_dir, "stream.json"), summary)
+    return summary
+
+
+RUNNERS = {"data": stage_data, "stream": stage_stream}
+
+
+def run_pipeline(config: SemGenConfig, stages: tuple[str, ...] = STAGES, log=print) -> dict:
+    """Run ``stages`` in order and return ``{stage: summary}``; Ray is started or joined once."""
+    from semgen_ray.runtime import init_ray
+
+    later = [s for s in stages if s in LATER_STAGES]
+    if later:
+        raise StageError(
+            f"stage(s) {later} are not part of this release yet (self-discovery, pretraining and "
+            f"evaluation land with their own issues); available: {list(STAGES)}"
+        )
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise StageError(f"unknown stage(s) {unknown}; available: {list(STAGES)}")
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(config.run_dir)
+    fs.makedirs(path, exist_ok=True)
+    init_ray(config.ray)
+    results = {}
+    for stage in stages:
+        t0 = time.perf_counter()
+        results[stage] = RUNNERS[stage](config, log=log)
+        log(f"[{stage}] done in {time.perf_counter() - t0:.1f} s")
+    return results
