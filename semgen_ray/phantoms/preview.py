@@ -1,0 +1,72 @@
+"""A PNG of axial, coronal and sagittal slices of a few phantom patients (for the docs and for eyes).
+
+Display conventions: lung window [-1000, 400] HU; axial slices radiological (patient anterior at the
+top, patient right on the image left); coronal and sagittal slices with superior at the top.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from semgen_ray.phantoms.generate import DEFAULT_SHAPE, generate_patient
+
+WINDOW = (-1000.0, 400.0)
+
+
+def save_preview(path: str | Path = "docs/phantom_slices.png", indices: tuple[int, ...] = (0, 2, 5, 1),
+                 cohort_seed: int = 0, shape: tuple[int, int, int] = DEFAULT_SHAPE,
+                 dpi: int = 72) -> Path:
+    """Render patients ``indices`` and write one row of slices per patient to ``path``.
+
+    The default indices show one patient of each habitus cluster of cohort 0 (athletic, slim,
+    average, obese). Columns: three axial slices (lower, middle, upper thorax), a coronal slice
+    through the middle of the lungs and a sagittal slice through the right lung. Nodule outlines
+    are drawn in red.
+
+    Returns:
+        The path written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cols = 5
+    fig, axes = plt.subplots(len(indices), cols, figsize=(3.0 * cols, 3.0 * len(indices)), squeeze=False)
+    for row, index in zip(axes, indices):
+        vol, label, nodules = generate_patient(index, cohort_seed, shape)
+        hu = vol.array
+        sx, sy, sz = vol.spacing
+        nx, ny, nz = hu.shape
+        ks = [int(nz * f) for f in (0.3, 0.55, 0.8)]
+        j = int(ny * 0.45)
+        i = int(nx * 0.32)
+        panels = [(hu[:, :, k].T, label[:, :, k].T, sy / sx, "upper", f"axial z={k}") for k in ks]
+        panels.append((hu[:, j, :].T, label[:, j, :].T, sz / sx, "lower", f"coronal y={j}"))
+        panels.append((hu[i, :, :].T, label[i, :, :].T, sz / sy, "lower", f"sagittal x={i}"))
+        for ax, (img, lab, aspect, origin, title) in zip(row, panels):
+            ax.imshow(img, cmap="gray", vmin=WINDOW[0], vmax=WINDOW[1], aspect=aspect, origin=origin,
+                      interpolation="nearest")
+            if lab.any():
+                ax.contour(lab > 0, levels=[0.5], colors="red", linewidths=0.8, origin=origin)
+            ax.set_title(title, fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        hab = vol.extra["habitus_name"]
+        row[0].set_ylabel(f"patient {index} ({hab}, {nodules['count']} nod.)", fontsize=8)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=dpi, format="png")
+    plt.close(fig)
+    # CT noise compresses badly: store a 128-colour palette image (grey levels + the red contours)
+    from PIL import Image
+
+    Image.open(buffer).convert("RGB").quantize(colors=128).save(path, optimize=True)
+    return path
+
+
+if __name__ == "__main__":  # regenerate the documentation image: python -m semgen_ray.phantoms.preview
+    print(save_preview())
