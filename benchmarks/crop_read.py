@@ -282,8 +282,8 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     m = result["machine"]
-    print(f"\n{m.get('cpu_model')}, {m['cpu_count']} cores, {m.get('ram_gib')} GiB; load "
-          f"{m['loadavg_start'][0]:.2f} → {m['loadavg_end'][0]:.2f}; {result['store']['patients']} patients "
+    print(f"\n{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; load "
+          f"{m['loadavg_at_start'][0]:.2f} → {m['loadavg_end'][0]:.2f}; {result['store']['patients']} patients "
           f"{tuple(args.shape)}, {args.crops_per_patient} crops each, cube {cube}")
     print("\n| pipeline | cubes/s (median) | passes |\n|---|---|---|")
     for r in result["rows"]:

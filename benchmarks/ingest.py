@@ -1,6 +1,7 @@
 """Ingest throughput and store compression (issue: foundation; README "Benchmarks").
 
-Writes N phantom patients as NIfTI (.nii.gz) and MetaImage (.mha) files, then measures
+Writes N phantom patients as NIfTI (.nii.gz) and MetaImage (.mha) files (and takes the real LIDC
+DICOM slabs of ../shared/data/real when present), then measures
 ``python -m semgen_ray.ingest``'s library path (one Ray task per file) into a fresh store:
 volumes/s and MB/s of int16 voxels. Alongside, the reference's data preparation as users had to
 write it (SPEC.md §1.1: SimpleITK read → transpose → clip → float64 [0, 1] → ``np.save``), timed
@@ -47,6 +48,8 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--shape", type=int, nargs=3, default=(256, 256, 128))
     ap.add_argument("--num-cpus", type=int, default=2)
+    ap.add_argument("--dicom", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+                                           / "lidc_slabs"), help="a folder of DICOM series to time too")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "ingest.json"))
     args = ap.parse_args(argv)
 
@@ -73,24 +76,26 @@ def main(argv=None) -> int:
                 sitk.WriteImage(img, str(path), useCompression=(fmt == "nifti"))
                 files[fmt].append(path)
         init_ray(RayConfig(num_cpus=args.num_cpus))
+        inputs = {fmt: (tmp / fmt, args.n, raw_bytes) for fmt in files}
+        if args.dicom and Path(args.dicom).is_dir():
+            dicom_raw = sum(512 * 512 * 2 for _ in Path(args.dicom).rglob("*.dcm"))
+            inputs["dicom (LIDC slabs)"] = (Path(args.dicom), 3, dicom_raw)
         rows = []
-        for fmt, paths in files.items():
-            store = tmp / f"{fmt}.zarr"
+        for fmt, (src, count, nbytes) in inputs.items():
+            store = tmp / f"{fmt.split()[0]}.zarr"
             t0 = time.perf_counter()
-            report = ingest([tmp / fmt], StoreConfig(uri=str(store)), IngestConfig(modality="CT"),
-                            progress=False)
+            report = ingest([src], StoreConfig(uri=str(store)), IngestConfig(), progress=False)
             dt = time.perf_counter() - t0
-            assert report.ok and len(report.written) == args.n, report.summary()
+            assert report.ok and len(report.written) == count, report.summary()
             t1 = time.perf_counter()
-            again = ingest([tmp / fmt], StoreConfig(uri=str(store)), IngestConfig(modality="CT"),
-                           progress=False)
+            again = ingest([src], StoreConfig(uri=str(store)), IngestConfig(), progress=False)
             rerun = time.perf_counter() - t1
-            assert len(again.skipped) == args.n
+            assert len(again.skipped) == count
             rows.append({
-                "format": fmt, "volumes": args.n, "seconds": round(dt, 2),
-                "volumes_per_s": round(args.n / dt, 2), "MB_per_s": round(raw_bytes / 2**20 / dt, 1),
-                "rerun_all_skipped_seconds": round(rerun, 2),
-                "source_bytes": dir_bytes(tmp / fmt), "store_bytes": dir_bytes(store),
+                "format": fmt, "volumes": count, "seconds": round(dt, 2),
+                "volumes_per_s": round(count / dt, 2), "MB_per_s": round(nbytes / 2**20 / dt, 1),
+                "rerun_all_skipped_seconds": round(rerun, 2), "raw_int16_bytes": nbytes,
+                "source_bytes": dir_bytes(src), "store_bytes": dir_bytes(store),
             })
         ref_dt = reference_prep(files["metaimage"], tmp / "reference_npy")
         reference = {"seconds": round(ref_dt, 2), "volumes_per_s": round(args.n / ref_dt, 2),
@@ -114,7 +119,7 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['format']} | {r['volumes_per_s']} | {r['MB_per_s']} | {r['rerun_all_skipped_seconds']} s "
-              f"| 1 : {raw_bytes / r['store_bytes']:.2f} |")
+              f"| 1 : {r['raw_int16_bytes'] / r['store_bytes']:.2f} |")
     print(f"| reference prep (float64 .npy) | {reference['volumes_per_s']} | - | - | "
           f"{reference['bytes'] / raw_bytes:.1f} × raw int16 |")
     print(f"wrote {args.out}")
