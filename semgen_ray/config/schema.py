@@ -194,24 +194,49 @@ class DiscoveryConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The U-Net 3D with its classification head (SPEC.md §4).
+    """The U-Net 3D with its classification head (SPEC.md §4); built by ``semgen_ray.models.build_model``.
 
     Args:
         width: channels of the first convolution (reference 32; the levels are 2w, 4w, 8w, 16w).
         norm: ``batch`` (running statistics at eval), ``cont_bn`` (batch statistics always, the
             reference), ``group`` or ``instance``.
         head: ``torch`` (conv 1024 → GAP → fc, the PyTorch reference) or ``keras``
-            (conv 512 → GAP → fc 1024 → fc).
+            (conv 512 → GAP → fc 1024 → fc); ``None``: no head.
+        num_classes: C, outputs of the classification head; ``None`` (default) builds no head. The
+            pretraining stage sets it from ``discovery.num_classes``.
+        depth: resolution levels (reference 4 = 3 poolings); inputs must be divisible by 2**(depth-1).
+        in_channels: input channels (1 for CT).
+        out_channels: reconstruction / segmentation channels (1 in the reference).
+        embed_dim: bottleneck channels, also the size of the auto-encoder's patient embedding
+            (SPEC.md §1.3); ``None``: width·2**depth (512 at width 32).
+        out_activation: ``sigmoid`` on the decoder output (the reference) or ``None`` for logits.
     """
 
     width: int = 32
     norm: str = "batch"
-    head: str = "torch"
+    head: str | None = "torch"
+    num_classes: int | None = None
+    depth: int = 4
+    in_channels: int = 1
+    out_channels: int = 1
+    embed_dim: int | None = None
+    out_activation: str | None = "sigmoid"
 
     def __post_init__(self) -> None:
-        _require(self.width >= 1, f"model.width must be >= 1, got {self.width}")
+        _require(isinstance(self.width, int) and self.width >= 1, f"model.width must be >= 1, got {self.width}")
         _choice("model.norm", self.norm, ("batch", "cont_bn", "group", "instance"))
-        _choice("model.head", self.head, ("torch", "keras"))
+        _choice("model.head", self.head, ("torch", "keras", None))
+        _require(self.num_classes is None or (isinstance(self.num_classes, int) and self.num_classes >= 1),
+                 f"model.num_classes must be None (no head) or >= 1, got {self.num_classes!r}")
+        _require(isinstance(self.depth, int) and 2 <= self.depth <= 7,
+                 f"model.depth must be in 2..7, got {self.depth!r}")
+        _require(isinstance(self.in_channels, int) and self.in_channels >= 1,
+                 f"model.in_channels must be >= 1, got {self.in_channels!r}")
+        _require(isinstance(self.out_channels, int) and self.out_channels >= 1,
+                 f"model.out_channels must be >= 1, got {self.out_channels!r}")
+        _require(self.embed_dim is None or (isinstance(self.embed_dim, int) and self.embed_dim >= 1),
+                 f"model.embed_dim must be None (width·2**depth) or >= 1, got {self.embed_dim!r}")
+        _choice("model.out_activation", self.out_activation, ("sigmoid", None))
 
 
 @dataclass(frozen=True)

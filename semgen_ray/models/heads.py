@@ -1,0 +1,108 @@
+"""Classification heads on the U-Net bottleneck (SPEC.md §4.2, §4.3). Both return logits (no softmax).
+
+``torch`` :class:`ClassificationHead`, the PyTorch reference (``YNet3D.clc_out``):
+    Conv3d c→2c k=3 p=1 → norm → ReLU → global average pool → Linear(2c → C).
+    Keys ``conv1.*``, ``bn1.*``, ``fc1.*``: the names of the reference and of the released
+    ``semantic_genesis_chest_ct.pt`` head (``clc_out.conv1.weight`` …), so it loads as is.
+    At width 32 (c = 512) the convolution alone has 14.16 M parameters.
+``keras`` :class:`KerasClassificationHead`, the Keras reference and the paper's "fc layers":
+    Conv3d c→c k=3 p=1 → norm → ReLU → global average pool → Linear(c → 2c) → ReLU → Linear(2c → C).
+    Keys ``conv1.*``, ``bn1.*``, ``fc1.*`` (hidden, 1024 at width 32), ``fc2.*`` (classes).
+
+The head's normalisation is the network's (the reference uses ContBatchNorm3d in the head too).
+Softmax is left to the loss: train with ``F.cross_entropy(logits, labels)``, never log(softmax).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from semgen_ray.models.norms import make_norm
+
+HEADS = ("torch", "keras")
+
+
+class ClassificationHead(nn.Module):
+    """The PyTorch reference head: conv 2c → norm → ReLU → GAP → fc (SPEC.md §4.2).
+
+    Args:
+        in_channels: bottleneck channels c (512 at width 32).
+        num_classes: C.
+        norm: normalisation name.
+        hidden: conv output channels (default 2c = 1024 at width 32).
+    """
+
+    kind = "torch"
+
+    def __init__(self, in_channels: int, num_classes: int, norm: str, hidden: int | None = None) -> None:
+        super().__init__()
+        hidden = hidden or 2 * in_channels
+        self.conv1 = nn.Conv3d(in_channels, hidden, kernel_size=3, padding=1)
+        self.bn1 = make_norm(norm, hidden)
+        self.activation = nn.ReLU(inplace=True)
+        self.avgpool1 = nn.AdaptiveAvgPool3d(1)
+        self.fc1 = nn.Linear(hidden, num_classes)
+
+    @property
+    def classifier(self) -> nn.Linear:
+        """The last linear layer (its ``out_features`` is C)."""
+        return self.fc1
+
+    def pre_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled head features (N, hidden)."""
+        return torch.flatten(self.avgpool1(self.activation(self.bn1(self.conv1(x)))), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc1(self.pre_logits(x))
+
+
+class KerasClassificationHead(nn.Module):
+    """The Keras reference head: conv c → norm → ReLU → GAP → fc 2c + ReLU → fc C (SPEC.md §4.3).
+
+    Args:
+        in_channels: bottleneck channels c (512 at width 32).
+        num_classes: C.
+        norm: normalisation name.
+        hidden: width of the hidden fully-connected layer (default 2c = 1024 at width 32).
+    """
+
+    kind = "keras"
+
+    def __init__(self, in_channels: int, num_classes: int, norm: str, hidden: int | None = None) -> None:
+        super().__init__()
+        hidden = hidden or 2 * in_channels
+        self.conv1 = nn.Conv3d(in_channels, in_channels, kernel_size=3, padding=1)
+        self.bn1 = make_norm(norm, in_channels)
+        self.activation = nn.ReLU(inplace=True)
+        self.avgpool1 = nn.AdaptiveAvgPool3d(1)
+        self.fc1 = nn.Linear(in_channels, hidden)
+        self.fc2 = nn.Linear(hidden, num_classes)
+
+    @property
+    def classifier(self) -> nn.Linear:
+        """The last linear layer (its ``out_features`` is C)."""
+        return self.fc2
+
+    def pre_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Hidden fully-connected features (N, hidden), after ReLU."""
+        pooled = torch.flatten(self.avgpool1(self.activation(self.bn1(self.conv1(x)))), 1)
+        return torch.relu(self.fc1(pooled))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.pre_logits(x))
+
+
+def make_head(kind: str, in_channels: int, num_classes: int, norm: str) -> nn.Module:
+    """A classification head by name (``torch`` or ``keras``).
+
+    Raises:
+        ValueError: unknown kind or a class count below 1.
+    """
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")
+    if kind == "torch":
+        return ClassificationHead(in_channels, num_classes, norm)
+    if kind == "keras":
+        return KerasClassificationHead(in_channels, num_classes, norm)
+    raise ValueError(f"unknown head {kind!r}; choose one of {list(HEADS)} (or None for no head)")
