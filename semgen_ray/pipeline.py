@@ -8,8 +8,9 @@ work whose artefact is already there. Stages in this release:
   given by absolute path or URI must already hold patients (``python -m semgen_ray.ingest``), so
   that a mistyped ``s3://`` address fails instead of silently training on phantoms.
 - ``stream``: stream the store through Ray Data as later stages will: whole volumes resized to
-  ``data.volume_shape`` (auto-encoder input) and random ``data.cube_size`` sub-volumes (crop-on-read),
-  checking shapes and value ranges and recording throughput in ``stream.json``.
+  ``data.volume_shape`` (auto-encoder input), random ``data.cube_size`` sub-volumes (crop-on-read),
+  and those cubes as restoration pairs (``train.corruption``), checking shapes and value ranges and
+  recording throughput in ``stream.json``.
 
 Self-discovery, pretraining and evaluation are added to this chain by their own issues
 (``discover``, ``train``, ``evaluate`` in :data:`LATER_STAGES`); asking for them now fails with a
@@ -80,7 +81,7 @@ def stage_stream(config: SemGenConfig, log=print) -> dict:
     """Stream whole volumes and random cubes through Ray Data and check what arrives."""
     import numpy as np
 
-    from semgen_ray.data import read_subvolumes, read_volumes
+    from semgen_ray.data import read_subvolumes, read_volumes, restoration_pairs
     from semgen_ray.store import open_store
 
     uri = resolve(config.run_dir, config.store.uri)
@@ -109,7 +110,7 @@ def stage_stream(config: SemGenConfig, log=print) -> dict:
     t0 = time.perf_counter()
     n, means = 0, []
     ds = read_subvolumes(uri, size=cube, per_patient=8, seed=config.seed, epoch=0,
-                         num_cpus=read_cpus, columns=("cube", "patient_id", "spacing"))
+                         num_cpus=read_cpus, columns=("cube", "patient_id", "spacing", "box_index"))
     for batch in ds.iter_batches(batch_size=32):
         n += len(batch["cube"])
         means.append(float(np.mean(batch["cube"])))
@@ -117,6 +118,31 @@ def stage_stream(config: SemGenConfig, log=print) -> dict:
     summary["cubes"] = {"rows": n, "shape": list(cube), "seconds": round(dt, 2),
                         "per_second": round(n / dt, 1), "mean_intensity": round(float(np.mean(means)), 4)}
     log(f"[stream] {n} random {cube} cubes (crop-on-read) in {dt:.1f} s ({n / dt:.0f} cubes/s)")
+
+    # The same cubes as restoration pairs, corrupted in the read pipeline (SPEC.md §3).
+    from semgen_ray.transforms import PolicyError, make_corruption
+
+    try:  # a policy whose sizes do not fit the cube fails here, not inside a Ray task
+        make_corruption(config.train.corruption, **config.train.corruption_overrides).sample((1, 1, *cube), 0)
+    except PolicyError as err:
+        raise StageError(f"train.corruption does not fit {cube} cubes: {err}") from err
+    t0 = time.perf_counter()
+    n, changed = 0, []
+    pairs = ds.map_batches(restoration_pairs, batch_format="numpy", batch_size=16, num_cpus=read_cpus,
+                           fn_kwargs={"preset": config.train.corruption,
+                                      "overrides": dict(config.train.corruption_overrides),
+                                      "run_seed": config.seed, "epoch": 0, "target": config.train.target})
+    for batch in pairs.iter_batches(batch_size=32):
+        x, y = batch["input"], batch["target"]
+        if x.shape != y.shape or x.shape[1:] != (1, *cube) or x.min() < 0 or x.max() > 1:
+            raise StageError(f"restoration pair batch of shape {x.shape} / {y.shape} is malformed")
+        n += len(x)
+        changed.append(float(np.mean(np.abs(x - y) > 1e-6)))
+    dt = time.perf_counter() - t0
+    summary["restoration_pairs"] = {"rows": n, "preset": config.train.corruption, "seconds": round(dt, 2),
+                                    "per_second": round(n / dt, 1),
+                                    "fraction_voxels_changed": round(float(np.mean(changed)), 4)}
+    log(f"[stream] {n} restoration pairs ({config.train.corruption} corruptions) in {dt:.1f} s")
     _write_json(resolve(config.run_dir, "stream.json"), summary)
     return summary
 

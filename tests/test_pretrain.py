@@ -23,6 +23,8 @@ def test_pretrain_runs_available_stages_and_reruns_idempotently(tmp_path, capsys
     assert stream["volumes"]["rows"] == 3 and stream["cubes"]["rows"] == 3 * 8
     assert stream["cubes"]["shape"] == [32, 32, 16]
     assert 0.0 < stream["cubes"]["mean_intensity"] < 1.0
+    assert stream["restoration_pairs"]["rows"] == 24 and stream["restoration_pairs"]["preset"] == "sg"
+    assert 0.0 < stream["restoration_pairs"]["fraction_voxels_changed"] <= 1.0
     assert (tmp_path / "run" / "config.yaml").is_file()
     # A second run finds every phantom unchanged.
     assert main(args + ["--stages", "data"]) == 0
@@ -34,7 +36,9 @@ def test_pretrain_streams_an_ingested_store(tmp_path, real_data, capsys):
 
     assert ingest([real_data / "lidc_slabs"], tmp_path / "lidc.zarr", progress=False).ok
     assert main(["--run-dir", str(tmp_path / "run"), "--store", str(tmp_path / "lidc.zarr"),
-                 "--set", "data.volume_shape=[32, 32, 8]", "--set", "data.cube_size=[32, 32, 8]"]) == 0
+                 "--set", "data.volume_shape=[32, 32, 8]", "--set", "data.cube_size=[32, 32, 8]",
+                 # 8 slices are too thin for the reference's 3-voxel painting margin
+                 "--set", "train.corruption_overrides={paint_margin: 1}"]) == 0
     assert "using the existing store" in capsys.readouterr().out
     stream = json.loads((tmp_path / "run" / "stream.json").read_text())
     assert stream["patients"] == 3 and stream["cubes"]["rows"] == 24
@@ -45,3 +49,10 @@ def test_pretrain_refuses_unreleased_stages_and_bad_config(tmp_path, capsys):
     assert "not part of this release" in capsys.readouterr().err
     assert main(["--set", "train.lr=-1"]) == 2
     assert "train.lr must be positive" in capsys.readouterr().err
+
+
+def test_pretrain_refuses_a_corruption_that_does_not_fit_the_cube(tmp_path, capsys):
+    args = ["--run-dir", str(tmp_path / "run"), "--set", "phantoms.n=2", "--set", "phantoms.shape=[64, 64, 32]",
+            "--set", "data.volume_shape=[32, 32, 16]", "--set", "data.cube_size=[32, 32, 8]"]
+    assert main(args) == 1
+    assert "train.corruption does not fit (32, 32, 8) cubes" in capsys.readouterr().err

@@ -46,6 +46,12 @@ def _coerce(value: Any, tp, where: str) -> Any:
         return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, where)
+    if tp is dict or origin is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{where} must be a mapping of names to values, got {value!r}")
+        return {k: _freeze(v) for k, v in value.items()}
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where} must be true or false, got {value!r}")
@@ -68,6 +74,15 @@ def _coerce(value: Any, tp, where: str) -> Any:
             raise ConfigError(f"{where} must be a string, got {value!r}")
         return value
     raise ConfigError(f"{where}: unsupported type {_type_name(tp)}")
+
+
+def _freeze(value):
+    """YAML lists → tuples, recursively (configs are immutable)."""
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _freeze(v) for k, v in value.items()}
+    return value
 
 
 def _build(cls, data: Any, where: str):

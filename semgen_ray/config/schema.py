@@ -253,6 +253,9 @@ class TrainConfig:
         precision: ``bf16``, ``fp16`` (GPU only) or ``fp32``.
         zero_stage: DeepSpeed ZeRO stage 0-3.
         corruption: restoration corruption preset: ``sg`` (default), ``mg``, ``sg_keras``.
+        corruption_overrides: fields of ``semgen_ray.transforms.CorruptionPolicy`` that differ from
+            the preset, e.g. ``{shuffle_blocks: 100, nonlinear_rate: 0.5}``; every probability and
+            size of the corruptions is one of them.
         target: restoration target: ``original`` (un-deformed, the reference) or ``deformed``.
     """
 
@@ -266,6 +269,7 @@ class TrainConfig:
     precision: str = "bf16"
     zero_stage: int = 1
     corruption: str = "sg"
+    corruption_overrides: dict = field(default_factory=dict)
     target: str = "original"
 
     def __post_init__(self) -> None:
@@ -277,6 +281,12 @@ class TrainConfig:
         _choice("train.precision", self.precision, ("bf16", "fp16", "fp32"))
         _choice("train.zero_stage", self.zero_stage, (0, 1, 2, 3))
         _choice("train.corruption", self.corruption, ("sg", "mg", "sg_keras"))
+        from semgen_ray.transforms.policy import PolicyError, policy_from_preset  # numpy only
+
+        try:
+            policy_from_preset(self.corruption, **self.corruption_overrides)
+        except PolicyError as err:
+            raise ConfigError(f"train.corruption_overrides: {err}") from err
         _choice("train.target", self.target, ("original", "deformed"))
 
 

@@ -8,6 +8,8 @@ Public functions (each returns a lazy ``ray.data.Dataset``; every row carries ``
   cube size; one read task reads a patient's bounding region once and cuts all its crops.
 * :func:`read_subvolumes` — random sub-volumes; boxes drawn by :func:`draw_subvolume_boxes` from
   (seed, epoch, patient id), then read like crops.
+* :func:`restoration_pairs` — a ``map_batches`` body turning cubes into (corrupted input, target)
+  pairs with the self-restoration corruptions of :mod:`semgen_ray.transforms`.
 
 Design notes:
 
@@ -38,6 +40,7 @@ Design notes:
 from semgen_ray.data.boxes import BOX_COLUMNS, BoxError, as_box_table, check_in_bounds
 from semgen_ray.data.crops import read_crops
 from semgen_ray.data.resize import resize, resize_crops
+from semgen_ray.data.restoration import restoration_pairs
 from semgen_ray.data.subvolumes import (
     draw_subvolume_boxes,
     patient_rng,
@@ -64,4 +67,5 @@ __all__ = [
     "read_volumes",
     "resize",
     "resize_crops",
+    "restoration_pairs",
 ]

@@ -61,3 +61,12 @@ def test_configs_are_frozen_and_side_effect_free(tmp_path, monkeypatch):
         cfg.seed = 3
     load_config("paper")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_corruption_policy_fields_are_config_fields():
+    cfg = load_config("paper", ["train.corruption=mg",
+                                "train.corruption_overrides={shuffle_blocks: 100, nonlinear_rate: 0.5}"])
+    assert cfg.train.corruption_overrides == {"shuffle_blocks": 100, "nonlinear_rate": 0.5}
+    assert from_dict(to_dict(cfg)) == cfg
+    with pytest.raises(ConfigError, match="did you mean 'shuffle_blocks'"):
+        load_config("paper", ["train.corruption_overrides={shufle_blocks: 100}"])

@@ -1,0 +1,246 @@
+"""Benchmark: self-restoration corruption throughput per CPU core, against the reference algorithm.
+
+Claim measured: ``semgen_ray.transforms.make_corruption`` corrupts 64×64×32 cubes at least 10× faster
+per core than a straightforward per-sample implementation of the reference algorithm (SPEC.md §3),
+for the ``sg`` and ``mg`` presets. Rows, in cubes per CPU-second (``time.process_time``, one thread:
+``OMP_NUM_THREADS=1`` and ``torch.set_num_threads(1)``, so the numbers are per core):
+
+  baseline       the reference algorithm per sample, written here: elastic deformation by
+                 ``scipy.ndimage.gaussian_filter`` (σ = 8, mode constant) of U(−1, 1) noise × 991 and
+                 ``map_coordinates`` (order 1, reflect); Bézier map by a 100,000-point curve, sorting and
+                 ``np.interp``; local shuffle with one Python iteration per block (10,000 blocks ``mg``,
+                 5 ``sg``), ``random.randint`` sizes and ``np.random.shuffle``; painting per hole/window.
+  numpy          ``make_corruption(preset, backend="numpy")`` on the batch (sampling included)
+  torch          ``make_corruption(preset, backend="torch")`` on a CPU tensor (sampling included)
+
+Each configuration runs ``--rounds`` times, interleaved with the others so a busy machine slows all
+alike; the table reports the median throughput and the median (and range) over rounds of the
+speed-up against the baseline measured in the same round. Writes JSON (default
+``benchmarks/results/corruptions.json``) and prints a markdown table.
+
+    ./venv-run python benchmarks/corruptions.py              # about 3 min on 2 cores
+    ./venv-run python benchmarks/corruptions.py --quick      # smaller, for a smoke test
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"  # per-core numbers: before numpy/torch load their thread pools
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import random  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from math import comb  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import describe as machine  # noqa: E402
+
+SHAPE = (64, 64, 32)
+
+
+# ---- the reference algorithm, per sample (SPEC.md §3.1-3.3), as the baseline -------------------------
+class Reference:
+    """Per-sample corruptions as the reference code does them (Python/numpy loops)."""
+
+    def __init__(self, seed: int) -> None:
+        self.rand = random.Random(seed)
+        self.np = np.random.RandomState(seed)
+
+    def flip(self, x, y):
+        cnt = 3
+        while self.rand.random() < 0.4 and cnt > 0:
+            axis = self.rand.choice([0, 1, 2])
+            x, y = np.flip(x, axis=axis), np.flip(y, axis=axis)
+            cnt -= 1
+        return x, y
+
+    def shuffle(self, x, blocks):
+        _, X, Y, Z = x.shape
+        orig, out = x.copy(), x.copy()
+        for _ in range(blocks):
+            sx, sy, sz = self.rand.randint(1, X // 10), self.rand.randint(1, Y // 10), self.rand.randint(1, Z // 10)
+            px, py, pz = self.rand.randint(0, X - sx), self.rand.randint(0, Y - sy), self.rand.randint(0, Z - sz)
+            window = orig[0, px:px + sx, py:py + sy, pz:pz + sz].flatten()
+            self.np.shuffle(window)
+            out[0, px:px + sx, py:py + sy, pz:pz + sz] = window.reshape((sx, sy, sz))
+        return out
+
+    def nonlinear(self, x):
+        points = [[0, 0], [self.rand.random(), self.rand.random()], [self.rand.random(), self.rand.random()], [1, 1]]
+        t = np.linspace(0.0, 1.0, 100000)
+        poly = np.array([comb(3, i) * t ** (3 - i) * (1 - t) ** i for i in range(4)])
+        xs = np.array([p[0] for p in points]) @ poly
+        ys = np.array([p[1] for p in points]) @ poly
+        if self.rand.random() < 0.5:
+            xs = np.sort(xs)
+        else:
+            xs, ys = np.sort(xs), np.sort(ys)
+        return np.interp(x, xs, ys)
+
+    def inpaint(self, x, holes, rate, size, constant):
+        _, X, Y, Z = x.shape
+        x = x.copy()
+        cnt = holes
+        while cnt > 0 and self.rand.random() < rate:
+            sx, sy, sz = (self.rand.randint(lo, hi) for lo, hi in size((X, Y, Z)))
+            px, py, pz = (self.rand.randint(3, d - s - 3) for d, s in zip((X, Y, Z), (sx, sy, sz)))
+            fill = self.rand.random() if constant else self.np.rand(sx, sy, sz)
+            x[:, px:px + sx, py:py + sy, pz:pz + sz] = fill
+            cnt -= 1
+        return x
+
+    def outpaint(self, x, windows, rate, shrink, constant):
+        _, X, Y, Z = x.shape
+        orig = x.copy()
+        x = np.full(x.shape, self.rand.random()) if constant else self.np.rand(*x.shape)
+        for k in range(windows):
+            if k and self.rand.random() >= rate:
+                break
+            sx, sy, sz = (d - self.rand.randint(lo, hi) for d, (lo, hi) in zip((X, Y, Z), shrink((X, Y, Z))))
+            px, py, pz = (self.rand.randint(3, d - s - 3) for d, s in zip((X, Y, Z), (sx, sy, sz)))
+            x[:, px:px + sx, py:py + sy, pz:pz + sz] = orig[:, px:px + sx, py:py + sy, pz:pz + sz]
+        return x
+
+    def elastic(self, x):
+        from scipy.ndimage import gaussian_filter, map_coordinates
+
+        shape = x.shape[1:]
+        dx = gaussian_filter(self.np.rand(*shape) * 2 - 1, 8, mode="constant", cval=0) * 991
+        dy = gaussian_filter(self.np.rand(*shape) * 2 - 1, 8, mode="constant", cval=0) * 991
+        g = np.meshgrid(*(np.arange(s) for s in shape), indexing="ij")
+        idx = (g[0] + dx).reshape(-1), (g[1] + dy).reshape(-1), g[2].reshape(-1)
+        return map_coordinates(x[0], idx, order=1, mode="reflect").reshape(x.shape)
+
+    def sample(self, x, preset):
+        """One (input, target) pair of a (1, X, Y, Z) cube."""
+        def rel(shape, f1, f2):
+            return [(max(1, d * f1[0] // f1[1]), max(1, d * f2[0] // f2[1])) for d in shape]
+
+        if preset == "mg":
+            x, y = self.flip(x, x)
+            if self.rand.random() < 0.5:
+                x = self.shuffle(x, 10_000)
+            if self.rand.random() < 0.9:
+                x = self.nonlinear(x)
+            if self.rand.random() < 0.9:
+                if self.rand.random() < 0.2:
+                    x = self.inpaint(x, 5, 0.95, lambda s: rel(s, (1, 6), (1, 3)), False)
+                else:
+                    x = self.outpaint(x, 5, 0.95, lambda s: rel(s, (3, 7), (4, 7)), False)
+            return x, y
+        keras = preset == "sg_keras"
+        y = x.copy()
+        x = self.elastic(x)
+        r = self.rand.random()
+        if r <= 0.25:
+            x = self.shuffle(x, 5)
+        elif r <= 0.5:
+            x = self.nonlinear(x)
+        elif r <= 0.75:
+            size = (lambda s: [(10, 20)] * 3) if keras else (lambda s: rel(s, (1, 6), (1, 3)))
+            x = self.inpaint(x, 1, 1.0, size, keras)
+        else:
+            shrink = (lambda s: [(10, 20)] * 3) if keras else (lambda s: rel(s, (3, 7), (4, 7)))
+            x = self.outpaint(x, 1, 0.95, shrink, keras)
+        return x, y
+
+
+# ---- measurement ------------------------------------------------------------------------------------
+def cubes(n: int, seed: int) -> np.ndarray:
+    """Smooth random cubes in [0, 1] (float32), (N, 1, 64, 64, 32)."""
+    from scipy.ndimage import zoom
+
+    rng = np.random.default_rng(seed)
+    coarse = rng.random((n, 1, 8, 8, 4))
+    return np.clip(zoom(coarse, (1, 1, 8, 8, 8), order=1), 0, 1).astype(np.float32)
+
+
+def run_baseline(batch: np.ndarray, preset: str, seed: int) -> float:
+    ref = Reference(seed)
+    t0 = time.process_time()
+    for cube in batch.astype(np.float64):   # the reference works on float64 cubes
+        ref.sample(cube, preset)
+    return time.process_time() - t0
+
+
+def run_ours(f, batch, seed: int) -> float:
+    t0 = time.process_time()
+    f(batch, seed)
+    return time.process_time() - t0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--batch", type=int, default=32, help="cubes per call (ours)")
+    ap.add_argument("--baseline-cubes", type=int, default=16, help="cubes per baseline round")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--presets", nargs="+", default=["sg", "mg", "sg_keras"])
+    ap.add_argument("--quick", action="store_true", help="batch 8, 4 baseline cubes, 2 rounds")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "corruptions.json"))
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.batch, args.baseline_cubes, args.rounds = 8, 4, 2
+
+    import torch
+
+    torch.set_num_threads(1)
+    from semgen_ray.transforms import make_corruption
+
+    batch = cubes(args.batch, 0)
+    base_batch = batch[: args.baseline_cubes, :]
+    tensor = torch.from_numpy(batch.copy())
+    fns = {p: {"numpy": make_corruption(p, backend="numpy"), "torch": make_corruption(p, backend="torch")}
+           for p in args.presets}
+    for p in args.presets:  # warm-up: caches (elastic basis, templates), torch kernels
+        fns[p]["numpy"](batch[:2], 0)
+        fns[p]["torch"](tensor[:2], 0)
+    times: dict = {p: {"baseline": [], "numpy": [], "torch": []} for p in args.presets}
+    for r in range(args.rounds):
+        for p in args.presets:
+            times[p]["baseline"].append(args.baseline_cubes / run_baseline(base_batch, p, 1000 + r))
+            times[p]["numpy"].append(args.batch / run_ours(fns[p]["numpy"], batch, 1000 + r))
+            times[p]["torch"].append(args.batch / run_ours(fns[p]["torch"], tensor, 1000 + r))
+        print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+
+    rows = []
+    for p in args.presets:
+        base = times[p]["baseline"]
+        for impl in ("baseline", "numpy", "torch"):
+            ratios = [t / b for t, b in zip(times[p][impl], base)]   # same round: same machine load
+            rows.append({"preset": p, "implementation": impl,
+                         "cubes_per_cpu_s": round(statistics.median(times[p][impl]), 1),
+                         "min": round(min(times[p][impl]), 1), "max": round(max(times[p][impl]), 1),
+                         "speedup_vs_baseline": round(statistics.median(ratios), 1),
+                         "speedup_min": round(min(ratios), 1), "speedup_max": round(max(ratios), 1)})
+
+    result = {
+        "benchmark": "corruptions",
+        "command": "python benchmarks/corruptions.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "cube": list(SHAPE), "batch": args.batch, "baseline_cubes_per_round": args.baseline_cubes,
+        "rounds": args.rounds, "threads": 1, "unit": "cubes per CPU-second (time.process_time, one thread)",
+        "machine": machine(), "rows": rows,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+
+    print("| preset | implementation | cubes/s per core (median) | range | × baseline (median) | × range |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['preset']} | {row['implementation']} | {row['cubes_per_cpu_s']} | "
+              f"{row['min']}–{row['max']} | {row['speedup_vs_baseline']} | "
+              f"{row['speedup_min']}–{row['speedup_max']} |")
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

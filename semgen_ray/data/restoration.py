@@ -1,0 +1,49 @@
+"""Restoration pairs for Ray Data: a batch of cubes → (corrupted input, restoration target).
+
+The corruption (SPEC.md §3) runs in the read pipeline with the numpy back end
+(``ds.map_batches(restoration_pairs, fn_kwargs=...)``), or on the training device with the torch
+back end. Each sample's draws derive from (run seed, epoch, sample id), so the same cube gets the
+same corruption whichever worker, batch or rank sees it, and a fixed epoch gives the fixed
+validation corruptions of ARCHITECTURE.md's decisions.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+
+import numpy as np
+
+
+@lru_cache(maxsize=8)
+def _corruption(preset: str, overrides_json: str):
+    from semgen_ray.transforms import make_corruption
+
+    return make_corruption(preset, backend="numpy", **json.loads(overrides_json))
+
+
+def restoration_pairs(batch: dict, preset: str = "sg", overrides: dict | None = None, run_seed: int = 0,
+                      epoch: int = 0, id_column: str = "box_index", target: str = "original") -> dict:
+    """``map_batches`` body: replace ``cube`` (N, X, Y, Z) by ``input`` and ``target`` (N, 1, X, Y, Z).
+
+    Args:
+        batch: a numpy batch with a ``cube`` column and a per-sample id column.
+        preset, overrides: the corruption policy (``train.corruption`` / ``train.corruption_overrides``).
+        run_seed, epoch: with the sample id, the seed of each sample's draws.
+        id_column: the column holding a stable sample id (``box_index`` of ``read_crops`` rows, or the
+            pattern manifest's row id).
+        target: ``original`` (the un-deformed cube, the reference) or ``deformed``.
+
+    Returns:
+        the batch without ``cube``, with float32 ``input`` and ``target``.
+    """
+    from semgen_ray.transforms import sample_seed
+
+    corruption = _corruption(preset, json.dumps(overrides or {}, sort_keys=True))
+    cubes = np.asarray(batch["cube"], dtype=np.float32)[:, None]
+    seeds = np.array([sample_seed(run_seed, epoch, int(i)) for i in batch[id_column]], dtype=np.uint64)
+    corrupted, params = corruption(cubes, seeds)
+    out = {k: v for k, v in batch.items() if k != "cube"}
+    out["input"] = corrupted
+    out["target"] = corruption.target(cubes, params, deformed=(target == "deformed"))
+    return out

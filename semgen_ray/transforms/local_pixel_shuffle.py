@@ -1,0 +1,293 @@
+"""Local pixel shuffling (Models Genesis / Semantic Genesis, SPEC.md §3.1 step 2, §3.2).
+
+Reference: for each of B blocks (10,000 Models Genesis, 5 Semantic Genesis), in order: side
+U{1..D/10} per axis, corner U{0..D−side}; the block's voxels are read from the *unmodified* input,
+permuted uniformly at random and written to the output. Blocks overlap; a later block overwrites an
+earlier one. The reference does this in a Python loop (about 80 ms per 64×64×32 cube for 10,000
+blocks, ``benchmarks/corruptions.py``).
+
+Here the whole batch is resolved with array operations, blocks grouped by shape (at most
+6 × 6 × 3 = 108 shapes for 64×64×32; a loop over shapes, never over blocks, samples or voxels):
+
+1. every block of a shape expands to its voxels by adding the shape's offset template to its corner;
+2. each block's permutation orders random keys of its voxels (one row-wise sort per shape): output
+   position ``l`` of a block takes the voxel whose key has rank ``l``;
+3. "last block wins, voxels taken from the original": every block voxel proposes the code
+   ``(block number << bits) | source voxel`` and a scatter-max keeps, for each voxel, the code of the
+   last block covering it (blocks are numbered in drawing order); voxels no block covers keep their
+   own index (a code below every block's);
+4. one gather of the original applies everything.
+
+The random keys are 32-bit hashes of (per-sample key, block number, position in block)
+(:mod:`._backend`), so the same parameters give the same permutation on numpy and torch, and a
+sample's result never depends on the rest of the batch. Keys keep 32 − ``ceil(log2(volume))``
+random bits (25 for 108-voxel blocks); ties (probability ~1e-5 per block for the largest blocks)
+fall back to C order. ``tests/transforms/test_transforms_local_pixel_shuffle.py`` checks the result
+against the reference loop with the same permutations, and that the 24 orders of a 4-voxel block are
+equally likely.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from semgen_ray.transforms._backend import NUMPY, hash_bits_split
+from semgen_ray.transforms._operation import RandomOperation, chunks
+from semgen_ray.transforms.policy import resolve_range
+
+#: On CPU tensors the torch back end computes the (integer, identical) source index with the numpy
+#: kernel: torch's CPU sorts are 10-40× slower than numpy's. Tests switch it off to exercise the
+#: device code path on CPU.
+TORCH_CPU_USES_NUMPY = True
+
+
+def _local_bits(max_volume: int) -> int:
+    return max(1, int(max_volume - 1).bit_length())
+
+
+def _source_index(boxes: np.ndarray, keys: np.ndarray, shape, xp):
+    """See :meth:`LocalPixelShuffle.source_index`; ``boxes`` (N, B, 6), ``keys`` (N,) int32.
+
+    Every block voxel proposes a code ``(block << bits) | source`` and the largest code per voxel
+    wins, i.e. the last block covering it. torch: one int64 code array for the batch, codes
+    ``(block in batch << 32) | source in batch``; returns the source index (N·V,). numpy: returns
+    the per-shape proposals for :func:`_scatter_numpy`, which scatters one cache-sized group of samples
+    at a time, with int32 codes ``(block in sample << vbits) | source in sample`` when they fit.
+    """
+    n, b = boxes.shape[:2]
+    X, Y, Z = shape
+    nvox = X * Y * Z
+    if n * nvox >= 1 << 32 or n * b >= 1 << 31:
+        raise ValueError(f"batch too large for one shuffle ({n} cubes of {nvox} voxels, {n * b} blocks); "
+                         "corrupt it in smaller batches")
+    vbits = max(1, (nvox - 1).bit_length())
+    compact = xp.name == "numpy" and b <= 1 << (31 - vbits)
+    code = xp.param(_identity_code(n * nvox)) if xp.name != "numpy" else None
+    flat_boxes = boxes.reshape(n * b, 6)
+    sx, sy, sz = (flat_boxes[:, 3 + a].astype(np.int64) for a in range(3))
+    used = np.flatnonzero((sx > 0) & (sy > 0) & (sz > 0))
+    if used.size == 0:
+        return code & 0xFFFFFFFF if xp.name != "numpy" else _Proposals([], compact, vbits)
+    local = (flat_boxes[:, 0].astype(np.int64) * Y + flat_boxes[:, 1]) * Z + flat_boxes[:, 2]
+    base = local + np.repeat(np.arange(n, dtype=np.int64) * nvox, b)      # first voxel, in the batch
+    number = np.tile(np.arange(b, dtype=np.int64), n)                       # block number in its sample
+    if compact:
+        head = ((number << vbits) + local).astype(np.int32)
+    else:
+        head = (np.arange(n * b, dtype=np.int64) << 32) + base
+    top = [int(v.max()) + 1 for v in (sx, sy, sz)]
+    shape_id = (sx[used] * top[1] + sy[used]) * top[2] + sz[used]
+    small = np.int16 if top[0] * top[1] * top[2] < 1 << 15 else np.int64   # 16 bits: radix sort
+    order = used[np.argsort(shape_id.astype(small), kind="stable")]   # by shape, sample, drawing order
+    counts = np.bincount(shape_id, minlength=top[0] * top[1] * top[2])
+    ends = np.cumsum(counts)
+    block_key = np.repeat(keys.astype(np.int32), b)
+    pending = []
+    for sid in np.flatnonzero(counts).tolist():
+        blocks = order[ends[sid] - counts[sid]:ends[sid]]
+        bx, by, bz = sid // (top[1] * top[2]), (sid // top[2]) % top[1], sid % top[2]
+        offset = _template(bx, by, bz, Y, Z)                             # (volume,) C order
+        volume = offset.size
+        vox = xp.param(base[blocks]).reshape(-1, 1) + xp.param(offset).reshape(1, -1)   # (blocks, volume)
+        table = xp.param(offset.astype(np.int32) if compact else offset)
+        if volume == 1:
+            proposal = xp.param(head[blocks]).reshape(-1, 1)
+        else:
+            # the block's permutation: sort [random bits | position]; position l takes the voxel
+            # at rank l. Bits and counters depend only on the block (not on the rest of the batch).
+            bits = _local_bits(volume)
+            pos = xp.arange(volume, xp.int32).reshape(1, -1)
+            counter = xp.param((number[blocks] << bits).astype(np.int32)).reshape(-1, 1)
+            rank = hash_bits_split(xp, counter, xp.param(block_key[blocks]).reshape(-1, 1), pos)
+            rank &= ~((1 << bits) - 1)
+            rank |= pos
+            rank = xp.sort_rows(rank)
+            rank &= (1 << bits) - 1
+            proposal = table[rank]
+            proposal += xp.param(head[blocks]).reshape(-1, 1)
+        if xp.name != "numpy":
+            xp.scatter_max_(code, vox.reshape(-1), proposal.reshape(-1))
+        else:
+            bounds = np.searchsorted(blocks, np.arange(n + 1, dtype=np.int64) * b)
+            pending.append((vox, proposal, bounds))
+    if xp.name != "numpy":
+        return code & 0xFFFFFFFF
+    return _Proposals(pending, compact, vbits)
+
+
+class _Proposals:
+    """numpy: each shape's (voxel, code) proposals and the block bounds of every sample."""
+
+    def __init__(self, parts, compact: bool, vbits: int) -> None:
+        self.parts, self.compact, self.vbits = parts, compact, vbits
+
+    def __bool__(self) -> bool:
+        return bool(self.parts)
+
+
+def _scatter_numpy(proposals: _Proposals, start: int, stop: int, nvox: int) -> np.ndarray:
+    """Source index (flat within samples ``start:stop``) of every voxel of those samples.
+
+    All shapes' proposals for these samples go through one scatter-max into a code array of just
+    these samples, which stays in cache.
+    """
+    offset = start * nvox
+    parts = [(v[bd[start]:bd[stop]].reshape(-1), p[bd[start]:bd[stop]].reshape(-1))
+             for v, p, bd in proposals.parts]
+    vox = np.concatenate([v for v, _ in parts]) if parts else np.zeros(0, np.int64)
+    if offset:
+        vox -= offset
+    codes = np.concatenate([p for _, p in parts]) if parts else np.zeros(0, np.int64)
+    if proposals.compact:
+        mask = (1 << proposals.vbits) - 1
+        code = np.tile(_identity_code_compact(nvox, proposals.vbits), stop - start)
+        np.maximum.at(code, vox, codes)
+        code &= mask
+        src = code.astype(np.int64)
+        if stop - start > 1:
+            src.reshape(stop - start, nvox)[...] += (np.arange(stop - start, dtype=np.int64) * nvox)[:, None]
+        return src
+    code = _identity_code((stop - start) * nvox)
+    if offset:
+        code += offset                 # own (batch) index in the low 32 bits, like the proposals
+    np.maximum.at(code, vox, codes)
+    code &= 0xFFFFFFFF
+    if offset:
+        code -= offset
+    return code
+
+
+@lru_cache(maxsize=8)
+def _identity_code_compact(nvox: int, vbits: int) -> np.ndarray:
+    """int32 ``own index − 2^vbits``: below every block code, own index in the low ``vbits`` bits."""
+    out = np.arange(nvox, dtype=np.int32) - np.int32(1 << vbits)
+    out.setflags(write=False)
+    return out
+
+
+@lru_cache(maxsize=8)
+def _identity_code_cached(size: int) -> np.ndarray:
+    out = np.arange(size, dtype=np.int64) - (1 << 32)
+    out.setflags(write=False)
+    return out
+
+
+def _identity_code(size: int) -> np.ndarray:
+    """A fresh ``arange(size) − 2^32`` (low 32 bits: the voxel's own index; below every block code)."""
+    return _identity_code_cached(size).copy()
+
+
+@lru_cache(maxsize=512)
+def _template(sx: int, sy: int, sz: int, Y: int, Z: int) -> np.ndarray:
+    """Flat offsets (C order) of the voxels of an ``sx × sy × sz`` block in a cube of ``(·, Y, Z)``."""
+    lx, ly, lz = np.meshgrid(np.arange(sx), np.arange(sy), np.arange(sz), indexing="ij")
+    out = ((lx * Y + ly) * Z + lz).ravel().astype(np.int64)
+    out.setflags(write=False)
+    return out
+
+
+def draw_blocks(rng: np.random.Generator, shape, lo, hi, count: int) -> np.ndarray:
+    """``count`` blocks ``(x0, y0, z0, sx, sy, sz)``: sides U{lo..hi}, corners U{0..D−side} (int16).
+
+    Vectorised, axes first (every operation runs over ``count`` contiguous values): sides by
+    ``Generator.integers`` (inclusive bounds, as ``randint``), corners as ``floor(u · (D − side + 1))``
+    of float64 uniforms (bias ~1e-16).
+    """
+    out = np.empty((count, 6), dtype=np.int16)
+    sizes = np.stack([rng.integers(int(lo[a]), int(hi[a]), size=count, dtype=np.int16, endpoint=True)
+                      for a in range(3)])
+    span = np.asarray(shape, dtype=np.float64).reshape(3, 1) + 1.0 - sizes
+    out[:, :3] = np.floor(rng.random((3, count)) * span).T
+    out[:, 3:] = sizes.T
+    return out
+
+
+class LocalPixelShuffle(RandomOperation):
+    """Permute the voxels inside random small blocks (SPEC.md §3.1 step 2; 5 blocks in §3.2).
+
+    Args:
+        blocks: blocks per sample (10,000 Models Genesis, 5 Semantic Genesis).
+        block_size: inclusive side range per axis; ints are voxels, ``"D/10"`` is relative to the
+            axis length (:mod:`.policy`). Default ``(1, "D/10")``.
+
+    Parameters drawn per sample: ``boxes`` (B, 6) int16 ``(x0, y0, z0, sx, sy, sz)``, in drawing
+    order (later blocks win), and ``key`` () int32 for the within-block permutations.
+
+    Example:
+        >>> x = np.random.default_rng(0).random((2, 1, 32, 32, 16), dtype=np.float32)
+        >>> y, params = LocalPixelShuffle(blocks=50)(x, seed=0)
+        >>> params["boxes"].shape, bool((y != x).any()), bool(np.isin(y, x).all())
+        ((2, 50, 6), True, True)
+    """
+
+    name = "local_pixel_shuffle"
+    whole_batch = True
+
+    def __init__(self, blocks: int = 10_000, block_size=(1, "D/10")) -> None:
+        if int(blocks) < 0:
+            raise ValueError(f"blocks must be >= 0, got {blocks}")
+        self.blocks, self.block_size = int(blocks), tuple(block_size)
+
+    def sample(self, rng: np.random.Generator, shape) -> dict:
+        lo, hi = (np.asarray(v, dtype=np.int64) for v in resolve_range(self.block_size, shape))
+        dims = np.asarray(shape, dtype=np.int64)
+        if np.any(lo < 1) or np.any(hi < lo) or np.any(hi > dims):
+            raise ValueError(f"block_size {self.block_size!r} resolves to {lo.tolist()}..{hi.tolist()} in a "
+                             f"{tuple(shape)} cube; need 1 <= lo <= hi <= side")
+        boxes = draw_blocks(rng, shape, lo, hi, self.blocks)            # inclusive, as randint
+        key = np.int32(rng.integers(-(1 << 31), 1 << 31))
+        return {"boxes": boxes, "key": key}
+
+    def empty(self, shape) -> dict:
+        return {"boxes": np.zeros((self.blocks, 6), dtype=np.int16), "key": np.int32(0)}
+
+    def source_index(self, params: dict, shape, xp=NUMPY):
+        """For each voxel of the batch, the flat index (in the batch) of the voxel it takes: (N·V,) int64.
+
+        The heart of the operation (see the module docstring); identity where no block covers a voxel.
+        Integer-exact, so numpy and torch give identical indices. On CPU the torch back end uses the
+        numpy kernel (torch's CPU sort is 10-40× slower than numpy's); on a GPU everything stays there.
+        """
+        boxes = np.asarray(params["boxes"])
+        keys = np.asarray(params["key"], dtype=np.int32).reshape(-1)
+        n = boxes.shape[0]
+        nvox = int(np.prod(shape))
+        if xp.name == "torch" and (xp.device.type != "cpu" or not TORCH_CPU_USES_NUMPY):
+            return _source_index(boxes, keys, tuple(shape), xp)
+        pending = _source_index(boxes, keys, tuple(shape), NUMPY)
+        src = np.concatenate([_scatter_numpy(pending, sl.start, sl.stop, nvox) + sl.start * nvox
+                              for sl in chunks(n, nvox)])
+        return src if xp.name == "numpy" else xp.torch.from_numpy(src)
+
+    def check(self, batch, params: dict) -> None:
+        super().check(batch, params)
+        boxes = np.asarray(params["boxes"])
+        if boxes.ndim != 3 or boxes.shape[2] != 6:
+            raise ValueError(f"boxes must be (N, B, 6), got {boxes.shape}")
+
+    def _apply(self, x, params: dict):
+        """Shuffle every sample's blocks (identity for samples without blocks); overwrites ``x``."""
+        xp = self._xp(x)
+        shape = tuple(int(s) for s in x.shape[2:])
+        n, c = int(x.shape[0]), int(x.shape[1])
+        nvox = shape[0] * shape[1] * shape[2]
+        if xp.name == "numpy":
+            boxes = np.asarray(params["boxes"])
+            pending = _source_index(boxes, np.asarray(params["key"], dtype=np.int32).reshape(-1), shape, NUMPY)
+            if not pending:
+                return x
+            flat = x.reshape(n, c, nvox)
+            for sl in chunks(n, nvox):              # cache-sized groups of samples, in place
+                src = _scatter_numpy(pending, sl.start, sl.stop, nvox)
+                for ch in range(c):
+                    flat[sl, ch] = np.take(np.ascontiguousarray(flat[sl, ch]).reshape(-1), src).reshape(-1, nvox)
+            return x
+        src = self.source_index(params, shape, xp)
+        if c == 1:
+            return x.reshape(-1)[src].reshape(x.shape)
+        out = xp.copy(x)
+        for ch in range(c):  # channels share the blocks
+            out[:, ch] = x[:, ch].reshape(-1)[src].reshape(x[:, ch].shape)
+        return out
