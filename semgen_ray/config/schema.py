@@ -157,7 +157,13 @@ class DiscoveryConfig:
         max_tries: coordinate draws per reference before another reference is taken (200).
         autoencoder: ``bottleneck`` (no skips, default) or ``unet`` (skips; can copy its input).
         coordinates: ``voxel`` (raw index, the paper) or ``body_box`` (relative to the body box).
-        index: ``hnsw`` or ``exact`` neighbour search.
+        index: ``hnsw``, ``exact`` or ``auto`` (exact below ``exact_below`` patients, where it is
+            cheaper, RAY_NOTES.md §4) neighbour search.
+        exact_below: the cohort size under which ``auto`` uses exact search.
+        hnsw_m, hnsw_ef_construction, hnsw_ef: HNSW graph degree, build and query beam widths.
+        ae_epochs, ae_batch_size, ae_lr, ae_patience: the auto-encoder's training (SPEC.md §1.3:
+            up to 10,000 epochs, batch 8, Adam 1e-3, early stopping after 50 epochs).
+        ae_workers: Ray Train workers for the auto-encoder.
     """
 
     num_classes: int = 44
@@ -175,10 +181,20 @@ class DiscoveryConfig:
     max_tries: int = 200
     autoencoder: str = "bottleneck"
     coordinates: str = "voxel"
-    index: str = "hnsw"
+    index: str = "auto"
+    exact_below: int = 50_000
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 200
+    hnsw_ef: int = 400
+    ae_epochs: int = 10_000
+    ae_batch_size: int = 8
+    ae_lr: float = 1e-3
+    ae_patience: int = 50
+    ae_workers: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("num_classes", "k_train", "k_val", "max_tries"):
+        for name in ("num_classes", "k_train", "k_val", "max_tries", "hnsw_m", "hnsw_ef_construction",
+                     "hnsw_ef", "ae_epochs", "ae_batch_size", "ae_patience", "ae_workers"):
             _require(getattr(self, name) >= 1, f"discovery.{name} must be >= 1")
         _require(1 <= self.resolutions <= 3, f"discovery.resolutions must be 1..3, got {self.resolutions}")
         _require(0 < self.min_patch < self.max_patch,
@@ -189,7 +205,9 @@ class DiscoveryConfig:
         _require(self.min_distance >= 0, "discovery.min_distance must be >= 0")
         _choice("discovery.autoencoder", self.autoencoder, ("bottleneck", "unet"))
         _choice("discovery.coordinates", self.coordinates, ("voxel", "body_box"))
-        _choice("discovery.index", self.index, ("hnsw", "exact"))
+        _choice("discovery.index", self.index, ("hnsw", "exact", "auto"))
+        _require(self.exact_below >= 0, "discovery.exact_below must be >= 0")
+        _require(self.ae_lr > 0, "discovery.ae_lr must be positive")
 
 
 @dataclass(frozen=True)
