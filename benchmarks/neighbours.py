@@ -1,0 +1,151 @@
+"""Benchmark: patient-level K-NN for self-discovery, HNSW (hnswlib) against exact blocked matmul.
+
+Claim measured: exact search (semgen_ray.discovery.index.exact_knn) is the cheaper choice for small
+cohorts (no build), HNSW pays off for large N, and HNSW with M=16, efC=200, ef=max(400, 2K) keeps
+recall@200 ≈ 1 (the threshold in semgen_ray.discovery.neighbours.choose_method).
+
+Data: synthetic clustered float32 vectors (``--dim`` 512, like the auto-encoder features of SPEC §1.3),
+generated in chunks of 100k rows. References are stored rows (each its own rank 0, SPEC §1.4).
+For each N and each reference count R, rows record:
+
+  hnsw    build time (``--threads`` threads), one batched query of R references, recall@K against
+          exact search on the first ``--exact-max`` references
+  exact   blocked-matmul time for R references; when R > ``--exact-max`` only the first
+          ``--exact-max`` are timed and the time is scaled linearly (``"extrapolated": true``)
+
+HNSW builds above ``--hnsw-max-n`` are not run (recorded as ``not_run`` with the reason).
+Writes JSON (default ``benchmarks/results/neighbours.json``) and prints a markdown table.
+
+    ./venv-run python benchmarks/neighbours.py                               # N = 1e4, 1e5 (≈ 5 min on 2 cores)
+    ./venv-run python benchmarks/neighbours.py --n 10000 100000 1000000      # adds exact-only 1e6
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import describe as machine  # noqa: E402
+
+
+def clustered(n: int, dim: int, clusters: int, seed: int, chunk: int = 100_000) -> np.ndarray:
+    """``n`` float32 vectors around ``clusters`` Gaussian centres with per-cluster spread, in chunks."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, dim)).astype(np.float32)
+    spread = rng.uniform(0.2, 0.6, size=clusters).astype(np.float32)
+    out = np.empty((n, dim), dtype=np.float32)
+    for s in range(0, n, chunk):
+        m = min(chunk, n - s)
+        lab = rng.integers(0, clusters, size=m)
+        noise = rng.standard_normal(size=(m, dim), dtype=np.float32)
+        noise *= spread[lab, None]
+        noise += centres[lab]
+        out[s:s + m] = noise
+    return out
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=int, nargs="+", default=[10_000, 100_000])
+    p.add_argument("--refs", type=int, nargs="+", default=[100, 10_000])
+    p.add_argument("--dim", type=int, default=512)
+    p.add_argument("--k", type=int, default=200)
+    p.add_argument("--clusters", type=int, default=200)
+    p.add_argument("--M", type=int, default=16)
+    p.add_argument("--ef-construction", type=int, default=200)
+    p.add_argument("--ef", type=int, default=400)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--exact-max", type=int, default=1000,
+                   help="most references timed exactly (also the recall sample); more are extrapolated")
+    p.add_argument("--hnsw-max-n", type=int, default=100_000, help="skip HNSW builds above this N")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=str(Path(__file__).parent / "results" / "neighbours.json"))
+    args = p.parse_args(argv)
+
+    from semgen_ray.discovery.index import EmbeddingIndex, exact_knn, recall_at_k
+
+    result = {"benchmark": "neighbours", "machine": machine(),
+              "params": {k: v for k, v in vars(args).items() if k != "json"},
+              "distance": "squared L2", "rows": [], "not_run": []}
+    t_all = time.perf_counter()
+    for n in args.n:
+        t0 = time.perf_counter()
+        x = clustered(n, args.dim, args.clusters, args.seed + n)
+        gen_s = time.perf_counter() - t0
+        ids = [f"P{i:07d}" for i in range(n)]
+        rng = np.random.default_rng(args.seed)
+        max_r = max(r for r in args.refs if r <= n) if any(r <= n for r in args.refs) else 0
+        all_refs = rng.choice(n, size=max_r, replace=False)
+        x_sq = np.einsum("ij,ij->i", x, x)
+        # exact search: time up to --exact-max references, keep them as the recall oracle
+        exact_rows = {}
+        for r in args.refs:
+            if r > n:
+                result["not_run"].append({"n": n, "refs": r, "reason": "more references than patients"})
+                continue
+            timed = min(r, args.exact_max)
+            refs = all_refs[:timed]
+            t0 = time.perf_counter()
+            e_idx, _ = exact_knn(x[refs], x, args.k, data_sq_norms=x_sq)
+            dt = time.perf_counter() - t0
+            exact_rows[r] = e_idx
+            total = dt * r / timed
+            result["rows"].append({"n": n, "dim": args.dim, "k": args.k, "refs": r, "method": "exact",
+                                   "build_s": 0.0, "query_s": round(total, 4),
+                                   "query_ms_per_ref": round(1e3 * total / r, 4), "recall_at_k": 1.0,
+                                   "extrapolated": timed < r, "timed_refs": timed, "data_gen_s": round(gen_s, 2)})
+            print(f"N={n} R={r} exact {total:.3f}s{' (extrapolated)' if timed < r else ''}", flush=True)
+        if n > args.hnsw_max_n:
+            result["not_run"].append({"n": n, "method": "hnsw",
+                                      "reason": f"HNSW build above --hnsw-max-n={args.hnsw_max_n} not run "
+                                                "(too long on this machine within the benchmark's time budget)"})
+            print(f"N={n} hnsw not run (> --hnsw-max-n)", flush=True)
+            continue
+        t0 = time.perf_counter()
+        index = EmbeddingIndex.build(x, ids, method="hnsw", M=args.M, ef_construction=args.ef_construction,
+                                     ef=args.ef, num_threads=args.threads)
+        build_s = time.perf_counter() - t0
+        print(f"N={n} hnsw build {build_s:.1f}s", flush=True)
+        for r in args.refs:
+            if r > n:
+                continue
+            refs = all_refs[:r]
+            q = x[refs]
+            index.query(q[:10], args.k, num_threads=args.threads)  # warm-up
+            t0 = time.perf_counter()
+            a_idx, _ = index.query(q, args.k, num_threads=args.threads)
+            dt = time.perf_counter() - t0
+            e_idx = exact_rows[r]
+            rec = recall_at_k(a_idx[:len(e_idx)], e_idx)
+            result["rows"].append({"n": n, "dim": args.dim, "k": args.k, "refs": r, "method": "hnsw",
+                                   "build_s": round(build_s, 2), "query_s": round(dt, 4),
+                                   "query_ms_per_ref": round(1e3 * dt / r, 4), "recall_at_k": round(rec, 5),
+                                   "recall_queries": len(e_idx), "extrapolated": False,
+                                   "M": args.M, "ef_construction": args.ef_construction,
+                                   "ef": max(args.ef, 2 * args.k), "threads": args.threads})
+            print(f"N={n} R={r} hnsw query {dt:.3f}s recall@{args.k}={rec:.4f}", flush=True)
+        del index, x
+    result["total_s"] = round(time.perf_counter() - t_all, 1)
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"\nwrote {out}\n")
+    print(f"| N | D | K | refs | method | build (s) | query (s) | ms/ref | recall@{args.k} |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for row in result["rows"]:
+        q = f"{row['query_s']:.3f}" + (" (extrap.)" if row["extrapolated"] else "")
+        print(f"| {row['n']:,} | {row['dim']} | {row['k']} | {row['refs']:,} | {row['method']} | "
+              f"{row['build_s']:.1f} | {q} | {row['query_ms_per_ref']:.3f} | {row['recall_at_k']:.4f} |")
+    for nr in result["not_run"]:
+        print(f"not run: {nr}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""neighbours_for_references (Ray and in-process), measure_recall, choose_method."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from semgen_ray.discovery.index import EmbeddingIndex
+from semgen_ray.discovery.neighbours import (
+    choose_method,
+    measure_recall,
+    neighbours_for_references,
+)
+
+
+def clustered(n: int, d: int, clusters: int = 20, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, d)).astype(np.float32)
+    return (centres[rng.integers(0, clusters, size=n)] + 0.3 * rng.normal(size=(n, d))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return clustered(1500, 32, seed=5)
+
+
+@pytest.fixture(scope="module", params=["hnsw", "exact"])
+def index(request, data):
+    return EmbeddingIndex.build(data, [f"P{i}" for i in range(len(data))], method=request.param, num_threads=2)
+
+
+def test_in_process_matches_direct_query(index, data):
+    refs = np.array([5, 900, 3, 1499, 42, 7, 600])
+    rows, dist = neighbours_for_references(index, refs, 40, batch_per_task=3, ray=False)
+    direct = index.query(data[refs], 40)
+    np.testing.assert_array_equal(rows, direct[0])
+    # BLAS rounding depends on the batch shape, so exact distances agree to float32 precision only
+    np.testing.assert_allclose(dist, direct[1], rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(rows[:, 0], refs)  # each reference is its own rank 0
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_ray_path_equals_in_process(index, data):
+    refs = np.random.default_rng(1).choice(len(data), size=50, replace=False)
+    ray_rows, ray_dist = neighbours_for_references(index, refs, 30, batch_per_task=16, ray=True)
+    loc_rows, loc_dist = neighbours_for_references(index, refs, 30, batch_per_task=16, ray=False)
+    assert ray_rows.shape == (50, 30) and ray_rows.dtype == np.int64 and ray_dist.dtype == np.float32
+    np.testing.assert_array_equal(ray_rows, loc_rows)
+    np.testing.assert_array_equal(ray_dist, loc_dist)
+    # 2-D query vectors take the same path
+    vec_rows, _ = neighbours_for_references(index, data[refs], 30, batch_per_task=16, ray=True)
+    np.testing.assert_array_equal(vec_rows, loc_rows)
+
+
+def test_neighbours_errors(index):
+    with pytest.raises(ValueError, match="k=2000"):
+        neighbours_for_references(index, [1, 2], 2000, ray=False)
+    with pytest.raises(IndexError):
+        neighbours_for_references(index, [1, 5000], 5, ray=False)
+    rows, _ = neighbours_for_references(index, np.array([], dtype=np.int64), 5, ray=False)
+    assert rows.shape == (0, 5)
+
+
+def test_measure_recall(index, data):
+    out = measure_recall(index, data, sample=60, k=50, seed=3)
+    assert set(out) == {"method", "recall_at_k", "queries", "k"}
+    assert out["method"] == index.method and out["queries"] == 60 and out["k"] == 50
+    assert out["recall_at_k"] >= (1.0 if index.method == "exact" else 0.99)
+
+
+def test_choose_method():
+    assert choose_method(10_000, 200) == "exact"
+    assert choose_method(49_999, 200) == "exact"
+    assert choose_method(50_000, 200) == "hnsw"
+    assert choose_method(1_000_000, 200) == "hnsw"
+    assert choose_method(1_000, 200, threshold=500) == "hnsw"
+    assert choose_method(1_000_000, 200, override="exact") == "exact"
+    with pytest.raises(ValueError):
+        choose_method(100, 200)
+    with pytest.raises(ValueError):
+        choose_method(1000, 10, override="annoy")
