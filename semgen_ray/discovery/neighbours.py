@@ -91,7 +91,25 @@ def neighbours_for_references(index: EmbeddingIndex, reference_rows, k: int, bat
         parts = _ray.get([task.remote(index_ref, refs[s:s + batch_per_task], k, threads) for s in starts])
     rows = np.concatenate([p[0] for p in parts], axis=0)
     dist = np.concatenate([p[1] for p in parts], axis=0)
+    if np.asarray(reference_rows).ndim == 1:
+        _self_first(rows, dist, np.asarray(reference_rows, dtype=np.int64))
     return rows, dist
+
+
+def _self_first(rows: np.ndarray, dist: np.ndarray, refs: np.ndarray) -> None:
+    """Put each stored reference at rank 0 (distance 0), as the reference code does, in place.
+
+    Float32 distances between near-identical embeddings (an under-trained auto-encoder) can tie at
+    0 with other patients; the reference patient must still be its own first neighbour.
+    """
+    for i, ref in enumerate(refs.tolist()):
+        if rows[i, 0] == ref:
+            continue
+        hit = np.flatnonzero(rows[i] == ref)
+        end = hit[0] if hit.size else rows.shape[1] - 1
+        rows[i, 1:end + 1] = rows[i, :end].copy()
+        dist[i, 1:end + 1] = dist[i, :end].copy()
+        rows[i, 0], dist[i, 0] = ref, 0.0
 
 
 def measure_recall(index: EmbeddingIndex, data, sample: int = 200, k: int = 200, seed: int = 0) -> dict:

@@ -1,0 +1,262 @@
+"""Training the self-discovery auto-encoder on whole scans with Ray Train (SPEC.md §1.3).
+
+Whole scans are read and resized by :func:`semgen_ray.data.volumes.read_volumes` (only the numeric
+``volume`` column) and handed to a Ray Train :class:`~ray.train.torch.TorchTrainer` as the ``train``
+and ``val`` datasets. Each worker runs plain torch (DDP on gloo when there are several CPU workers,
+NCCL on GPUs; no DeepSpeed: the model is small and plain DDP is enough): MSE to the input, Adam,
+``ReduceLROnPlateau`` on the validation loss (factor 0.5, min lr 1e-6, patience 0.4× the early-stopping
+patience, i.e. 20 for the reference 50), early stopping on the validation loss.
+
+Every epoch rank 0 reports the metrics and a checkpoint (``checkpoint.pt``: model, optimizer,
+scheduler, early-stopping state, loss history). Ray keeps the two best by ``val_loss`` (and the
+latest). Calling :func:`train_autoencoder` again with the same ``run_dir`` and ``name`` resumes from
+the latest checkpoint (``ray.train.get_checkpoint()``), so ``max_epochs`` is the total epoch count.
+At the end the best checkpoint is exported with :func:`semgen_ray.models.export_weights` to
+``run_dir/autoencoder/``, which :func:`semgen_ray.discovery.embedding.embed_patients` reads.
+
+Resources: on the 2-core machine a Train worker that takes a whole CPU leaves Ray Data no budget and
+the run hangs (RAY_NOTES.md §1/§2); the default ``cpus_per_worker=0.5`` avoids it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+CHECKPOINT_FILE = "checkpoint.pt"
+LR_FACTOR = 0.5
+MIN_LR = 1e-6
+LR_PATIENCE_RATIO = 20 / 50
+"""Reference: ReduceLROnPlateau patience 20 with early-stopping patience 50."""
+
+
+def _build(model_kwargs: Mapping[str, Any]):
+    """``build_autoencoder`` from a kwargs dict; an optional ``preset_or_config`` key is the first argument."""
+    from semgen_ray.models import build_autoencoder
+
+    kwargs = dict(model_kwargs or {})
+    preset = kwargs.pop("preset_or_config", None)
+    return build_autoencoder(preset, **kwargs)
+
+
+def lr_patience_for(patience: int) -> int:
+    """ReduceLROnPlateau patience scaled from the early-stopping patience (20 for 50)."""
+    return max(1, round(patience * LR_PATIENCE_RATIO))
+
+
+def _epoch_loss(model, shard, batch_size, device, autocast, optimizer=None):
+    """Mean MSE over this worker's shard, summed across workers (a global mean); trains when given an optimizer."""
+    import torch
+    import torch.distributed as dist
+    import torch.nn.functional as F
+
+    total = torch.zeros(2, dtype=torch.float64)
+    model.train(optimizer is not None)
+    with torch.set_grad_enabled(optimizer is not None):
+        for batch in shard.iter_torch_batches(batch_size=batch_size, dtypes=torch.float32,
+                                              device=str(device)):
+            x = batch["volume"].unsqueeze(1)
+            with autocast():
+                recon, _ = model(x)
+            loss = F.mse_loss(recon.float(), x)
+            if optimizer is not None:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            total += torch.tensor([loss.item() * x.shape[0], x.shape[0]], dtype=torch.float64)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(total)  # gloo: CPU tensor
+    n = total[1].item()
+    return total[0].item() / n if n else float("nan")
+
+
+def _train_loop(config: dict) -> None:
+    """Ray Train worker function."""
+    import contextlib
+
+    import numpy as np
+    import ray.train
+    import torch
+    from ray.train import Checkpoint
+
+    ctx = ray.train.get_context()
+    rank = ctx.get_world_rank()
+    torch.manual_seed(config["seed"] + rank)
+    np.random.seed((config["seed"] + rank) % 2**32)
+
+    import ray.train.torch as rtt
+
+    device = rtt.get_device()
+    model = _build(config["model_kwargs"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=LR_FACTOR, patience=config["lr_patience"], min_lr=MIN_LR)
+    state = {"epoch": 0, "best_val_loss": math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            saved = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
+        model.load_state_dict(saved["state_dict"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        state = saved["state"]
+    model = rtt.prepare_model(model)  # to device; DDP when world size > 1
+    module = model.module if hasattr(model, "module") else model
+
+    if config["precision"] == "bf16":
+        def autocast():
+            return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    else:
+        autocast = contextlib.nullcontext
+
+    train_shard = ray.train.get_dataset_shard("train")
+    val_shard = ray.train.get_dataset_shard("val")
+    bs = config["batch_size"]
+    patience = config["patience"]
+    while state["epoch"] < config["max_epochs"] and state["bad_epochs"] < patience:
+        epoch = state["epoch"] + 1
+        train_loss = _epoch_loss(model, train_shard, bs, device, autocast, optimizer)
+        val_loss = _epoch_loss(model, val_shard, bs, device, autocast)
+        if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+            raise FloatingPointError(f"epoch {epoch}: non-finite loss (train {train_loss}, val {val_loss})")
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step(val_loss)
+        if val_loss < state["best_val_loss"]:
+            state.update(best_val_loss=val_loss, best_epoch=epoch, bad_epochs=0)
+        else:
+            state["bad_epochs"] += 1
+        state["epoch"] = epoch
+        state["history"].append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr})
+        metrics = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
+                   "best_val_loss": state["best_val_loss"], "best_epoch": state["best_epoch"],
+                   "bad_epochs": state["bad_epochs"]}
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt = None
+            if rank == 0:
+                torch.save({"state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+                            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                            "state": state, "epoch": epoch}, Path(tmp) / CHECKPOINT_FILE)
+                ckpt = Checkpoint.from_directory(tmp)
+            ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=f"ckpt_{epoch:06d}")
+
+
+def train_autoencoder(store_uri: str, patient_ids_train: Sequence[str], patient_ids_val: Sequence[str],
+                      model_kwargs: Mapping[str, Any] | None = None,
+                      volume_shape: Sequence[int] = (128, 128, 64), batch_size: int = 2, lr: float = 1e-3,
+                      max_epochs: int = 10000, patience: int = 50, num_workers: int = 1,
+                      run_dir: str | os.PathLike = "runs/autoencoder", seed: int = 0, precision: str = "fp32",
+                      *, name: str = "autoencoder_train", cpus_per_worker: float = 0.5,
+                      use_gpu: bool | None = None, lr_patience: int | None = None, read_cpus: float = 1.0,
+                      cache: bool = True, ray_config=None) -> dict:
+    """Train the auto-encoder with Ray Train and export the best model (by validation loss).
+
+    Args:
+        store_uri: the volume store.
+        patient_ids_train, patient_ids_val: the splits (SPEC.md §1.2); both must be non-empty.
+        model_kwargs: :func:`semgen_ray.models.build_autoencoder` arguments; the optional key
+            ``preset_or_config`` (a preset name, YAML path, ``ModelConfig`` or dict) is its first
+            argument, the rest are overrides (``width``, ``depth``, ``norm``, ``skips``, …).
+        volume_shape: whole-scan input size (x, y, z), a multiple of ``2**(depth-1)``.
+        batch_size: per-worker batch size.
+        lr: Adam learning rate (1e-3).
+        max_epochs: total epochs (a resumed run counts the epochs already done).
+        patience: early-stopping patience on the validation loss (50); the LR-plateau patience is
+            ``lr_patience`` or ``round(0.4 × patience)``.
+        num_workers: Ray Train workers (DDP when > 1).
+        run_dir: Ray Train ``storage_path``; the export goes to ``run_dir/autoencoder``.
+        seed: worker ``r`` seeds torch with ``seed + r``.
+        precision: ``fp32`` or ``bf16`` (autocast; the loss is computed in fp32).
+        name: the Ray Train run name (the run is ``run_dir/name``); reuse it to resume.
+        cpus_per_worker: logical CPUs per Train worker (0.5 leaves Ray Data a budget on 2 cores).
+        use_gpu: default ``torch.cuda.is_available()``.
+        read_cpus: CPUs per read task of ``read_volumes``.
+        cache: materialise the resized volumes once in the object store (``N × prod(shape) × 4``
+            bytes, ~4 MiB per scan at 128×128×64) instead of re-reading every epoch.
+        ray_config: passed to :func:`semgen_ray.runtime.init_ray` when Ray is not running.
+
+    Returns:
+        ``{"best_checkpoint", "best_epoch", "best_val_loss", "history" (per epoch: epoch,
+        train_loss, val_loss, lr), "epochs", "stopped_early", "model_dir", "run_path"}``.
+
+    Raises:
+        ValueError: empty split, bad precision; RuntimeError: the Train run failed.
+    """
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    if not patient_ids_train or not patient_ids_val:
+        raise ValueError("train_autoencoder needs non-empty train and validation patient lists")
+    if patience < 1 or max_epochs < 1 or batch_size < 1 or num_workers < 1:
+        raise ValueError("patience, max_epochs, batch_size and num_workers must be >= 1")
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+
+    import torch
+    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from semgen_ray.data.volumes import read_volumes
+    from semgen_ray.models import export_weights, load_weights
+    from semgen_ray.runtime import init_ray
+
+    init_ray(ray_config)
+    shape = tuple(int(s) for s in volume_shape)
+    model_kwargs = dict(model_kwargs or {})
+    _build(model_kwargs)  # validate the model options in the driver, before starting workers
+    gpu = torch.cuda.is_available() if use_gpu is None else bool(use_gpu)
+    run_dir = Path(run_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    def volumes(ids):
+        ds = read_volumes(store_uri, shape, [str(p) for p in ids], columns=("volume",), num_cpus=read_cpus)
+        return ds.materialize() if cache else ds
+
+    config = {"model_kwargs": model_kwargs, "batch_size": int(batch_size), "lr": float(lr),
+              "max_epochs": int(max_epochs), "patience": int(patience),
+              "lr_patience": int(lr_patience if lr_patience is not None else lr_patience_for(patience)),
+              "seed": int(seed), "precision": precision}
+    trainer = TorchTrainer(
+        _train_loop,
+        train_loop_config=config,
+        torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=int(num_workers), use_gpu=gpu,
+                                     resources_per_worker={"CPU": float(cpus_per_worker)}),
+        run_config=RunConfig(name=name, storage_path=str(run_dir),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2,
+                                                                checkpoint_score_attribute="val_loss",
+                                                                checkpoint_score_order="min")),
+        datasets={"train": volumes(patient_ids_train), "val": volumes(patient_ids_val)},
+    )
+    result = trainer.fit()
+    if result.error is not None:
+        raise RuntimeError(f"auto-encoder training failed: {result.error}") from result.error
+    if result.checkpoint is None:
+        raise RuntimeError("auto-encoder training reported no checkpoint")
+
+    with result.checkpoint.as_directory() as d:
+        latest = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=False)["state"]
+    best = None
+    for ckpt, metrics in (result.best_checkpoints or []):
+        if metrics and metrics.get("val_loss") is not None and (best is None or metrics["val_loss"] < best[1]["val_loss"]):
+            best = (ckpt, metrics)
+    best_ckpt = best[0] if best is not None else result.checkpoint
+
+    model = _build(model_kwargs)
+    load_weights(model, best_ckpt)
+    card = {"input_size": list(shape), "name": "self-discovery auto-encoder",
+            "description": "whole-scan auto-encoder (SPEC.md §1.3); embedding = pooled bottleneck",
+            "epoch": int(latest["best_epoch"]),
+            "lineage": {"store_uri": str(store_uri),
+                        "training_config": {**config, "num_workers": int(num_workers),
+                                            "train_patients": len(patient_ids_train),
+                                            "val_patients": len(patient_ids_val),
+                                            "best_val_loss": float(latest["best_val_loss"]),
+                                            "checkpoint": best_ckpt.path}}}
+    model_dir = export_weights(model, run_dir / "autoencoder", card)
+    return {"best_checkpoint": best_ckpt.path, "best_epoch": int(latest["best_epoch"]),
+            "best_val_loss": float(latest["best_val_loss"]), "history": list(latest["history"]),
+            "epochs": int(latest["epoch"]), "stopped_early": latest["bad_epochs"] >= patience,
+            "model_dir": str(model_dir), "run_path": str(run_dir / name)}

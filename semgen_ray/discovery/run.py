@@ -1,0 +1,191 @@
+"""The self-discovery stage end to end (SPEC.md §1-§2; ``python -m semgen_ray.discover``).
+
+1. train the auto-encoder on whole scans (Ray Train) and embed every patient (Ray Data actors);
+2. index the train and validation embeddings (HNSW or exact) and record recall against exact search;
+3. per class: a fresh reference patient, a coordinate that passes the foreground test, its K train /
+   K_val validation neighbours, and crop boxes at that coordinate in each (resolutions 1-3);
+4. write the pattern manifest, a montage per class and a distance plot.
+
+Every artefact goes to the output directory; ``discovery.json`` records what was done (method,
+recall, purity on the phantom cohort, timings per step).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from semgen_ray.config import to_dict
+from semgen_ray.config.schema import SemGenConfig
+
+
+class DiscoveryError(RuntimeError):
+    """Self-discovery cannot run on this store/config; the message says why and what to change."""
+
+
+def _split_ids(rows: list[dict]) -> tuple[list[str], list[str]]:
+    ok = [r for r in rows if r["status"] == "ok"]
+    modalities = sorted({r["modality"] for r in ok})
+    if len(modalities) > 1:
+        raise DiscoveryError(
+            f"the store mixes modalities {modalities}: self-discovery compares whole scans, so run it "
+            "on a store (or CSV selection) of one modality"
+        )
+    train = sorted(r["patient_id"] for r in ok if r["split"] == "train")
+    val = sorted(r["patient_id"] for r in ok if r["split"] == "val")
+    return train, val
+
+
+def habitus_purity(store, references: list[str], neighbours: list[list[str]]) -> dict | None:
+    """For phantom cohorts: how often a reference's neighbours share its body-type cluster, vs chance."""
+    groups = {}
+    for pid in {p for ns in neighbours for p in ns} | set(references):
+        extra = store.meta(pid).get("extra") or {}
+        if "habitus" not in extra:
+            return None
+        groups[pid] = extra["habitus"]
+    same = [np.mean([groups[n] == groups[r] for n in ns[1:]]) for r, ns in zip(references, neighbours) if len(ns) > 1]
+    counts = np.bincount(list(groups.values()))
+    chance = float(((counts / counts.sum()) ** 2).sum())
+    return {"purity": round(float(np.mean(same)), 4), "chance": round(chance, 4)}
+
+
+def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print) -> dict:
+    """Run self-discovery on ``store_uri`` and write its artefacts to ``out_dir``; returns the record."""
+    from semgen_ray.discovery.autoencoder_training import train_autoencoder
+    from semgen_ray.discovery.coordinates import draw_coordinate
+    from semgen_ray.discovery.embedding import embed_patients, save_embeddings
+    from semgen_ray.discovery.index import EmbeddingIndex
+    from semgen_ray.discovery.manifest import config_hash, write_manifest
+    from semgen_ray.discovery.montage import write_distance_plot, write_montage
+    from semgen_ray.discovery.neighbours import choose_method, measure_recall, neighbours_for_references
+    from semgen_ray.discovery.patterns import class_boxes
+    from semgen_ray.store import open_store
+
+    d = config.discovery
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    store = open_store(store_uri)
+    train_ids, val_ids = _split_ids(store.manifest_rows())
+    if len(train_ids) < d.k_train:
+        raise DiscoveryError(f"{len(train_ids)} train patients in {store_uri}, fewer than "
+                             f"discovery.k_train={d.k_train}: ingest more or lower K")
+    if len(val_ids) < d.k_val:
+        raise DiscoveryError(f"{len(val_ids)} validation patients in {store_uri}, fewer than "
+                             f"discovery.k_val={d.k_val}: ingest more, change ingest.split_fractions or lower it")
+    record = {"store": store_uri, "train_patients": len(train_ids), "val_patients": len(val_ids),
+              "seconds": {}}
+    t = time.perf_counter()
+
+    def lap(name):
+        nonlocal t
+        now = time.perf_counter()
+        record["seconds"][name] = round(now - t, 2)
+        t = now
+        log(f"[discover] {name}: {record['seconds'][name]} s")
+
+    # 1. auto-encoder + embeddings
+    ae = train_autoencoder(
+        store_uri, train_ids, val_ids,
+        model_kwargs={"width": config.model.width, "depth": config.model.depth,
+                      "norm": config.model.norm, "skips": d.autoencoder == "unet"},
+        volume_shape=config.data.volume_shape, batch_size=d.ae_batch_size, lr=d.ae_lr,
+        max_epochs=d.ae_epochs, patience=d.ae_patience, num_workers=d.ae_workers,
+        run_dir=str(out / "autoencoder_run"), seed=config.seed,
+    )
+    record["autoencoder"] = {k: v for k, v in ae.items() if k in ("epochs", "best_val_loss", "model_dir")}
+    lap("autoencoder")
+    ids, emb = embed_patients(store_uri, ae["model_dir"], config.data.volume_shape,
+                              patient_ids=train_ids + val_ids)
+    save_embeddings(out / "embeddings.parquet", ids, emb, {"model_dir": str(ae["model_dir"])})
+    spread = float(emb.std(axis=0).max())
+    record["embedding"] = {"dim": int(emb.shape[1]), "max_std_across_patients": spread}
+    if spread <= 1e-7 * max(float(np.abs(emb).max()), 1e-12):
+        raise DiscoveryError("every patient has the same embedding (a dead or untrained auto-encoder): "
+                             "train it longer (discovery.ae_epochs) or check the store's intensities")
+    lap("embedding")
+
+    # 2. indices
+    row = {pid: i for i, pid in enumerate(ids)}
+    tr = np.array([row[p] for p in train_ids])
+    va = np.array([row[p] for p in val_ids])
+    method = d.index if d.index != "auto" else choose_method(len(train_ids), d.k_train, threshold=d.exact_below)
+    params = dict(M=d.hnsw_m, ef_construction=d.hnsw_ef_construction, ef=d.hnsw_ef)
+    train_index = EmbeddingIndex.build(emb[tr], train_ids, method=method, **params)
+    val_index = EmbeddingIndex.build(emb[va], val_ids, method=method, **params)
+    train_index.save(out / "index_train")
+    record["index"] = {"method": method, **params}
+    if method == "hnsw":
+        record["index"]["recall"] = measure_recall(train_index, emb[tr], k=d.k_train, seed=config.seed)
+    lap("index")
+
+    # 3. references, coordinates, neighbours
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0xD15C]))
+    candidates = list(rng.permutation(train_ids))
+    classes, skipped = [], []
+    cube = config.data.cube_size
+    while len(classes) < d.num_classes:
+        if not candidates:
+            raise DiscoveryError(
+                f"only {len(classes)} of discovery.num_classes={d.num_classes} references have a "
+                f"coordinate passing the foreground test ({len(skipped)} had none): lower num_classes, "
+                "the borders or the foreground threshold"
+            )
+        ref = candidates.pop(0)
+        volume, meta = store.read(ref)
+        coord = draw_coordinate(volume, rng, [], cube=cube, config=d, modality=meta["modality"])
+        if coord is None:
+            skipped.append(ref)
+            continue
+        classes.append((ref, tuple(int(c) for c in coord)))
+    record["references_without_coordinate"] = skipped
+    refs = [c[0] for c in classes]
+    ref_vectors = emb[[row[r] for r in refs]]
+    train_row = {pid: i for i, pid in enumerate(train_ids)}
+    # by row: each reference is its own rank 0, even among near-identical embeddings
+    tr_nb, tr_dist = neighbours_for_references(train_index, np.array([train_row[r] for r in refs]), d.k_train)
+    va_nb, va_dist = neighbours_for_references(val_index, ref_vectors, d.k_val)
+    lap("neighbours")
+
+    # 4. boxes and manifest
+    shapes = {r["patient_id"]: tuple(r["shape"]) for r in store.manifest_rows() if r["status"] == "ok"}
+    rows, dropped = [], 0
+    neighbour_ids = []
+    for class_id, ((ref, coord), nb, dist, vnb, vdist) in enumerate(zip(classes, tr_nb, tr_dist, va_nb, va_dist)):
+        train_n = [train_ids[i] for i in nb]
+        neighbour_ids.append(train_n)
+        for split, names, dists, res in (("train", train_n, dist, d.resolutions),
+                                         ("val", [val_ids[i] for i in vnb], vdist, 1)):
+            boxes, n_dropped = class_boxes(class_id, ref, coord, names, dists, shapes, rng, cube=cube,
+                                           resolutions=res, min_patch=d.min_patch, max_patch=d.max_patch,
+                                           max_offset=d.max_offset, split=split)
+            rows += boxes
+            dropped += n_dropped
+    chash = config_hash(to_dict(d), {"cube_size": list(cube), "volume_shape": list(config.data.volume_shape),
+                                     "seed": config.seed, "store": store_uri})
+    manifest_path = out / "patterns.parquet"
+    write_manifest(rows, str(manifest_path), {"config_hash": chash, "store": store_uri,
+                                              "index": record["index"], "classes": len(classes)},
+                   config_hash=chash)
+    record.update(manifest=str(manifest_path), cubes=len(rows), crops_dropped_out_of_bounds=dropped,
+                  config_hash=chash, classes=[{"class_id": i, "reference": r, "coordinate": list(c)}
+                                              for i, (r, c) in enumerate(classes)])
+    record["habitus_purity"] = habitus_purity(store, refs, neighbour_ids)
+    lap("patterns")
+
+    # 5. montages
+    for class_id, ((ref, coord), names) in enumerate(zip(classes, neighbour_ids)):
+        crops = []
+        for pid in names[:8]:
+            box = tuple((c, c + s) for c, s in zip(coord, cube))
+            if all(hi <= n for (_, hi), n in zip(box, shapes[pid])):
+                crops.append(store.read(pid, region=box, normalize=True)[0])
+        write_montage(out / "montages" / f"class_{class_id:03d}.png", crops,
+                      title=f"class {class_id}: reference {ref} at {coord}")
+    write_distance_plot(out / "neighbour_distances.png", [list(map(float, x)) for x in tr_dist])
+    lap("montages")
+    (out / "discovery.json").write_text(json.dumps(record, indent=2, default=str))
+    return record

@@ -1,0 +1,52 @@
+"""``python -m semgen_ray.discover`` end to end on a small phantom store (local Ray, tiny sizes)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from semgen_ray.discover import main
+from semgen_ray.discovery.manifest import read_manifest
+
+pytestmark = pytest.mark.usefixtures("ray_local")
+
+TINY = ["model.width=4", "data.volume_shape=[32, 32, 16]", "data.cube_size=[16, 16, 8]",
+        "discovery.num_classes=2", "discovery.k_train=3", "discovery.k_val=1", "discovery.border_xy=4",
+        "discovery.border_z=2", "discovery.min_patch=12", "discovery.max_patch=20",
+        "discovery.max_offset=2", "discovery.ae_epochs=1", "discovery.ae_batch_size=2"]
+
+
+def _args(store, out, extra=()):
+    return ["--store", store, "--out", str(out), *[a for s in (*TINY, *extra) for a in ("--set", s)]]
+
+
+def test_discover_writes_a_valid_manifest_montages_and_record(tmp_path, ten_phantoms, capsys):
+    assert main(_args(ten_phantoms, tmp_path / "run")) == 0
+    assert "pattern manifest:" in capsys.readouterr().out
+    table = read_manifest(str(tmp_path / "run" / "patterns.parquet"))
+    rows = table.to_pylist()
+    from semgen_ray.store import open_store
+
+    shapes = {r["patient_id"]: r["shape"] for r in open_store(ten_phantoms).manifest_rows()}
+    assert {r["class_id"] for r in rows} == {0, 1}
+    for r in rows:
+        lo = np.array([r["x0"], r["y0"], r["z0"]])
+        hi = np.array([r["x1"], r["y1"], r["z1"]])
+        assert (lo >= 0).all() and (hi <= np.array(shapes[r["patient_id"]])).all() and (hi > lo).all()
+        if r["resolution"] == 1:
+            assert list(hi - lo) == [16, 16, 8]
+    assert {r["split"] for r in rows} == {"train", "val"}
+    assert {r["resolution"] for r in rows if r["split"] == "val"} == {1}
+    # every reference is its own nearest train neighbour
+    for cls in {r["class_id"] for r in rows}:
+        first = [r for r in rows if r["class_id"] == cls and r["split"] == "train" and r["rank"] == 0][0]
+        assert first["patient_id"] == first["reference_id"]
+    record = json.loads((tmp_path / "run" / "discovery.json").read_text())
+    assert record["index"]["method"] == "exact" and len(record["classes"]) == 2
+    assert (tmp_path / "run" / "montages" / "class_000.png").stat().st_size > 1000
+    assert (tmp_path / "run" / "neighbour_distances.png").is_file()
+
+
+def test_discover_refuses_too_few_patients_for_k(tmp_path, ten_phantoms, capsys):
+    assert main(_args(ten_phantoms, tmp_path / "run", ["discovery.k_train=50"])) == 1
+    assert "fewer than discovery.k_train=50" in capsys.readouterr().err
