@@ -14,6 +14,8 @@ An operation (``Flip``, ``ElasticDeformation``, ``LocalPixelShuffle``, ``Nonline
 
 from __future__ import annotations
 
+import abc
+
 import numpy as np
 
 from semgen_ray.transforms._backend import backend_for, is_torch
@@ -58,7 +60,7 @@ def as_float_batch(batch):
     return np.array(batch, dtype=np.float32, copy=True)
 
 
-class RandomOperation:
+class RandomOperation(abc.ABC):
     """Base of the corruption operations (see the module docstring)."""
 
     name = "operation"
@@ -66,11 +68,13 @@ class RandomOperation:
     #: per-voxel work that the numpy pipeline feeds in cache-sized groups.
     whole_batch = False
 
-    def sample(self, rng: np.random.Generator, shape: tuple[int, int, int]) -> dict:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def sample(self, rng: np.random.Generator, shape: tuple[int, int, int]) -> dict:
+        """Draw one sample's parameters for a cube of ``shape`` from ``rng``."""
 
-    def empty(self, shape: tuple[int, int, int]) -> dict:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def empty(self, shape: tuple[int, int, int]) -> dict:
+        """The parameters of a sample this operation leaves unchanged."""
 
     def check(self, batch, params: dict) -> None:
         """Raise ``ValueError`` when ``params`` do not fit ``batch`` (N, C, X, Y, Z)."""
@@ -80,8 +84,9 @@ class RandomOperation:
                 raise ValueError(f"{self.name}: parameter {name!r} has shape {np.asarray(value).shape}; "
                                  f"need a leading axis of {batch.shape[0]} samples")
 
-    def _apply(self, x, params: dict):  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _apply(self, x, params: dict):
+        """Apply validated stacked parameters to the float32 batch ``x`` (same back end)."""
 
     def apply(self, batch, params: dict):
         """Apply stacked parameters to a batch (N, C, X, Y, Z); returns a float32 copy (same back end)."""
