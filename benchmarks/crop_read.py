@@ -218,7 +218,6 @@ def main(argv=None) -> int:
     # (OMP_NUM_THREADS=1); two threads on a shared 2-core box mostly wait on each other.
     torch.set_num_threads(1)
 
-    from semgen_ray.data.crops import store_shapes
     from semgen_ray.store import open_store
 
     result = {"benchmark": "crop_read", "command": " ".join(["python", *sys.argv]),
@@ -231,7 +230,7 @@ def main(argv=None) -> int:
         else:
             uri, npy = build(work, args.patients, args.shape, args.seed)
         result["build_s"] = round(time.perf_counter() - t, 2)
-        shapes = store_shapes(open_store(uri))
+        shapes = open_store(uri).shapes()
         raw = sum(int(np.prod(s)) * 2 for s in shapes.values())
         disk = dir_bytes(uri) if Path(uri).exists() else None
         result["store"] = {"uri": uri if args.store else "<temp>", "patients": len(shapes),

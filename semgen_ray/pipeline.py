@@ -105,7 +105,7 @@ def stage_stream(config: SemGenConfig, log=print) -> dict:
                           "per_second": round(n / dt, 2)}
     log(f"[stream] {n} whole volumes resized to {config.data.volume_shape} in {dt:.1f} s")
 
-    smallest = np.min([r["shape"] for r in store.manifest_rows() if r["status"] == "ok"], axis=0)
+    smallest = np.min(list(store.shapes().values()), axis=0)
     cube = tuple(int(min(c, s)) for c, s in zip(config.data.cube_size, smallest))
     t0 = time.perf_counter()
     n, means = 0, []

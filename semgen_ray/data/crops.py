@@ -17,12 +17,6 @@ from semgen_ray.data.boxes import (
 from semgen_ray.data.cropping import read_patient_crops
 
 
-def store_shapes(store) -> dict[str, tuple[int, int, int]]:
-    """Volume shape by patient id from the store manifest (complete patients only)."""
-    return {r["patient_id"]: tuple(int(s) for s in r["shape"])
-            for r in store.manifest_rows() if r["status"] == "ok"}
-
-
 def _crop_task(store_uri: str, patient_id: str, rows, cube_size, normalize, antialias,
                columns, rows_per_block: int) -> Iterator:
     """Read task body: one region read for ``rows`` (this patient's box sub-table) → Arrow blocks."""
@@ -70,7 +64,7 @@ def crop_specs(store_uri: str, boxes, cube_size: Sequence[int] = (64, 64, 32), n
         if unknown:
             raise ValueError(f"unknown column(s) {unknown}; available: {sorted(known)}")
     if validate:
-        check_in_bounds(table, store_shapes(open_store(store_uri)), store_uri)
+        check_in_bounds(table, open_store(store_uri).shapes(), store_uri)
     cube_bytes = int(np.prod(cube)) * 4
     rows_per_block = max(1, _source.BLOCK_BYTES // cube_bytes)
     specs = []
@@ -137,4 +131,4 @@ def read_crops(store_uri: str, boxes, cube_size: Sequence[int] = (64, 64, 32), n
                                  ray_remote_args=ray_remote_args)
 
 
-__all__ = ["BOX_COLUMNS", "crop_specs", "read_crops", "store_shapes"]
+__all__ = ["BOX_COLUMNS", "crop_specs", "read_crops"]

@@ -79,10 +79,10 @@ def read_subvolumes(store_uri: str, size: Sequence[int] = (64, 64, 32), per_pati
     Returns:
         The ``read_crops`` rows, including the box, ``draw`` and ``epoch``.
     """
-    from semgen_ray.data.crops import read_crops, store_shapes
+    from semgen_ray.data.crops import read_crops
     from semgen_ray.store import open_store
 
-    shapes = store_shapes(open_store(store_uri))
+    shapes = open_store(store_uri).shapes()
     if patient_ids is not None:
         unknown = [p for p in patient_ids if p not in shapes]
         if unknown:

@@ -151,7 +151,7 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print)
     lap("neighbours")
 
     # 4. boxes and manifest
-    shapes = {r["patient_id"]: tuple(r["shape"]) for r in store.manifest_rows() if r["status"] == "ok"}
+    shapes = store.shapes()
     rows, dropped = [], 0
     neighbour_ids = []
     for class_id, ((ref, coord), nb, dist, vnb, vdist) in enumerate(zip(classes, tr_nb, tr_dist, va_nb, va_dist)):

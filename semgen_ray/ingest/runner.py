@@ -142,7 +142,7 @@ def run_jobs(jobs: list[Job], store: StoreConfig, config: IngestConfig | None = 
     t0 = time.perf_counter()
     vol_store = open_store(store.uri, mode="a", chunks=store.chunks, clevel=store.clevel)
     rows = vol_store.manifest_rows()
-    if set(vol_store._stored_ids()) - {r["patient_id"] for r in rows}:
+    if set(vol_store.stored_ids()) - {r["patient_id"] for r in rows}:
         rows = vol_store.rebuild_manifest()  # a previous run died before writing its manifest
     by_source: dict[str, dict[str, str]] = {}
     for r in rows:

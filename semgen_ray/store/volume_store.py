@@ -120,7 +120,8 @@ class VolumeStore:
         except (FileNotFoundError, KeyError, zarr.errors.ArrayNotFoundError) as err:
             raise StoreError(f"patient {patient_id!r} is not in store {self.uri}") from err
 
-    def _stored_ids(self) -> list[str]:
+    def stored_ids(self) -> list[str]:
+        """Every patient array in the store, complete or not (the manifest may lag after a crash)."""
         return sorted(self._group[layout.VOLUMES].array_keys())
 
     # ------------------------------------------------------------------ reading
@@ -128,6 +129,11 @@ class VolumeStore:
     def patient_ids(self) -> list[str]:
         """Patients with a complete volume, per the manifest (sorted)."""
         return sorted(r["patient_id"] for r in self.manifest_rows() if r["status"] == "ok")
+
+    def shapes(self) -> dict[str, tuple[int, int, int]]:
+        """Volume shape (X, Y, Z) by patient id, for complete patients, from the manifest."""
+        return {r["patient_id"]: tuple(int(v) for v in r["shape"])
+                for r in self.manifest_rows() if r["status"] == "ok"}
 
     def manifest_rows(self, refresh: bool = False) -> list[dict]:
         """The manifest as a list of row dicts (see :mod:`semgen_ray.store.manifest`)."""
@@ -330,7 +336,7 @@ class VolumeStore:
         self._require_writable()
         old = {r["patient_id"]: r for r in manifest.read_rows(self._fs, self._manifest_path)}
         rows = {pid: r for pid, r in old.items() if r["status"] != "ok"}
-        for pid in self._stored_ids():
+        for pid in self.stored_ids():
             try:
                 rows[pid] = self.row_from_meta(pid, self.meta(pid))
             except StoreError as err:
