@@ -17,6 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="preset (paper, cpu-tiny) or YAML file; default cpu-tiny")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override such as discovery.num_classes=50 (repeatable)")
+    p.add_argument("--force", action="store_true",
+                   help="redo every step, even those whose artefacts in --out match this config")
     return p
 
 
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     owns_ray = not ray.is_initialized()
     init_ray(config.ray)
     try:
-        record = run_discovery(config, args.store, args.out)
+        record = run_discovery(config, args.store, args.out, force=args.force)
     except DiscoveryError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -7,14 +7,21 @@ work whose artefact is already there. Stages in this release:
   directory, the default) is filled with the built-in phantom cohort (``config.phantoms``); a store
   given by absolute path or URI must already hold patients (``python -m semgen_ray.ingest``), so
   that a mistyped ``s3://`` address fails instead of silently training on phantoms.
-- ``stream``: stream the store through Ray Data as later stages will: whole volumes resized to
-  ``data.volume_shape`` (auto-encoder input), random ``data.cube_size`` sub-volumes (crop-on-read),
-  and those cubes as restoration pairs (``train.corruption``), checking shapes and value ranges and
-  recording throughput in ``stream.json``.
+- ``stream`` (a check, not in the default chain): stream the store through Ray Data as later stages
+  will: whole volumes resized to ``data.volume_shape`` (auto-encoder input), random ``data.cube_size``
+  sub-volumes (crop-on-read), and those cubes as restoration pairs (``train.corruption``), checking
+  shapes and value ranges and recording throughput in ``stream.json``.
+- ``discover``: self-discovery (:func:`semgen_ray.discovery.run.run_discovery`) into
+  ``run_dir/discovery``: the pattern manifest ``patterns.parquet``, montages, ``discovery.json``;
+  reused when it is already there for the same config.
 
-Self-discovery, pretraining and evaluation are added to this chain by their own issues
-(``discover``, ``train``, ``evaluate`` in :data:`LATER_STAGES`); asking for them now fails with a
-clear message rather than pretending.
+- ``train``: pretraining (:func:`semgen_ray.train.run_pretraining`) on the discovery's pattern
+  manifest into ``run_dir/train``: Ray Train + DeepSpeed, checkpoints (resumed when the run stopped),
+  the exported weights and model card (``train/export``), the report (``train/report``) and
+  ``train.json``; skipped when ``train.json`` exists for the same config.
+
+Stages still to come (``evaluate`` in :data:`LATER_STAGES`) fail with a clear message rather than
+pretending.
 """
 
 from __future__ import annotations
@@ -26,8 +33,9 @@ from dataclasses import replace
 
 from semgen_ray.config.schema import SemGenConfig
 
-STAGES = ("data", "stream")
-LATER_STAGES = ("discover", "train", "evaluate")
+STAGES = ("data", "stream", "discover", "train")
+DEFAULT_STAGES = ("data", "discover", "train")
+LATER_STAGES = ("evaluate",)
 
 
 class StageError(RuntimeError):
@@ -48,7 +56,7 @@ def _write_json(uri: str, data: dict) -> None:
         json.dump(data, f, indent=2)
 
 
-def stage_data(config: SemGenConfig, log=print) -> dict:
+def stage_data(config: SemGenConfig, log=print, force: bool = False) -> dict:
     """Use the configured store, generating the phantom cohort into it when it has no patients."""
     from semgen_ray.phantoms.cohort import write_cohort
     from semgen_ray.store import StoreError, open_store
@@ -77,7 +85,7 @@ def stage_data(config: SemGenConfig, log=print) -> dict:
             "generated": len(report.written), "seconds": round(report.seconds, 2)}
 
 
-def stage_stream(config: SemGenConfig, log=print) -> dict:
+def stage_stream(config: SemGenConfig, log=print, force: bool = False) -> dict:
     """Stream whole volumes and random cubes through Ray Data and check what arrives."""
     import numpy as np
 
@@ -147,18 +155,69 @@ def stage_stream(config: SemGenConfig, log=print) -> dict:
     return summary
 
 
-RUNNERS = {"data": stage_data, "stream": stage_stream}
+def stage_discover(config: SemGenConfig, log=print, force: bool = False) -> dict:
+    """Self-discovery on the store into ``run_dir/discovery`` (reused when already done)."""
+    from semgen_ray.discovery.run import DiscoveryError, run_discovery
+
+    uri = resolve(config.run_dir, config.store.uri)
+    out = resolve(config.run_dir, "discovery")
+    if "://" in out:
+        raise StageError(f"the discover stage writes to a local or mounted run directory, not {out}")
+    try:
+        record = run_discovery(config, uri, out, log=log, force=force)
+    except DiscoveryError as err:
+        raise StageError(str(err)) from err
+    keep = ("manifest", "cubes", "config_hash", "habitus_purity", "index", "reused", "reused_steps")
+    return {k: record[k] for k in keep if k in record} | {"classes": len(record["classes"])}
 
 
-def run_pipeline(config: SemGenConfig, stages: tuple[str, ...] = STAGES, log=print) -> dict:
+def stage_train(config: SemGenConfig, log=print, force: bool = False) -> dict:
+    """Pretraining on the discovery's pattern manifest into ``run_dir/train``."""
+    from semgen_ray.config import to_dict
+    from semgen_ray.discovery.manifest import config_hash
+    from semgen_ray.train import PretrainError, run_pretraining
+
+    uri = resolve(config.run_dir, config.store.uri)
+    manifest = resolve(config.run_dir, "discovery/patterns.parquet")
+    out = resolve(config.run_dir, "train")
+    if "://" in out:
+        raise StageError(f"the train stage writes its report to a local or mounted run directory, not {out}")
+    import os
+
+    if not os.path.isfile(manifest):
+        raise StageError(f"no pattern manifest at {manifest}: run the discover stage first")
+    key = config_hash({}, {"train": to_dict(config.train), "model": to_dict(config.model),
+                           "data": to_dict(config.data), "seed": config.seed,
+                           "manifest": os.path.getmtime(manifest)})
+    done_path = os.path.join(out, "train.json")
+    if not force and os.path.isfile(done_path):
+        done = json.load(open(done_path))
+        if done.get("key") == key:
+            log(f"[train] {out} already holds this pretraining; reusing it (--force redoes it)")
+            return {k: done[k] for k in ("export", "report", "best_val_loss", "steps", "epochs")} | {"reused": True}
+    try:
+        record = run_pretraining(config, uri, manifest, out, log=log, force=force)
+    except PretrainError as err:
+        raise StageError(str(err)) from err
+    record["key"] = key
+    _write_json(done_path, record)
+    log(f"[train] weights and model card: {record['export']}; report: {record['report']}")
+    return {k: record[k] for k in ("export", "report", "best_val_loss", "steps", "epochs", "fit_seconds")}
+
+
+RUNNERS = {"data": stage_data, "stream": stage_stream, "discover": stage_discover, "train": stage_train}
+
+
+def run_pipeline(config: SemGenConfig, stages: tuple[str, ...] = DEFAULT_STAGES, log=print,
+                 force: bool = False) -> dict:
     """Run ``stages`` in order and return ``{stage: summary}``; Ray is started or joined once."""
     from semgen_ray.runtime import init_ray
 
     later = [s for s in stages if s in LATER_STAGES]
     if later:
         raise StageError(
-            f"stage(s) {later} are not part of this release yet (self-discovery, pretraining and "
-            f"evaluation land with their own issues); available: {list(STAGES)}"
+            f"stage(s) {later} are not part of this release yet (they land with their own issues); "
+            f"available: {list(STAGES)}"
         )
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
@@ -171,6 +230,6 @@ def run_pipeline(config: SemGenConfig, stages: tuple[str, ...] = STAGES, log=pri
     results = {}
     for stage in stages:
         t0 = time.perf_counter()
-        results[stage] = RUNNERS[stage](config, log=log)
+        results[stage] = RUNNERS[stage](config, log=log, force=force)
         log(f"[{stage}] done in {time.perf_counter() - t0:.1f} s")
     return results

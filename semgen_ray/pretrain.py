@@ -12,7 +12,7 @@ import sys
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from semgen_ray.pipeline import STAGES
+    from semgen_ray.pipeline import DEFAULT_STAGES, STAGES
 
     p = argparse.ArgumentParser(prog="python -m semgen_ray.pretrain", description=__doc__.splitlines()[0])
     p.add_argument("--config", help="preset (paper, cpu-tiny) or YAML file; default cpu-tiny")
@@ -20,8 +20,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="config override such as train.lr=3e-4 (repeatable)")
     p.add_argument("--run-dir", help="where artefacts go (overrides run_dir)")
     p.add_argument("--store", help="volume store to use (overrides store.uri)")
-    p.add_argument("--stages", default=",".join(STAGES),
-                   help=f"comma-separated stages to run, in order (default {','.join(STAGES)})")
+    p.add_argument("--stages", default=",".join(DEFAULT_STAGES),
+                   help=f"comma-separated stages to run, in order, from {','.join(STAGES)} "
+                        f"(default {','.join(DEFAULT_STAGES)})")
+    p.add_argument("--force", action="store_true", help="redo stages whose artefacts already exist")
     return p
 
 
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
     owns_ray = not ray.is_initialized()
     try:
-        results = run_pipeline(config, stages)
+        results = run_pipeline(config, stages, force=args.force)
     except StageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

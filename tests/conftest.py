@@ -38,3 +38,24 @@ def ray_local():
     ray = init_ray(RayConfig(num_cpus=4, object_store_mb=256))
     yield ray
     ray.shutdown()
+
+
+def _make_phantom_store(path: Path, n: int = 6, shape=(64, 64, 32)) -> str:
+    """``n`` phantom patients written straight into a store (no Ray), with ingest's hash splits."""
+    from semgen_ray.ingest.split import assign_split
+    from semgen_ray.phantoms import generate_patient
+    from semgen_ray.store import open_store
+
+    store = open_store(str(path), mode="w")
+    ids = [f"phantom_{i:05d}" for i in range(n)]
+    rows = [store.write(pid, generate_patient(i, cohort_seed=0, shape=shape)[0],
+                        split=assign_split(pid, (0.7, 0.15, 0.15)))
+            for i, pid in enumerate(ids)]
+    store.update_manifest(rows)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def make_phantom_store():
+    """``make_phantom_store(path, n=6, shape=(64, 64, 32))``: phantoms straight into a store (no Ray)."""
+    return _make_phantom_store

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.usefixtures("ray_local")
 
 
 def test_pretrain_runs_available_stages_and_reruns_idempotently(tmp_path, capsys):
-    args = ["--run-dir", str(tmp_path / "run"), "--set", "phantoms.n=3",
+    args = ["--run-dir", str(tmp_path / "run"), "--set", "phantoms.n=3", "--stages", "data,stream",
             "--set", "phantoms.shape=[64, 64, 32]", "--set", "data.volume_shape=[32, 32, 16]"]
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -36,7 +36,7 @@ def test_pretrain_streams_an_ingested_store(tmp_path, real_data, capsys):
 
     assert ingest([real_data / "lidc_slabs"], tmp_path / "lidc.zarr", progress=False).ok
     assert main(["--run-dir", str(tmp_path / "run"), "--store", str(tmp_path / "lidc.zarr"),
-                 "--set", "data.volume_shape=[32, 32, 8]", "--set", "data.cube_size=[32, 32, 8]",
+                 "--stages", "data,stream", "--set", "data.volume_shape=[32, 32, 8]", "--set", "data.cube_size=[32, 32, 8]",
                  # 8 slices are too thin for the reference's 3-voxel painting margin
                  "--set", "train.corruption_overrides={paint_margin: 1}"]) == 0
     assert "using the existing store" in capsys.readouterr().out
@@ -45,14 +45,39 @@ def test_pretrain_streams_an_ingested_store(tmp_path, real_data, capsys):
 
 
 def test_pretrain_refuses_unreleased_stages_and_bad_config(tmp_path, capsys):
-    assert main(["--run-dir", str(tmp_path), "--stages", "discover"]) == 1
+    assert main(["--run-dir", str(tmp_path), "--stages", "evaluate"]) == 1
     assert "not part of this release" in capsys.readouterr().err
     assert main(["--set", "train.lr=-1"]) == 2
     assert "train.lr must be positive" in capsys.readouterr().err
 
 
 def test_pretrain_refuses_a_corruption_that_does_not_fit_the_cube(tmp_path, capsys):
-    args = ["--run-dir", str(tmp_path / "run"), "--set", "phantoms.n=2", "--set", "phantoms.shape=[64, 64, 32]",
+    args = ["--run-dir", str(tmp_path / "run"), "--stages", "data,stream", "--set", "phantoms.n=2",
+            "--set", "phantoms.shape=[64, 64, 32]",
             "--set", "data.volume_shape=[32, 32, 16]", "--set", "data.cube_size=[32, 32, 8]"]
     assert main(args) == 1
     assert "train.corruption does not fit (32, 32, 8) cubes" in capsys.readouterr().err
+
+
+CHAIN = ["phantoms.n=8", "phantoms.shape=[64, 64, 32]", "model.width=4", "data.volume_shape=[32, 32, 16]",
+         "data.cube_size=[16, 16, 8]", "discovery.num_classes=2", "discovery.k_train=3", "discovery.k_val=1",
+         "discovery.border_xy=4", "discovery.border_z=2", "discovery.min_patch=12", "discovery.max_patch=20",
+         "discovery.max_offset=2", "discovery.ae_epochs=1", "discovery.ae_batch_size=2", "train.batch_size=4",
+         "train.num_workers=1", "train.max_steps=2", "train.corruption_overrides={paint_margin: 1}"]
+
+
+def test_pretrain_runs_the_whole_chain_and_skips_finished_stages(tmp_path, capsys):
+    """phantoms → discovery → pretraining → export → report at the smallest size, then a no-op re-run."""
+    args = ["--run-dir", str(tmp_path / "run"), *[a for s in CHAIN for a in ("--set", s)]]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    run = tmp_path / "run"
+    assert (run / "discovery" / "patterns.parquet").is_file()
+    record = json.loads((run / "train" / "train.json").read_text())
+    assert record["steps"] == 2 and record["export"] == str(run / "train" / "export")
+    assert (run / "train" / "export" / "model.safetensors").is_file()
+    assert (run / "train" / "report" / "loss_curves.png").is_file()
+    assert "weights and model card:" in out
+    assert main(args) == 0  # everything is there: nothing is redone
+    out = capsys.readouterr().out
+    assert "already holds this discovery" in out and "already holds this pretraining" in out

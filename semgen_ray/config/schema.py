@@ -257,6 +257,11 @@ class ModelConfig:
         _choice("model.out_activation", self.out_activation, ("sigmoid", None))
 
 
+#: Pretraining objectives (``train.objective``); see :mod:`semgen_ray.train.objectives`.
+OBJECTIVES = ("semantic_genesis", "restoration", "classification", "inpainting_classification",
+              "shuffling_classification")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Self-classification + self-restoration pretraining (SPEC.md §5).
@@ -275,6 +280,28 @@ class TrainConfig:
             the preset, e.g. ``{shuffle_blocks: 100, nonlinear_rate: 0.5}``; every probability and
             size of the corruptions is one of them.
         target: restoration target: ``original`` (un-deformed, the reference) or ``deformed``.
+        objective: ``semantic_genesis`` (λ_cls·CE + λ_rec·MSE), ``restoration`` (Models Genesis,
+            MSE only), ``classification`` (CE only, uncorrupted cubes), and the paper's add-ons
+            ``inpainting_classification`` / ``shuffling_classification`` (classification plus
+            restoration from in-painting only / local shuffling only).
+        optimizer: ``adam`` (Semantic Genesis) or ``sgd`` (momentum 0.9; Models Genesis used lr 1).
+        schedule: ``step`` (StepLR per epoch, the PyTorch reference), ``plateau``
+            (ReduceLROnPlateau on the validation loss, the Keras reference) or ``none``.
+        step_epochs: StepLR period; ``None``: ``int(0.8 × patience)`` (40 for 50, the reference).
+        gamma: LR factor of both schedules (0.5).
+        grad_accum: micro-batches per optimizer step (DeepSpeed gradient accumulation).
+        corrupt_on: ``data`` (numpy back end on Ray Data CPU workers; each pass draws fresh seeds,
+            recorded per cube) or ``device`` (torch back end on the training device; seeds from
+            (run seed, epoch, row), fully replayable).
+        checkpoint_every: also checkpoint every this many optimizer steps (0: only at epoch ends).
+        keep_checkpoints: checkpoints kept by Ray Train (the latest ones).
+        max_failures: Ray Train ``FailureConfig`` retries of a failed run (from its last checkpoint).
+        max_steps: stop after this many optimizer steps in total (0: no cap).
+        cpus_per_worker: logical CPUs per Train worker (0.5 leaves Ray Data a budget on a small node).
+        use_gpu: ``None``: GPUs when the cluster has them.
+        shuffle_buffer: rows of the per-worker local shuffle buffer (crops arrive grouped by patient).
+        storage_path: where Ray Train keeps checkpoints: relative to the run directory, an absolute
+            path, or an object-store URI (``s3://…``).
     """
 
     batch_size: int = 64
@@ -289,9 +316,37 @@ class TrainConfig:
     corruption: str = "sg"
     corruption_overrides: dict = field(default_factory=dict)
     target: str = "original"
+    objective: str = "semantic_genesis"
+    optimizer: str = "adam"
+    schedule: str = "step"
+    step_epochs: int | None = None
+    gamma: float = 0.5
+    grad_accum: int = 1
+    corrupt_on: str = "data"
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 2
+    max_failures: int = 2
+    max_steps: int = 0
+    cpus_per_worker: float = 0.5
+    use_gpu: bool | None = None
+    shuffle_buffer: int = 256
+    storage_path: str = "train"
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 1, "train.batch_size must be >= 1")
+        _choice("train.objective", self.objective, OBJECTIVES)
+        _choice("train.optimizer", self.optimizer, ("adam", "sgd"))
+        _choice("train.schedule", self.schedule, ("step", "plateau", "none"))
+        _require(self.step_epochs is None or self.step_epochs >= 1, "train.step_epochs must be >= 1")
+        _require(0 < self.gamma <= 1, "train.gamma must be in (0, 1]")
+        _require(self.grad_accum >= 1, "train.grad_accum must be >= 1")
+        _choice("train.corrupt_on", self.corrupt_on, ("data", "device"))
+        _require(self.checkpoint_every >= 0 and self.max_steps >= 0, "train.checkpoint_every and max_steps must be >= 0")
+        _require(self.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1")
+        _require(self.max_failures >= -1, "train.max_failures must be >= -1 (-1: retry forever)")
+        _require(self.cpus_per_worker > 0, "train.cpus_per_worker must be positive")
+        _require(self.shuffle_buffer >= 0, "train.shuffle_buffer must be >= 0")
+        _require(bool(self.storage_path), "train.storage_path must not be empty")
         _require(self.lr > 0, "train.lr must be positive")
         _require(self.lambda_cls >= 0 and self.lambda_rec >= 0, "train loss weights must be >= 0")
         _require(self.patience >= 1 and self.max_epochs >= 1, "train.patience and max_epochs must be >= 1")

@@ -23,13 +23,16 @@ def _corruption(preset: str, overrides_json: str):
 
 
 def restoration_pairs(batch: dict, preset: str = "sg", overrides: dict | None = None, run_seed: int = 0,
-                      epoch: int = 0, id_column: str = "box_index", target: str = "original") -> dict:
+                      epoch: int | None = 0, id_column: str = "box_index", target: str = "original") -> dict:
     """``map_batches`` body: replace ``cube`` (N, X, Y, Z) by ``input`` and ``target`` (N, 1, X, Y, Z).
 
     Args:
         batch: a numpy batch with a ``cube`` column and a per-sample id column.
         preset, overrides: the corruption policy (``train.corruption`` / ``train.corruption_overrides``).
-        run_seed, epoch: with the sample id, the seed of each sample's draws.
+        run_seed, epoch: with the sample id, the seed of each sample's draws. ``epoch=None`` draws a
+            fresh nonce (OS entropy) for the batch instead, so every pass of a re-executed dataset
+            gets new corruptions; the per-sample seeds are then recorded in an int64 ``seed``
+            column (the uint64 bit pattern), from which any cube's corruption can be replayed.
         id_column: the column holding a stable sample id (``box_index`` of ``read_crops`` rows, or the
             pattern manifest's row id).
         target: ``original`` (the un-deformed cube, the reference) or ``deformed``.
@@ -41,9 +44,12 @@ def restoration_pairs(batch: dict, preset: str = "sg", overrides: dict | None = 
 
     corruption = _corruption(preset, json.dumps(overrides or {}, sort_keys=True))
     cubes = np.asarray(batch["cube"], dtype=np.float32)[:, None]
-    seeds = np.array([sample_seed(run_seed, epoch, int(i)) for i in batch[id_column]], dtype=np.uint64)
+    pass_id = int(np.random.SeedSequence().entropy % 2**63) if epoch is None else epoch
+    seeds = np.array([sample_seed(run_seed, pass_id, int(i)) for i in batch[id_column]], dtype=np.uint64)
     corrupted, params = corruption(cubes, seeds)
     out = {k: v for k, v in batch.items() if k != "cube"}
+    if epoch is None:
+        out["seed"] = seeds.view(np.int64)
     out["input"] = corrupted
     out["target"] = corruption.target(cubes, params, deformed=(target == "deformed"))
     return out

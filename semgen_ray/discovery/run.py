@@ -8,6 +8,11 @@
 
 Every artefact goes to the output directory; ``discovery.json`` records what was done (method,
 recall, purity on the phantom cohort, timings per step).
+
+Finished work is reused, keyed by hashes of what produced it: a finished run with the same config
+hash returns its record; otherwise the auto-encoder export (``autoencoder.json``: key of store, splits,
+model and training options, seed) and the embeddings (keyed by the export they came from) are reused
+and only the cheap steps re-run. ``force=True`` redoes everything.
 """
 
 from __future__ import annotations
@@ -53,11 +58,21 @@ def habitus_purity(store, references: list[str], neighbours: list[list[str]]) ->
     return {"purity": round(float(np.mean(same)), 4), "chance": round(chance, 4)}
 
 
-def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print) -> dict:
-    """Run self-discovery on ``store_uri`` and write its artefacts to ``out_dir``; returns the record."""
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print, force: bool = False) -> dict:
+    """Run self-discovery on ``store_uri`` and write its artefacts to ``out_dir``; returns the record.
+
+    Reuses finished work in ``out_dir`` (see the module docstring) unless ``force``.
+    """
     from semgen_ray.discovery.autoencoder_training import train_autoencoder
     from semgen_ray.discovery.coordinates import draw_coordinate
-    from semgen_ray.discovery.embedding import embed_patients, save_embeddings
+    from semgen_ray.discovery.embedding import embed_patients, load_embeddings, save_embeddings
     from semgen_ray.discovery.index import EmbeddingIndex
     from semgen_ray.discovery.manifest import config_hash, write_manifest
     from semgen_ray.discovery.montage import write_distance_plot, write_montage
@@ -76,8 +91,18 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print)
     if len(val_ids) < d.k_val:
         raise DiscoveryError(f"{len(val_ids)} validation patients in {store_uri}, fewer than "
                              f"discovery.k_val={d.k_val}: ingest more, change ingest.split_fractions or lower it")
+    model_kwargs = {"width": config.model.width, "depth": config.model.depth,
+                    "norm": config.model.norm, "skips": d.autoencoder == "unet"}
+    chash = config_hash(to_dict(d), {"cube_size": list(config.data.cube_size), "model": model_kwargs,
+                                     "volume_shape": list(config.data.volume_shape),
+                                     "seed": config.seed, "store": store_uri,
+                                     "patients": [train_ids, val_ids]})
+    done = _read_json(out / "discovery.json")
+    if not force and done and done.get("config_hash") == chash and (out / "patterns.parquet").is_file():
+        log(f"[discover] {out} already holds this discovery (config hash {chash[:12]}); reusing it")
+        return {**done, "reused": True}
     record = {"store": store_uri, "train_patients": len(train_ids), "val_patients": len(val_ids),
-              "seconds": {}}
+              "seconds": {}, "reused_steps": []}
     t = time.perf_counter()
 
     def lap(name):
@@ -88,19 +113,34 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print)
         log(f"[discover] {name}: {record['seconds'][name]} s")
 
     # 1. auto-encoder + embeddings
-    ae = train_autoencoder(
-        store_uri, train_ids, val_ids,
-        model_kwargs={"width": config.model.width, "depth": config.model.depth,
-                      "norm": config.model.norm, "skips": d.autoencoder == "unet"},
-        volume_shape=config.data.volume_shape, batch_size=d.ae_batch_size, lr=d.ae_lr,
-        max_epochs=d.ae_epochs, patience=d.ae_patience, num_workers=d.ae_workers,
-        run_dir=str(out / "autoencoder_run"), seed=config.seed,
-    )
-    record["autoencoder"] = {k: v for k, v in ae.items() if k in ("epochs", "best_val_loss", "model_dir")}
+    ae_key = config_hash({k: v for k, v in to_dict(d).items() if k.startswith("ae_")},
+                         {"model": model_kwargs, "volume_shape": list(config.data.volume_shape),
+                          "seed": config.seed, "store": store_uri, "patients": [train_ids, val_ids]})
+    ae = _read_json(out / "autoencoder.json")
+    if force or not ae or ae.get("key") != ae_key or not Path(ae.get("model_dir", "")).is_dir():
+        ae = train_autoencoder(
+            store_uri, train_ids, val_ids, model_kwargs=model_kwargs,
+            volume_shape=config.data.volume_shape, batch_size=d.ae_batch_size, lr=d.ae_lr,
+            max_epochs=d.ae_epochs, patience=d.ae_patience, num_workers=d.ae_workers,
+            run_dir=str(out / "autoencoder_run"), seed=config.seed, name=f"autoencoder_{ae_key[:12]}",
+        )
+        ae = {"key": ae_key, **{k: v for k, v in ae.items() if k in ("epochs", "best_val_loss", "model_dir")}}
+        (out / "autoencoder.json").write_text(json.dumps(ae, indent=2))
+    else:
+        record["reused_steps"].append("autoencoder")
+        log(f"[discover] reusing the trained auto-encoder {ae['model_dir']}")
+    record["autoencoder"] = ae
     lap("autoencoder")
-    ids, emb = embed_patients(store_uri, ae["model_dir"], config.data.volume_shape,
-                              patient_ids=train_ids + val_ids)
-    save_embeddings(out / "embeddings.parquet", ids, emb, {"model_dir": str(ae["model_dir"])})
+    emb_path = out / "embeddings.parquet"
+    previous = load_embeddings(emb_path) if emb_path.is_file() and not force else None
+    if previous and previous[2].get("ae_key") == ae_key and previous[0] == sorted(train_ids + val_ids):
+        ids, emb, _ = previous
+        record["reused_steps"].append("embedding")
+        log(f"[discover] reusing the embeddings {emb_path}")
+    else:
+        ids, emb = embed_patients(store_uri, ae["model_dir"], config.data.volume_shape,
+                                  patient_ids=train_ids + val_ids)
+        save_embeddings(emb_path, ids, emb, {"model_dir": str(ae["model_dir"]), "ae_key": ae_key})
     spread = float(emb.std(axis=0).max())
     record["embedding"] = {"dim": int(emb.shape[1]), "max_std_across_patients": spread}
     if spread <= 1e-7 * max(float(np.abs(emb).max()), 1e-12):
@@ -164,8 +204,6 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print)
                                            max_offset=d.max_offset, split=split)
             rows += boxes
             dropped += n_dropped
-    chash = config_hash(to_dict(d), {"cube_size": list(cube), "volume_shape": list(config.data.volume_shape),
-                                     "seed": config.seed, "store": store_uri})
     manifest_path = out / "patterns.parquet"
     write_manifest(rows, str(manifest_path), {"config_hash": chash, "store": store_uri,
                                               "index": record["index"], "classes": len(classes)},

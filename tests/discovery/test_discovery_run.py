@@ -50,3 +50,25 @@ def test_discover_writes_a_valid_manifest_montages_and_record(tmp_path, ten_phan
 def test_discover_refuses_too_few_patients_for_k(tmp_path, ten_phantoms, capsys):
     assert main(_args(ten_phantoms, tmp_path / "run", ["discovery.k_train=50"])) == 1
     assert "fewer than discovery.k_train=50" in capsys.readouterr().err
+
+
+def test_discover_is_deterministic_and_reuses_finished_work(tmp_path, ten_phantoms, capsys):
+    """Re-running with the same seed reuses the auto-encoder and embeddings and rebuilds the same manifest."""
+    run = tmp_path / "run"
+    assert main(_args(ten_phantoms, run)) == 0
+    first = read_manifest(str(run / "patterns.parquet"))
+    record = json.loads((run / "discovery.json").read_text())
+    assert record["reused_steps"] == []
+    capsys.readouterr()
+    assert main(_args(ten_phantoms, run)) == 0  # finished: nothing redone
+    assert "already holds this discovery" in capsys.readouterr().out
+    (run / "patterns.parquet").unlink()
+    (run / "discovery.json").unlink()
+    assert main(_args(ten_phantoms, run)) == 0
+    again = json.loads((run / "discovery.json").read_text())
+    assert again["reused_steps"] == ["autoencoder", "embedding"]
+    assert read_manifest(str(run / "patterns.parquet")).equals(first)
+    assert again["classes"] == record["classes"] and again["config_hash"] == record["config_hash"]
+    # another seed is another discovery (new references), not a reuse
+    assert main(_args(ten_phantoms, run, ["seed=1"])) == 0
+    assert json.loads((run / "discovery.json").read_text())["config_hash"] != record["config_hash"]

@@ -1,0 +1,73 @@
+"""Ray Data inputs of pretraining: the pattern manifest's cubes, cut from the store on read (SPEC.md §2.4).
+
+The train and validation rows of the manifest become two lazy datasets of ``read_crops`` (one read
+per patient for all its crops; resolutions 2-3 resized to the cube size) with only the numeric columns
+the loop needs (``cube``, ``row_id``, ``class_id``). With ``train.corrupt_on=data`` the corruption runs
+here, on Ray Data CPU workers (:func:`semgen_ray.data.restoration_pairs`): training cubes get fresh
+draws on every pass (seeds recorded per cube), validation cubes the same draws all run
+(seed epoch :data:`semgen_ray.train.loop.VAL_EPOCH`). Read blocks arrive in random order each pass;
+workers shuffle rows further in a local buffer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from semgen_ray.config.schema import SemGenConfig
+
+COLUMNS = ("cube", "row_id", "class_id")
+
+
+class PretrainDataError(ValueError):
+    """The pattern manifest cannot feed pretraining (empty split, unknown patients, bad classes)."""
+
+
+@dataclass(frozen=True)
+class PatternData:
+    """The two datasets and what the trainer needs to know about them."""
+
+    train: object
+    val: object
+    num_classes: int
+    train_rows: int
+    val_rows: int
+    config_hash: str | None
+
+
+def pattern_datasets(config: SemGenConfig, store_uri: str, manifest_path: str) -> PatternData:
+    """Datasets of the manifest's train / val cubes (corrupted here when ``corrupt_on=data``)."""
+    import pyarrow.compute as pc
+
+    from semgen_ray.data import read_crops, restoration_pairs
+    from semgen_ray.discovery.manifest import read_manifest
+    from semgen_ray.train.loop import VAL_EPOCH
+    from semgen_ray.train.objectives import corruption_overrides, objective
+
+    table = read_manifest(manifest_path)
+    hashes = set(table.column("config_hash").to_pylist())
+    splits = {s: table.filter(pc.equal(table.column("split"), s)) for s in ("train", "val")}
+    for name, part in splits.items():
+        if part.num_rows == 0:
+            raise PretrainDataError(f"{manifest_path}: no {name} rows; re-run discovery with K > 0 for {name}")
+    classes = sorted(set(table.column("class_id").to_pylist()))
+    if classes != list(range(len(classes))):
+        raise PretrainDataError(f"{manifest_path}: class ids must be 0..C-1, got {classes[:10]}…")
+    t = config.train
+    obj = objective(t.objective)
+    cube = tuple(config.data.cube_size)
+
+    def cubes(part, train: bool):
+        ds = read_crops(store_uri, part, cube, columns=COLUMNS, num_cpus=config.data.read_cpus)
+        if train:
+            ds = ds.randomize_block_order()
+        if t.corrupt_on == "data" and obj.corrupts:
+            ds = ds.map_batches(
+                restoration_pairs, batch_format="numpy", batch_size=16, num_cpus=config.data.read_cpus,
+                fn_kwargs={"preset": t.corruption, "overrides": corruption_overrides(t.objective, t.corruption_overrides),
+                           "run_seed": config.seed, "epoch": None if train else VAL_EPOCH,
+                           "id_column": "row_id", "target": t.target})
+        return ds
+
+    return PatternData(cubes(splits["train"], True), cubes(splits["val"], False), len(classes),
+                       splits["train"].num_rows, splits["val"].num_rows,
+                       next(iter(hashes)) if len(hashes) == 1 else None)

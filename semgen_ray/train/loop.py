@@ -1,0 +1,385 @@
+"""The Ray Train worker function: DeepSpeed pretraining with full-state checkpoints (SPEC.md §5).
+
+Every rank runs :func:`train_loop`. The model (U-Net 3D + classification head, reference names) and a
+torch optimizer go through ``deepspeed.initialize`` (ZeRO stage, bf16 / fp16 / fp32, gradient
+accumulation from the config; gloo on CPU, NCCL on GPUs, the process group set up by Ray Train).
+Batches come from ``ray.train.get_dataset_shard``: crops of the pattern manifest, corrupted either by
+Ray Data CPU workers (``corrupt_on=data``) or here on the device with the torch back end
+(``corrupt_on=device``, seeds from (run seed, epoch, row id)). Validation corruptions are fixed for the
+whole run (seed epoch :data:`VAL_EPOCH`), so early stopping sees a steady signal.
+
+Checkpoints (every ``checkpoint_every`` optimizer steps and at each epoch end) hold the full state:
+DeepSpeed's model, optimizer and loss-scaler state (``ds/``); the step, epoch, position in the epoch,
+LR schedule, early-stopping state and history (``client_state`` and ``state.json``); each rank's
+Python / numpy / torch RNG states (``rng/rank_<r>.pt``). A restarted worker group (Ray Train
+``FailureConfig``) loads the latest checkpoint and skips the batches of the current epoch that it had
+already trained on, so a failure costs at most the steps since that checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+
+#: Seed "epoch" of the validation corruptions (distinct from every training epoch >= 1).
+VAL_EPOCH = 0
+DS_TAG = "ds"
+STATE_FILE = "state.json"
+
+
+def _rng_state() -> dict:
+    import numpy as np
+    import torch
+
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def _set_rng_state(state: dict) -> None:
+    import numpy as np
+    import torch
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def _fresh_state() -> dict:
+    return {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_val_loss": math.inf, "best_epoch": 0,
+            "bad_epochs": 0, "history": [], "log": [], "stopped": None}
+
+
+def _allreduce_sum(values, device):
+    """Sum a list of floats over ranks (float64; gloo-friendly CPU tensors on CPU)."""
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64, device=device if device.type == "cuda" else "cpu")
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(t)
+    return t.tolist()
+
+
+class _Batches:
+    """Model inputs from a Ray Data batch: ``(input, target, labels)`` on the device, dtype-cast."""
+
+    def __init__(self, cfg: dict, device, dtype) -> None:
+        from semgen_ray.train.objectives import corruption_overrides, objective
+
+        self.obj = objective(cfg["objective"])
+        self.device, self.dtype = device, dtype
+        self.seed = cfg["seed"]
+        self.on_device = cfg["corrupt_on"] == "device" and self.obj.corrupts
+        self.target = cfg["target"]
+        if self.on_device:
+            from semgen_ray.transforms import make_corruption
+
+            self.corruption = make_corruption(cfg["corruption"], backend="torch", device=device,
+                                              **corruption_overrides(cfg["objective"], cfg["corruption_overrides"]))
+
+    def __call__(self, batch: dict, epoch: int):
+        import numpy as np
+
+        labels = batch["class_id"].to(self.device)
+        if "input" in batch:  # corrupted by Ray Data
+            x, y = batch["input"], batch["target"]
+        else:
+            cube = batch["cube"].unsqueeze(1)
+            if self.on_device:
+                from semgen_ray.transforms import sample_seed
+
+                seeds = np.array([sample_seed(self.seed, epoch, int(i)) for i in batch["row_id"].tolist()],
+                                 dtype=np.uint64)
+                cube = cube.to(self.device)
+                x, params = self.corruption(cube, seeds)
+                y = self.corruption.target(cube, params, deformed=self.target == "deformed")
+            else:  # classification only: the uncorrupted cube
+                x = y = cube
+        return x.to(self.device, self.dtype), y.to(self.device), labels
+
+
+def _iterate(shard, cfg: dict, train: bool):
+    """Torch batches of this rank's shard; training batches through a local shuffle buffer."""
+    return shard.iter_torch_batches(
+        batch_size=cfg["batch_size"],
+        local_shuffle_buffer_size=(cfg["shuffle_buffer"] or None) if train else None)
+
+
+def optimizer_fingerprint(engine, device) -> float:
+    """Sum over ranks of every optimizer-state tensor's sum (fp64): equal before a save and after a load."""
+    import torch
+
+    base = getattr(engine.optimizer, "optimizer", engine.optimizer)  # ZeRO wraps the torch optimizer
+    total = 0.0
+    for per_param in base.state.values():
+        for value in per_param.values():
+            if torch.is_tensor(value):
+                total += float(value.double().sum())
+    return _allreduce_sum([total], device)[0]
+
+
+def _save(engine, state: dict, schedule, metrics: dict, rank: int, device) -> None:
+    """Write a full-state checkpoint (all ranks: DeepSpeed's save is collective) and report it."""
+    import ray.train
+    import torch
+    from ray.train import Checkpoint
+
+    import torch.distributed as dist
+
+    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    state = dict(state, schedule=schedule.state_dict(), world_size=world,
+                 optimizer_fingerprint=optimizer_fingerprint(engine, device))
+    with tempfile.TemporaryDirectory() as tmp:
+        engine.save_checkpoint(tmp, tag=DS_TAG, client_state={"semgen": state})
+        (Path(tmp) / "rng").mkdir(exist_ok=True)
+        torch.save(_rng_state(), Path(tmp) / "rng" / f"rank_{rank}.pt")
+        if rank == 0:
+            (Path(tmp) / STATE_FILE).write_text(json.dumps(state, default=float))
+        name = f"step_{state['step']:08d}" + ("_epoch_end" if metrics.get("epoch_end") else "")
+        ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp), checkpoint_dir_name=name)
+
+
+def checkpoint_problem(fs, path: str) -> str | None:
+    """Why the checkpoint directory ``path`` is not a complete full-state checkpoint, or None if it is.
+
+    Complete: ``state.json`` parses and names the world size W, and there are W RNG files, W
+    DeepSpeed optimizer shards and the model states (a crash during a save leaves some missing).
+    """
+    try:
+        state = json.loads(fs.cat_file(f"{path}/{STATE_FILE}"))
+        world = int(state["world_size"])
+        names = {p.rsplit("/", 1)[-1] for p in fs.find(path)}
+    except Exception as err:  # noqa: BLE001 - any unreadable state means incomplete
+        return f"no readable {STATE_FILE} ({type(err).__name__}: {err})"
+    missing = [f"rank_{r}.pt" for r in range(world) if f"rank_{r}.pt" not in names]
+    shards = sum(n.endswith("optim_states.pt") for n in names)
+    if missing or "mp_rank_00_model_states.pt" not in names or shards < world:
+        return f"incomplete (world size {world}: missing {missing or 'none'} RNG files, {shards} optimizer shards)"
+    return None
+
+
+def latest_complete_checkpoint(root: str, log=print):
+    """The newest complete ``step_*`` checkpoint under ``root`` (a path or URI), skipping broken ones."""
+    import fsspec
+    from ray.train import Checkpoint
+
+    fs, base = fsspec.core.url_to_fs(root)
+    if not fs.exists(base):
+        return None
+    dirs = sorted((p for p in fs.ls(base, detail=False) if p.rsplit("/", 1)[-1].startswith("step_")), reverse=True)
+    for d in dirs:
+        problem = checkpoint_problem(fs, d)
+        if problem is None:
+            return Checkpoint(root.rstrip("/") + "/" + d.rsplit("/", 1)[-1]) if "://" in root else Checkpoint(d)
+        log(f"[train] WARNING: skipping checkpoint {d}: {problem}")
+    return None
+
+
+def _step_of(checkpoint) -> int:
+    name = checkpoint.path.rstrip("/").rsplit("/", 1)[-1]
+    return int(name.split("_")[1]) if name.startswith("step_") else -1
+
+
+def _load(engine, rank: int, root: str | None):
+    """``(state, schedule_state)`` from the newest complete checkpoint, or ``(None, None)``.
+
+    Candidates: Ray Train's latest registered checkpoint and the newest complete one in the run's
+    storage (a checkpoint written just before a crash may not have reached Ray's registry yet).
+    """
+    import ray.train
+    import torch
+
+    candidates = [c for c in (ray.train.get_checkpoint(),) if c is not None and
+                  checkpoint_problem(*_fs(c.path)) is None]
+    if root:
+        found = latest_complete_checkpoint(root, log=print if rank == 0 else (lambda *_: None))
+        if found is not None:
+            candidates.append(found)
+    if not candidates:
+        return None, None
+    checkpoint = max(candidates, key=_step_of)
+    with checkpoint.as_directory() as d:
+        _, client = engine.load_checkpoint(d, tag=DS_TAG, load_optimizer_states=True,
+                                           load_lr_scheduler_states=False)
+        if client is None or "semgen" not in client:
+            raise RuntimeError(f"checkpoint {checkpoint.path} holds no training state")
+        rng = Path(d) / "rng" / f"rank_{rank}.pt"
+        if rng.is_file():
+            _set_rng_state(torch.load(rng, weights_only=False))
+    state = dict(client["semgen"])
+    state["resumed_from"] = checkpoint.path
+    return state, state.pop("schedule")
+
+
+def _fs(path: str):
+    import fsspec
+
+    return fsspec.core.url_to_fs(path)
+
+
+def _maybe_fail(cfg: dict, rank: int, step: int) -> None:
+    """Fault injection for tests: kill this worker process once at the given step."""
+    fault = cfg.get("fault_injection")
+    if fault and rank == fault["rank"] and step == fault["step"] and not Path(fault["marker"]).exists():
+        Path(fault["marker"]).write_text(f"killed rank {rank} at step {step}")
+        os._exit(1)
+
+
+def train_loop(cfg: dict) -> None:
+    """Ray Train worker function (``cfg``: :func:`semgen_ray.train.trainer.loop_config`)."""
+    import deepspeed
+    import numpy as np
+    import ray.train
+    import ray.train.torch as rtt
+    import torch
+
+    from semgen_ray.models import build_model
+    from semgen_ray.train.deepspeed_config import make_optimizer
+    from semgen_ray.train.objectives import loss_terms
+    from semgen_ray.train.schedule import LRSchedule, apply_lr
+
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    random.seed(cfg["seed"] + rank)
+    np.random.seed((cfg["seed"] + rank) % 2**32)
+    torch.manual_seed(cfg["seed"] + rank)
+    device = rtt.get_device()
+
+    torch.manual_seed(cfg["seed"])  # the same initial weights on every rank
+    train_cfg = cfg["train_config"]
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(train_cfg.precision, torch.float32)
+    # parameters and buffers (BatchNorm statistics) in the training dtype; DeepSpeed keeps fp32 masters
+    model = build_model(cfg["model"]).to(dtype)
+    optimizer = make_optimizer(train_cfg, model.parameters())
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # no JIT build of the CPU shm op
+    engine, optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer,
+                                                   config=cfg["deepspeed"], dist_init_required=False)
+
+    schedule = LRSchedule(train_cfg.schedule, train_cfg.lr, train_cfg.gamma,
+                          train_cfg.step_epochs or max(1, int(0.8 * train_cfg.patience)))
+    state, sched_state = _load(engine, rank, cfg.get("checkpoint_root"))
+    if state is None:
+        state = _fresh_state()
+    else:  # record what was restored, so a resume can be checked against the checkpoint
+        schedule = LRSchedule.from_state(sched_state)
+        state["log"].append({"resumed_at_step": state["step"], "epoch": state["epoch"],
+                             "checkpoint": state.pop("resumed_from"),
+                             "batch_in_epoch": state["batch_in_epoch"],
+                             "saved_optimizer_fingerprint": state.get("optimizer_fingerprint"),
+                             "loaded_optimizer_fingerprint": optimizer_fingerprint(engine, device)})
+    apply_lr(optimizer, schedule.lr)
+    resumed_in_epoch = state["batch_in_epoch"]
+
+    batches = _Batches(cfg, device, dtype)
+    obj = batches.obj
+    lam_cls, lam_rec = train_cfg.lambda_cls, train_cfg.lambda_rec
+    train_shard = ray.train.get_dataset_shard("train")
+    val_shard = ray.train.get_dataset_shard("val")
+    max_steps = train_cfg.max_steps or None
+    every = train_cfg.checkpoint_every
+    writer = None
+    if rank == 0 and cfg.get("tensorboard_dir"):
+        from tensorboardX import SummaryWriter
+
+        writer = SummaryWriter(cfg["tensorboard_dir"])
+
+    def log_scalars(metrics: dict) -> None:
+        if writer is not None:
+            for k, v in metrics.items():
+                if isinstance(v, (int, float)) and k not in ("step", "epoch"):
+                    writer.add_scalar(k, v, state["step"])
+            writer.flush()
+
+    def done() -> bool:
+        return (state["epoch"] >= train_cfg.max_epochs or state["bad_epochs"] >= train_cfg.patience
+                or (max_steps is not None and state["step"] >= max_steps))
+
+    while not done():
+        epoch = state["epoch"] + 1
+        engine.train()
+        sums = np.zeros(5)  # loss·n, rec·n, cls·n, correct, n
+        t_wait = t_start = time.perf_counter()
+        wait = 0.0
+        micro = 0
+        for i, batch in enumerate(_iterate(train_shard, cfg, train=True)):
+            wait += time.perf_counter() - t_wait
+            if i < state["batch_in_epoch"]:  # resumed mid-epoch: these batches were trained on
+                t_wait = time.perf_counter()
+                continue
+            x, y, labels = batches(batch, epoch)
+            restored, logits = engine(x)
+            loss, parts = loss_terms(obj, restored, y, logits, labels, lam_cls, lam_rec)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"rank {rank} epoch {epoch} step {state['step']}: non-finite loss")
+            engine.backward(loss)
+            engine.step()
+            micro += 1
+            n = x.shape[0]
+            sums += [loss.item() * n, parts["rec_loss"].item() * n, parts["cls_loss"].item() * n,
+                     float(parts["correct"]), n]
+            state["batch_in_epoch"] = i + 1
+            if micro % train_cfg.grad_accum == 0:  # an optimizer step happened
+                state["step"] += 1
+                _maybe_fail(cfg, rank, state["step"])
+                if every and state["step"] % every == 0:
+                    m = _train_metrics(sums, wait, t_start, world, device, state, schedule.lr, epoch)
+                    log_scalars(m)
+                    _save(engine, state, schedule, m, rank, device)
+                if max_steps is not None and state["step"] >= max_steps:
+                    break
+            t_wait = time.perf_counter()
+        train_m = _train_metrics(sums, wait, t_start, world, device, state, schedule.lr, epoch)
+
+        # validation: fixed corruptions, no gradient
+        engine.eval()
+        vs = np.zeros(5)
+        with torch.no_grad():
+            for batch in _iterate(val_shard, cfg, train=False):
+                x, y, labels = batches(batch, VAL_EPOCH)
+                restored, logits = engine(x)
+                loss, parts = loss_terms(obj, restored, y, logits, labels, lam_cls, lam_rec)
+                n = x.shape[0]
+                vs += [loss.item() * n, parts["rec_loss"].item() * n, parts["cls_loss"].item() * n,
+                       float(parts["correct"]), n]
+        v = _allreduce_sum(vs.tolist(), device)
+        vn = max(v[4], 1.0)
+        val_loss = v[0] / vn
+        if not math.isfinite(val_loss):
+            raise FloatingPointError(f"epoch {epoch}: non-finite validation loss")
+        improved = val_loss < state["best_val_loss"]
+        if improved:
+            state.update(best_val_loss=val_loss, best_epoch=epoch, bad_epochs=0)
+        else:
+            state["bad_epochs"] += 1
+        lr = schedule.lr
+        apply_lr(optimizer, schedule.after_epoch(epoch, val_loss))
+        state.update(epoch=epoch, batch_in_epoch=0)
+        metrics = {**train_m, "val_loss": val_loss, "val_rec_loss": v[1] / vn, "val_cls_loss": v[2] / vn,
+                   "val_acc": v[3] / vn, "lr": lr, "best_val_loss": state["best_val_loss"],
+                   "best_epoch": state["best_epoch"], "bad_epochs": state["bad_epochs"], "epoch_end": True,
+                   "resumed_at_batch": resumed_in_epoch}
+        resumed_in_epoch = 0
+        state["history"].append({k: v for k, v in metrics.items() if k != "epoch_end"})
+        if done():
+            state["stopped"] = ("max_steps" if max_steps is not None and state["step"] >= max_steps
+                                else "patience" if state["bad_epochs"] >= train_cfg.patience else "max_epochs")
+            metrics["stopped"] = state["stopped"]
+        log_scalars(metrics)
+        _save(engine, state, schedule, metrics, rank, device)
+    if writer is not None:
+        writer.close()
+
+
+def _train_metrics(sums, wait: float, t_start: float, world: int, device, state: dict, lr: float,
+                   epoch: int) -> dict:
+    """Training metrics since the start of the epoch, summed over ranks."""
+    elapsed = time.perf_counter() - t_start
+    s = _allreduce_sum([*sums.tolist(), wait, elapsed], device)
+    n = max(s[4], 1.0)
+    return {"step": state["step"], "epoch": epoch, "train_loss": s[0] / n, "train_rec_loss": s[1] / n,
+            "train_cls_loss": s[2] / n, "train_acc": s[3] / n, "lr": lr,
+            "cubes_per_s": s[4] / max(s[6] / world, 1e-9), "data_wait_fraction": s[5] / max(s[6], 1e-9)}

@@ -1,0 +1,69 @@
+"""Pretraining objectives: which losses, on which inputs (Semantic Genesis paper §2, SPEC.md §5).
+
+============================== ============================== =====================================
+objective                      loss                           corruptions
+============================== ============================== =====================================
+``semantic_genesis``           λ_cls·CE(logits) + λ_rec·MSE    ``train.corruption`` (default ``sg``)
+``restoration``                MSE (Models Genesis)            ``train.corruption``
+``classification``             CE on uncorrupted cubes         none
+``inpainting_classification``  λ_cls·CE + λ_rec·MSE            in-painting only (paper add-on)
+``shuffling_classification``   λ_cls·CE + λ_rec·MSE            local shuffling only (paper add-on)
+============================== ============================== =====================================
+
+Cross-entropy is computed on logits (stable in bf16/fp16), not as the reference's NLL of log-softmax
+(the same value in exact arithmetic; ARCHITECTURE.md decisions); both losses are computed in fp32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from semgen_ray.config.schema import OBJECTIVES
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What one objective trains: the loss terms and the corruption overrides it imposes."""
+
+    name: str
+    classify: bool
+    restore: bool
+    corruption_overrides: tuple[tuple[str, object], ...] = ()
+
+    @property
+    def corrupts(self) -> bool:
+        """Whether the network sees corrupted inputs (everything but classification-only)."""
+        return self.restore
+
+
+_ONLY = {"inpainting_classification": (0.0, 0.0, 1.0, 0.0), "shuffling_classification": (1.0, 0.0, 0.0, 0.0)}
+
+
+def objective(name: str) -> Objective:
+    """The :class:`Objective` called ``name`` (one of :data:`semgen_ray.config.schema.OBJECTIVES`)."""
+    if name not in OBJECTIVES:
+        raise ValueError(f"unknown objective {name!r}; choose from {list(OBJECTIVES)}")
+    if name in _ONLY:  # one corruption, always: the "one_of" mode with a single non-zero weight
+        return Objective(name, True, True, (("mode", "one_of"), ("one_of_weights", _ONLY[name])))
+    return Objective(name, classify=name != "restoration", restore=name != "classification")
+
+
+def corruption_overrides(name: str, user_overrides: dict) -> dict:
+    """``train.corruption_overrides`` with the objective's own overrides on top."""
+    return {**dict(user_overrides), **dict(objective(name).corruption_overrides)}
+
+
+def loss_terms(obj: Objective, restored, target, logits, labels, lambda_cls: float, lambda_rec: float):
+    """``(loss, {"rec_loss", "cls_loss", "correct"})`` of one batch (tensors; parts detached)."""
+    import torch
+    import torch.nn.functional as F
+
+    zero = torch.zeros((), device=target.device)
+    rec = F.mse_loss(restored.float(), target.float()) if obj.restore else zero
+    if obj.classify:
+        cls = F.cross_entropy(logits.float(), labels.long())
+        correct = (logits.detach().argmax(1) == labels).sum()
+    else:
+        cls, correct = zero, zero
+    loss = (lambda_rec * rec if obj.restore else 0.0) + (lambda_cls * cls if obj.classify else 0.0)
+    return loss, {"rec_loss": rec.detach(), "cls_loss": cls.detach(), "correct": correct.detach()}

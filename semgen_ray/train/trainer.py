@@ -1,0 +1,182 @@
+"""Driver side of pretraining: Ray Train ``TorchTrainer`` + DeepSpeed, export and report (SPEC.md §5).
+
+:func:`run_pretraining` builds the datasets (:mod:`~semgen_ray.train.datasets`), the DeepSpeed config
+(:mod:`~semgen_ray.train.deepspeed_config`) and a ``TorchTrainer`` running
+:func:`semgen_ray.train.loop.train_loop` with ``ScalingConfig`` (workers, GPUs, CPUs per worker),
+``FailureConfig`` (retries from the last checkpoint) and a ``CheckpointConfig`` that keeps the best
+checkpoints by validation loss plus the latest. The Ray Train run lives at
+``<train.storage_path>/pretrain`` (a local path or an object-store URI); calling it again with the same
+storage path resumes from the latest checkpoint. At the end the best epoch-end checkpoint is
+converted to fp32 weights and exported with the model card and the discovery lineage, and the
+report (loss curves, sample cubes, ``train.json``) is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from semgen_ray.config.schema import SemGenConfig
+
+RUN_NAME = "pretrain"
+
+
+class PretrainError(RuntimeError):
+    """Pretraining cannot run as configured, or its run failed; the message says why."""
+
+
+def loop_config(config: SemGenConfig, num_classes: int, gpu: bool, tensorboard_dir: str | None,
+                fault_injection: dict | None = None) -> dict:
+    """The ``train_loop_config`` handed to every worker."""
+    from dataclasses import asdict, replace
+
+    from semgen_ray.train.deepspeed_config import deepspeed_config
+
+    t = config.train
+    model = replace(config.model, num_classes=num_classes, head=config.model.head or "torch")
+    return {"model": asdict(model), "train_config": t, "deepspeed": deepspeed_config(t, gpu),
+            "seed": config.seed, "batch_size": t.batch_size, "shuffle_buffer": t.shuffle_buffer,
+            "objective": t.objective, "corrupt_on": t.corrupt_on, "corruption": t.corruption,
+            "corruption_overrides": dict(t.corruption_overrides), "target": t.target,
+            "tensorboard_dir": tensorboard_dir, "fault_injection": fault_injection}
+
+
+def _storage(config: SemGenConfig, run_dir: str) -> str:
+    path = config.train.storage_path
+    if "://" in path or path.startswith("/"):
+        return path
+    return str((Path(run_dir) / path).resolve())
+
+
+def _best_checkpoint(result):
+    """The epoch-end checkpoint with the lowest validation loss (else the latest)."""
+    best = None
+    for ckpt, metrics in result.best_checkpoints or []:
+        if metrics and metrics.get("epoch_end") and (best is None or metrics["val_loss"] < best[1]["val_loss"]):
+            best = (ckpt, metrics)
+    return best[0] if best else result.checkpoint
+
+
+def fp32_state_dict(checkpoint_dir: str | os.PathLike, zero_stage: int) -> dict:
+    """fp32 model weights of a DeepSpeed checkpoint (the master weights, not the bf16 copies)."""
+    import torch
+
+    d = Path(checkpoint_dir)
+    from semgen_ray.train.loop import DS_TAG
+
+    if zero_stage >= 1:
+        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+        state = get_fp32_state_dict_from_zero_checkpoint(str(d), tag=DS_TAG)
+    else:
+        state = torch.load(d / DS_TAG / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=False)["module"]
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def check_corruption(config: SemGenConfig) -> None:
+    """Fail in the driver, not in a Ray task, when the corruption policy does not fit the cube."""
+    from semgen_ray.train.objectives import corruption_overrides
+    from semgen_ray.transforms import PolicyError, make_corruption
+
+    t = config.train
+    try:
+        make_corruption(t.corruption, **corruption_overrides(t.objective, t.corruption_overrides)).sample(
+            (1, 1, *config.data.cube_size), 0)
+    except PolicyError as err:
+        raise PretrainError(f"train.corruption does not fit {tuple(config.data.cube_size)} cubes: {err}") from err
+
+
+def run_pretraining(config: SemGenConfig, store_uri: str, manifest_path: str, out_dir: str, log=print,
+                    force: bool = False, fault_injection: dict | None = None) -> dict:
+    """Pretrain on the pattern manifest's cubes; export the best weights and write the report.
+
+    Args:
+        config: the run's config (``train``, ``model``, ``data``, ``seed``).
+        store_uri: the volume store.
+        manifest_path: the pattern manifest of self-discovery.
+        out_dir: where ``export/``, ``report/``, ``tensorboard/`` and ``train.json`` go (and the Ray
+            Train run, unless ``train.storage_path`` is absolute or a URI).
+        force: start over instead of resuming from the run's checkpoints.
+        fault_injection: tests only: ``{"rank", "step", "marker"}`` kills that worker once.
+
+    Returns:
+        the record written to ``train.json``.
+    """
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from semgen_ray.models import build_model, export_weights
+    from semgen_ray.train.datasets import pattern_datasets
+    from semgen_ray.train.loop import STATE_FILE, train_loop
+    from semgen_ray.train.report import write_report
+
+    t = config.train
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    check_corruption(config)
+    gpu = t.use_gpu if t.use_gpu is not None else ray.cluster_resources().get("GPU", 0) >= t.num_workers
+    data = pattern_datasets(config, store_uri, manifest_path)
+    storage = _storage(config, str(out))
+    if force:
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(storage)
+        if fs.exists(f"{path}/{RUN_NAME}"):
+            fs.rm(f"{path}/{RUN_NAME}", recursive=True)
+    cfg = loop_config(config, data.num_classes, gpu, str(out / "tensorboard"), fault_injection)
+    cfg["checkpoint_root"] = f"{storage.rstrip('/')}/{RUN_NAME}"
+    resources = {"CPU": t.cpus_per_worker, **({"GPU": 1} if gpu else {})}
+    log(f"[train] {t.objective}: {data.train_rows} train / {data.val_rows} val cubes, {data.num_classes} "
+        f"classes; {t.num_workers} worker(s) × {resources}, DeepSpeed ZeRO-{t.zero_stage} {t.precision}, "
+        f"corruption {t.corruption} on {t.corrupt_on}; checkpoints in {storage}/{RUN_NAME}")
+    trainer = TorchTrainer(
+        train_loop, train_loop_config=cfg,
+        torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=gpu, resources_per_worker=resources),
+        run_config=RunConfig(
+            name=RUN_NAME, storage_path=storage,
+            failure_config=FailureConfig(max_failures=t.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=t.keep_checkpoints,
+                                               checkpoint_score_attribute="val_loss",
+                                               checkpoint_score_order="min")),
+        datasets={"train": data.train, "val": data.val},
+    )
+    t0 = time.perf_counter()
+    result = trainer.fit()
+    seconds = time.perf_counter() - t0
+    if result.error is not None:
+        raise PretrainError(f"pretraining failed: {result.error}") from result.error
+    if result.checkpoint is None:
+        raise PretrainError("pretraining reported no checkpoint")
+    with result.checkpoint.as_directory() as d:
+        state = json.loads((Path(d) / STATE_FILE).read_text())
+    best = _best_checkpoint(result)
+    model = build_model(cfg["model"])
+    with best.as_directory() as d:
+        model.load_state_dict(fp32_state_dict(d, t.zero_stage))
+    from semgen_ray.config import to_dict
+    from semgen_ray.discovery.manifest import manifest_metadata
+
+    card = {"name": f"semgen_ray {t.objective}", "input_size": list(config.data.cube_size),
+            "epoch": state["best_epoch"],
+            "description": f"U-Net 3D pretrained with the {t.objective} objective (Semantic Genesis, SPEC.md §5)",
+            "lineage": {"store_uri": store_uri, "pattern_manifest": str(manifest_path),
+                        "pattern_manifest_config_hash": data.config_hash,
+                        "discovery": manifest_metadata(manifest_path),
+                        "training_config": to_dict(config), "checkpoint": best.path,
+                        "best_val_loss": state["best_val_loss"], "steps": state["step"]}}
+    export_dir = export_weights(model, out / "export", card)
+    report = write_report(out / "report", state["history"], model, data.val, config)
+    record = {"export": str(export_dir), "report": str(report), "tensorboard": str(out / "tensorboard"),
+              "checkpoints": f"{storage}/{RUN_NAME}", "best_checkpoint": best.path,
+              "latest_checkpoint": result.checkpoint.path, "steps": state["step"], "epochs": state["epoch"],
+              "best_epoch": state["best_epoch"], "best_val_loss": state["best_val_loss"],
+              "stopped": state["stopped"], "fit_seconds": round(seconds, 1), "num_classes": data.num_classes,
+              "train_cubes": data.train_rows, "val_cubes": data.val_rows, "objective": t.objective,
+              "workers": t.num_workers, "gpu": bool(gpu), "resumes": state["log"], "history": state["history"]}
+    (out / "train.json").write_text(json.dumps(record, indent=2, default=float))
+    return record

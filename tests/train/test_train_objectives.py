@@ -1,0 +1,60 @@
+"""Objectives, LR schedules and the DeepSpeed config (no Ray)."""
+
+import math
+
+import pytest
+import torch
+
+from semgen_ray.config import load_config
+from semgen_ray.config.schema import OBJECTIVES
+from semgen_ray.train.deepspeed_config import deepspeed_config
+from semgen_ray.train.objectives import corruption_overrides, loss_terms, objective
+from semgen_ray.train.schedule import LRSchedule
+
+
+def test_loss_terms_match_the_reference_formula():
+    torch.manual_seed(0)
+    restored, target = torch.rand(2, 1, 4, 4, 4), torch.rand(2, 1, 4, 4, 4)
+    logits, labels = torch.randn(2, 3), torch.tensor([0, 2])
+    mse = ((restored - target) ** 2).mean()
+    ce = -torch.log_softmax(logits, 1)[torch.arange(2), labels].mean()
+    loss, parts = loss_terms(objective("semantic_genesis"), restored, target, logits, labels, 0.01, 1.0)
+    assert float(loss) == pytest.approx(float(0.01 * ce + mse), rel=1e-6)
+    assert int(parts["correct"]) == int((logits.argmax(1) == labels).sum())
+    loss, _ = loss_terms(objective("restoration"), restored, target, logits, labels, 0.01, 1.0)
+    assert float(loss) == pytest.approx(float(mse), rel=1e-6)
+    loss, parts = loss_terms(objective("classification"), restored, target, logits, labels, 0.01, 1.0)
+    assert float(loss) == pytest.approx(float(0.01 * ce), rel=1e-6) and float(parts["rec_loss"]) == 0
+
+
+def test_add_on_objectives_force_one_corruption():
+    assert corruption_overrides("inpainting_classification", {"paint_margin": 1}) == {
+        "paint_margin": 1, "mode": "one_of", "one_of_weights": (0.0, 0.0, 1.0, 0.0)}
+    assert corruption_overrides("shuffling_classification", {})["one_of_weights"] == (1.0, 0.0, 0.0, 0.0)
+    assert not objective("classification").corrupts and objective("restoration").corrupts
+    assert set(OBJECTIVES) == {"semantic_genesis", "restoration", "classification",
+                               "inpainting_classification", "shuffling_classification"}
+    with pytest.raises(ValueError, match="unknown objective"):
+        objective("jigsaw")
+
+
+def test_step_schedule_halves_every_40_epochs_and_plateau_waits():
+    s = LRSchedule("step", 1e-3, 0.5, 40)
+    assert [s.after_epoch(e, 1.0) for e in (1, 39, 40, 80)] == [1e-3, 1e-3, 5e-4, 2.5e-4]
+    p = LRSchedule("plateau", 1e-3, 0.5, plateau_patience=2)
+    lrs = [p.after_epoch(e, v) for e, v in enumerate([1.0, 0.5, 0.5, 0.5, 0.5], 1)]
+    assert lrs == [1e-3, 1e-3, 1e-3, 5e-4, 5e-4]
+    assert LRSchedule.from_state(p.state_dict()) == p
+
+
+def test_deepspeed_config_from_train_config():
+    t = load_config("cpu-tiny", ["train.zero_stage=2", "train.grad_accum=2"]).train
+    cfg = deepspeed_config(t, gpu=False)
+    assert cfg["zero_optimization"]["stage"] == 2 and cfg["bf16"] == {"enabled": True}
+    assert cfg["gradient_accumulation_steps"] == 2 and cfg["train_micro_batch_size_per_gpu"] == t.batch_size
+    assert "optimizer" not in cfg  # a torch optimizer is passed: no JIT-built FusedAdam
+    fp16 = load_config("cpu-tiny", ["train.precision=fp16"]).train
+    assert deepspeed_config(fp16, gpu=True)["fp16"]["loss_scale"] == 0
+    with pytest.raises(ValueError, match="fp16 needs GPUs"):
+        deepspeed_config(fp16, gpu=False)
+    assert math.isfinite(t.lr)
