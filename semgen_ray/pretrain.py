@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma-separated stages to run, in order, from {','.join(STAGES)} "
                         f"(default {','.join(DEFAULT_STAGES)})")
     p.add_argument("--force", action="store_true", help="redo stages whose artefacts already exist")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue the stopped run in RUN_DIR with the config it was started with "
+                        "(RUN_DIR/config.yaml; --set still applies on top, e.g. train.max_epochs=...)")
     return p
 
 
@@ -33,6 +37,18 @@ def main(argv: list[str] | None = None) -> int:
     from semgen_ray.pipeline import StageError, resolve, run_pipeline
 
     overrides = list(args.set)
+    if args.resume:
+        saved = Path(args.resume) / "config.yaml"
+        if not saved.is_file():
+            print(f"error: nothing to resume: {saved} does not exist (a run writes it when it starts)",
+                  file=sys.stderr)
+            return 2
+        if args.config or args.force:
+            print("error: --resume takes the run's own config; it cannot be combined with --config or --force",
+                  file=sys.stderr)
+            return 2
+        args.config = str(saved)
+        overrides.append(f"run_dir={args.resume}")
     if args.run_dir:
         overrides.append(f"run_dir={args.run_dir}")
     if args.store:
@@ -47,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     import yaml
 
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
+    fs, run_path = fsspec.core.url_to_fs(config.run_dir)
+    fs.makedirs(run_path, exist_ok=True)
+    with fsspec.open(resolve(config.run_dir, "config.yaml"), "w") as f:  # what --resume reads
+        yaml.safe_dump(to_dict(config), f, sort_keys=False)
     owns_ray = not ray.is_initialized()
     try:
         results = run_pipeline(config, stages, force=args.force)
@@ -57,11 +77,13 @@ def main(argv: list[str] | None = None) -> int:
         if owns_ray and ray.is_initialized():
             ray.shutdown()
 
-    with fsspec.open(resolve(config.run_dir, "config.yaml"), "w") as f:
-        yaml.safe_dump(to_dict(config), f, sort_keys=False)
     print(f"run directory: {config.run_dir}")
     for stage, summary in results.items():
         print(f"  {stage}: {summary}")
+    if "train" in results:
+        export = results["train"]["export"]
+        print(f"weights: {export}/model.safetensors (and model.pt)\nmodel card: {export}/model_card.json\n"
+              f"report: {results['train']['report']} (loss_curves.png, samples.png, history.json)")
     return 0
 
 

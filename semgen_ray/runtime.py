@@ -38,7 +38,9 @@ def init_ray(config: RayConfig | None = None, quiet: bool = True):
         ray.init(
             num_cpus=config.num_cpus,
             object_store_memory=config.object_store_mb * 1024 * 1024,
-            include_dashboard=False,
+            include_dashboard=config.dashboard,
+            dashboard_host="127.0.0.1",  # never open to the network; use an SSH tunnel from elsewhere
+            dashboard_port=config.dashboard_port,
             log_to_driver=not quiet,
             configure_logging=True,
             logging_level="WARNING",

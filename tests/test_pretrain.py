@@ -78,6 +78,13 @@ def test_pretrain_runs_the_whole_chain_and_skips_finished_stages(tmp_path, capsy
     assert (run / "train" / "export" / "model.safetensors").is_file()
     assert (run / "train" / "report" / "loss_curves.png").is_file()
     assert "weights and model card:" in out
+    assert "model card:" in out
     assert main(args) == 0  # everything is there: nothing is redone
     out = capsys.readouterr().out
     assert "already holds this discovery" in out and "already holds this pretraining" in out
+    # --resume continues from the run's own config and last checkpoint, here to a later step cap
+    assert main(["--resume", str(run), "--set", "train.max_steps=4"]) == 0
+    record = json.loads((run / "train" / "train.json").read_text())
+    assert record["steps"] == 4 and [r["resumed_at_step"] for r in record["resumes"]] == [2]
+    assert main(["--resume", str(tmp_path / "nothing")]) == 2
+    assert "nothing to resume" in capsys.readouterr().err

@@ -300,8 +300,9 @@ class TrainConfig:
         cpus_per_worker: logical CPUs per Train worker (0.5 leaves Ray Data a budget on a small node).
         use_gpu: ``None``: GPUs when the cluster has them.
         shuffle_buffer: rows of the per-worker local shuffle buffer (crops arrive grouped by patient).
-        storage_path: where Ray Train keeps checkpoints: relative to the run directory, an absolute
-            path, or an object-store URI (``s3://…``).
+        storage_path: where Ray Train keeps checkpoints (the run is ``<storage_path>/pretrain``):
+            relative to the train stage's folder (``<run_dir>/train``), an absolute path, or an
+            object-store URI (``s3://…``).
     """
 
     batch_size: int = 64
@@ -330,7 +331,7 @@ class TrainConfig:
     cpus_per_worker: float = 0.5
     use_gpu: bool | None = None
     shuffle_buffer: int = 256
-    storage_path: str = "train"
+    storage_path: str = "checkpoints"
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 1, "train.batch_size must be >= 1")
@@ -392,11 +393,17 @@ class RayConfig:
             under ``ray job submit``); ``auto`` or ``ray://host:port`` join a cluster.
         num_cpus: logical CPUs of the local instance (None: the machine's).
         object_store_mb: local object store size.
+        dashboard: local mode: serve the Ray dashboard (Train and Data views) on
+            ``127.0.0.1:dashboard_port``; off by default (it adds start-up time). A cluster's
+            dashboard is set up by ``ray start`` / ``ray up``.
+        dashboard_port: its port (8265).
     """
 
     address: str | None = None
     num_cpus: int | None = None
     object_store_mb: int = 512
+    dashboard: bool = False
+    dashboard_port: int = 8265
 
     def __post_init__(self) -> None:
         _require(self.num_cpus is None or self.num_cpus >= 1, "ray.num_cpus must be >= 1")
