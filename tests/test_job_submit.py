@@ -11,12 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+from test_pretrain import CHAIN as PRETRAIN_CHAIN
 
-CHAIN = ["phantoms.n=8", "phantoms.shape=[64, 64, 32]", "model.width=4", "data.volume_shape=[32, 32, 16]",
-         "data.cube_size=[16, 16, 8]", "discovery.num_classes=2", "discovery.k_train=3", "discovery.k_val=1",
-         "discovery.border_xy=4", "discovery.border_z=2", "discovery.min_patch=12", "discovery.max_patch=20",
-         "discovery.max_offset=2", "discovery.ae_epochs=1", "discovery.ae_batch_size=2", "train.batch_size=4",
-         "train.num_workers=2", "train.max_steps=2", "train.corruption_overrides={paint_margin: 1}"]
+# the no-argument chain at its smallest size (tests/test_pretrain.py), with two Train workers
+CHAIN = [*(s for s in PRETRAIN_CHAIN if not s.startswith("train.num_workers")), "train.num_workers=2"]
 
 
 def _free_port() -> int:
@@ -44,22 +42,27 @@ def test_job_submit_runs_the_chain_on_a_local_head(tmp_path):
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
            "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)
-    gcs, dash = _free_port(), _free_port()
+    gcs, dash, agent, agent_grpc, metrics = (_free_port() for _ in range(5))
     start = subprocess.run(
         [str(ray_bin), "start", "--head", f"--port={gcs}", "--dashboard-host=127.0.0.1",
-         f"--dashboard-port={dash}", "--num-cpus=4", "--object-store-memory=300000000",
+         f"--dashboard-port={dash}", "--num-cpus=4",
+         # own agent and metrics ports: the tests' in-process Ray already holds the default ones
+         f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
+         f"--metrics-export-port={metrics}", "--object-store-memory=300000000",
          f"--temp-dir={temp_dir}", "--disable-usage-stats", "--include-dashboard=true"],
         env=env, capture_output=True, text=True, timeout=180)
     try:
         assert start.returncode == 0, start.stdout + start.stderr
         run = tmp_path / "run"
-        deadline = time.time() + 60
+        deadline = time.time() + 120
         cmd = [str(ray_bin), "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--",
                sys.executable, "-m", "semgen_ray.pretrain", "--run-dir", str(run),
                *[a for s in CHAIN for a in ("--set", s)]]
         while True:  # the job server may need a few seconds after `ray start`
             job = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-            if job.returncode == 0 or time.time() > deadline or "Connection refused" not in job.stderr + job.stdout:
+            text = job.stderr + job.stdout
+            starting = "Connection refused" in text or "No available agent" in text
+            if job.returncode == 0 or time.time() > deadline or not starting:
                 break
             time.sleep(3)
         assert job.returncode == 0, job.stdout[-4000:] + job.stderr[-4000:]

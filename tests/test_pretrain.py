@@ -44,9 +44,9 @@ def test_pretrain_streams_an_ingested_store(tmp_path, real_data, capsys):
     assert stream["patients"] == 3 and stream["cubes"]["rows"] == 24
 
 
-def test_pretrain_refuses_unreleased_stages_and_bad_config(tmp_path, capsys):
-    assert main(["--run-dir", str(tmp_path), "--stages", "evaluate"]) == 1
-    assert "not part of this release" in capsys.readouterr().err
+def test_pretrain_refuses_unknown_stages_and_bad_config(tmp_path, capsys):
+    assert main(["--run-dir", str(tmp_path), "--stages", "data,finetune"]) == 1
+    assert "unknown stage(s) ['finetune']" in capsys.readouterr().err
     assert main(["--set", "train.lr=-1"]) == 2
     assert "train.lr must be positive" in capsys.readouterr().err
 

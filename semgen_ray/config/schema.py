@@ -293,6 +293,8 @@ class TrainConfig:
         corrupt_on: ``data`` (numpy back end on Ray Data CPU workers; each pass draws fresh seeds,
             recorded per cube) or ``device`` (torch back end on the training device; seeds from
             (run seed, epoch, row), fully replayable).
+        fixed_val_corruption: corrupt the validation cubes the same way all run (default; a steady
+            early-stopping signal) or, ``False``, redraw them each epoch as the reference does.
         checkpoint_every: also checkpoint every this many optimizer steps (0: only at epoch ends).
         keep_checkpoints: checkpoints kept by Ray Train (the latest ones).
         max_failures: Ray Train ``FailureConfig`` retries of a failed run (from its last checkpoint).
@@ -324,6 +326,7 @@ class TrainConfig:
     gamma: float = 0.5
     grad_accum: int = 1
     corrupt_on: str = "data"
+    fixed_val_corruption: bool = True
     checkpoint_every: int = 0
     keep_checkpoints: int = 2
     max_failures: int = 2
@@ -369,19 +372,59 @@ class EvaluateConfig:
     """Target-task evaluation (SPEC.md §6): seeded fine-tuning trials per arm.
 
     Args:
-        trials: runs per arm and task (paper 10).
-        arms: initialisations compared.
+        trials: runs per arm and task (paper 10), seeds 0 .. trials-1.
+        arms: initialisations compared: ``scratch`` (random), pretraining objectives
+            (``semantic_genesis``, ``restoration``, ``classification``, the add-ons; their exports are
+            made by the pipeline when missing) and names of ``weights``.
+        weights: more arms, name → weight file or export folder (exports of this project, or the
+            official Models Genesis / Semantic Genesis ``.pt`` files).
+        tasks: ``classification`` (NCC-like, AUC) and/or ``segmentation`` (NCS-like, IoU).
         alpha: significance level of the two-sample t-tests.
+        label_fraction: fraction of the labelled training patients used (the low-label regime < 1).
+        lr, batch_size, max_epochs, patience: fine-tuning (SPEC.md §6.2: Adam 1e-3, early stopping).
+        cpus_per_trial: CPUs per Tune trial (trials run in parallel as CPUs allow).
+        target_store: a labelled store for the target tasks; empty: a phantom cohort of
+            ``target_patients`` generated with ``target_seed`` (a different cohort seed from
+            pretraining, so no pretraining patient is ever a target patient).
+        min_voxels: smallest labelled object that makes a positive cube.
+        negatives_per_positive: non-nodule cubes per nodule cube (classification).
     """
 
     trials: int = 10
     arms: tuple[str, ...] = ("scratch", "restoration", "classification", "semantic_genesis")
+    weights: dict = field(default_factory=dict)
+    tasks: tuple[str, ...] = ("classification", "segmentation")
     alpha: float = 0.05
+    label_fraction: float = 1.0
+    lr: float = 1e-3
+    batch_size: int = 8
+    max_epochs: int = 50
+    patience: int = 10
+    cpus_per_trial: float = 1.0
+    target_store: str = ""
+    target_patients: int = 32
+    target_seed: int = 1000
+    min_voxels: int = 8
+    negatives_per_positive: int = 2
 
     def __post_init__(self) -> None:
         _require(self.trials >= 2, "evaluate.trials must be >= 2 (a t-test needs two samples)")
         _require(len(self.arms) >= 1, "evaluate.arms must not be empty")
+        _require(len(set(self.arms)) == len(self.arms), "evaluate.arms has duplicates")
+        known = ("scratch", *OBJECTIVES, *self.weights)
+        for arm in self.arms:
+            _choice("evaluate.arms entry", arm, known)
+        for t in self.tasks:
+            _choice("evaluate.tasks entry", t, ("classification", "segmentation"))
+        _require(len(self.tasks) >= 1, "evaluate.tasks must not be empty")
         _require(0 < self.alpha < 1, "evaluate.alpha must be in (0, 1)")
+        _require(0 < self.label_fraction <= 1, "evaluate.label_fraction must be in (0, 1]")
+        _require(self.lr > 0 and self.batch_size >= 2, "evaluate.lr must be > 0 and batch_size >= 2")
+        _require(self.max_epochs >= 1 and self.patience >= 1, "evaluate.max_epochs and patience must be >= 1")
+        _require(self.cpus_per_trial > 0, "evaluate.cpus_per_trial must be positive")
+        _require(self.target_patients >= 3, "evaluate.target_patients must be >= 3 (train, val, test)")
+        _require(self.min_voxels >= 1 and self.negatives_per_positive >= 1,
+                 "evaluate.min_voxels and negatives_per_positive must be >= 1")
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ def pattern_datasets(config: SemGenConfig, store_uri: str, manifest_path: str) -
             ds = ds.map_batches(
                 restoration_pairs, batch_format="numpy", batch_size=16, num_cpus=config.data.read_cpus,
                 fn_kwargs={"preset": t.corruption, "overrides": corruption_overrides(t.objective, t.corruption_overrides),
-                           "run_seed": config.seed, "epoch": None if train else VAL_EPOCH,
+                           "run_seed": config.seed, "epoch": VAL_EPOCH if not train and t.fixed_val_corruption else None,
                            "id_column": "row_id", "target": t.target})
         return ds
 

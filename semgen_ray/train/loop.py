@@ -339,7 +339,7 @@ def train_loop(cfg: dict) -> None:
         vs = np.zeros(5)
         with torch.no_grad():
             for batch in _iterate(val_shard, cfg, train=False):
-                x, y, labels = batches(batch, VAL_EPOCH)
+                x, y, labels = batches(batch, VAL_EPOCH if train_cfg.fixed_val_corruption else epoch)
                 restored, logits = engine(x)
                 loss, parts = loss_terms(obj, restored, y, logits, labels, lam_cls, lam_rec)
                 n = x.shape[0]
