@@ -28,6 +28,7 @@ work whose artefact is already there. Stages in this release:
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 import time
 from dataclasses import replace
@@ -182,8 +183,6 @@ def stage_train(config: SemGenConfig, log=print, force: bool = False) -> dict:
     out = resolve(config.run_dir, "train")
     if "://" in out:
         raise StageError(f"the train stage writes its report to a local or mounted run directory, not {out}")
-    import os
-
     if not os.path.isfile(manifest):
         raise StageError(f"no pattern manifest at {manifest}: run the discover stage first")
     key = config_hash({}, {"train": to_dict(config.train), "model": to_dict(config.model),
@@ -191,7 +190,8 @@ def stage_train(config: SemGenConfig, log=print, force: bool = False) -> dict:
                            "manifest": os.path.getmtime(manifest)})
     done_path = os.path.join(out, "train.json")
     if not force and os.path.isfile(done_path):
-        done = json.load(open(done_path))
+        with open(done_path) as f:
+            done = json.load(f)
         if done.get("key") == key:
             log(f"[train] {out} already holds this pretraining; reusing it (--force redoes it)")
             return {k: done[k] for k in ("export", "report", "best_val_loss", "steps", "epochs")} | {"reused": True}

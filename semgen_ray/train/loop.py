@@ -246,14 +246,14 @@ def train_loop(cfg: dict) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     random.seed(cfg["seed"] + rank)
     np.random.seed((cfg["seed"] + rank) % 2**32)
-    torch.manual_seed(cfg["seed"] + rank)
     device = rtt.get_device()
 
-    torch.manual_seed(cfg["seed"])  # the same initial weights on every rank
+    torch.manual_seed(cfg["seed"])  # the same initial weights on every rank ...
     train_cfg = cfg["train_config"]
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(train_cfg.precision, torch.float32)
     # parameters and buffers (BatchNorm statistics) in the training dtype; DeepSpeed keeps fp32 masters
     model = build_model(cfg["model"]).to(dtype)
+    torch.manual_seed(cfg["seed"] + rank)  # ... then a stream of its own per rank
     optimizer = make_optimizer(train_cfg, model.parameters())
     deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # no JIT build of the CPU shm op
     engine, optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer,
