@@ -44,9 +44,15 @@ class StageError(RuntimeError):
 
 
 def resolve(run_dir: str, uri: str) -> str:
-    """``uri`` as is when absolute or a URL, else relative to ``run_dir``."""
+    """``uri`` as is when absolute or a URL, else relative to ``run_dir`` and kept inside it.
+
+    A relative path with ``..`` would put artefacts outside the run folder: it is refused (an
+    absolute path or a URI says so explicitly).
+    """
     if "://" in uri or uri.startswith("/"):
         return uri
+    if ".." in uri.replace("\\", "/").split("/"):
+        raise StageError(f"{uri!r} leaves the run folder {run_dir}: give an absolute path or a URI instead")
     return posixpath.join(run_dir.rstrip("/"), uri)
 
 

@@ -298,6 +298,12 @@ class TrainConfig:
         checkpoint_every: also checkpoint every this many optimizer steps (0: only at epoch ends).
         keep_checkpoints: checkpoints kept by Ray Train (the latest ones).
         max_failures: Ray Train ``FailureConfig`` retries of a failed run (from its last checkpoint).
+            A lost node is such a failure: the retry waits until ``num_workers`` workers fit again
+            (an autoscaler or a restarted node brings the replacement); the world size stays fixed,
+            because DeepSpeed's optimizer shards are cut for it.
+        placement: where Ray places the workers: ``PACK`` (fill nodes in turn, the default),
+            ``SPREAD`` (across nodes where possible), ``STRICT_SPREAD`` (each on a different node),
+            ``STRICT_PACK`` (all on one node).
         max_steps: stop after this many optimizer steps in total (0: no cap).
         cpus_per_worker: logical CPUs per Train worker (0.5 leaves Ray Data a budget on a small node).
         use_gpu: ``None``: GPUs when the cluster has them.
@@ -330,6 +336,7 @@ class TrainConfig:
     checkpoint_every: int = 0
     keep_checkpoints: int = 2
     max_failures: int = 2
+    placement: str = "PACK"
     max_steps: int = 0
     cpus_per_worker: float = 0.5
     use_gpu: bool | None = None
@@ -348,9 +355,13 @@ class TrainConfig:
         _require(self.checkpoint_every >= 0 and self.max_steps >= 0, "train.checkpoint_every and max_steps must be >= 0")
         _require(self.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1")
         _require(self.max_failures >= -1, "train.max_failures must be >= -1 (-1: retry forever)")
+        _choice("train.placement", self.placement, ("PACK", "SPREAD", "STRICT_SPREAD", "STRICT_PACK"))
         _require(self.cpus_per_worker > 0, "train.cpus_per_worker must be positive")
         _require(self.shuffle_buffer >= 0, "train.shuffle_buffer must be >= 0")
         _require(bool(self.storage_path), "train.storage_path must not be empty")
+        _require("://" in self.storage_path or self.storage_path.startswith("/")
+                 or ".." not in self.storage_path.replace("\\", "/").split("/"),
+                 f"train.storage_path {self.storage_path!r} leaves the run folder: give an absolute path or a URI")
         _require(self.lr > 0, "train.lr must be positive")
         _require(self.lambda_cls >= 0 and self.lambda_rec >= 0, "train loss weights must be >= 0")
         _require(self.patience >= 1 and self.max_epochs >= 1, "train.patience and max_epochs must be >= 1")

@@ -100,7 +100,7 @@ def _train_loop(config: dict) -> None:
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            saved = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
+            saved = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
         model.load_state_dict(saved["state_dict"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
@@ -237,7 +237,7 @@ def train_autoencoder(store_uri: str, patient_ids_train: Sequence[str], patient_
         raise RuntimeError("auto-encoder training reported no checkpoint")
 
     with result.checkpoint.as_directory() as d:
-        latest = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=False)["state"]
+        latest = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)["state"]
     best = None
     for ckpt, metrics in (result.best_checkpoints or []):
         if metrics and metrics.get("val_loss") is not None and (best is None or metrics["val_loss"] < best[1]["val_loss"]):

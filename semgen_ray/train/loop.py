@@ -11,9 +11,10 @@ whole run (seed epoch :data:`VAL_EPOCH`), so early stopping sees a steady signal
 Checkpoints (every ``checkpoint_every`` optimizer steps and at each epoch end) hold the full state:
 DeepSpeed's model, optimizer and loss-scaler state (``ds/``); the step, epoch, position in the epoch,
 LR schedule, early-stopping state and history (``client_state`` and ``state.json``); each rank's
-Python / numpy / torch RNG states (``rng/rank_<r>.pt``). A restarted worker group (Ray Train
-``FailureConfig``) loads the latest checkpoint and skips the batches of the current epoch that it had
-already trained on, so a failure costs at most the steps since that checkpoint.
+Python / numpy / torch RNG states and a record of its files' sizes and hashes (layout and checks:
+:mod:`semgen_ray.train.checkpoints`). A restarted worker group (Ray Train ``FailureConfig``) loads the
+newest good checkpoint and skips the batches of the current epoch that it had already trained on, so a
+failure costs at most the steps since that checkpoint.
 """
 
 from __future__ import annotations
@@ -26,26 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from semgen_ray.train.checkpoints import (DS_TAG, RNG_DIR, STATE_FILE, checkpoint_problem, complete_checkpoints,
+                                          set_rng_state, step_of, verify_checkpoint, write_rank_files)
+
 #: Seed "epoch" of the validation corruptions (distinct from every training epoch >= 1).
 VAL_EPOCH = 0
-DS_TAG = "ds"
-STATE_FILE = "state.json"
-
-
-def _rng_state() -> dict:
-    import numpy as np
-    import torch
-
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-
-
-def _set_rng_state(state: dict) -> None:
-    import numpy as np
-    import torch
-
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
 
 
 def _fresh_state() -> dict:
@@ -125,94 +111,66 @@ def optimizer_fingerprint(engine, device) -> float:
 def _save(engine, state: dict, schedule, metrics: dict, rank: int, device) -> None:
     """Write a full-state checkpoint (all ranks: DeepSpeed's save is collective) and report it."""
     import ray.train
-    import torch
-    from ray.train import Checkpoint
-
     import torch.distributed as dist
+    from ray.train import Checkpoint
 
     world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
     state = dict(state, schedule=schedule.state_dict(), world_size=world,
                  optimizer_fingerprint=optimizer_fingerprint(engine, device))
     with tempfile.TemporaryDirectory() as tmp:
         engine.save_checkpoint(tmp, tag=DS_TAG, client_state={"semgen": state})
-        (Path(tmp) / "rng").mkdir(exist_ok=True)
-        torch.save(_rng_state(), Path(tmp) / "rng" / f"rank_{rank}.pt")
         if rank == 0:
             (Path(tmp) / STATE_FILE).write_text(json.dumps(state, default=float))
+        write_rank_files(tmp, rank)  # last: its integrity record covers everything above
         name = f"step_{state['step']:08d}" + ("_epoch_end" if metrics.get("epoch_end") else "")
         ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp), checkpoint_dir_name=name)
 
 
-def checkpoint_problem(fs, path: str) -> str | None:
-    """Why the checkpoint directory ``path`` is not a complete full-state checkpoint, or None if it is.
-
-    Complete: ``state.json`` parses and names the world size W, and there are W RNG files, W
-    DeepSpeed optimizer shards and the model states (a crash during a save leaves some missing).
-    """
-    try:
-        state = json.loads(fs.cat_file(f"{path}/{STATE_FILE}"))
-        world = int(state["world_size"])
-        names = {p.rsplit("/", 1)[-1] for p in fs.find(path)}
-    except Exception as err:  # noqa: BLE001 - any unreadable state means incomplete
-        return f"no readable {STATE_FILE} ({type(err).__name__}: {err})"
-    missing = [f"rank_{r}.pt" for r in range(world) if f"rank_{r}.pt" not in names]
-    shards = sum(n.endswith("optim_states.pt") for n in names)
-    if missing or "mp_rank_00_model_states.pt" not in names or shards < world:
-        return f"incomplete (world size {world}: missing {missing or 'none'} RNG files, {shards} optimizer shards)"
-    return None
-
-
-def latest_complete_checkpoint(root: str, log=print):
-    """The newest complete ``step_*`` checkpoint under ``root`` (a path or URI), skipping broken ones."""
-    import fsspec
-    from ray.train import Checkpoint
-
-    fs, base = fsspec.core.url_to_fs(root)
-    if not fs.exists(base):
-        return None
-    dirs = sorted((p for p in fs.ls(base, detail=False) if p.rsplit("/", 1)[-1].startswith("step_")), reverse=True)
-    for d in dirs:
-        problem = checkpoint_problem(fs, d)
-        if problem is None:
-            return Checkpoint(root.rstrip("/") + "/" + d.rsplit("/", 1)[-1]) if "://" in root else Checkpoint(d)
-        log(f"[train] WARNING: skipping checkpoint {d}: {problem}")
-    return None
-
-
-def _step_of(checkpoint) -> int:
-    name = checkpoint.path.rstrip("/").rsplit("/", 1)[-1]
-    return int(name.split("_")[1]) if name.startswith("step_") else -1
-
-
 def _load(engine, rank: int, root: str | None):
-    """``(state, schedule_state)`` from the newest complete checkpoint, or ``(None, None)``.
+    """``(state, schedule_state)`` from the newest good checkpoint, or ``(None, None)``.
 
-    Candidates: Ray Train's latest registered checkpoint and the newest complete one in the run's
-    storage (a checkpoint written just before a crash may not have reached Ray's registry yet).
+    Candidates, newest first: Ray Train's latest registered checkpoint and every complete one in the
+    run's storage (a checkpoint written just before a crash may not have reached Ray's registry yet).
+    One whose files changed since they were written, or that does not load with ``weights_only``,
+    is skipped with a warning. Every rank checks every file, so all ranks pick the same checkpoint.
     """
     import ray.train
-    import torch
 
-    candidates = [c for c in (ray.train.get_checkpoint(),) if c is not None and
-                  checkpoint_problem(*_fs(c.path)) is None]
-    if root:
-        found = latest_complete_checkpoint(root, log=print if rank == 0 else (lambda *_: None))
-        if found is not None:
-            candidates.append(found)
-    if not candidates:
-        return None, None
-    checkpoint = max(candidates, key=_step_of)
-    with checkpoint.as_directory() as d:
-        _, client = engine.load_checkpoint(d, tag=DS_TAG, load_optimizer_states=True,
-                                           load_lr_scheduler_states=False)
-        if client is None or "semgen" not in client:
-            raise RuntimeError(f"checkpoint {checkpoint.path} holds no training state")
-        rng = Path(d) / "rng" / f"rank_{rank}.pt"
-        if rng.is_file():
-            _set_rng_state(torch.load(rng, weights_only=False))
-    state = dict(client["semgen"])
-    state["resumed_from"] = checkpoint.path
-    return state, state.pop("schedule")
+    log = print if rank == 0 else (lambda *_: None)
+    candidates = {}
+    registered = ray.train.get_checkpoint()
+    if registered is not None and checkpoint_problem(*_fs(registered.path)) is None:
+        candidates[registered.path.rstrip("/")] = registered
+    for found in complete_checkpoints(root, log=log) if root else []:
+        candidates.setdefault(found.path.rstrip("/"), found)
+    for checkpoint in sorted(candidates.values(), key=step_of, reverse=True):
+        with checkpoint.as_directory() as d:
+            problem = verify_checkpoint(d)
+            if problem is not None:
+                log(f"[train] WARNING: skipping checkpoint {checkpoint.path}: {problem}")
+                continue
+            _, client = engine.load_checkpoint(d, tag=DS_TAG, load_optimizer_states=True,
+                                               load_lr_scheduler_states=False)
+            if client is None or "semgen" not in client:
+                raise RuntimeError(f"checkpoint {checkpoint.path} holds no training state")
+            set_rng_state(json.loads((Path(d) / RNG_DIR / f"rank_{rank}.json").read_text()))
+        state = dict(client["semgen"])
+        state["resumed_from"] = checkpoint.path
+        return state, state.pop("schedule")
+    return None, None
+
+
+def _node_of_each_rank(world: int) -> list[str]:
+    """The Ray node id of every rank (a collective): where this attempt's workers run."""
+    import ray
+    import torch.distributed as dist
+
+    node = ray.get_runtime_context().get_node_id()
+    if world == 1 or not dist.is_initialized():
+        return [node]
+    nodes: list = [None] * world
+    dist.all_gather_object(nodes, node)
+    return nodes
 
 
 def _fs(path: str):
@@ -271,6 +229,7 @@ def train_loop(cfg: dict) -> None:
                              "batch_in_epoch": state["batch_in_epoch"],
                              "saved_optimizer_fingerprint": state.get("optimizer_fingerprint"),
                              "loaded_optimizer_fingerprint": optimizer_fingerprint(engine, device)})
+    state["nodes"] = _node_of_each_rank(world)  # this attempt's placement, kept in every checkpoint
     apply_lr(optimizer, schedule.lr)
     resumed_in_epoch = state["batch_in_epoch"]
 

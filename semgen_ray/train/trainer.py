@@ -63,15 +63,18 @@ def fp32_state_dict(checkpoint_dir: str | os.PathLike, zero_stage: int) -> dict:
     """fp32 model weights of a DeepSpeed checkpoint (the master weights, not the bf16 copies)."""
     import torch
 
-    d = Path(checkpoint_dir)
-    from semgen_ray.train.loop import DS_TAG
+    from semgen_ray.train.checkpoints import DS_TAG, verify_checkpoint
 
+    d = Path(checkpoint_dir)
+    problem = verify_checkpoint(d)  # DeepSpeed's reader unpickles: only after a weights-only check
+    if problem is not None:
+        raise PretrainError(f"cannot export from {d}: {problem}")
     if zero_stage >= 1:
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
         state = get_fp32_state_dict_from_zero_checkpoint(str(d), tag=DS_TAG)
     else:
-        state = torch.load(d / DS_TAG / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=False)["module"]
+        state = torch.load(d / DS_TAG / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=True)["module"]
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
@@ -111,7 +114,8 @@ def run_pretraining(config: SemGenConfig, store_uri: str, manifest_path: str, ou
 
     from semgen_ray.models import build_model, export_weights
     from semgen_ray.train.datasets import pattern_datasets
-    from semgen_ray.train.loop import STATE_FILE, train_loop
+    from semgen_ray.train.checkpoints import STATE_FILE
+    from semgen_ray.train.loop import train_loop
     from semgen_ray.train.report import write_report
 
     t = config.train
@@ -136,7 +140,8 @@ def run_pretraining(config: SemGenConfig, store_uri: str, manifest_path: str, ou
     trainer = TorchTrainer(
         train_loop, train_loop_config=cfg,
         torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
-        scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=gpu, resources_per_worker=resources),
+        scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=gpu, resources_per_worker=resources,
+                                     placement_strategy=t.placement),
         run_config=RunConfig(
             name=RUN_NAME, storage_path=storage,
             failure_config=FailureConfig(max_failures=t.max_failures),
@@ -154,6 +159,9 @@ def run_pretraining(config: SemGenConfig, store_uri: str, manifest_path: str, ou
         raise PretrainError("pretraining reported no checkpoint")
     with result.checkpoint.as_directory() as d:
         state = json.loads((Path(d) / STATE_FILE).read_text())
+    for resume in state["log"]:
+        log(f"[train] recovered from a failure: resumed at step {resume['resumed_at_step']} (epoch "
+            f"{resume['epoch']}, batch {resume['batch_in_epoch']}) from {resume['checkpoint']}")
     best = _best_checkpoint(result)
     model = build_model(cfg["model"])
     with best.as_directory() as d:
@@ -177,6 +185,7 @@ def run_pretraining(config: SemGenConfig, store_uri: str, manifest_path: str, ou
               "best_epoch": state["best_epoch"], "best_val_loss": state["best_val_loss"],
               "stopped": state["stopped"], "fit_seconds": round(seconds, 1), "num_classes": data.num_classes,
               "train_cubes": data.train_rows, "val_cubes": data.val_rows, "objective": t.objective,
-              "workers": t.num_workers, "gpu": bool(gpu), "resumes": state["log"], "history": state["history"]}
+              "workers": t.num_workers, "nodes": state.get("nodes", []), "gpu": bool(gpu), "resumes": state["log"],
+              "history": state["history"]}
     (out / "train.json").write_text(json.dumps(record, indent=2, default=float))
     return record

@@ -40,6 +40,8 @@ def test_yaml_file_on_top_of_a_preset_and_overrides(tmp_path):
     ("ingest.split_fractions=[0.5, 0.5, 0.5]", "summing to 1"),
     ("train.batch_size=1.5", "must be an integer"),
     ("ingest.allow_failures=maybe", "true or false"),
+    ("train.storage_path=../../elsewhere", "leaves the run folder"),
+    ("train.placement=ANYWHERE", "train.placement must be one of"),
 ])
 def test_bad_values_get_specific_errors(override, message):
     with pytest.raises(ConfigError, match=message):

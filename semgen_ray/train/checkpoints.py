@@ -1,0 +1,151 @@
+"""Full-state checkpoint files: layout, integrity records, completeness, safe loading.
+
+A pretraining checkpoint directory (``step_XXXXXXXX[_epoch_end]``) is the union of what every rank
+wrote into its own temporary directory before Ray Train uploaded it to the run's storage:
+
+    ds/                      DeepSpeed model states (rank 0) and one optimizer shard per rank
+    state.json               the training state (rank 0): step, epoch, schedule, history, world size
+    rng/rank_<r>.json        each rank's Python / numpy / torch RNG state (JSON, never pickle)
+    integrity/rank_<r>.json  each rank's record of the files it wrote: size and SHA-256
+
+A crash during the write leaves some of these missing or short; bit rot or a partial copy changes
+content. :func:`checkpoint_problem` finds the first kind from a listing (no file is read but JSON);
+:func:`verify_checkpoint` the second, on the downloaded directory, and also unpickles every torch
+file with ``weights_only=True`` (an allowlist of DeepSpeed's own state classes) before DeepSpeed,
+which loads with full pickle, sees it. A checkpoint that fails either is skipped with a warning and
+the previous good one is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from pathlib import Path
+
+DS_TAG = "ds"
+STATE_FILE = "state.json"
+RNG_DIR = "rng"
+INTEGRITY_DIR = "integrity"
+
+
+def rng_state() -> dict:
+    """This process's Python / numpy / torch RNG states as plain JSON-able data."""
+    import numpy as np
+    import torch
+
+    version, internal, gauss = random.getstate()
+    key, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": [version, list(internal), gauss],
+            "numpy": [key, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+            "torch": torch.get_rng_state().tolist()}
+
+
+def set_rng_state(state: dict) -> None:
+    import numpy as np
+    import torch
+
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    key, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((key, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_rank_files(directory: str | Path, rank: int) -> None:
+    """Write this rank's RNG state, then its integrity record of every file in ``directory``."""
+    d = Path(directory)
+    (d / RNG_DIR).mkdir(exist_ok=True)
+    (d / RNG_DIR / f"rank_{rank}.json").write_text(json.dumps(rng_state()))
+    files = {p.relative_to(d).as_posix(): [p.stat().st_size, _sha256(p)]
+             for p in sorted(d.rglob("*")) if p.is_file() and INTEGRITY_DIR not in p.relative_to(d).parts}
+    (d / INTEGRITY_DIR).mkdir(exist_ok=True)
+    (d / INTEGRITY_DIR / f"rank_{rank}.json").write_text(json.dumps(files))
+
+
+def checkpoint_problem(fs, path: str) -> str | None:
+    """Why the checkpoint directory ``path`` (on filesystem ``fs``) is incomplete, or None if it is not.
+
+    Complete: ``state.json`` names the world size W, the W integrity records parse, and every file
+    they list is there with its recorded size.
+    """
+    try:
+        world = int(json.loads(fs.cat_file(f"{path}/{STATE_FILE}"))["world_size"])
+        sizes = {p[len(path):].lstrip("/"): int(info["size"])
+                 for p, info in fs.find(path, detail=True).items()}
+        records = [json.loads(fs.cat_file(f"{path}/{INTEGRITY_DIR}/rank_{r}.json")) for r in range(world)]
+    except Exception as err:  # noqa: BLE001 - any unreadable piece means incomplete
+        return f"incomplete: {type(err).__name__}: {err}"
+    for record in records:
+        for name, (size, _) in record.items():
+            if name not in sizes:
+                return f"incomplete: {name} is missing"
+            if sizes[name] != size:
+                return f"incomplete: {name} has {sizes[name]} bytes, {size} were written"
+    return None
+
+
+def _allowed_globals() -> list:
+    """DeepSpeed classes its optimizer checkpoints hold, the only globals a weights-only load allows."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
+
+
+def verify_checkpoint(directory: str | Path) -> str | None:
+    """Why a downloaded checkpoint must not be loaded (content changed, unsafe pickle), or None."""
+    import torch
+
+    d = Path(directory)
+    for record_path in sorted((d / INTEGRITY_DIR).glob("rank_*.json")):
+        for name, (size, sha) in json.loads(record_path.read_text()).items():
+            if _sha256(d / name) != sha:
+                return f"corrupt: {name} does not match its SHA-256 ({record_path.name})"
+    with torch.serialization.safe_globals(_allowed_globals()):
+        for f in sorted(d.rglob("*.pt")):
+            try:
+                torch.load(f, map_location="cpu", weights_only=True)
+            except Exception as err:  # noqa: BLE001 - unreadable or not weights-only: do not load it
+                why = re.search(r"Unsupported global: GLOBAL [\w.]+", str(err))
+                why = why.group(0) if why else (str(err).strip().splitlines() or [type(err).__name__])[-1]
+                return f"refused: {f.relative_to(d)} does not load with weights_only=True ({why})"
+    return None
+
+
+def complete_checkpoints(root: str, log=print) -> list:
+    """Every complete ``step_*`` checkpoint under ``root`` (a path or URI), newest first.
+
+    Incomplete ones are skipped with a warning through ``log``.
+    """
+    import fsspec
+    from ray.train import Checkpoint
+
+    fs, base = fsspec.core.url_to_fs(root)
+    if not fs.exists(base):
+        return []
+    found = []
+    for d in sorted((p for p in fs.ls(base, detail=False) if p.rsplit("/", 1)[-1].startswith("step_")),
+                    reverse=True):
+        problem = checkpoint_problem(fs, d)
+        if problem is None:
+            found.append(Checkpoint(root.rstrip("/") + "/" + d.rsplit("/", 1)[-1]) if "://" in root else Checkpoint(d))
+        else:
+            log(f"[train] WARNING: skipping checkpoint {d}: {problem}")
+    return found
+
+
+def step_of(checkpoint) -> int:
+    """The optimizer step a checkpoint was written at (from its directory name; -1 if unnamed)."""
+    name = checkpoint.path.rstrip("/").rsplit("/", 1)[-1]
+    return int(name.split("_")[1]) if name.startswith("step_") else -1

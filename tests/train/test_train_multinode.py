@@ -1,0 +1,95 @@
+"""Pretraining across two Ray nodes on this machine (``ray start --head`` + ``ray start --address``).
+
+The two Train workers are placed on different nodes (``train.placement=STRICT_SPREAD``); the driver
+joins the cluster through ``RAY_ADDRESS`` as under ``ray job submit``. Then the second node is killed
+mid-run: the run waits for a replacement node, resumes from its last checkpoint and ends with the
+planned number of steps.
+"""
+
+import json
+import subprocess
+import sys
+import time
+
+import fsspec
+import pytest
+from local_cluster import LocalCluster
+
+from semgen_ray.train.checkpoints import checkpoint_problem, verify_checkpoint
+from train_helpers import TINY
+
+pytestmark = pytest.mark.slow
+
+DRIVER = """
+import json, sys
+from semgen_ray.config import load_config
+from semgen_ray.runtime import init_ray
+from semgen_ray.train import run_pretraining
+store, manifest, out, *overrides = sys.argv[1:]
+config = load_config("cpu-tiny", overrides)
+init_ray(config.ray)  # RAY_ADDRESS is set: joins the cluster
+run_pretraining(config, store, manifest, out)
+"""
+
+
+def _driver(cluster, store, manifest, out, extra):
+    overrides = [*TINY, "train.placement=STRICT_SPREAD", "train.checkpoint_every=2", *extra]
+    return subprocess.Popen([sys.executable, "-c", DRIVER, store, manifest, str(out), *overrides],
+                            env={**cluster.env, "RAY_ADDRESS": cluster.address}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = LocalCluster("multinode", head_cpus=2)
+    try:
+        c.add_node(cpus=2)
+        c.wait_for_nodes(2)
+        yield c
+    finally:
+        c.stop()
+
+
+def test_two_workers_on_two_nodes_train_and_checkpoint_the_full_state(cluster, train_store, train_manifest, tmp_path):
+    nodes = cluster.wait_for_nodes(2)
+    driver = _driver(cluster, train_store, train_manifest, tmp_path / "run", ["train.max_epochs=1"])
+    out, _ = driver.communicate(timeout=600)
+    assert driver.returncode == 0, out[-6000:]
+    record = json.loads((tmp_path / "run" / "train.json").read_text())
+    assert record["steps"] == 4 and record["workers"] == 2
+    assert sorted(record["nodes"]) == sorted(nodes)  # rank 0 and rank 1 on different nodes
+    # the last checkpoint holds both ranks' state: two RNG files, two optimizer shards, records of both
+    last = record["latest_checkpoint"]
+    assert checkpoint_problem(fsspec.filesystem("file"), last) is None and verify_checkpoint(last) is None
+    fs = fsspec.filesystem("file")
+    names = sorted(p.rsplit("/", 1)[-1] for p in fs.find(last))
+    assert sum(n.endswith("optim_states.pt") for n in names) == 2
+    assert names.count("rank_0.json") == 2 and names.count("rank_1.json") == 2  # rng/ and integrity/
+    assert record["history"][0]["train_loss"] > 0
+
+
+def test_a_killed_node_costs_only_time(cluster, train_store, train_manifest, tmp_path):
+    before = cluster.wait_for_nodes(2)
+    run = tmp_path / "run"
+    driver = _driver(cluster, train_store, train_manifest, run, ["train.max_epochs=2", "train.max_failures=2"])
+    checkpoints = run / "checkpoints" / "pretrain"
+    deadline = time.time() + 300
+    while not (checkpoints / "step_00000002").is_dir() and driver.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert driver.poll() is None, "the run ended before the node could be killed:\n" + driver.stdout.read()[-4000:]
+    victim = cluster.nodes[-1]
+    cluster.kill_node(victim)
+    cluster.wait_for_nodes(1)  # the GCS has noticed
+    time.sleep(5)  # the run now waits for room for its second worker
+    cluster.add_node(cpus=2)  # the replacement (an autoscaler's job on a real cluster)
+    out, _ = driver.communicate(timeout=600)
+    assert driver.returncode == 0, out[-6000:]
+    record = json.loads((run / "train.json").read_text())
+    assert record["steps"] == 8 and record["epochs"] == 2  # the planned steps, none lost or repeated
+    (resume,) = record["resumes"]
+    assert resume["resumed_at_step"] >= 2 and resume["checkpoint"].rsplit("/", 1)[-1].startswith("step_")
+    assert resume["loaded_optimizer_fingerprint"] == pytest.approx(resume["saved_optimizer_fingerprint"], rel=1e-9)
+    after = cluster.wait_for_nodes(2)
+    assert len(set(record["nodes"])) == 2 and set(record["nodes"]) == set(after)
+    assert set(before) & set(after) and set(before) != set(after)  # the head stayed, the second node is new
+    assert f"recovered from a failure: resumed at step {resume['resumed_at_step']}" in out
