@@ -72,10 +72,9 @@ class SourceJob:
     def load(self, config: IngestConfig) -> list[Item]:
         from semgen_ray.io import read_source
 
+        options = {"max_voxels": config.max_voxels}  # refused from the header, before any voxel is read
         if self.source_ref.format == "dicom":
-            options = {"uneven": config.uneven_spacing}
-        else:
-            options = {"max_voxels": config.max_voxels}
+            options["uneven"] = config.uneven_spacing
         volumes = read_source(self.source_ref, modality=self.modality or config.modality, **options)
         items = []
         for k, vol in enumerate(volumes):

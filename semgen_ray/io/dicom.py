@@ -29,12 +29,23 @@ Irregular acquisitions are handled explicitly, each leaving a one-line note in `
 
 Multi-frame files are read when their frames carry positions: enhanced CT / MR (per-frame functional
 groups) and GridFrameOffsetVector objects (RT dose, some NM). Other multi-frame files raise ReadError.
+
+Broken files are refused with a ReadError that names them, before any pixel data is decoded: a file
+that ends inside a data element (truncated), an image object without pixel data (never silently
+dropped from its series), counts (Rows, Columns, NumberOfFrames, …) that are not whole numbers >= 1,
+uncompressed pixel data shorter than Rows x Columns x frames declare, non-finite geometry, and a
+non-positive PixelSpacing. A corrupt element length never makes pydicom allocate more than the file
+holds.
 """
 
 from __future__ import annotations
 
+import io
+import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from warnings import catch_warnings, simplefilter
 
 import numpy as np
 
@@ -50,6 +61,15 @@ UNEVEN_TOLERANCE = 0.01
 TILT_TOLERANCE = 0.05
 """Sideways slice drift, in pixels, above which the series counts as tilted (sheared)."""
 DUPLICATE_TOLERANCE_MM = 1e-3
+RLE_LOSSLESS = "1.2.840.10008.1.2.5"
+RLE_MAX_RATIO = 64
+"""A DICOM RLE (PackBits) segment decodes to at most 64 times its size (a 2-byte run gives 128)."""
+COMPRESSED_MAX_RATIO = 1000
+COMPRESSED_FREE_BYTES = 256 << 20
+"""Other compressed pixel data (JPEG, JPEG-LS, JPEG 2000) may declare up to 1000 times its size, or
+256 MiB whatever its size: pydicom allocates the declared size before decoding, so a corrupt Rows /
+Columns over a few KiB of data must not make it ask for gigabytes (lossless medical images compress
+far less than 1000:1)."""
 _INT16 = np.iinfo(np.int16)
 
 
@@ -86,14 +106,95 @@ class _Frame:
     thickness: float | None
 
 
+def _values(value) -> list:
+    """A multi-valued element's values as a list (pydicom gives a bare value when there is one)."""
+    if value is None:
+        return []
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return list(value)
+    return [value]
+
+
 def _float_list(value, n: int, what: str, file: str) -> np.ndarray:
     try:
-        out = np.array([float(v) for v in value], dtype=np.float64)
+        out = np.array([float(v) for v in _values(value)], dtype=np.float64)
     except (TypeError, ValueError) as err:
         raise ReadError(f"{os.path.basename(file)}: unreadable {what} {value!r}") from err
     if out.shape != (n,):
         raise ReadError(f"{os.path.basename(file)}: {what} needs {n} values, got {len(out)}")
+    if not np.isfinite(out).all():
+        raise ReadError(f"{os.path.basename(file)}: {what} {out.tolist()} is not finite")
     return out
+
+
+def _pixel_spacing(value, file: str) -> tuple[float, float]:
+    sp = _float_list(value, 2, "PixelSpacing", file)
+    if (sp <= 0).any():
+        raise ReadError(f"{os.path.basename(file)}: PixelSpacing {sp.tolist()} must be positive")
+    return float(sp[0]), float(sp[1])
+
+
+def _positive_int(ds, keyword: str, file: str, default: int | None = None) -> int:
+    """A header count (Rows, NumberOfFrames, …) that must be a whole number >= 1."""
+    value = ds.get(keyword)
+    if value is None or value == "":
+        if default is not None:
+            return default
+        raise _FatalError(f"{os.path.basename(file)}: no {keyword}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (math.isfinite(number) and number >= 1 and number == int(number)):
+        raise _FatalError(f"{os.path.basename(file)}: {keyword} {str(value)!r} is not a whole number >= 1")
+    return int(number)
+
+
+def _encapsulated_fragments(data: bytes) -> int:
+    """Fragments of encapsulated pixel data (items after the Basic Offset Table)."""
+    items, pos = 0, 0
+    while pos + 8 <= len(data) and data[pos:pos + 4] == b"\xfe\xff\x00\xe0":
+        pos += 8 + int.from_bytes(data[pos + 4:pos + 8], "little")
+        items += 1
+    return max(items - 1, 0)
+
+
+def _check_pixel_data(ds, file: str, n_frames: int) -> None:
+    """Refuse, before decoding, pixel data that cannot hold what Rows x Columns x frames declare.
+
+    Uncompressed data must hold every declared byte (a header declaring 65535 x 65535 pixels, or two
+    billion frames, over a few KiB of data fails here, before anything is allocated); encapsulated
+    (compressed) data needs at least one fragment per frame, and RLE data at least 1/64 of the
+    declared bytes, other codecs 1/1000 beyond 256 MiB (pydicom allocates the decoded size before
+    decoding; see ``COMPRESSED_MAX_RATIO``).
+    """
+    base = os.path.basename(file)
+    rows = _positive_int(ds, "Rows", file)
+    columns = _positive_int(ds, "Columns", file)
+    bits = _positive_int(ds, "BitsAllocated", file)
+    samples = _positive_int(ds, "SamplesPerPixel", file, default=1)
+    element = ds["PixelData"]
+    data = element.value or b""
+    needed = (rows * columns * samples * n_frames * bits + 7) // 8
+    layout = f"{rows}x{columns} pixels" + (f" x {samples} samples" if samples != 1 else "") + \
+        (f" x {n_frames} frames" if n_frames != 1 else "")
+    if element.is_undefined_length:
+        fragments = _encapsulated_fragments(data)
+        if fragments < n_frames:
+            raise _FatalError(f"{base}: {n_frames} frames declared, but the compressed pixel data holds "
+                              f"{fragments} fragments (truncated file or corrupt header?)")
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        if syntax == RLE_LOSSLESS and needed > RLE_MAX_RATIO * len(data):
+            raise _FatalError(f"{base}: {layout} at {bits} bits need {needed} bytes, more than "
+                              f"{len(data)} bytes of RLE data can hold (corrupt header?)")
+        if needed > max(COMPRESSED_MAX_RATIO * len(data), COMPRESSED_FREE_BYTES):
+            raise _FatalError(f"{base}: {layout} at {bits} bits need {needed} bytes, more than "
+                              f"{COMPRESSED_MAX_RATIO} times the {len(data)} bytes of compressed data "
+                              "(corrupt header?)")
+        return
+    if len(data) < needed:
+        raise _FatalError(f"{base}: pixel data holds {len(data)} bytes, but {layout} at {bits} bits need "
+                          f"{needed} (truncated file or corrupt header?)")
 
 
 def _functional(ds, index: int, sequence: str, attribute: str):
@@ -117,9 +218,11 @@ def _number(value, default):
 def _frames_of(ds, file: str) -> list[_Frame]:
     """Split a dataset into frames with their geometry. Raises ReadError for unusable geometry."""
     base = os.path.basename(file)
-    instance = int(_number(ds.get("InstanceNumber"), 0))
+    instance = _number(ds.get("InstanceNumber"), 0)
+    instance = int(instance) if math.isfinite(instance) else 0
     uid = str(ds.get("SOPInstanceUID", base))
-    n_frames = int(_number(ds.get("NumberOfFrames"), 1))
+    n_frames = _positive_int(ds, "NumberOfFrames", file, default=1)
+    _check_pixel_data(ds, file, n_frames)
     thickness = _number(ds.get("SliceThickness"), None)
     slope = _number(ds.get("RescaleSlope"), 1.0)
     intercept = _number(ds.get("RescaleIntercept"), 0.0)
@@ -132,11 +235,10 @@ def _frames_of(ds, file: str) -> list[_Frame]:
             if pos is None or ori is None or spacing is None:
                 raise ReadError(f"{base}: multi-frame DICOM without per-frame position / orientation / "
                                 "pixel spacing is not supported")
-            sp = _float_list(spacing, 2, "PixelSpacing", file)
             frames.append(_Frame(
                 position=_float_list(pos, 3, "ImagePositionPatient", file),
                 orientation=_float_list(ori, 6, "ImageOrientationPatient", file),
-                pixel_spacing=(float(sp[0]), float(sp[1])),
+                pixel_spacing=_pixel_spacing(spacing, file),
                 slope=_number(_functional(ds, f, "PixelValueTransformationSequence", "RescaleSlope"), slope),
                 intercept=_number(_functional(ds, f, "PixelValueTransformationSequence", "RescaleIntercept"),
                                   intercept),
@@ -153,17 +255,16 @@ def _frames_of(ds, file: str) -> list[_Frame]:
     spacing_value = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
     if spacing_value is None:
         raise ReadError(f"{base}: no PixelSpacing")
-    sp = _float_list(spacing_value, 2, "PixelSpacing", file)
-    common = dict(orientation=orientation, pixel_spacing=(float(sp[0]), float(sp[1])), slope=slope,
+    common = dict(orientation=orientation, pixel_spacing=_pixel_spacing(spacing_value, file), slope=slope,
                   intercept=intercept, instance=instance, file=file, dataset=ds, thickness=thickness)
     if n_frames == 1:
         return [_Frame(position=position, uid=uid, frame=None, **common)]
     offsets = ds.get("GridFrameOffsetVector")
-    if offsets is None or len(offsets) != n_frames:
+    if offsets is None or len(_values(offsets)) != n_frames:
         raise ReadError(f"{base}: multi-frame DICOM ({n_frames} frames) without per-frame positions "
                         "(no functional groups or GridFrameOffsetVector) is not supported")
     normal = np.cross(orientation[:3], orientation[3:])
-    offsets = np.array([float(o) for o in offsets])
+    offsets = _float_list(offsets, n_frames, "GridFrameOffsetVector", file)
     return [_Frame(position=position + o * normal, uid=f"{uid}#{f:06d}", frame=f, **common)
             for f, o in enumerate(offsets)]
 
@@ -182,23 +283,87 @@ def _pixels(frame: _Frame, cache: dict) -> np.ndarray:
     return pixels if frame.frame is None else pixels[frame.frame]
 
 
-def _read_datasets(files, pydicom):
-    """Read every file; return [(file, dataset)] for image objects (those with pixel data)."""
-    out = []
-    for file in files:
+class _BoundedFile(io.BufferedReader):
+    """A file whose ``read(n)`` never asks for more than the bytes left in it.
+
+    pydicom reads an element's value with ``read(length)``; a corrupt length (random bytes, a flipped
+    bit) would otherwise allocate up to 4 GiB before finding out the file is shorter. A read cut short
+    means the file ends inside an element: ``truncated`` records it (a complete file's only short read
+    is the 8-byte tag read that finds the end of the file).
+    """
+
+    def __init__(self, path: str):
+        super().__init__(io.FileIO(path, "rb"))
+        self._size = os.fstat(self.fileno()).st_size
+        self.truncated = False
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is not None and size >= 0:
+            left = max(0, self._size - self.tell())
+            if size > left:
+                if left or size != 8:
+                    self.truncated = True
+                size = left
+        return super().read(size)
+
+
+def _dcmread(file: str, pydicom):
+    """``(dataset, truncated)``; a file without the 128-byte preamble is read with ``force``."""
+    with _BoundedFile(file) as fp:
         try:
-            try:
-                ds = pydicom.dcmread(file)
-            except pydicom.errors.InvalidDicomError:
-                ds = pydicom.dcmread(file, force=True)  # .dcm files without the 128-byte preamble
+            return pydicom.dcmread(fp), fp.truncated
+        except pydicom.errors.InvalidDicomError:
+            pass
+    with _BoundedFile(file) as fp:
+        return pydicom.dcmread(fp, force=True), fp.truncated
+
+
+_OTHER_PIXELS = ("FloatPixelData", "DoubleFloatPixelData", "SpectroscopyData")
+
+
+def _sop_class_name(ds) -> str | None:
+    """The name of the SOP class (dataset or file meta), its UID when unknown, None when absent."""
+    sop = ds.get("SOPClassUID") or getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", None)
+    return str(getattr(sop, "name", sop)) if sop else None
+
+
+def _read_datasets(files, pydicom):
+    """Read every file; return ``([(file, dataset)] for image objects (those with pixel data),
+    [names of the other files])``.
+
+    A file that should hold an image but has no pixel data (an "… Image Storage" SOP class, or Rows in
+    its header), and a truncated file (unless a readable non-image: report, presentation state, …),
+    is a ReadError: never silently dropped from its series.
+    """
+    out, others = [], []
+    for file in files:
+        base = os.path.basename(file)
+        try:
+            ds, truncated = _dcmread(file, pydicom)
+            # pydicom decodes values on first access; decode them all now, so that a corrupt one (an
+            # unknown VR, say) is reported here, with its file, not as an odd exception later.
+            with catch_warnings():  # pydicom's notes on odd values of elements never used here
+                simplefilter("ignore", UserWarning)
+                ds.walk(lambda dataset, element: None)
         except Exception as err:
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ReadError(f"cannot read DICOM file {os.path.basename(file)} (truncated or corrupt?): "
-                            f"{reason}") from err
+            raise ReadError(f"cannot read DICOM file {base} (truncated or corrupt?): {reason}") from err
+        sop = _sop_class_name(ds)
+        image = "PixelData" in ds or "Rows" in ds or "Image" in (sop or "")
+        if truncated and (image or sop is None):
+            if "PixelData" in ds:  # the precise reason, when the pixels are what is missing
+                _check_pixel_data(ds, file, _positive_int(ds, "NumberOfFrames", file, default=1))
+            where = "" if "PixelData" in ds else ", before any pixel data"
+            raise ReadError(f"cannot read DICOM file {base}: the file ends inside a data element{where} "
+                            "(truncated or corrupt?)")
         if "PixelData" not in ds:
+            if image and not any(k in ds for k in _OTHER_PIXELS):
+                raise ReadError(f"cannot read DICOM file {base}: an image header ({sop or 'Rows present'}) "
+                                "without pixel data (truncated?)")
+            others.append(base + (" (truncated)" if truncated else ""))
             continue  # structured reports, presentation states, DICOMDIR: not images
         out.append((file, ds))
-    return out
+    return out, others
 
 
 def _apply_rescale(frames: list[_Frame]) -> np.ndarray:
@@ -293,7 +458,8 @@ def _series_volume(frames: list[_Frame], path: str, modality: str | None, uneven
     normal = np.cross(row_dir, col_dir)
     norm = np.linalg.norm(normal)
     if norm < 1e-6:
-        raise ReadError(f"degenerate ImageOrientationPatient {orientation.tolist()}")
+        raise ReadError(f"{os.path.basename(frames[0].file)}: degenerate ImageOrientationPatient "
+                        f"{orientation.tolist()}")
     normal /= norm
     frames = sorted(frames, key=lambda f: (float(f.position @ normal), f.instance, f.uid))
     positions = np.array([f.position for f in frames])
@@ -317,7 +483,8 @@ def _series_volume(frames: list[_Frame], path: str, modality: str | None, uneven
     stack = _apply_rescale(frames)  # (k, rows, cols)
 
     if len(frames) == 1:
-        step = frames[0].thickness or _number(frames[0].dataset.get("SpacingBetweenSlices"), None) or 1.0
+        candidates = (frames[0].thickness, _number(frames[0].dataset.get("SpacingBetweenSlices"), None), 1.0)
+        step = next(c for c in candidates if c is not None and math.isfinite(c) and c > 0)
         warnings.append(f"single slice; z spacing {step:g} mm taken from SliceThickness (or 1 mm)")
     else:
         step = float(np.median(steps))
@@ -355,7 +522,7 @@ def _series_volume(frames: list[_Frame], path: str, modality: str | None, uneven
     direction = np.stack([row_dir / np.linalg.norm(row_dir), col_dir / np.linalg.norm(col_dir), normal], axis=1)
     array, spacing, origin, direction = reorient_to_lps(
         stack.transpose(2, 1, 0), (col_spacing, row_spacing, step), positions[0], direction)
-    series_number = ds.get("SeriesNumber")
+    series_number = _number(ds.get("SeriesNumber"), None)
     return Volume(
         array=array,
         spacing=spacing,
@@ -367,14 +534,15 @@ def _series_volume(frames: list[_Frame], path: str, modality: str | None, uneven
         extra={
             "series_uid": str(ds.get("SeriesInstanceUID", "")),
             "study_uid": str(ds.get("StudyInstanceUID", "")),
-            "series_number": int(series_number) if series_number not in (None, "") else None,
+            "series_number": int(series_number) if series_number is not None and math.isfinite(series_number)
+            else None,
             "patient_id_tag": str(ds.get("PatientID", "")),
         },
     )
 
 
 def read_dicom(source: Source, modality: str | None = None, *, uneven: str = "warn", tilt: str = "resample",
-               duplicates: str = "first") -> list[Volume]:
+               duplicates: str = "first", max_voxels: int | None = None) -> list[Volume]:
     """Read every image series in a DICOM folder (or one DICOM file) as canonical LPS volumes.
 
     Args:
@@ -383,6 +551,10 @@ def read_dicom(source: Source, modality: str | None = None, *, uneven: str = "wa
         uneven: what to do with uneven slice spacing: "warn", "resample" or "error" (module docstring).
         tilt: what to do with gantry tilt: "resample", "ignore" or "error".
         duplicates: slices sharing a position: "first" (keep the first, warn) or "error".
+        max_voxels: refuse, from the headers alone (Rows x Columns x frames), a series with more
+            voxels than this, before any pixel data is decoded. Uncompressed pixel data is always
+            checked against its declared size; this also bounds compressed data, whose decoded size
+            pydicom allocates before decoding.
 
     Returns:
         One volume per series, sorted by (SeriesNumber, SeriesInstanceUID). A series that cannot be
@@ -390,7 +562,8 @@ def read_dicom(source: Source, modality: str | None = None, *, uneven: str = "wa
         warnings; if none can, ReadError.
 
     Raises:
-        ReadError: unreadable / truncated files, no image in the source, or every series unusable.
+        ReadError: unreadable / truncated files, an image file without (enough) pixel data, nonsense
+            header values, more than ``max_voxels``, no image in the source, or every series unusable.
     """
     for name, value, allowed in (("uneven", uneven, UNEVEN_MODES), ("tilt", tilt, TILT_MODES),
                                  ("duplicates", duplicates, DUPLICATE_MODES)):
@@ -401,10 +574,11 @@ def read_dicom(source: Source, modality: str | None = None, *, uneven: str = "wa
     pydicom = _import_pydicom()
     if not source.files:
         raise ReadError(f"{source.path}: no DICOM files found")
-    datasets = _read_datasets(source.files, pydicom)
+    datasets, others = _read_datasets(source.files, pydicom)
     if not datasets:
+        names = ", ".join(others[:3]) + (", …" if len(others) > 3 else "")
         raise ReadError(f"{source.path}: no DICOM image (no object with pixel data) among "
-                        f"{len(source.files)} files")
+                        f"{len(source.files)} files ({names})")
     series: dict[str, list] = {}
     for file, ds in datasets:
         series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((file, ds))
@@ -413,6 +587,13 @@ def read_dicom(source: Source, modality: str | None = None, *, uneven: str = "wa
     skipped: list[str] = []
     for uid, members in series.items():
         try:
+            if max_voxels is not None:
+                declared = sum(_positive_int(ds, "Rows", file) * _positive_int(ds, "Columns", file)
+                               * _positive_int(ds, "NumberOfFrames", file, default=1) for file, ds in members)
+                if declared > max_voxels:
+                    names = os.path.basename(members[0][0]) + (", …" if len(members) > 1 else "")
+                    raise _FatalError(f"{len(members)} files ({names}) declare {declared} voxels, more than "
+                                      f"max_voxels={max_voxels}")
             frames = [fr for file, ds in members for fr in _frames_of(ds, file)]
             volumes.append(_series_volume(frames, source.path, modality, uneven, tilt, duplicates))
         except ReadError as err:

@@ -11,6 +11,8 @@ import importlib
 import os
 from typing import Callable
 
+import numpy as np
+
 from semgen_ray.io.sources import Source, find_sources
 from semgen_ray.io.volume import MODALITIES, ReadError, Volume
 
@@ -56,7 +58,9 @@ def read_source(source: Source | str | os.PathLike, modality: str | None = None,
         A non-empty list of volumes.
 
     Raises:
-        ReadError: the source cannot be read (the message says why, in one line).
+        ReadError: the source cannot be read (the message says why, in one line), or the reader's
+            volume is unusable: not a non-empty 3D array, or spacing / origin / direction that are not
+            finite (spacing also positive), which broken headers can produce.
         ValueError: a bad ``modality`` or option value, or a path that is not exactly one source.
     """
     if modality is not None and modality not in MODALITIES:
@@ -71,4 +75,21 @@ def read_source(source: Source | str | os.PathLike, modality: str | None = None,
     volumes = reader(source, modality=modality, **options)
     if not volumes:  # pragma: no cover - readers raise instead
         raise ReadError(f"{source.path}: the {source.format} reader returned no volume")
+    for volume in volumes:
+        _check_geometry(volume, source)
     return volumes
+
+
+def _check_geometry(volume: Volume, source: Source) -> None:
+    """The last line of defence against broken headers: what no reader may hand over."""
+    shape = tuple(volume.array.shape)
+    if len(shape) != 3 or 0 in shape:
+        raise ReadError(f"{source.path}: the {source.format} reader produced an array of shape {shape}; a "
+                        "non-empty 3D volume is needed")
+    spacing = np.asarray(volume.spacing)
+    if not (np.isfinite(spacing).all() and (spacing > 0).all()):
+        raise ReadError(f"{source.path}: voxel spacing {volume.spacing} mm is not finite and positive "
+                        "(a broken header?)")
+    for what in ("origin", "direction"):
+        if not np.isfinite(getattr(volume, what)).all():
+            raise ReadError(f"{source.path}: {what} {getattr(volume, what)} is not finite (a broken header?)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -31,6 +32,11 @@ _DICOM_EXTENSIONS = (".dcm", ".dicom")
 _IGNORED_EXTENSIONS = (".raw", ".zraw", ".gz", ".txt", ".md", ".json", ".csv", ".xml", ".png", ".jpg",
                        ".py", ".yaml", ".yml", ".zip", ".tar", ".img", ".hdr")
 _HASH_BLOCK = 1 << 20
+# A file-name pattern: one printf integer field of modest width (no "%.1000000000d").
+_NUMBER_PATTERN = re.compile(r"[^%]*%[0-9]{0,3}d[^%]*")
+MAX_DATA_FILES = 65536
+"""Most data files a header's file pattern may name; a broken range (``%d 1 1000000000``) is cut to
+one more than this, which the reader refuses, instead of listing a billion names."""
 
 
 def image_format(path: str | os.PathLike) -> str | None:
@@ -105,13 +111,14 @@ def _split_data_file_spec(value: str, header: str, subdir: str) -> list[str]:
         return []
     if parts[0].upper() == "LIST":
         names = [line.strip() for line in header.splitlines() if line.strip()]
-        return [os.path.join(subdir, n) for n in names]
-    if "%" in parts[0] and len(parts) >= 3:
+        return [os.path.join(subdir, n) for n in names[: MAX_DATA_FILES + 1]]
+    if _NUMBER_PATTERN.fullmatch(parts[0]) and len(parts) >= 3:
         try:
             first, last = int(parts[1]), int(parts[2])
             step = int(parts[3]) if len(parts) >= 4 else 1
-            return [os.path.join(subdir, parts[0] % i) for i in range(first, last + (1 if step > 0 else -1), step)]
-        except (ValueError, TypeError):
+            numbers = range(first, last + (1 if step > 0 else -1), step)[: MAX_DATA_FILES + 1]
+            return [os.path.join(subdir, parts[0] % i) for i in numbers]
+        except (ValueError, TypeError, OverflowError):
             return [os.path.join(subdir, value.strip())]
     return [os.path.join(subdir, value.strip())]
 
