@@ -349,7 +349,8 @@ def _warn_card(model: nn.Module, card: dict | None) -> None:
 # ---------------------------------------------------------------------------------------------- export
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -454,8 +455,8 @@ def export_weights(model: nn.Module, out_dir: str | Path, card: Mapping[str, Any
     save_file(state, str(out / SAFETENSORS_NAME), metadata={"format": "pt", "producer": "semgen_ray",
                                                              "card": CARD_NAME})
     torch.save({"state_dict": state, **({"epoch": doc["epoch"]} if "epoch" in doc else {})}, out / TORCH_NAME)
-    doc["files"] = {"safetensors": {"path": SAFETENSORS_NAME, "sha256": _sha256(out / SAFETENSORS_NAME)},
-                    "torch": {"path": TORCH_NAME, "sha256": _sha256(out / TORCH_NAME),
+    doc["files"] = {"safetensors": {"path": SAFETENSORS_NAME, "sha256": file_sha256(out / SAFETENSORS_NAME)},
+                    "torch": {"path": TORCH_NAME, "sha256": file_sha256(out / TORCH_NAME),
                               "layout": "{'state_dict': ..., 'epoch' (when given)}, reference module names"}}
     (out / CARD_NAME).write_text(json.dumps(doc, indent=2) + "\n")
     return out

@@ -18,11 +18,12 @@ the previous good one is used.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import re
 from pathlib import Path
+
+from semgen_ray.models.weights import file_sha256
 
 DS_TAG = "ds"
 STATE_FILE = "state.json"
@@ -53,20 +54,12 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_rank_files(directory: str | Path, rank: int) -> None:
     """Write this rank's RNG state, then its integrity record of every file in ``directory``."""
     d = Path(directory)
     (d / RNG_DIR).mkdir(exist_ok=True)
     (d / RNG_DIR / f"rank_{rank}.json").write_text(json.dumps(rng_state()))
-    files = {p.relative_to(d).as_posix(): [p.stat().st_size, _sha256(p)]
+    files = {p.relative_to(d).as_posix(): [p.stat().st_size, file_sha256(p)]
              for p in sorted(d.rglob("*")) if p.is_file() and INTEGRITY_DIR not in p.relative_to(d).parts}
     (d / INTEGRITY_DIR).mkdir(exist_ok=True)
     (d / INTEGRITY_DIR / f"rank_{rank}.json").write_text(json.dumps(files))
@@ -110,7 +103,7 @@ def verify_checkpoint(directory: str | Path) -> str | None:
     d = Path(directory)
     for record_path in sorted((d / INTEGRITY_DIR).glob("rank_*.json")):
         for name, (size, sha) in json.loads(record_path.read_text()).items():
-            if _sha256(d / name) != sha:
+            if file_sha256(d / name) != sha:
                 return f"corrupt: {name} does not match its SHA-256 ({record_path.name})"
     with torch.serialization.safe_globals(_allowed_globals()):
         for f in sorted(d.rglob("*.pt")):
