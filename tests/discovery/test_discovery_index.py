@@ -148,5 +148,62 @@ def test_input_errors():
         index.query(np.zeros((1, 3), np.float32), 2)
 
 
+@pytest.fixture(scope="module")
+def low_rank_3000():
+    """128-d vectors of intrinsic dimension 8 (clusters in 8-d, linear map, small noise)."""
+    rng = np.random.default_rng(5)
+    z = clustered(3000, 8, clusters=10, seed=6)
+    return (z @ rng.normal(size=(8, 128)).astype(np.float32) + 0.01 * rng.normal(size=(3000, 128))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def pca_3000(low_rank_3000):
+    return EmbeddingIndex.build(low_rank_3000, ids_for(3000), method="hnsw", pca_dim=16, ef=100, num_threads=2)
+
+
+def test_pca_graph_recall_and_exact_distances(pca_3000, low_rank_3000):
+    assert pca_3000.pca_dim == 16 and pca_3000.pca_variance > 0.99
+    q = low_rank_3000[::30]
+    approx, dist = pca_3000.query(q, 40)
+    exact, exact_d = exact_knn(q, low_rank_3000, 40)
+    assert recall_at_k(approx, exact) >= 0.99
+    # distances are the full 128-d ones, sorted, and the first is the query itself
+    full = ((low_rank_3000[approx] - q[:, None, :]) ** 2).sum(axis=2)
+    np.testing.assert_allclose(dist, full, rtol=1e-4, atol=1e-3)
+    assert np.all(np.diff(dist, axis=1) >= 0)
+    np.testing.assert_array_equal(approx[:, 0], np.arange(0, 3000, 30))
+    np.testing.assert_allclose(pca_3000.vectors([7]), low_rank_3000[7:8])
+
+
+def test_pca_graph_loses_recall_on_isotropic_data(data_2000):
+    """64-d isotropic clusters kept on 8 axes: the graph finds the right cluster, not the right order."""
+    index = EmbeddingIndex.build(data_2000, ids_for(2000), method="hnsw", pca_dim=8, ef=50, num_threads=2)
+    q = data_2000[::40]
+    exact, _ = exact_knn(q, data_2000, 20)
+    assert index.pca_variance < 0.99
+    assert recall_at_k(index.query(q, 20)[0], exact) < 0.9
+
+
+def test_pca_graph_save_load_and_pickle(tmp_path, pca_3000, low_rank_3000):
+    q = low_rank_3000[5:45]
+    a = pca_3000.query(q, 25)
+    pca_3000.save(tmp_path / "ix")
+    for clone in (EmbeddingIndex.load(tmp_path / "ix"), pickle.loads(pickle.dumps(pca_3000))):
+        assert clone.params() == pca_3000.params() and clone.pca_dim == 16
+        b = clone.query(q, 25)
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_pca_dim_errors():
+    x = clustered(50, 8)
+    with pytest.raises(ValueError, match="method='hnsw' only"):
+        EmbeddingIndex.build(x, ids_for(50), method="exact", pca_dim=4)
+    with pytest.raises(ValueError, match=r"pca_dim must be in \[1, 8\)"):
+        EmbeddingIndex.build(x, ids_for(50), method="hnsw", pca_dim=8)
+    with pytest.raises(ValueError, match="needs more than 4 embeddings"):
+        EmbeddingIndex.build(x[:4], ids_for(4), method="hnsw", pca_dim=4)
+
+
 def test_recall_at_k():
     assert recall_at_k([[1, 2], [3, 4]], [[2, 1], [3, 5]]) == 0.75

@@ -72,3 +72,20 @@ def test_discover_is_deterministic_and_reuses_finished_work(tmp_path, ten_phanto
     # another seed is another discovery (new references), not a reuse
     assert main(_args(ten_phantoms, run, ["seed=1"])) == 0
     assert json.loads((run / "discovery.json").read_text())["config_hash"] != record["config_hash"]
+
+
+def test_discover_with_a_pca_hnsw_index_records_it(tmp_path, ten_phantoms):
+    """``discovery.index=hnsw`` with ``hnsw_pca_dim``: the saved index and the record say what was used."""
+    from semgen_ray.discovery.index import EmbeddingIndex
+
+    run = tmp_path / "run"
+    assert main(_args(ten_phantoms, run, ["discovery.index=hnsw", "discovery.hnsw_pca_dim=4"])) == 0
+    full = json.loads((run / "discovery.json").read_text())
+    record = full["index"]
+    assert record["method"] == "hnsw" and record["pca_dim"] == 4
+    assert record["val_pca_dim"] == 0  # 3 validation patients: too few for 4 components
+    assert 0 < record["pca_variance"] <= 1
+    # measured and recorded (its value is not checked: a 1-epoch auto-encoder embeds these alike)
+    assert 0 <= record["recall"]["recall_at_k"] <= 1 and record["recall"]["k"] == 3
+    index = EmbeddingIndex.load(run / "index_train")
+    assert index.pca_dim == 4 and index.dim == full["embedding"]["dim"] > 4
