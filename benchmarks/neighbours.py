@@ -21,6 +21,7 @@ For each N and each reference count R, rows record:
   exact   blocked-matmul time for R references; when R > ``--exact-max`` only the first
           ``--exact-max`` are timed and the time is scaled linearly (``"extrapolated": true``)
 
+Query times of both methods are the median of ``--repeats`` passes.
 HNSW builds above ``--hnsw-max-n`` are not run (recorded as ``not_run`` with the reason).
 Writes JSON (default ``benchmarks/results/neighbours.json``) and prints a markdown table.
 
@@ -28,7 +29,7 @@ Writes JSON (default ``benchmarks/results/neighbours.json``) and prints a markdo
     ./venv-run python benchmarks/neighbours.py --n 1000000 --hnsw-max-n 1000000 --M 32 --ef 200 300 400 \
         --json benchmarks/results/neighbours_1e6_isotropic_m32.json         # one 1e6 build (≈ 12 min)
     ./venv-run python benchmarks/neighbours.py --n 1000000 --hnsw-max-n 1000000 --data latent --pca-dim 64 \
-        --ef 200 300 400 --json benchmarks/results/neighbours_1e6_latent_pca64.json
+        --ef 200 300 400 --repeats 3 --json benchmarks/results/neighbours_1e6_latent_pca64.json
 """
 
 from __future__ import annotations
@@ -59,6 +60,16 @@ def clustered(n: int, dim: int, clusters: int, seed: int, chunk: int = 100_000) 
         noise += centres[lab]
         out[s:s + m] = noise
     return out
+
+
+def median_time(fn, repeats: int):
+    """``(result of the last call, median seconds)`` over ``repeats`` calls of ``fn()``."""
+    times = []
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return out, float(np.median(times))
 
 
 def latent(n: int, dim: int, latent_dim: int, clusters: int, noise: float, seed: int,
@@ -94,6 +105,7 @@ def main(argv=None) -> dict:
     p.add_argument("--exact-max", type=int, default=1000,
                    help="most references timed exactly (also the recall sample); more are extrapolated")
     p.add_argument("--hnsw-max-n", type=int, default=100_000, help="skip HNSW builds above this N")
+    p.add_argument("--repeats", type=int, default=1, help="time each query batch as the median of this many passes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=str(Path(__file__).parent / "results" / "neighbours.json"))
     args = p.parse_args(argv)
@@ -122,9 +134,7 @@ def main(argv=None) -> dict:
                 continue
             timed = min(r, args.exact_max)
             refs = all_refs[:timed]
-            t0 = time.perf_counter()
-            e_idx, _ = exact_knn(x[refs], x, args.k, data_sq_norms=x_sq)
-            dt = time.perf_counter() - t0
+            (e_idx, _), dt = median_time(lambda: exact_knn(x[refs], x, args.k, data_sq_norms=x_sq), args.repeats)
             exact_rows[r] = e_idx
             total = dt * r / timed
             result["rows"].append({"n": n, "dim": args.dim, "k": args.k, "refs": r, "method": "exact",
@@ -151,9 +161,7 @@ def main(argv=None) -> dict:
                     continue
                 q = x[all_refs[:r]]
                 index.query(q[:10], args.k, num_threads=args.threads)  # warm-up
-                t0 = time.perf_counter()
-                a_idx, _ = index.query(q, args.k, num_threads=args.threads)
-                dt = time.perf_counter() - t0
+                (a_idx, _), dt = median_time(lambda: index.query(q, args.k, num_threads=args.threads), args.repeats)
                 e_idx = exact_rows[r]
                 rec = recall_at_k(a_idx[:len(e_idx)], e_idx)
                 result["rows"].append({"n": n, "dim": args.dim, "k": args.k, "refs": r, "method": "hnsw",
