@@ -72,9 +72,11 @@ def test_a_killed_node_costs_only_time(cluster, train_store, train_manifest, tmp
     before = cluster.wait_for_nodes(2)
     run = tmp_path / "run"
     driver = _driver(cluster, train_store, train_manifest, run, ["train.max_epochs=2", "train.max_failures=2"])
-    checkpoints = run / "checkpoints" / "pretrain"
+    first = str(run / "checkpoints" / "pretrain" / "step_00000002")
+    fs = fsspec.filesystem("file")
     deadline = time.time() + 300
-    while not (checkpoints / "step_00000002").is_dir() and driver.poll() is None and time.time() < deadline:
+    # kill once the step-2 checkpoint is complete in storage (its directory appears while it is written)
+    while checkpoint_problem(fs, first) is not None and driver.poll() is None and time.time() < deadline:
         time.sleep(0.2)
     assert driver.poll() is None, "the run ended before the node could be killed:\n" + driver.stdout.read()[-4000:]
     victim = cluster.nodes[-1]
