@@ -298,7 +298,7 @@ class EmbeddingIndex:
                 d *= -2.0
                 d += self._data_sq[rows]
                 d += q_sq[b:b + len(rows), None]
-                sel = np.argpartition(d, k - 1, axis=1)[:, :k] if k < d.shape[1] else np.argsort(d, axis=1)
+                sel = np.argpartition(d, k - 1, axis=1)[:, :k]
                 top = np.take_along_axis(d, sel, axis=1)
                 order = np.argsort(top, axis=1, kind="stable")
                 out_i[b:b + len(rows)] = np.take_along_axis(np.take_along_axis(rows, sel, axis=1), order, axis=1)

@@ -155,16 +155,17 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print,
     method = d.index if d.index != "auto" else choose_method(len(train_ids), d.k_train, threshold=d.exact_below)
     params = dict(M=d.hnsw_m, ef_construction=d.hnsw_ef_construction, ef=d.hnsw_ef)
     # PCA needs more patients than components: a small validation set gets a full-dimension graph
-    pca = {name: d.hnsw_pca_dim if method == "hnsw" and n > d.hnsw_pca_dim else 0
-           for name, n in (("train", len(train_ids)), ("val", len(val_ids)))}
-    train_index = EmbeddingIndex.build(emb[tr], train_ids, method=method, pca_dim=pca["train"], **params)
-    val_index = EmbeddingIndex.build(emb[va], val_ids, method=method, pca_dim=pca["val"], **params)
+    def pca_dim(n: int) -> int:
+        return d.hnsw_pca_dim if method == "hnsw" and n > d.hnsw_pca_dim else 0
+
+    train_index = EmbeddingIndex.build(emb[tr], train_ids, method=method, pca_dim=pca_dim(len(tr)), **params)
+    val_index = EmbeddingIndex.build(emb[va], val_ids, method=method, pca_dim=pca_dim(len(va)), **params)
     train_index.save(out / "index_train")
     record["index"] = {"method": method, **params}
-    if d.hnsw_pca_dim and method == "hnsw":
-        record["index"].update(pca_dim=pca["train"], val_pca_dim=pca["val"],
-                               pca_variance=train_index.pca_variance)
     if method == "hnsw":
+        if d.hnsw_pca_dim:
+            record["index"].update(pca_dim=train_index.pca_dim, val_pca_dim=val_index.pca_dim,
+                                   pca_variance=train_index.pca_variance)
         rec = record["index"]["recall"] = measure_recall(train_index, emb[tr], k=d.k_train, seed=config.seed)
         if rec["recall_at_k"] < 0.99:
             log(f"[discover] warning: HNSW recall@{d.k_train} = {rec['recall_at_k']:.3f} on "

@@ -1,7 +1,8 @@
 """Full-state checkpoint files: layout, integrity records, completeness, safe loading.
 
-A pretraining checkpoint directory (``step_XXXXXXXX[_epoch_end]``) is the union of what every rank
-wrote into its own temporary directory before Ray Train uploaded it to the run's storage:
+A pretraining checkpoint directory (``step_<8-digit step>[_epoch_end]``, e.g. ``step_00000042``) is
+the union of what every rank wrote into its own temporary directory before Ray Train uploaded it to
+the run's storage:
 
     ds/                      DeepSpeed model states (rank 0) and one optimizer shard per rank
     state.json               the training state (rank 0): step, epoch, schedule, history, world size
