@@ -14,7 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m semgen_ray.discover", description=__doc__.splitlines()[0])
     p.add_argument("--store", required=True, help="volume store path or fsspec URI")
     p.add_argument("--out", required=True, help="output directory for the discovery artefacts")
-    p.add_argument("--config", help="preset (paper, cpu-tiny) or YAML file; default cpu-tiny")
+    p.add_argument("--config", help="preset (paper, cpu-tiny, cpu-small) or YAML file; default cpu-tiny")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override such as discovery.num_classes=50 (repeatable)")
     p.add_argument("--force", action="store_true",

@@ -16,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     from semgen_ray.pipeline import DEFAULT_STAGES, STAGES
 
     p = argparse.ArgumentParser(prog="python -m semgen_ray.pretrain", description=__doc__.splitlines()[0])
-    p.add_argument("--config", help="preset (paper, cpu-tiny) or YAML file; default cpu-tiny")
+    p.add_argument("--config", help="preset (paper, cpu-tiny, cpu-small) or YAML file; default cpu-tiny")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override such as train.lr=3e-4 (repeatable)")
     p.add_argument("--run-dir", help="where artefacts go (overrides run_dir)")

@@ -223,8 +223,9 @@ class ModelConfig:
         width: channels of the first convolution (reference 32; the levels are 2w, 4w, 8w, 16w).
         norm: ``batch`` (running statistics at eval), ``cont_bn`` (batch statistics always, the
             reference), ``group`` or ``instance``.
-        head: ``torch`` (conv 1024 → GAP → fc, the PyTorch reference) or ``keras``
-            (conv 512 → GAP → fc 1024 → fc); ``None``: no head.
+        head: ``torch`` (conv 1024 → GAP → fc, the PyTorch reference), ``keras``
+            (conv 512 → GAP → fc 1024 → fc) or ``linear`` (GAP → fc, the fine-tuning head of
+            SPEC.md §6.1); ``None``: no head.
         num_classes: C, outputs of the classification head; ``None`` (default) builds no head. The
             pretraining stage sets it from ``discovery.num_classes``.
         depth: resolution levels (reference 4 = 3 poolings); inputs must be divisible by 2**(depth-1).
@@ -248,7 +249,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         _require(isinstance(self.width, int) and self.width >= 1, f"model.width must be >= 1, got {self.width}")
         _choice("model.norm", self.norm, ("batch", "cont_bn", "group", "instance"))
-        _choice("model.head", self.head, ("torch", "keras", None))
+        _choice("model.head", self.head, ("torch", "keras", "linear", None))
         _require(self.num_classes is None or (isinstance(self.num_classes, int) and self.num_classes >= 1),
                  f"model.num_classes must be None (no head) or >= 1, got {self.num_classes!r}")
         _require(isinstance(self.depth, int) and 2 <= self.depth <= 7,
@@ -310,6 +311,10 @@ class TrainConfig:
             ``SPREAD`` (across nodes where possible), ``STRICT_SPREAD`` (each on a different node),
             ``STRICT_PACK`` (all on one node).
         max_steps: stop after this many optimizer steps in total (0: no cap).
+        cls_warmup_epochs: the paper's schedule (Semantic Genesis §2: "we first train the
+            classification branch for 20 epochs, then jointly train the entire model"): this many
+            epochs of the classification loss alone on uncorrupted cubes before the joint loss
+            (0: joint from the start; objectives without a classification loss ignore it).
         cpus_per_worker: logical CPUs per Train worker (0.5 leaves Ray Data a budget on a small node).
         use_gpu: ``None``: GPUs when the cluster has them.
         shuffle_buffer: rows of the per-worker local shuffle buffer (crops arrive grouped by patient).
@@ -343,6 +348,7 @@ class TrainConfig:
     max_failures: int = 2
     placement: str = "PACK"
     max_steps: int = 0
+    cls_warmup_epochs: int = 0
     cpus_per_worker: float = 0.5
     use_gpu: bool | None = None
     shuffle_buffer: int = 256
@@ -357,6 +363,7 @@ class TrainConfig:
         _require(0 < self.gamma <= 1, "train.gamma must be in (0, 1]")
         _require(self.grad_accum >= 1, "train.grad_accum must be >= 1")
         _choice("train.corrupt_on", self.corrupt_on, ("data", "device"))
+        _require(self.cls_warmup_epochs >= 0, "train.cls_warmup_epochs must be >= 0")
         _require(self.checkpoint_every >= 0 and self.max_steps >= 0, "train.checkpoint_every and max_steps must be >= 0")
         _require(self.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1")
         _require(self.max_failures >= -1, "train.max_failures must be >= -1 (-1: retry forever)")
@@ -388,22 +395,52 @@ class EvaluateConfig:
     """Target-task evaluation (SPEC.md §6): seeded fine-tuning trials per arm.
 
     Args:
-        trials: runs per arm and task (paper 10), seeds 0 .. trials-1.
+        trials: runs per arm, task and label fraction (paper 10), seeds 0 .. trials-1.
         arms: initialisations compared: ``scratch`` (random), pretraining objectives
             (``semantic_genesis``, ``restoration``, ``classification``, the add-ons; their exports are
             made by the pipeline when missing) and names of ``weights``.
         weights: more arms, name → weight file or export folder (exports of this project, or the
             official Models Genesis / Semantic Genesis ``.pt`` files).
-        tasks: ``classification`` (NCC-like, AUC) and/or ``segmentation`` (NCS-like, IoU).
-        alpha: significance level of the two-sample t-tests.
-        label_fraction: fraction of the labelled training patients used (the low-label regime < 1).
-        lr, batch_size, max_epochs, patience: fine-tuning (SPEC.md §6.2: Adam 1e-3, early stopping).
+        tasks: ``classification`` (NCC-like, AUC) and/or ``segmentation`` (NCS-like, foreground Dice).
+        alpha: significance level of the tests.
+        label_fraction: fraction of the labelled training patients used (the low-label regime < 1);
+            the comparison table and the tests are made at this fraction.
+        curve_fractions: more label fractions run for the label-efficiency curve (empty: none).
+        curve_trials: seeds per arm and task at each curve fraction (0: ``trials``); fewer make the
+            curve cheaper without touching the primary comparison.
+        lr, batch_size: fine-tuning (SPEC.md §6.2: Adam 1e-3).
+        max_steps: optimizer steps per trial at most (the budget counts steps, not epochs).
+        eval_every: validate on the whole validation split every this many steps.
+        patience: validations without improvement before early stopping.
+        lr_patience: validations without improvement before the LR is halved (< ``patience``,
+            so the schedule acts before training stops).
+        per_task: per-task overrides of the fine-tuning settings above, task → {setting: value}, e.g.
+            ``{classification: {batch_size: 24, patience: 10}}`` (the ``paper`` preset holds SPEC.md
+            §6.2's per-task values).
+        head: classification head for fine-tuning: ``linear`` (global pooling of the encoder
+            output + one linear layer, SPEC.md §6.1) or the pretraining heads ``torch`` / ``keras``.
         cpus_per_trial: CPUs per Tune trial (trials run in parallel as CPUs allow).
         target_store: a labelled store for the target tasks; empty: a phantom cohort of
             ``target_patients`` generated with ``target_seed`` (a different cohort seed from
             pretraining, so no pretraining patient is ever a target patient).
+        target_shape: voxels (x, y, z) of the target phantoms; ``None``: ``phantoms.shape``.
         min_voxels: smallest labelled object that makes a positive cube.
+        negatives: classification negatives: ``candidates`` (nodule-like structures inside the lung,
+            matched to the positives' intensity statistics, as LUNA16's false-positive candidates)
+            or ``random`` (random boxes anywhere without a label, the earlier behaviour).
         negatives_per_positive: non-nodule cubes per nodule cube (classification).
+        cube_mm: physical size (x, y, z) in mm of a target cube, resampled to ``data.cube_size``
+            voxels (the paper's 64×64×32 LUNA16 cubes span about 45 mm); ``None``: ``data.cube_size``
+            voxels at the store's spacing.
+        seg_jitter: segmentation cubes are centred on an object moved by up to this fraction of the
+            cube per axis (objects are not always in the middle).
+        seg_background: extra segmentation cubes per object, at random places inside the body
+            (so large-lesion stores also teach background).
+        max_shortcut_auc: a classification task whose best one-number shortcut (mean intensity,
+            fraction of air, fraction in the lung range, …) reaches this AUC is reported as a
+            shortcut task.
+        gate_auc, gate_dice: learnability gates: scratch with all labels must reach them, or the
+            task is reported as invalid instead of compared.
     """
 
     trials: int = 10
@@ -412,16 +449,30 @@ class EvaluateConfig:
     tasks: tuple[str, ...] = ("classification", "segmentation")
     alpha: float = 0.05
     label_fraction: float = 1.0
+    curve_fractions: tuple[float, ...] = ()
+    curve_trials: int = 0
     lr: float = 1e-3
     batch_size: int = 8
-    max_epochs: int = 50
-    patience: int = 10
+    max_steps: int = 400
+    eval_every: int = 20
+    patience: int = 8
+    lr_patience: int = 3
+    per_task: dict = field(default_factory=dict)
+    head: str = "linear"
     cpus_per_trial: float = 1.0
     target_store: str = ""
     target_patients: int = 32
     target_seed: int = 1000
+    target_shape: tuple[int, int, int] | None = None
     min_voxels: int = 8
+    negatives: str = "candidates"
     negatives_per_positive: int = 2
+    cube_mm: tuple[float, float, float] | None = (45.0, 45.0, 45.0)
+    seg_jitter: float = 0.25
+    seg_background: int = 0
+    max_shortcut_auc: float = 0.75
+    gate_auc: float = 0.80
+    gate_dice: float = 0.50
 
     def __post_init__(self) -> None:
         _require(self.trials >= 2, "evaluate.trials must be >= 2 (a t-test needs two samples)")
@@ -435,8 +486,29 @@ class EvaluateConfig:
         _require(len(self.tasks) >= 1, "evaluate.tasks must not be empty")
         _require(0 < self.alpha < 1, "evaluate.alpha must be in (0, 1)")
         _require(0 < self.label_fraction <= 1, "evaluate.label_fraction must be in (0, 1]")
+        _require(all(0 < f <= 1 for f in self.curve_fractions), "evaluate.curve_fractions must lie in (0, 1]")
+        _require(self.curve_trials == 0 or self.curve_trials >= 2, "evaluate.curve_trials must be 0 (= trials) or >= 2")
         _require(self.lr > 0 and self.batch_size >= 2, "evaluate.lr must be > 0 and batch_size >= 2")
-        _require(self.max_epochs >= 1 and self.patience >= 1, "evaluate.max_epochs and patience must be >= 1")
+        _require(self.max_steps >= 1 and self.eval_every >= 1 and self.patience >= 1 and self.lr_patience >= 1,
+                 "evaluate.max_steps, eval_every, patience and lr_patience must be >= 1")
+        _require(self.lr_patience < self.patience,
+                 f"evaluate.lr_patience ({self.lr_patience}) must be < patience ({self.patience}): otherwise "
+                 "early stopping ends a trial before the LR schedule ever acts")
+        tunable = ("lr", "batch_size", "max_steps", "eval_every", "patience", "lr_patience")
+        for task, overrides in self.per_task.items():
+            _choice("evaluate.per_task key", task, ("classification", "segmentation"))
+            _require(isinstance(overrides, dict) and all(k in tunable for k in overrides),
+                     f"evaluate.per_task[{task!r}] must map settings of {list(tunable)} to values, got {overrides!r}")
+        _choice("evaluate.head", self.head, ("linear", "torch", "keras"))
+        if self.target_shape is not None:
+            _positive_triple("evaluate.target_shape", self.target_shape)
+        _choice("evaluate.negatives", self.negatives, ("candidates", "random"))
+        if self.cube_mm is not None:
+            _positive_triple("evaluate.cube_mm", self.cube_mm, integer=False)
+        _require(0 <= self.seg_jitter < 0.5, "evaluate.seg_jitter must be in [0, 0.5)")
+        _require(self.seg_background >= 0, "evaluate.seg_background must be >= 0")
+        _require(0.5 < self.max_shortcut_auc <= 1, "evaluate.max_shortcut_auc must be in (0.5, 1]")
+        _require(0 < self.gate_auc <= 1 and 0 < self.gate_dice <= 1, "evaluate.gate_auc and gate_dice must be in (0, 1]")
         _require(self.cpus_per_trial > 0, "evaluate.cpus_per_trial must be positive")
         _require(self.target_patients >= 3, "evaluate.target_patients must be >= 3 (train, val, test)")
         _require(self.min_voxels >= 1 and self.negatives_per_positive >= 1,

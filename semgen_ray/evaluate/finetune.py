@@ -1,112 +1,244 @@
 """One fine-tuning trial on a target task (SPEC.md §6.2), the body of each Ray Tune trial.
 
-- classification: the pretrained encoder + a fresh 2-class head (the decoder is unused), cross-entropy,
-  AUC on the test split from the softmax probability of class 1;
-- segmentation: the whole pretrained encoder-decoder (sigmoid output), loss 1 − soft Dice (smooth 1),
-  foreground IoU and Dice at threshold 0.5 and the reference's background-inclusive IoU averaged over
-  thresholds 0.5-0.95 on the test split.
+- classification: the pretrained encoder + a fresh 2-class head on the bottleneck (the decoder is
+  unused), cross-entropy, AUC on the test split from the softmax probability of class 1. The default
+  ``linear`` head is global average pooling + one linear layer (SPEC.md §6.1, the SG usage snippet
+  GAP → Dense), so the comparison measures the encoder, not a big fresh head; ``torch`` / ``keras``
+  are the pretraining heads (§4.2, §4.3).
+- segmentation: the whole pretrained encoder-decoder (sigmoid output), loss 1 − soft Dice (smooth 1);
+  primary metric foreground Dice at threshold 0.5 over the test split, plus foreground IoU and the
+  reference's background-inclusive, threshold-averaged mean IoU computed per test batch (§6.2).
 
-All layers are fine-tuned, Adam (lr from the config), ReduceLROnPlateau(0.5, patience 6, min 1e-6)
-and early stopping on the validation loss; the test metrics are those of the best validation epoch.
+All layers are fine-tuned with Adam. The budget counts optimizer steps, not epochs (small and
+large training sets get comparable optimisation); the whole validation split is scored every
+``eval_every`` steps, the LR is halved on a plateau, training stops early after ``patience``
+validations without improvement, and the test metrics are those of the best validation state
+(MG's ReduceLROnPlateau / EarlyStopping / best checkpoint, §6.2, counted in validations).
 The trial's seed fixes the initialisation of new layers, the data order and the low-label subset.
 """
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
 
+#: Keys of the row :func:`run_trial` returns (the report and the trial grid rely on them).
+ROW_KEYS = ("task", "arm", "seed", "label_fraction", "auc", "dice", "iou", "mean_iou", "val_loss", "steps",
+            "best_step", "validations", "collapsed", "train_cases", "test_cases", "test_pos", "test_neg",
+            "lr_final", "seconds")
 
-def _model(model_cfg: dict, task: str, weights: str | None):
+#: A classification trial whose test probabilities have a standard deviation below this is collapsed.
+COLLAPSE_STD = 1e-3
+#: ... or whose best validation loss is within this fraction of the loss of predicting the prior
+COLLAPSE_PRIOR_REL = 0.01
+#: ... while its test probabilities vary less than this.
+COLLAPSE_PRIOR_STD = 0.05
+
+
+def _model(model_cfg: dict, task: str, weights: str | None, head: str):
     from semgen_ray.models import build_model, load_weights
 
-    model = build_model(model_cfg, num_classes=2 if task == "classification" else None,
-                        head=model_cfg.get("head") or "torch")
+    cfg = {k: v for k, v in model_cfg.items() if k not in ("head", "num_classes")}
+    if task == "classification":
+        model = build_model(cfg, num_classes=2, head=head)
+    else:
+        model = build_model(cfg, head=None)
     if weights:
-        # pretrained head (pseudo-classes) is replaced; every other weight must match
+        # the pretrained head (pseudo-classes) is replaced; every other weight must match
         load_weights(model, weights, ignore_head=True)
     return model
 
 
-def _loss(task: str, out, logits, y):
+def _forward(model, task: str, x):
+    """Logits (N, 2) for classification (encoder + head only), probabilities for segmentation."""
+    feats = model.encode(x)
+    return model.classify(feats) if task == "classification" else model.decode(feats)
+
+
+def _loss(task: str, out, y):
     """Cross-entropy on logits, or the reference's 1 − soft Dice (smooth 1) over the batch."""
     import torch.nn.functional as F
 
     if task == "classification":
-        return F.cross_entropy(logits.float(), y)
+        return F.cross_entropy(out.float(), y)
     p, t = out.float(), y.float()
     return 1 - (2 * (p * t).sum() + 1) / (p.sum() + t.sum() + 1)
 
 
-def _predict(model, task, x, batch):
-    import torch
+def _evaluate(model, task: str, x: np.ndarray, y: np.ndarray, batch: int) -> tuple[float, np.ndarray]:
+    """(loss over the whole split, predictions), batched, in eval mode without gradients.
 
-    outs = []
+    The loss equals the one of a single pass over the split: mean cross-entropy, or the soft Dice
+    of the summed intersections and volumes.
+    """
+    import torch
+    import torch.nn.functional as F
+
     model.eval()
+    preds, ce, inter, volume = [], 0.0, 0.0, 0.0
     with torch.no_grad():
         for i in range(0, len(x), batch):
-            out, logits = model(torch.from_numpy(x[i:i + batch]))
-            outs.append(torch.softmax(logits, 1)[:, 1].numpy() if task == "classification" else out.numpy())
-    return np.concatenate(outs)
+            out = _forward(model, task, torch.from_numpy(x[i:i + batch])).float()
+            if task == "classification":
+                ce += float(F.cross_entropy(out, torch.as_tensor(y[i:i + batch], dtype=torch.long),
+                                            reduction="sum"))
+                preds.append(torch.softmax(out, 1)[:, 1].numpy())
+            else:
+                t = torch.as_tensor(y[i:i + batch], dtype=torch.float32)
+                inter += float((out * t).sum())
+                volume += float(out.sum() + t.sum())
+                preds.append(out.numpy())
+    loss = ce / len(x) if task == "classification" else 1 - (2 * inter + 1) / (volume + 1)
+    return loss, np.concatenate(preds)
+
+
+def _prior_loss(train_y: np.ndarray, val_y: np.ndarray) -> float:
+    """Validation cross-entropy of always predicting the training split's class frequency."""
+    p = float(np.clip(np.mean(train_y), 1e-7, 1 - 1e-7))
+    v = np.asarray(val_y, dtype=np.float64)
+    return float(-(v * np.log(p) + (1 - v) * np.log(1 - p)).mean())
+
+
+def is_collapsed(task: str, pred: np.ndarray, best_val: float | None = None,
+                 prior_loss: float | None = None) -> bool:
+    """Whether a trial ended predicting a constant / the class prior instead of learning the task.
+
+    Rule (checked on the best-validation state):
+
+    - classification: the test probabilities are constant (std < :data:`COLLAPSE_STD`, 1e-3), or
+      the trial never got below the loss of predicting the class prior (best validation loss within
+      :data:`COLLAPSE_PRIOR_REL`, 1 %, of ``prior_loss``) *and* its probabilities barely vary
+      (std < :data:`COLLAPSE_PRIOR_STD`, 0.05): a model that ranks the cases with spread-out
+      probabilities is not collapsed, whatever its loss;
+    - segmentation: the mask at threshold 0.5 is empty on every test cube, or foreground everywhere.
+
+    Collapsed trials are kept in the results (they are outcomes) but flagged for the report.
+    """
+    pred = np.asarray(pred)
+    if task == "classification":
+        if pred.size == 0 or float(pred.std()) < COLLAPSE_STD:
+            return True
+        return (best_val is not None and prior_loss is not None and np.isfinite(best_val)
+                and abs(best_val - prior_loss) <= COLLAPSE_PRIOR_REL * prior_loss
+                and float(pred.std()) < COLLAPSE_PRIOR_STD)
+    mask = pred >= 0.5
+    return bool(not mask.any() or mask.all())
+
+
+def _settings_check(max_steps: int, eval_every: int, patience: int, lr_patience: int, batch_size: int) -> None:
+    if max_steps < 1 or eval_every < 1 or patience < 1 or lr_patience < 1 or batch_size < 1:
+        raise ValueError("max_steps, eval_every, patience, lr_patience and batch_size must be >= 1, got "
+                         f"{max_steps}, {eval_every}, {patience}, {lr_patience}, {batch_size}")
+    if lr_patience >= patience:
+        raise ValueError(f"lr_patience ({lr_patience}) must be < patience ({patience}): otherwise early "
+                         "stopping ends the trial before the LR is ever reduced")
 
 
 def run_trial(data, task: str, arm: str, weights: str | None, seed: int, model_cfg: dict, *,
-              lr: float = 1e-3, batch_size: int = 8, max_epochs: int = 20, patience: int = 5,
-              label_fraction: float = 1.0, threads: int = 1) -> dict:
-    """Fine-tune ``arm``'s initialisation on ``data`` (a :class:`~semgen_ray.evaluate.tasks.TaskData`)."""
+              head: str = "linear", lr: float = 1e-3, batch_size: int = 8, max_steps: int = 400,
+              eval_every: int = 20, patience: int = 8, lr_patience: int = 3, label_fraction: float = 1.0,
+              threads: int = 1) -> dict:
+    """Fine-tune ``arm``'s initialisation on ``data`` (a :class:`~semgen_ray.evaluate.tasks.TaskData`).
+
+    Training draws batches of ``batch_size`` from a seeded permutation of the training cubes, a new
+    permutation each pass, for at most ``max_steps`` Adam steps; a batch of one cube is skipped
+    (BatchNorm) unless the training split has a single cube. Every ``eval_every`` steps and at
+    the end the whole validation split is scored; the best state is kept (a copy),
+    ReduceLROnPlateau halves the LR (min 1e-6) once ``lr_patience`` validations in a row have not
+    improved (Keras' counting: torch's ``patience = lr_patience - 1``), and training stops after
+    ``patience`` validations in a row without improvement. The test split is scored with the best
+    state. See :func:`is_collapsed` for ``collapsed``.
+
+    Args:
+        data: the task's cubes per split.
+        task: ``classification`` or ``segmentation``.
+        arm: name of the initialisation (copied to the row).
+        weights: weight file / export of the arm, ``None`` for random initialisation.
+        seed: trial seed.
+        model_cfg: ``ModelConfig`` fields (its ``head`` / ``num_classes`` are replaced).
+        head: classification head, ``linear`` (default), ``torch`` or ``keras``.
+        label_fraction: fraction of the training patients used (:func:`~semgen_ray.evaluate.tasks.subsample`).
+        threads: torch CPU threads.
+
+    Returns:
+        A row with :data:`ROW_KEYS` (``auc`` for classification; ``dice``, ``iou``, ``mean_iou``
+        for segmentation). ``test_pos`` / ``test_neg``: test positives / negatives, or segmentation
+        test cubes with / without foreground.
+
+    Raises:
+        ValueError: ``lr_patience >= patience``, a setting below 1, an unknown task or an empty split.
+    """
     import torch
 
-    from semgen_ray.evaluate.metrics import auc, dice, iou, mean_iou_thresholded
+    from semgen_ray.evaluate.metrics import auc, dice, iou, mean_iou_per_batch
     from semgen_ray.evaluate.tasks import subsample
 
+    if task not in ("classification", "segmentation"):
+        raise ValueError(f"unknown task {task!r}")
+    _settings_check(max_steps, eval_every, patience, lr_patience, batch_size)
     t0 = time.perf_counter()
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     data = subsample(data, label_fraction, seed)
-    model = _model(model_cfg, task, weights)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=6, min_lr=1e-6)
     tr, va, te = (data.splits[s] for s in ("train", "val", "test"))
+    if not (len(tr["x"]) and len(va["x"]) and len(te["x"])):
+        raise ValueError(f"{task}: empty split (train/val/test sizes {data.sizes()})")
+    model = _model(model_cfg, task, weights, head)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    # threshold 0: any decrease counts as an improvement, as for the best state and early stopping
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=lr_patience - 1,
+                                                       threshold=0.0, min_lr=1e-6)
     ytype = torch.long if task == "classification" else torch.float32
-    best, best_state, bad, epochs = np.inf, None, 0, 0
-    for epoch in range(max_epochs):
+    n = len(tr["x"])
+    smallest = min(2, batch_size, n)  # the smallest batch trained on: 2 unless that can never happen
+    order, pos = rng.permutation(n), 0
+    best, best_state, best_step, bad, steps, validations = math.inf, None, 0, 0, 0, 0
+    while steps < max_steps:
+        if pos >= n:
+            order, pos = rng.permutation(n), 0
+        idx = order[pos:pos + batch_size]
+        pos += batch_size
+        if len(idx) < smallest:
+            continue  # a single-cube remainder: BatchNorm needs more than one sample
         model.train()
-        order = rng.permutation(len(tr["x"]))
-        for i in range(0, len(order), batch_size):
-            idx = order[i:i + batch_size]
-            if len(idx) < 2 and len(order) > 1:
-                continue  # BatchNorm needs more than one sample
-            x = torch.from_numpy(tr["x"][idx])
-            y = torch.as_tensor(tr["y"][idx], dtype=ytype)
-            out, logits = model(x)
-            loss = _loss(task, out, logits, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        model.eval()
-        with torch.no_grad():
-            out, logits = model(torch.from_numpy(va["x"]))
-            val = float(_loss(task, out, logits, torch.as_tensor(va["y"], dtype=ytype)))
+        out = _forward(model, task, torch.from_numpy(tr["x"][idx]))
+        loss = _loss(task, out, torch.as_tensor(tr["y"][idx], dtype=ytype))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        steps += 1
+        if steps % eval_every and steps < max_steps:
+            continue
+        val, _ = _evaluate(model, task, va["x"], va["y"], batch_size)
+        validations += 1
         sched.step(val)
-        epochs = epoch + 1
-        if val < best - 1e-6:
-            best, bad = val, 0
+        if val < best:
+            best, best_step, bad = val, steps, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             bad += 1
             if bad >= patience:
                 break
-    model.load_state_dict(best_state)
-    pred = _predict(model, task, te["x"], batch_size)
-    result = {"task": task, "arm": arm, "seed": seed, "val_loss": best, "epochs": epochs,
-              "train_cases": int(len(tr["x"])), "test_cases": int(len(te["x"])),
-              "seconds": round(time.perf_counter() - t0, 2)}
+    if best_state is not None:  # None only when every validation loss was NaN: test the last state
+        model.load_state_dict(best_state)
+    _, pred = _evaluate(model, task, te["x"], te["y"], batch_size)
+    row = {"task": task, "arm": arm, "seed": int(seed), "label_fraction": float(label_fraction),
+           "val_loss": float(best), "steps": steps, "best_step": best_step, "validations": validations,
+           "train_cases": int(n), "test_cases": int(len(te["x"])),
+           "lr_final": float(opt.param_groups[0]["lr"])}
     if task == "classification":
-        result["auc"] = auc(te["y"], pred)
+        y = np.asarray(te["y"]).astype(bool)
+        row.update(auc=auc(y, pred), test_pos=int(y.sum()), test_neg=int((~y).sum()),
+                   collapsed=bool(is_collapsed(task, pred, best, _prior_loss(tr["y"], va["y"]))))
     else:
         truth = te["y"].astype(bool)
-        result.update(iou=iou(pred >= 0.5, truth), dice=dice(pred >= 0.5, truth),
-                      mean_iou=mean_iou_thresholded(pred, truth))
-    return result
+        has = truth.reshape(len(truth), -1).any(axis=1)
+        mask = pred >= 0.5
+        row.update(dice=dice(mask, truth), iou=iou(mask, truth),
+                   mean_iou=mean_iou_per_batch(pred, truth, batch_size), test_pos=int(has.sum()),
+                   test_neg=int((~has).sum()), collapsed=bool(is_collapsed(task, pred)))
+    row["seconds"] = round(time.perf_counter() - t0, 2)
+    return row

@@ -5,9 +5,10 @@
    pattern manifest when missing); named weight files from ``evaluate.weights``;
 2. the target store: ``evaluate.target_store``, or a phantom cohort of another cohort seed
    (``<run>/target.zarr``), so that no pretraining patient is a target patient;
-3. the target tasks' cubes (cached in ``<run>/evaluate/tasks_<task>.npz``);
-4. the Tune trials (resumed when interrupted);
-5. ``results.csv``, ``report.md`` and PNGs in ``<run>/evaluate``.
+3. the target tasks' cubes (cached in ``<run>/evaluate/tasks_<task>.npz``, rebuilt when the settings
+   they depend on change);
+4. the Tune trials, task × arm × label fraction × seed (resumed when interrupted), with progress lines;
+5. ``results.csv``, ``report.md`` (paths relative to the run folder) and PNGs in ``<run>/evaluate``.
 """
 
 from __future__ import annotations
@@ -68,60 +69,122 @@ def target_store(config: SemGenConfig, log=print) -> str:
     if e.target_seed == config.phantoms.seed:
         raise EvaluationError("evaluate.target_seed equals phantoms.seed: the target patients would be the "
                               "pretraining patients")
+    shape = e.target_shape or config.phantoms.shape
     uri = os.path.abspath(os.path.join(config.run_dir, "target.zarr"))
-    log(f"[evaluate] target cohort: {e.target_patients} phantoms (cohort seed {e.target_seed}) → {uri}")
-    report = write_cohort(replace(config.phantoms, n=e.target_patients, seed=e.target_seed),
+    log(f"[evaluate] target cohort: {e.target_patients} phantoms {list(shape)} (cohort seed {e.target_seed}) "
+        f"→ {_rel(config.run_dir, uri)}")
+    report = write_cohort(replace(config.phantoms, n=e.target_patients, seed=e.target_seed, shape=shape),
                           replace(config.store, uri=uri), config.ingest, config.ray, progress=False)
     if not report.ok:
         raise EvaluationError(f"{len(report.failed)} target phantoms failed; see the manifest of {uri}")
     return uri
 
 
-def run_evaluation(config: SemGenConfig, log=print, force: bool = False) -> dict:
-    """Run the evaluation and write its report under ``<run_dir>/evaluate``; returns the record."""
-    from dataclasses import asdict
+def _rel(run_dir: str, path: str) -> str:
+    """``path`` relative to the run folder when it lies inside it (reports travel with their folder)."""
+    if "://" in path:
+        return path
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(run_dir))
+    return path if rel.startswith("..") else rel
 
-    from semgen_ray.evaluate.report import write_report
+
+def task_settings(config: SemGenConfig, store: str) -> dict:
+    """Everything the target-task cubes depend on: the cache key of ``tasks_<task>.npz``."""
+    e = config.evaluate
+    return {"store": store, "cube": list(config.data.cube_size), "seed": config.seed, "min_voxels": e.min_voxels,
+            "negatives": e.negatives, "negatives_per_positive": e.negatives_per_positive,
+            "cube_mm": list(e.cube_mm) if e.cube_mm else None, "seg_jitter": e.seg_jitter,
+            "seg_background": e.seg_background, "target_shape": list(e.target_shape or config.phantoms.shape)}
+
+
+def load_tasks(config: SemGenConfig, store: str, out: Path, log=print, force: bool = False) -> dict:
+    """Target-task cubes of ``store``, rebuilt when missing or made with other settings."""
     from semgen_ray.evaluate.tasks import TaskData, TaskError, build_tasks
-    from semgen_ray.evaluate.trials import run_trials
 
     e = config.evaluate
-    out = Path(config.run_dir) / "evaluate"
-    out.mkdir(parents=True, exist_ok=True)
-    arms = arm_weights(config, log=log, force=force)
-    store = target_store(config, log=log)
-    data = {}
+    key = json.dumps(task_settings(config, store), sort_keys=True)
+    key_file = out / "tasks.json"
     cache = {t: out / f"tasks_{t}.npz" for t in e.tasks}
-    if force or not all(p.is_file() for p in cache.values()):
+    fresh = key_file.is_file() and key_file.read_text() == key and all(p.is_file() for p in cache.values())
+    if force or not fresh:
         try:
             built = build_tasks(store, config.data.cube_size, seed=config.seed, min_voxels=e.min_voxels,
-                                negatives_per_positive=e.negatives_per_positive)
+                                negatives_per_positive=e.negatives_per_positive, negatives=e.negatives,
+                                cube_mm=e.cube_mm, seg_jitter=e.seg_jitter, seg_background=e.seg_background)
         except TaskError as err:
             raise EvaluationError(str(err)) from err
         for t in e.tasks:
             built[t].save(cache[t])
-    for t in e.tasks:
-        data[t] = TaskData.load(cache[t])
-        log(f"[evaluate] {t}: cubes per split {data[t].sizes()}")
+        key_file.write_text(key)
+    data = {t: TaskData.load(cache[t]) for t in e.tasks}
+    for t, d in data.items():
+        log(f"[evaluate] {t}: cubes per split {d.sizes()}")
+        best = (d.info.get("shortcut_auc") or {}).get("best")
+        if best is not None and best >= e.max_shortcut_auc:
+            log(f"[evaluate] warning: {t}: a one-number shortcut separates the classes with AUC {best:.3f} "
+                f"(≥ evaluate.max_shortcut_auc {e.max_shortcut_auc}); the task will be reported as invalid")
+    return data
+
+
+def fine_tune_settings(config: SemGenConfig) -> dict:
+    """The Tune trials' settings (see :func:`semgen_ray.evaluate.trials.run_trials`)."""
+    from dataclasses import asdict
+
+    e = config.evaluate
+    model = {k: v for k, v in asdict(config.model).items() if k != "num_classes"}
+    return {"model": model, "head": e.head, "lr": e.lr, "batch_size": e.batch_size, "max_steps": e.max_steps,
+            "eval_every": e.eval_every, "patience": e.patience, "lr_patience": e.lr_patience,
+            "per_task": {t: dict(v) for t, v in e.per_task.items()},
+            "label_fractions": sorted({e.label_fraction, *e.curve_fractions}),
+            "primary_fraction": e.label_fraction, "curve_trials": e.curve_trials or e.trials,
+            "threads": max(1, int(e.cpus_per_trial))}
+
+
+def run_evaluation(config: SemGenConfig, log=print, force: bool = False) -> dict:
+    """Run the evaluation and write its report under ``<run_dir>/evaluate``; returns the record."""
+    from semgen_ray.evaluate.progress import Progress, tune_callback
+    from semgen_ray.evaluate.report import write_report
+    from semgen_ray.evaluate.trials import run_trials
+
+    e = config.evaluate
+    run = config.run_dir
+    out = Path(run) / "evaluate"
+    out.mkdir(parents=True, exist_ok=True)
+    arms = arm_weights(config, log=log, force=force)
+    store = target_store(config, log=log)
+    data = load_tasks(config, store, out, log=log, force=force)
     if force and (out / "tune").exists():
         import shutil
 
         shutil.rmtree(out / "tune")
-    model = {k: v for k, v in asdict(config.model).items() if k != "num_classes"}
-    settings = {"model": model, "lr": e.lr, "batch_size": e.batch_size, "max_epochs": e.max_epochs,
-                "patience": e.patience, "label_fraction": e.label_fraction,
-                "threads": max(1, int(e.cpus_per_trial))}
-    rows, failed = run_trials(data, arms, settings, out, e.trials, cpus_per_trial=e.cpus_per_trial, log=log)
+    settings = fine_tune_settings(config)
+    per_arm = e.trials + (len(settings["label_fractions"]) - 1) * min(e.trials, settings["curve_trials"])
+    total = len(data) * len(arms) * per_arm
+    log(f"[evaluate] {total} trials: {len(data)} tasks × {len(arms)} arms × ({e.trials} seeds at label fraction "
+        f"{e.label_fraction}" + (f" + {settings['curve_trials']} at each of {list(e.curve_fractions)})"
+                                 if e.curve_fractions else ")"))
+    progress = Progress(total, log=log)
+    rows, failed = run_trials(data, arms, settings, out, e.trials, cpus_per_trial=e.cpus_per_trial, log=log,
+                              callbacks=[tune_callback(progress)])
     if failed:
         raise EvaluationError(f"{len(failed)} of {len(failed) + len(rows)} trials failed (finished ones are "
                               f"kept; a re-run retries the rest). First error: {failed[0][-800:]}")
-    header = (f"Target store `{store}`; {e.trials} trials per arm and task; label fraction "
-              f"{e.label_fraction}; cubes {list(config.data.cube_size)}; arms: "
-              + ", ".join(f"`{a}` ({w or 'random init'})" for a, w in arms.items()))
-    summary = write_report(out, rows, e.alpha, header)
-    record = {"report": str(out / "report.md"), "results": str(out / "results.csv"), "trials": len(rows),
-              "arms": arms, "target_store": store,
+    header = (f"Target store `{_rel(run, store)}`; {e.trials} trials per arm, task and label fraction; "
+              f"primary label fraction {e.label_fraction}"
+              + (f", curve fractions {sorted(settings['label_fractions'])}" if e.curve_fractions else "")
+              + f"; cubes {list(config.data.cube_size)} voxels"
+              + (f" resampled from {list(e.cube_mm)} mm" if e.cube_mm else "")
+              + f"; negatives `{e.negatives}`; head `{e.head}`; fine-tuning ≤ {e.max_steps} steps, validation "
+              f"every {e.eval_every}, patience {e.patience}, LR patience {e.lr_patience}; arms: "
+              + ", ".join(f"`{a}` ({_rel(run, w) if w else 'random init'})" for a, w in arms.items()))
+    gates = {"auc": e.gate_auc, "dice": e.gate_dice, "max_shortcut_auc": e.max_shortcut_auc}
+    summary = write_report(out, rows, e.alpha, header, label_fraction=e.label_fraction,
+                           task_info={t: d.info for t, d in data.items()}, gates=gates)
+    record = {"report": _rel(run, str(out / "report.md")), "results": _rel(run, str(out / "results.csv")),
+              "trials": len(rows), "arms": {a: (_rel(run, w) if w else None) for a, w in arms.items()},
+              "target_store": _rel(run, store), "task_info": {t: d.info for t, d in data.items()},
               "best": {t: (s["comparisons"] or {}).get("best") for t, s in summary.items()},
+              "valid": {t: s.get("valid") for t, s in summary.items()},
               "means": {t: {a: sum(v) / len(v) for a, v in s["values"].items()} for t, s in summary.items()}}
     (out / "evaluate.json").write_text(json.dumps(record, indent=2, default=str))
     return record

@@ -1,21 +1,36 @@
 """Target tasks from a labelled store: nodule classification (NCC-like) and segmentation (NCS-like).
 
 SPEC.md §6.2: NCC classifies candidate cubes as nodule / non-nodule (AUC); NCS segments the nodule
-in cubes around it (IoU). From any store with instance or binary labels (the phantom cohort, or
+in cubes around it (IoU). From any CT store with instance or binary labels (the phantom cohort, or
 LIDC-style nodule masks):
 
-- positives: a ``cube``-sized box centred on each labelled object (its centre of mass, moved inside
-  the volume) whose object has at least ``min_voxels`` voxels;
-- negatives (classification only): ``negatives_per_positive`` random boxes per positive in the same
-  patient whose box holds no labelled voxel (drawn from a per-patient seed);
-- segmentation: the positive cubes with their binary masks (label > 0).
+- cubes: ``cube`` voxels. With ``cube_mm`` they span that physical size (mm, from the patient's
+  spacing) and are resampled to ``cube`` (trilinear for images, linear + threshold 0.5 for labels),
+  padded with the volume's minimum (air) where they leave the volume; without it they are ``cube``
+  voxel boxes moved inside the volume (the paper's 64×64×32 LUNA16 cubes span about 45 mm);
+- positives: a cube centred on each labelled object (its centre of mass) of at least ``min_voxels``
+  voxels;
+- negatives (classification), ``negatives_per_positive`` per positive from the same patient, whose
+  cube holds no labelled voxel:
+
+  - ``"candidates"``: nodule-like structures inside the lung (vessels, crossings, pleura; see
+    :mod:`semgen_ray.evaluate.candidates`), chosen from a seeded per-patient pool so that their cube
+    statistics resemble the positives' (greedy nearest neighbours on the standardised statistics of
+    :mod:`semgen_ray.evaluate.shortcuts`), so no one-number shortcut separates the classes;
+  - ``"random"``: random boxes anywhere in the volume (the earlier behaviour; a third of them are
+    mostly air outside the body, so "is this lung?" solves the task);
+- segmentation: a cube per object moved off-centre by a seeded uniform jitter of up to
+  ``seg_jitter`` × the cube per axis (the object stays inside), plus ``seg_background`` cubes per
+  object at random places inside the body, with their binary masks (label > 0).
 
 Splits are the store's patient splits (``train`` / ``val`` / ``test``), so a patient's cubes never
-cross splits. Arrays are windowed to [0, 1] on read (CT HU [-1000, 1000]).
+cross splits. Arrays are windowed to [0, 1] on read (CT HU [-1000, 1000]). Each :class:`TaskData`
+carries ``info``: per-split counts, the classification shortcut AUCs and the settings used.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +38,9 @@ import numpy as np
 
 SPLITS = ("train", "val", "test")
 TASKS = ("classification", "segmentation")
+NEGATIVES = ("candidates", "random")
+#: Candidates drawn per patient before the negatives are matched to the positives.
+POOL_SIZE = 128
 
 
 class TaskError(ValueError):
@@ -31,84 +49,306 @@ class TaskError(ValueError):
 
 @dataclass
 class TaskData:
-    """In-memory cubes of one task: per split ``x`` (N, 1, X, Y, Z) float32 and ``y``."""
+    """In-memory cubes of one task: per split ``x`` (N, 1, X, Y, Z) float32, ``y`` and ``patient``,
+    plus ``info`` (JSON-serialisable: counts, shortcut AUCs, settings)."""
 
     task: str
     splits: dict = field(default_factory=dict)  # split -> {"x", "y", "patient"}
+    info: dict = field(default_factory=dict)
 
     def sizes(self) -> dict:
         return {s: int(len(v["x"])) for s, v in self.splits.items()}
 
     def save(self, path: str | Path) -> None:
         arrays = {f"{s}_{k}": v[k] for s, v in self.splits.items() for k in ("x", "y", "patient")}
-        np.savez_compressed(path, task=np.array(self.task), **arrays)
+        np.savez_compressed(path, task=np.array(self.task), info=np.array(json.dumps(self.info)), **arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> TaskData:
         with np.load(path, allow_pickle=False) as z:
             splits = {s: {k: z[f"{s}_{k}"] for k in ("x", "y", "patient")} for s in SPLITS if f"{s}_x" in z}
-            return cls(str(z["task"]), splits)
+            info = json.loads(str(z["info"])) if "info" in z else {}
+            return cls(str(z["task"]), splits, info)
 
 
-def _box_at(center, cube, shape) -> tuple[tuple[int, int], ...]:
-    lo = [int(np.clip(round(c - s / 2), 0, n - s)) for c, s, n in zip(center, cube, shape)]
-    return tuple((a, a + s) for a, s in zip(lo, cube))
+# ---------------------------------------------------------------------------------------- geometry
+@dataclass(frozen=True)
+class _Grid:
+    """Where a patient's cubes sample it: ``extent`` (voxels per axis that a cube spans) and ``step``
+    (voxels between samples); voxel boxes (``cube_mm`` None) are slices."""
+
+    shape: tuple[int, int, int]
+    cube: tuple[int, int, int]
+    step: np.ndarray | None  # None: voxel boxes
+
+    @classmethod
+    def make(cls, shape, cube, spacing, cube_mm) -> _Grid:
+        if cube_mm is None:
+            return cls(tuple(shape), cube, None)
+        step = np.asarray(cube_mm, float) / np.asarray(cube, float) / np.asarray(spacing, float)
+        return cls(tuple(shape), cube, step)
+
+    @property
+    def extent(self) -> np.ndarray:
+        return np.asarray(self.cube, float) * (1.0 if self.step is None else self.step)
+
+    def origins(self, centres: np.ndarray) -> np.ndarray:
+        """First sample (voxel coordinates) of the cube centred on each of ``centres`` (N, 3)."""
+        centres = np.asarray(centres, float).reshape(-1, 3)
+        cube = np.asarray(self.cube)
+        if self.step is None:  # a box of whole voxels, moved inside the volume
+            return np.clip(np.round(centres - cube / 2), 0, np.asarray(self.shape) - cube).astype(int)
+        return centres - (cube - 1) / 2.0 * self.step
+
+    def voxel_ranges(self, origins: np.ndarray) -> np.ndarray:
+        """Inclusive voxel index ranges (N, 3, 2) that a cube's samples read (for the label check)."""
+        cube = np.asarray(self.cube)
+        if self.step is None:
+            lo, hi = origins, origins + cube - 1
+        else:
+            lo, hi = np.floor(origins), np.ceil(origins + (cube - 1) * self.step)
+        top = np.asarray(self.shape) - 1
+        return np.stack([np.clip(lo, 0, top), np.clip(hi, 0, top)], -1).astype(int)
+
+    def holds_label(self, label: np.ndarray, origins: np.ndarray) -> np.ndarray:
+        """Per cube, whether it reads any labelled voxel (a loop over the few cubes)."""
+        return np.array([bool(label[tuple(slice(a, b + 1) for a, b in r)].any())
+                         for r in self.voxel_ranges(origins)], bool)
+
+    def extract(self, array: np.ndarray, origins: np.ndarray, mask: bool = False, stride: int = 1) -> np.ndarray:
+        """Cubes (N, X, Y, Z) of ``array`` at ``origins``: float32 images, or uint8 masks of ``array > 0``.
+
+        ``stride`` > 1 keeps every stride-th sample per axis (a cheap preview for statistics).
+        """
+        from scipy import ndimage
+
+        origins = np.asarray(origins)
+        size = tuple(len(range(0, c, stride)) for c in self.cube)
+        if not len(origins):
+            return np.zeros((0, *size), np.uint8 if mask else np.float32)
+        if self.step is None:
+            src = (array > 0).astype(np.uint8) if mask else array.astype(np.float32, copy=False)
+            return np.stack([src[tuple(slice(a, a + c, stride) for a, c in zip(o, self.cube))] for o in origins])
+        axes = [np.arange(0, c, stride) * s for c, s in zip(self.cube, self.step)]
+        offsets = np.stack(np.meshgrid(*axes, indexing="ij")).reshape(3, 1, -1)  # (3, 1, X·Y·Z)
+        if mask:
+            src, cval = (array > 0).astype(np.float32), 0.0
+        else:
+            src = array.astype(np.float32, copy=False)
+            cval = float(src.min())
+        out = np.empty((len(origins), offsets.shape[-1]), np.float32)
+        batch = max(1, (1 << 22) // offsets.shape[-1])  # about 4 M sample points per call
+        for start in range(0, len(origins), batch):
+            coords = origins[start:start + batch].T[:, :, None] + offsets  # (3, n, X·Y·Z)
+            out[start:start + batch] = ndimage.map_coordinates(
+                src, coords.reshape(3, -1), order=1, mode="constant", cval=cval, prefilter=False
+            ).reshape(len(coords[0]), -1)
+        out = out.reshape(len(origins), *size)
+        return (out >= 0.5).astype(np.uint8) if mask else out
 
 
-def _objects(label: np.ndarray, min_voxels: int) -> list[tuple[float, float, float]]:
-    """Centres of mass of the labelled objects with at least ``min_voxels`` voxels."""
-    from scipy import ndimage
-
-    ids, counts = np.unique(label[label > 0], return_counts=True)
-    keep = ids[counts >= min_voxels]
-    if keep.size == 0:
+def _objects(label: np.ndarray, min_voxels: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(centre of mass, bounding box (3, 2) in voxel coordinates) of each labelled object with at
+    least ``min_voxels`` voxels; a box spans its voxels' extents (index ± 0.5)."""
+    points = np.argwhere(label > 0)
+    if not len(points):
         return []
-    return [tuple(c) for c in ndimage.center_of_mass(np.ones_like(label), label, keep)]
+    ids = label[tuple(points.T)].astype(np.int64)
+    counts = np.bincount(ids)
+    out = []
+    for i in np.flatnonzero(counts >= max(1, min_voxels)):
+        mine = points[ids == i]
+        out.append((mine.mean(0), np.stack([mine.min(0) - 0.5, mine.max(0) + 0.5], 1)))
+    return out
 
 
-def build_tasks(store_uri: str, cube, seed: int = 0, min_voxels: int = 8,
-                negatives_per_positive: int = 2) -> dict[str, TaskData]:
-    """Both tasks' cubes from every labelled patient of the store (see the module docstring)."""
-    from semgen_ray.store import open_store
+def _jittered(centre: np.ndarray, box: np.ndarray, extent: np.ndarray, jitter: float,
+              rng: np.random.Generator) -> np.ndarray:
+    """``centre`` moved by a uniform offset of up to ``jitter`` × ``extent`` per axis, within the
+    positions whose cube still holds the whole object ``box`` (half a voxel of margin)."""
+    lo_ok = box[:, 1] - extent / 2 + 0.5
+    hi_ok = box[:, 0] + extent / 2 - 0.5
+    lo = np.maximum(centre - jitter * extent, lo_ok)
+    hi = np.minimum(centre + jitter * extent, hi_ok)
+    # an object larger than the cube, or a centre of mass outside the allowed range: no room to move
+    fixed = np.where(lo_ok <= hi_ok, np.clip(centre, lo_ok, hi_ok), box.mean(1))
+    draw = rng.uniform(0.0, 1.0, 3)
+    return np.where(lo <= hi, lo + draw * (hi - lo), fixed)
 
+
+# --------------------------------------------------------------------------------------- negatives
+def _random_negatives(grid: _Grid, label: np.ndarray, per_positive: int, positives: int,
+                      rng: np.random.Generator) -> np.ndarray:
+    """Origins of ``per_positive`` cubes per positive at random places of the volume that hold no
+    label (200 tries per positive; for voxel boxes the earlier draw, unchanged)."""
+    shape, cube = np.asarray(grid.shape), np.asarray(grid.cube)
+    out = []
+    for _ in range(positives):
+        made = tries = 0
+        while made < per_positive and tries < 200:
+            tries += 1
+            if grid.step is None:
+                origin = np.array([int(rng.integers(0, n - s + 1)) for s, n in zip(cube, shape)])
+            else:  # a centre whose physical box lies inside the volume where it fits
+                half = grid.extent / 2
+                lo, hi = half - 0.5, shape - 0.5 - half
+                centre = np.where(lo <= hi, rng.uniform(np.minimum(lo, hi), np.maximum(lo, hi)), (shape - 1) / 2)
+                origin = grid.origins(centre)[0]
+            if not grid.holds_label(label, origin[None])[0]:
+                out.append(origin)
+                made += 1
+    return np.array(out).reshape(-1, 3)
+
+
+def _match(positive_stats: np.ndarray, pool_stats: np.ndarray, per_positive: int,
+           rng: np.random.Generator) -> np.ndarray:
+    """Indices into the pool: for each positive (in a seeded order), its ``per_positive`` nearest
+    unused candidates in the statistics standardised over positives and pool together."""
+    both = np.concatenate([positive_stats, pool_stats])
+    scale = both.std(0)
+    scale[scale == 0] = 1.0
+    p, q = positive_stats / scale, pool_stats / scale
+    dist = ((p[:, None, :] - q[None, :, :]) ** 2).sum(-1)  # (P, M)
+    used = np.zeros(len(q), bool)
+    chosen = []
+    for i in rng.permutation(len(p)):
+        for _ in range(per_positive):
+            if used.all():
+                return np.array(chosen, int)
+            j = int(np.argmin(np.where(used, np.inf, dist[i])))
+            used[j] = True
+            chosen.append(j)
+    return np.array(chosen, int)
+
+
+def _candidate_negatives(grid: _Grid, volume: np.ndarray, label: np.ndarray, lung: np.ndarray, spacing,
+                         window, positive_origins: np.ndarray, per_positive: int,
+                         rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """Origins of candidate negatives matched to the positives at ``positive_origins``, and the pool size."""
+    from semgen_ray.evaluate.candidates import candidate_centres
+    from semgen_ray.evaluate.shortcuts import cube_statistics
+
+    centres = candidate_centres(volume, lung, label, spacing, window)
+    centres = centres[rng.permutation(len(centres))]
+    origins = grid.origins(centres)
+    pool = []
+    for start in range(0, len(origins), POOL_SIZE):  # label checks in batches until the pool is full
+        batch = origins[start:start + POOL_SIZE]
+        pool.extend(batch[~grid.holds_label(label, batch)][:POOL_SIZE - len(pool)])
+        if len(pool) >= POOL_SIZE:
+            break
+    if not pool or not len(positive_origins):
+        return np.zeros((0, 3), int), len(pool)
+    pool = np.array(pool)
+
+    def features(origins):  # statistics of every other sample: an eighth of the cost, nearly the same
+        return np.stack(list(cube_statistics(grid.extract(volume, origins, stride=2), window).values()), 1)
+
+    chosen = _match(features(positive_origins), features(pool), per_positive, rng)
+    return pool[chosen], len(pool)
+
+
+# ------------------------------------------------------------------------------------------- build
+def _patient_rng(seed: int, pid: str, *stream: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, int.from_bytes(pid.encode()[:8], "little"), *stream]))
+
+
+def _seg_counts(y: np.ndarray, n_objects: int) -> dict:
+    fraction = y.reshape(len(y), -1).mean(1, dtype=np.float64)
+    has = fraction > 0
+    return {"cubes": int(len(y)), "object_cubes": int(n_objects), "background_cubes": int(len(y) - n_objects),
+            "with_foreground": int(has.sum()), "without_foreground": int((~has).sum()),
+            "foreground_fraction_mean": round(float(fraction.mean()), 6),
+            "foreground_fraction_median": round(float(np.median(fraction)), 6),
+            "foreground_fraction_median_object_cubes": round(float(np.median(fraction[has])), 6) if has.any() else 0.0}
+
+
+def build_tasks(store_uri: str, cube, seed: int = 0, min_voxels: int = 8, negatives_per_positive: int = 2, *,
+                negatives: str = "candidates", cube_mm=None, seg_jitter: float = 0.25,
+                seg_background: int = 0) -> dict[str, TaskData]:
+    """Both tasks' cubes from every labelled patient of the store (see the module docstring).
+
+    Everything random is drawn from per-patient seeds (``seed`` and the patient id), so the same
+    arguments give identical arrays.
+    """
+    from semgen_ray.evaluate.candidates import body_and_lung
+    from semgen_ray.evaluate.shortcuts import task_shortcut_aucs
+    from semgen_ray.store import IntensityWindow, open_store
+
+    if negatives not in NEGATIVES:
+        raise ValueError(f"negatives must be one of {NEGATIVES}, got {negatives!r}")
+    if not 0 <= seg_jitter <= 0.5:
+        raise ValueError(f"seg_jitter must be in [0, 0.5], got {seg_jitter}")
+    if seg_background < 0:
+        raise ValueError(f"seg_background must be >= 0, got {seg_background}")
     cube = tuple(int(c) for c in cube)
+    cube_mm = None if cube_mm is None else tuple(float(c) for c in cube_mm)
+    if cube_mm is not None and (len(cube_mm) != 3 or min(cube_mm) <= 0):
+        raise ValueError(f"cube_mm must be 3 positive sizes (mm), got {cube_mm}")
     store = open_store(store_uri)
     rows = [r for r in store.manifest_rows() if r["status"] == "ok"]
     parts = {t: {s: {"x": [], "y": [], "patient": []} for s in SPLITS} for t in TASKS}
-    labelled = 0
+    counts = {s: {"positives": 0, "negatives": 0, "negatives_short": 0, "pool": 0, "objects": 0} for s in SPLITS}
+    labelled, windows = 0, set()
     for r in sorted(rows, key=lambda r: r["patient_id"]):
         pid = r["patient_id"]
         split = r["split"] if r["split"] in SPLITS else "train"
         if not store.has_label(pid):
             continue
         labelled += 1
-        volume = store.read(pid, normalize=True)[0].astype(np.float32)
+        volume, meta = store.read(pid, normalize=True)
+        volume = volume.astype(np.float32, copy=False)
+        window = IntensityWindow(*meta["window"])
+        windows.add(meta["window"])
+        spacing = meta["spacing"]
         label = store.read_label(pid)
         shape = volume.shape
-        if any(c > n for c, n in zip(cube, shape)):
+        if cube_mm is None and any(c > n for c, n in zip(cube, shape)):
             raise TaskError(f"patient {pid} of shape {shape} is smaller than the cube {cube}")
-        rng = np.random.default_rng(np.random.SeedSequence([seed, int.from_bytes(pid.encode()[:8], "little")]))
-        for center in _objects(label, min_voxels):
-            box = _box_at(center, cube, shape)
-            sl = tuple(slice(a, b) for a, b in box)
-            x = volume[sl][None]
-            for task, y in (("classification", 1), ("segmentation", (label[sl] > 0)[None].astype(np.uint8))):
-                parts[task][split]["x"].append(x)
-                parts[task][split]["y"].append(y)
-                parts[task][split]["patient"].append(pid)
-            made = tries = 0
-            while made < negatives_per_positive and tries < 200:
-                tries += 1
-                lo = [int(rng.integers(0, n - s + 1)) for s, n in zip(cube, shape)]
-                sl = tuple(slice(a, a + s) for a, s in zip(lo, cube))
-                if label[sl].any():
-                    continue
-                parts["classification"][split]["x"].append(volume[sl][None])
-                parts["classification"][split]["y"].append(0)
-                parts["classification"][split]["patient"].append(pid)
-                made += 1
+        grid = _Grid.make(shape, cube, spacing, cube_mm)
+        objects = _objects(label, min_voxels)
+        if not objects:
+            continue
+        centres = np.array([c for c, _ in objects])
+        cls_origins = grid.origins(centres)
+        cls_x = grid.extract(volume, cls_origins)
+        if negatives == "random":
+            rng = _patient_rng(seed, pid)
+            neg_x = grid.extract(volume, _random_negatives(grid, label, negatives_per_positive, len(objects), rng))
+            pool = 0
+        else:
+            body, lung = body_and_lung(volume, spacing, window)
+            neg_origins, pool = _candidate_negatives(grid, volume, label, lung, spacing, window, cls_origins,
+                                                     negatives_per_positive, _patient_rng(seed, pid, 1))
+            neg_x = grid.extract(volume, neg_origins)
+        jitter_rng = _patient_rng(seed, pid, 2)
+        seg_centres = [_jittered(c, box, grid.extent, seg_jitter, jitter_rng) for c, box in objects]
+        if seg_background:
+            if negatives == "random":
+                body, _ = body_and_lung(volume, spacing, window)
+            seg_centres += list(_body_points(body, seg_background * len(objects), _patient_rng(seed, pid, 3)))
+        seg_origins = grid.origins(np.array(seg_centres))
+        seg_x, seg_y = grid.extract(volume, seg_origins), grid.extract(label, seg_origins, mask=True)
+
+        c, p = counts[split], parts
+        c["positives"] += len(cls_x)
+        c["negatives"] += len(neg_x)
+        c["negatives_short"] += negatives_per_positive * len(cls_x) - len(neg_x)
+        c["pool"] += pool
+        c["objects"] += len(objects)
+        for x, y in ((cls_x, 1), (neg_x, 0)):
+            p["classification"][split]["x"].extend(x[:, None])
+            p["classification"][split]["y"].extend([y] * len(x))
+            p["classification"][split]["patient"].extend([pid] * len(x))
+        p["segmentation"][split]["x"].extend(seg_x[:, None])
+        p["segmentation"][split]["y"].extend(seg_y[:, None])
+        p["segmentation"][split]["patient"].extend([pid] * len(seg_x))
     if not labelled:
         raise TaskError(f"no patient of {store_uri} has a label array: target tasks need labels")
+    settings = {"negatives": negatives, "negatives_per_positive": int(negatives_per_positive),
+                "cube": list(cube), "cube_mm": None if cube_mm is None else list(cube_mm),
+                "seg_jitter": float(seg_jitter), "seg_background": int(seg_background),
+                "min_voxels": int(min_voxels), "seed": int(seed)}
     out = {}
     for task in TASKS:
         splits = {}
@@ -117,11 +357,33 @@ def build_tasks(store_uri: str, cube, seed: int = 0, min_voxels: int = 8,
             if not p["x"]:
                 raise TaskError(f"{task}: the {s} split of {store_uri} has no cube (labelled objects of ≥ "
                                 f"{min_voxels} voxels); add patients or change ingest.split_fractions")
+            if task == "classification" and not counts[s]["negatives"]:
+                raise TaskError(f"classification: the {s} split of {store_uri} has no negative cube (no "
+                                f"{negatives} negative without a label); try evaluate.negatives: random")
             splits[s] = {"x": np.stack(p["x"]).astype(np.float32),
                          "y": np.stack(p["y"]) if task == "segmentation" else np.asarray(p["y"], np.int64),
                          "patient": np.asarray(p["patient"])}
-        out[task] = TaskData(task, splits)
+        if task == "classification":
+            info = {"counts": {s: dict(counts[s]) for s in SPLITS}}
+        else:
+            info = {"counts": {s: _seg_counts(splits[s]["y"], counts[s]["objects"]) for s in SPLITS}}
+        out[task] = TaskData(task, splits, {"task": task, **info, "settings": settings})
+    window = IntensityWindow(*windows.pop()) if len(windows) == 1 else None
+    cls = out["classification"]
+    cls.info["shortcut_auc"] = task_shortcut_aucs(cls, window) if window else task_shortcut_aucs(cls)
     return out
+
+
+def _body_points(body: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` voxel centres drawn uniformly from the ``body`` mask (rejection sampling, vectorised)."""
+    shape = np.asarray(body.shape)
+    out = np.zeros((0, 3), int)
+    for _ in range(100 if body.any() else 0):
+        if len(out) >= count:
+            break
+        draw = (rng.uniform(0.0, 1.0, (4 * count + 16, 3)) * shape).astype(int)
+        out = np.concatenate([out, draw[body[tuple(draw.T)]]])
+    return out[:count].astype(float)
 
 
 def subsample(data: TaskData, fraction: float, seed: int) -> TaskData:
@@ -136,4 +398,5 @@ def subsample(data: TaskData, fraction: float, seed: int) -> TaskData:
     mask = np.array([p in keep for p in train["patient"]])
     if data.task == "classification" and len(set(train["y"][mask].tolist())) < 2:
         mask = np.ones(len(mask), bool)  # too few patients to hold both classes: keep them all
-    return TaskData(data.task, {**data.splits, "train": {k: v[mask] for k, v in train.items()}})
+    info = {**data.info, "label_fraction": float(fraction), "train_patients": int(len(set(train["patient"][mask])))}
+    return TaskData(data.task, {**data.splits, "train": {k: v[mask] for k, v in train.items()}}, info)

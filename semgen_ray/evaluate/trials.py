@@ -1,11 +1,12 @@
-"""N seeded fine-tuning trials per arm and task on Ray Tune (SPEC.md §6.2, "ten-trial protocol").
+"""N seeded fine-tuning trials per arm, task and label fraction on Ray Tune (SPEC.md §6.2, "ten-trial protocol").
 
-One Tune trial = one (task, arm, seed) fine-tuning run (:func:`semgen_ray.evaluate.finetune.run_trial`),
-a grid over tasks × arms × seeds; trials run in parallel as CPUs allow (``evaluate.cpus_per_trial``),
-with actor reuse (RAY_NOTES.md §3: 0.6 s instead of 4.9 s per trial), and show in the Tune / Ray
-dashboard. The task cubes go to the object store once (``tune.with_parameters``). Results are kept
-under ``<out>/tune/evaluate``; running again on the same folder with the same settings restores
-the experiment and runs only the trials that had not finished (changed settings start afresh).
+One Tune trial = one (task, arm, label fraction, seed) fine-tuning run
+(:func:`semgen_ray.evaluate.finetune.run_trial`), a grid over tasks × arms × label fractions × seeds;
+trials run in parallel as CPUs allow (``evaluate.cpus_per_trial``), with actor reuse (RAY_NOTES.md §3:
+0.6 s instead of 4.9 s per trial), and show in the Tune / Ray dashboard. The task cubes go to the
+object store once (``tune.with_parameters``). Results are kept under ``<out>/tune/evaluate``; running
+again on the same folder with the same settings restores the experiment and runs only the trials that
+had not finished (changed settings start afresh).
 """
 
 from __future__ import annotations
@@ -14,7 +15,29 @@ import json
 import shutil
 from pathlib import Path
 
+from semgen_ray.evaluate.finetune import ROW_KEYS
+
 NAME = "evaluate"
+
+#: Fine-tuning settings that ``settings["per_task"]`` may override per task.
+TUNABLE = ("lr", "batch_size", "max_steps", "eval_every", "patience", "lr_patience")
+
+
+def task_settings(settings: dict, task: str) -> dict:
+    """The fine-tuning settings of ``task``: the common ones with ``settings["per_task"][task]`` on top.
+
+    Raises:
+        ValueError: an override names an unknown setting, or ``lr_patience >= patience``.
+    """
+    overrides = dict((settings.get("per_task") or {}).get(task) or {})
+    unknown = sorted(set(overrides) - set(TUNABLE))
+    if unknown:
+        raise ValueError(f"per_task[{task!r}] overrides unknown settings {unknown}; known: {list(TUNABLE)}")
+    out = {k: settings[k] for k in TUNABLE}
+    out.update(overrides)
+    if out["lr_patience"] >= out["patience"]:
+        raise ValueError(f"{task}: lr_patience ({out['lr_patience']}) must be < patience ({out['patience']})")
+    return out
 
 
 def _trial(config: dict, data: dict) -> None:
@@ -22,27 +45,43 @@ def _trial(config: dict, data: dict) -> None:
 
     from semgen_ray.evaluate.finetune import run_trial
 
-    s = config["settings"]
-    result = run_trial(data[config["task"]], config["task"], config["arm"], s["weights"][config["arm"]],
-                       int(config["seed"]), s["model"], lr=s["lr"], batch_size=s["batch_size"],
-                       max_epochs=s["max_epochs"], patience=s["patience"],
-                       label_fraction=s["label_fraction"], threads=s["threads"])
+    s, (task, fraction, seed) = config["settings"], config["cell"]
+    result = run_trial(data[task], task, config["arm"], s["weights"][config["arm"]], int(seed),
+                       s["model"], head=s.get("head", "linear"), label_fraction=float(fraction),
+                       threads=s["threads"], **task_settings(s, task))
     tune.report(result)
 
 
 def run_trials(data: dict, arms: dict[str, str | None], settings: dict, out_dir: str | Path, trials: int,
-               cpus_per_trial: float = 1.0, log=print) -> tuple[list[dict], list[str]]:
-    """Run (or resume) the trial grid; returns (one result dict per finished trial, errors of the failed).
+               cpus_per_trial: float = 1.0, log=print, callbacks=()) -> tuple[list[dict], list[str]]:
+    """Run (or resume) the trial grid; returns (one result row per finished trial, errors of the failed).
 
     Args:
         data: task name → :class:`~semgen_ray.evaluate.tasks.TaskData`.
         arms: arm name → weights path (``None``: random initialisation).
-        settings: fine-tuning options (``model`` config dict, ``lr``, ``batch_size``, ``max_epochs``,
-            ``patience``, ``label_fraction``, ``threads``).
-        trials: seeds per arm and task (0 .. trials-1).
+        settings: fine-tuning options: ``model`` (``ModelConfig`` dict), ``head``, ``lr``, ``batch_size``,
+            ``max_steps``, ``eval_every``, ``patience``, ``lr_patience``, ``per_task`` (task → overrides
+            of those six), ``label_fractions`` (list), ``threads``; optionally ``primary_fraction``
+            and ``curve_trials``: fractions other than the primary one get seeds
+            0 .. curve_trials-1 only (a cheaper label-efficiency curve).
+        trials: seeds per arm, task and label fraction (0 .. trials-1).
+        callbacks: Ray Tune callbacks (e.g. progress lines), given to ``tune.RunConfig``.
+
+    Returns:
+        Rows with the keys of :data:`semgen_ray.evaluate.finetune.ROW_KEYS`, sorted by task, arm,
+        label fraction and seed.
+
+    Raises:
+        ValueError: invalid per-task settings (checked before any trial starts).
     """
     from ray import tune
 
+    for task in data:
+        task_settings(settings, task)
+    fractions = [float(f) for f in settings.get("label_fractions") or [1.0]]
+    primary, curve_trials = settings.get("primary_fraction"), settings.get("curve_trials") or trials
+    cells = [(task, f, seed) for task in sorted(data) for f in fractions
+             for seed in range(trials if primary is None or f == primary else min(trials, curve_trials))]
     storage = str((Path(out_dir) / "tune").resolve())
     path = f"{storage}/{NAME}"
     trainable = tune.with_resources(tune.with_parameters(_trial, data=data), {"cpu": cpus_per_trial})
@@ -55,23 +94,24 @@ def run_trials(data: dict, arms: dict[str, str | None], settings: dict, out_dir:
         shutil.rmtree(path, ignore_errors=True)
     Path(storage).mkdir(parents=True, exist_ok=True)
     key_file.write_text(key)
+    run_config = tune.RunConfig(name=NAME, storage_path=storage, verbose=0, callbacks=list(callbacks))
     if tune.Tuner.can_restore(path):
         log(f"[evaluate] resuming the trials in {path}")
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+        local = getattr(tuner, "_local_tuner", None)
+        if local is not None:  # the restored run config holds a pickled copy of the first session's callbacks
+            local.get_run_config().callbacks = list(callbacks)
     else:
         tuner = tune.Tuner(
             trainable,
-            param_space={"task": tune.grid_search(sorted(data)), "arm": tune.grid_search(list(arms)),
-                         "seed": tune.grid_search(list(range(trials))), "settings": settings},
-            tune_config=tune.TuneConfig(reuse_actors=True),
-            run_config=tune.RunConfig(name=NAME, storage_path=storage, verbose=0))
+            param_space={"arm": tune.grid_search(list(arms)), "cell": tune.grid_search(cells),
+                         "settings": settings},
+            tune_config=tune.TuneConfig(reuse_actors=True), run_config=run_config)
     grid = tuner.fit()
     rows, failed = [], []
     for r in grid:
         if r.error is not None or not r.metrics or "arm" not in r.metrics:
             failed.append(str(r.error))
             continue
-        rows.append({k: v for k, v in r.metrics.items() if k in (
-            "task", "arm", "seed", "auc", "iou", "dice", "mean_iou", "val_loss", "epochs",
-            "train_cases", "test_cases", "seconds")})
-    return sorted(rows, key=lambda r: (r["task"], r["arm"], r["seed"])), failed
+        rows.append({k: v for k, v in r.metrics.items() if k in ROW_KEYS})
+    return sorted(rows, key=lambda r: (r["task"], r["arm"], r["label_fraction"], r["seed"])), failed

@@ -80,7 +80,7 @@ def build_model(preset_or_config: Any = None, **overrides: Any) -> UNet3D:
         preset_or_config: see :func:`resolve_config`; ``None`` is the reference architecture
             (width 32, depth 4, batch norm, no head).
         **overrides: ``ModelConfig`` fields (``width=8``, ``norm="group"``, ``num_classes=44``,
-            ``head=None | "torch" | "keras"``, ``depth``, ``embed_dim``, …) and the builder arguments
+            ``head=None | "torch" | "keras" | "linear"``, ``depth``, ``embed_dim``, …) and the builder arguments
             ``skips`` (default True) and ``upsample`` (default ``transpose``).
 
     Returns:

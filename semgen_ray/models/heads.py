@@ -1,4 +1,4 @@
-"""Classification heads on the U-Net bottleneck (SPEC.md §4.2, §4.3). Both return logits (no softmax).
+"""Classification heads on the U-Net bottleneck (SPEC.md §4.2, §4.3, §6.1). All return logits (no softmax).
 
 ``torch`` :class:`ClassificationHead`, the PyTorch reference (``YNet3D.clc_out``):
     Conv3d c→2c k=3 p=1 → norm → ReLU → global average pool → Linear(2c → C).
@@ -8,6 +8,9 @@
 ``keras`` :class:`KerasClassificationHead`, the Keras reference and the paper's "fc layers":
     Conv3d c→c k=3 p=1 → norm → ReLU → global average pool → Linear(c → 2c) → ReLU → Linear(2c → C).
     Keys ``conv1.*``, ``bn1.*``, ``fc1.*`` (hidden, 1024 at width 32), ``fc2.*`` (classes).
+``linear`` :class:`LinearHead`, the fine-tuning head of the SG usage snippet (SPEC.md §6.1, Keras:
+    GAP of the encoder output → Dense(n)): global average pool → Linear(c → C), nothing else, so a
+    target task tests the pretrained encoder rather than a large freshly initialised head. Key ``fc.*``.
 
 The head's normalisation is the network's (the reference uses ContBatchNorm3d in the head too).
 Softmax is left to the loss: train with ``F.cross_entropy(logits, labels)``, never log(softmax).
@@ -20,7 +23,7 @@ from torch import nn
 
 from semgen_ray.models.norms import make_norm
 
-HEADS = ("torch", "keras")
+HEADS = ("torch", "keras", "linear")
 
 
 class ClassificationHead(nn.Module):
@@ -93,8 +96,37 @@ class KerasClassificationHead(nn.Module):
         return self.fc2(self.pre_logits(x))
 
 
+class LinearHead(nn.Module):
+    """Global average pool of the bottleneck → one Linear(c → C) (SPEC.md §6.1, fine-tuning).
+
+    Args:
+        in_channels: bottleneck channels c (512 at width 32).
+        num_classes: C.
+        norm: unused (no normalisation layer); kept for the common head signature.
+    """
+
+    kind = "linear"
+
+    def __init__(self, in_channels: int, num_classes: int, norm: str | None = None) -> None:
+        super().__init__()
+        self.avgpool = nn.AdaptiveAvgPool3d(1)
+        self.fc = nn.Linear(in_channels, num_classes)
+
+    @property
+    def classifier(self) -> nn.Linear:
+        """The only linear layer (its ``out_features`` is C)."""
+        return self.fc
+
+    def pre_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled bottleneck features (N, c)."""
+        return torch.flatten(self.avgpool(x), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pre_logits(x))
+
+
 def make_head(kind: str, in_channels: int, num_classes: int, norm: str) -> nn.Module:
-    """A classification head by name (``torch`` or ``keras``).
+    """A classification head by name (``torch``, ``keras`` or ``linear``).
 
     Raises:
         ValueError: unknown kind or a class count below 1.
@@ -105,4 +137,6 @@ def make_head(kind: str, in_channels: int, num_classes: int, norm: str) -> nn.Mo
         return ClassificationHead(in_channels, num_classes, norm)
     if kind == "keras":
         return KerasClassificationHead(in_channels, num_classes, norm)
+    if kind == "linear":
+        return LinearHead(in_channels, num_classes, norm)
     raise ValueError(f"unknown head {kind!r}; choose one of {list(HEADS)} (or None for no head)")

@@ -66,7 +66,8 @@ class UNet3D(nn.Module):
             ``group`` or ``instance`` (see :mod:`semgen_ray.models.norms`).
         num_classes: classes of the head; ``None`` builds no head.
         head: ``torch`` (conv 1024 → GAP → fc, SPEC.md §4.2), ``keras`` (conv 512 → GAP → fc 1024 →
-            fc, §4.3) or ``None`` (no head even when ``num_classes`` is given).
+            fc, §4.3), ``linear`` (GAP → fc, the fine-tuning head of §6.1) or ``None`` (no head even
+            when ``num_classes`` is given).
         embed_dim: bottleneck channels (``None``: ``width * 2**depth``, 512 at width 32).
         out_activation: ``sigmoid`` (reference) or ``None`` (the decoder returns logits).
         skips: concatenate the encoder features in the decoder (True: U-Net; False: a plain

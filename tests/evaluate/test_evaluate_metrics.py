@@ -11,6 +11,7 @@ from semgen_ray.evaluate.metrics import (
     auc,
     dice,
     iou,
+    mean_iou_per_batch,
     mean_iou_thresholded,
     soft_dice_loss,
 )
@@ -158,6 +159,60 @@ def test_mean_iou_thresholded_errors():
 
 
 # -------------------------------------------------------------------------------- soft Dice loss
+
+def explicit_mean_iou_per_batch(probs, truth, batch_size):
+    """Reference with plain loops: per batch, per threshold, a voxel-by-voxel confusion matrix; the
+    batch values averaged weighted by batch size (Keras' ``model.evaluate``)."""
+    total, count = 0.0, 0
+    for start in range(0, len(probs), batch_size):
+        p_batch, t_batch = probs[start:start + batch_size].ravel(), truth[start:start + batch_size].ravel()
+        per_threshold = []
+        for t in [0.5 + 0.05 * k for k in range(10)]:
+            t = round(t, 2)
+            tp = fp = fn = tn = 0
+            for p, y in zip(p_batch, t_batch):
+                pred = p > t
+                tp += pred and y
+                fp += pred and not y
+                fn += (not pred) and y
+                tn += (not pred) and not y
+            ious = [inter / union for inter, union in ((tp, tp + fp + fn), (tn, tn + fp + fn)) if union > 0]
+            per_threshold.append(sum(ious) / len(ious))
+        n = len(p_batch) // probs[0].size
+        total += n * sum(per_threshold) / len(per_threshold)
+        count += n
+    return total / count
+
+
+def test_mean_iou_per_batch_by_hand():
+    """Batch 1 (cubes 0, 1): 1 at t 0.50-0.55, 7/12 at 0.60-0.85, 1/4 at 0.90-0.95 -> 0.6; batch 2
+    (cube 2, background only, predicted so) -> 1; weighted by batch size (2, 1): 2.2 / 3."""
+    probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.3]])
+    truth = np.array([[1, 0], [1, 0], [0, 0]])
+    assert mean_iou_per_batch(probs, truth, 2) == pytest.approx(2.2 / 3, abs=1e-12)
+    assert mean_iou_per_batch(probs, truth, 3) == pytest.approx(mean_iou_thresholded(probs, truth))
+    assert mean_iou_per_batch(probs, truth, 1) == pytest.approx(
+        np.mean([mean_iou_thresholded(probs[i], truth[i]) for i in range(3)]))
+
+
+def test_mean_iou_per_batch_matches_the_explicit_loop():
+    rng = np.random.default_rng(4)
+    probs = rng.random((7, 1, 3, 3, 2)).astype(np.float32)
+    truth = rng.random((7, 1, 3, 3, 2)) < 0.3
+    truth[2] = False  # a cube without foreground
+    for batch in (1, 2, 3, 7, 10):
+        assert mean_iou_per_batch(probs, truth, batch) == pytest.approx(
+            explicit_mean_iou_per_batch(probs, truth, batch), abs=1e-9), batch
+
+
+def test_mean_iou_per_batch_errors():
+    with pytest.raises(ValueError, match="batch_size"):
+        mean_iou_per_batch(np.zeros((2, 3)), np.zeros((2, 3)), 0)
+    with pytest.raises(ValueError, match="empty"):
+        mean_iou_per_batch(np.zeros((0, 3)), np.zeros((0, 3)), 2)
+    with pytest.raises(ValueError, match="shape"):
+        mean_iou_per_batch(np.zeros((2, 3)), np.zeros((3, 3)), 2)
+
 
 def test_soft_dice_loss_by_hand():
     y = np.array([1, 1, 0, 0])

@@ -1,4 +1,5 @@
-"""Two-arm comparisons against hand-computed values and scipy, stars, compare_all, holm."""
+"""Two-arm comparisons against hand-computed values and scipy, stars, compare_all, holm; the paired
+analysis, the minimum detectable difference and the Brown-Forsythe test against scipy."""
 
 import dataclasses
 import math
@@ -7,7 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from semgen_ray.evaluate.statistics import Comparison, compare, compare_all, holm
+from semgen_ray.evaluate.statistics import (Comparison, PairedComparison, Spread, brown_forsythe, compare, compare_all,
+                                           compare_paired, holm, mdd_paired, mdd_two_sample, power_t)
 
 A = [1, 2, 3, 4, 5]
 B = [2, 4, 6, 8, 10]
@@ -176,3 +178,163 @@ def test_holm_is_monotone_capped_and_validated():
     assert (np.diff(adjusted[order]) >= 0).all() and (adjusted >= p).all() and (adjusted <= 1).all()
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         holm([0.1, 1.5])
+
+
+# --- paired analysis ------------------------------------------------------------------------------
+
+
+def _paired_sample(n, seed, ties=False, zeros=0):
+    rng = np.random.default_rng(seed)
+    y = rng.normal(0.76, 0.02, n)
+    d = rng.normal(0.01, 0.015, n)
+    if ties:
+        d = np.round(d, 2)  # repeated |d|: scipy's normal approximation with the tie correction
+    d[:zeros] = 0.0
+    return y + d, y
+
+
+@pytest.mark.parametrize("n, seed, ties, zeros", [(10, 1, False, 0), (10, 2, True, 0), (7, 3, False, 2),
+                                                  (12, 4, True, 3), (3, 5, False, 0), (60, 6, False, 0)])
+def test_compare_paired_matches_scipy(n, seed, ties, zeros):
+    x, y = _paired_sample(n, seed, ties, zeros)
+    c = compare_paired(x, y, "sg", "scratch")
+    ref = stats.ttest_rel(x, y)
+    assert (c.a, c.b, c.n, c.df) == ("sg", "scratch", n, n - 1)
+    assert c.t == pytest.approx(ref.statistic, rel=1e-10) and c.p == pytest.approx(ref.pvalue, rel=1e-9)
+    ci = ref.confidence_interval(0.95)
+    assert (c.diff_ci_low, c.diff_ci_high) == pytest.approx((ci.low, ci.high), rel=1e-9)
+    assert c.diff == pytest.approx(np.mean(x - y), abs=1e-14)
+    assert c.sd_diff == pytest.approx(np.std(x - y, ddof=1), rel=1e-12)
+    w = stats.wilcoxon(x, y)
+    assert c.wilcoxon_w == w.statistic and c.wilcoxon_p == pytest.approx(w.pvalue, rel=1e-12)
+    assert c.wilcoxon_n == np.count_nonzero(x - y)
+    lev = stats.levene(x, y, center="median")
+    assert c.spread.statistic == pytest.approx(lev.statistic, rel=1e-9)
+    assert c.spread.p == pytest.approx(lev.pvalue, rel=1e-9)
+    assert c.mdd_paired == pytest.approx(mdd_paired(c.sd_diff, n), rel=1e-12)
+    assert c.mdd_unpaired == pytest.approx(mdd_two_sample(c.sd_pooled, n, n), rel=1e-12)
+    assert c.sd_pooled == pytest.approx(math.sqrt((np.var(x, ddof=1) + np.var(y, ddof=1)) / 2), rel=1e-12)
+
+
+def test_compare_paired_pairs_by_seed():
+    x, y = _paired_sample(8, 7)
+    seeds = np.arange(8)
+    order = np.random.default_rng(0).permutation(8)
+    # arm a lacks seed 3 and has an extra seed 99; arm b is shuffled and has an extra seed 42
+    keep = seeds != 3
+    a_vals, a_seeds = list(x[keep]) + [0.1], list(seeds[keep]) + [99]
+    b_vals, b_seeds = list(y[order]) + [0.9], list(seeds[order]) + [42]
+    c = compare_paired(a_vals, b_vals, "sg", "scratch", a_seeds, b_seeds)
+    assert c.seeds == (0, 1, 2, 4, 5, 6, 7) and c.n == 7
+    ref = compare_paired(x[keep], y[keep], "sg", "scratch")
+    assert dataclasses.replace(ref, seeds=c.seeds) == c
+    assert compare_paired(x, y).seeds == tuple(range(8))  # no seeds: positions pair
+
+
+def test_compare_paired_errors():
+    with pytest.raises(ValueError, match="share 1 seed"):
+        compare_paired([0.1, 0.2], [0.3, 0.4], "sg", "scratch", [0, 1], [1, 2])
+    with pytest.raises(ValueError, match="repeated seeds"):
+        compare_paired([0.1, 0.2, 0.3], [0.3, 0.4], "sg", "scratch", [0, 0, 1], [0, 1])
+    with pytest.raises(ValueError, match="equal lengths"):
+        compare_paired([0.1, 0.2, 0.3], [0.3, 0.4])
+    with pytest.raises(ValueError, match="3 values but 2 seeds"):
+        compare_paired([0.1, 0.2, 0.3], [0.3, 0.4], "sg", "scratch", [0, 1], [0, 1])
+    with pytest.raises(ValueError, match="both arms or of neither"):
+        compare_paired([0.1, 0.2], [0.3, 0.4], seeds_a=[0, 1])
+    with pytest.raises(ValueError, match="non-finite"):
+        compare_paired([0.1, np.nan], [0.3, 0.4])
+    with pytest.raises(ValueError, match="power"):
+        compare_paired([0.1, 0.2], [0.3, 0.4], alpha=0.05, power=0.01)
+
+
+def test_compare_paired_zero_and_constant_differences():
+    same = compare_paired([0.7, 0.8, 0.75], [0.7, 0.8, 0.75])  # e.g. every trial collapsed in both arms
+    assert (same.t, same.p, same.wilcoxon_w, same.wilcoxon_p, same.wilcoxon_n) == (0.0, 1.0, 0.0, 1.0, 0)
+    assert same.diff == 0.0 and same.diff_ci_low == same.diff_ci_high == 0.0 and same.mdd_paired == 0.0
+    shifted = compare_paired([0.5, 0.5, 0.5, 0.5], [0.25, 0.25, 0.25, 0.25])  # constant non-zero difference
+    assert shifted.t == math.inf and shifted.p == 0.0 and shifted.diff_ci_low == shifted.diff_ci_high == 0.25
+    assert shifted.spread.statistic == 0.0 and shifted.spread.p == 1.0  # both arms constant
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        same.p = 0.0
+    assert isinstance(same, PairedComparison) and isinstance(same.spread, Spread)
+
+
+# --- Brown-Forsythe -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sizes, seed, ties", [((10, 10), 1, False), ((7, 12), 2, False), ((5, 6, 9), 3, True),
+                                               ((2, 3), 4, False), ((10, 10), 5, True)])
+def test_brown_forsythe_matches_scipy_levene_median(sizes, seed, ties):
+    rng = np.random.default_rng(seed)
+    groups = [rng.normal(0.8, 0.01 * (i + 1), n) for i, n in enumerate(sizes)]
+    if ties:
+        groups = [np.round(g, 2) for g in groups]
+    b = brown_forsythe(*groups)
+    ref = stats.levene(*groups, center="median")
+    assert b.statistic == pytest.approx(ref.statistic, rel=1e-9, abs=1e-12)
+    assert b.p == pytest.approx(ref.pvalue, rel=1e-9)
+    assert (b.df1, b.df2) == (len(sizes) - 1, sum(sizes) - len(sizes))
+    assert b.sds == pytest.approx(tuple(np.std(g, ddof=1) for g in groups), rel=1e-12)
+
+
+def test_brown_forsythe_degenerate_and_errors():
+    assert brown_forsythe([1.0, 1.0], [2.0, 2.0, 2.0]).p == 1.0
+    wide = brown_forsythe([0.0, 2.0], [1.0, 1.0])  # deviations 1, 1 vs 0, 0: no within-group variation
+    assert wide.statistic == math.inf and wide.p == 0.0
+    with pytest.raises(ValueError, match="at least 2 groups"):
+        brown_forsythe([1.0, 2.0])
+    with pytest.raises(ValueError, match="at least 2 values"):
+        brown_forsythe([1.0, 2.0], [3.0])
+
+
+# --- minimum detectable difference ----------------------------------------------------------------
+
+
+def _scipy_power(delta, se, df, alpha=0.05):
+    crit = stats.t.ppf(1 - alpha / 2, df)
+    ncp = delta / se
+    far = stats.nct.cdf(-crit, df, ncp)  # scipy gives nan for some far tails (df = 1), where it is < 1e-15
+    return stats.nct.sf(crit, df, ncp) + (0.0 if np.isnan(far) else far)
+
+
+@pytest.mark.parametrize("sd, n_a, n_b, alpha", [(0.02, 10, 10, 0.05), (0.01, 5, 5, 0.05), (0.03, 7, 12, 0.01),
+                                                 (0.05, 2, 2, 0.05), (0.02, 10, 10, 0.1)])
+def test_mdd_two_sample_has_80_percent_power(sd, n_a, n_b, alpha):
+    mdd = mdd_two_sample(sd, n_a, n_b, alpha)
+    se = sd * math.sqrt(1 / n_a + 1 / n_b)
+    assert _scipy_power(mdd, se, n_a + n_b - 2, alpha) == pytest.approx(0.80, abs=0.01)
+    assert _scipy_power(mdd, se, n_a + n_b - 2, alpha) == pytest.approx(0.80, abs=1e-8)  # solved, not approximated
+    assert mdd_two_sample(2 * sd, n_a, n_b, alpha) == pytest.approx(2 * mdd)
+
+
+@pytest.mark.parametrize("sd, n, alpha", [(0.02, 10, 0.05), (0.01, 3, 0.05), (0.03, 25, 0.01), (0.02, 2, 0.05)])
+def test_mdd_paired_has_80_percent_power(sd, n, alpha):
+    mdd = mdd_paired(sd, n, alpha)
+    assert _scipy_power(mdd, sd / math.sqrt(n), n - 1, alpha) == pytest.approx(0.80, abs=0.01)
+    assert power_t(mdd / (sd / math.sqrt(n)), n - 1, alpha) == pytest.approx(0.80, abs=1e-8)
+
+
+def test_mdd_power_by_simulation():
+    rng = np.random.default_rng(11)
+    sims, n, sd = 20000, 10, 0.02
+    mdd = mdd_two_sample(sd, n, n)
+    a = rng.normal(mdd, sd, (sims, n))
+    b = rng.normal(0.0, sd, (sims, n))
+    assert np.mean(stats.ttest_ind(a, b, axis=1).pvalue < 0.05) == pytest.approx(0.80, abs=0.01)
+    mddp = mdd_paired(sd, n)
+    d = rng.normal(mddp, sd, (sims, n))
+    assert np.mean(stats.ttest_1samp(d, 0.0, axis=1).pvalue < 0.05) == pytest.approx(0.80, abs=0.01)
+
+
+def test_mdd_approaches_the_normal_formula_and_validates():
+    z = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)
+    assert mdd_two_sample(1.0, 2000, 2000) == pytest.approx(z * math.sqrt(2 / 2000), rel=1e-3)
+    assert mdd_two_sample(1.0, 10, 10) > z * math.sqrt(2 / 10)  # the t correction: small samples see less
+    assert mdd_two_sample(0.0, 10, 10) == 0.0
+    with pytest.raises(ValueError):
+        mdd_paired(0.1, 1)
+    with pytest.raises(ValueError):
+        mdd_two_sample(-0.1, 5, 5)
+    with pytest.raises(ValueError):
+        mdd_two_sample(0.1, 5, 5, alpha=0.9, power=0.8)

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from ray.tune import Callback
 
 from semgen_ray.evaluate.report import write_report
 from semgen_ray.evaluate.tasks import TaskData, build_tasks, subsample
@@ -48,36 +49,68 @@ def test_tasks_keep_patients_in_their_split(labelled_store, tmp_path):
     assert len(set(half.splits["train"]["patient"])) < len(set(cls.splits["train"]["patient"]))
 
 
+class _Recorder(Callback):
+    """Counts the trials that end in this session (a Tune callback, as the evaluation's progress lines)."""
+
+    def __init__(self):
+        self.ended = []
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.ended.append("done")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.ended.append("error")
+
+
 def test_two_arm_two_trial_grid_reports_and_resumes(labelled_store, tmp_path):
-    """An arm whose weights are missing fails its trials; once they exist, a re-run resumes the
-    experiment: finished trials are kept, only the failed ones run."""
+    """Grid task × arm × label fraction × seed (3 seeds at the primary fraction 1.0, 2 on the curve
+    fraction 0.5) with per-task overrides. An arm whose weights are missing
+    fails its trials; once they exist, a re-run resumes the experiment: finished trials are kept, only
+    the failed ones run (and this session's callbacks see them)."""
     import torch
 
+    from semgen_ray.evaluate.finetune import ROW_KEYS
     from semgen_ray.models import build_model, export_weights
 
     data = build_tasks(labelled_store, CUBE, seed=0, min_voxels=4)
     weights = tmp_path / "pretrained"
     arms = {"scratch": None, "given": str(weights)}
-    settings = {"model": MODEL, "lr": 1e-3, "batch_size": 4, "max_epochs": 1, "patience": 1,
-                "label_fraction": 1.0, "threads": 1}
-    logs = []
-    rows, failed = run_trials(data, arms, settings, tmp_path / "eval", trials=2, log=logs.append)
-    assert len(rows) == 4 and {r["arm"] for r in rows} == {"scratch"} and len(failed) == 4
+    settings = {"model": MODEL, "head": "linear", "lr": 1e-3, "batch_size": 4, "max_steps": 4, "eval_every": 2,
+                "patience": 2, "lr_patience": 1, "per_task": {"segmentation": {"max_steps": 2, "eval_every": 1}},
+                "label_fractions": [1.0, 0.5], "primary_fraction": 1.0, "curve_trials": 2, "threads": 1}
+    with pytest.raises(ValueError, match="lr_patience"):
+        run_trials(data, arms, {**settings, "per_task": {"classification": {"lr_patience": 2}}},
+                   tmp_path / "bad", trials=3)
+    logs, first = [], _Recorder()
+    rows, failed = run_trials(data, arms, settings, tmp_path / "eval", trials=3, log=logs.append,
+                              callbacks=[first])
+    assert len(rows) == 10 and {r["arm"] for r in rows} == {"scratch"} and len(failed) == 10
+    assert sorted(first.ended) == ["done"] * 10 + ["error"] * 10
     torch.manual_seed(0)
     export_weights(build_model(MODEL, num_classes=3), weights, {"input_size": list(CUBE)})
-    again, failed = run_trials(data, arms, settings, tmp_path / "eval", trials=2, log=logs.append)
-    assert not failed and len(again) == 8
+    second = _Recorder()
+    again, failed = run_trials(data, arms, settings, tmp_path / "eval", trials=3, log=logs.append,
+                               callbacks=[second])
+    assert not failed and len(again) == 20
     assert any("resuming" in line for line in logs)
+    assert second.ended == ["done"] * 10  # only the trials that had failed ran again
     kept = [r for r in again if r["arm"] == "scratch"]
     assert [r["seconds"] for r in kept] == [r["seconds"] for r in rows]  # not re-run
+    assert {(r["task"], r["label_fraction"], r["seed"]) for r in again if r["arm"] == "given"} == {
+        (t, f, s) for t in ("classification", "segmentation") for f, n in ((0.5, 2), (1.0, 3)) for s in range(n)}
     for r in again:
+        assert set(r) == set(ROW_KEYS) - ({"dice", "iou", "mean_iou"} if r["task"] == "classification" else {"auc"})
+        assert r["steps"] <= (4 if r["task"] == "classification" else 2)
         if r["task"] == "classification":
             assert 0 <= r["auc"] <= 1
         else:
             assert 0 <= r["iou"] <= 1 and 0 <= r["dice"] <= 1 and 0 <= r["mean_iou"] <= 1
-    summary = write_report(tmp_path / "report", again, alpha=0.05, header="test")
+    for task in ("classification", "segmentation"):
+        cases = {r["label_fraction"]: r["train_cases"] for r in again if r["task"] == task and r["seed"] == 0}
+        assert cases[0.5] < cases[1.0]
+    summary = write_report(tmp_path / "report", again, alpha=0.05, header="test", label_fraction=1.0)
     text = (tmp_path / "report" / "report.md").read_text()
     assert "Student t" in text and "Mann-Whitney" in text and "**" in text
     assert summary["classification"]["comparisons"]["best"] in arms
-    for name in ("results.csv", "box_classification.png", "bars_segmentation.png"):
+    for name in ("results.csv", "box_classification.png", "bars_segmentation.png", "curve.png"):
         assert (tmp_path / "report" / name).stat().st_size > 100

@@ -1,0 +1,223 @@
+"""Step-based fine-tuning (SPEC.md §6.2) on synthetic cubes: budget, validation schedule, plateau LR,
+early stopping, best state, the linear head (§6.1), collapse flags and determinism. Tiny: width 4,
+16×16×8 cubes, a handful of samples, one thread."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from semgen_ray.evaluate import finetune
+from semgen_ray.evaluate.finetune import ROW_KEYS, is_collapsed, run_trial
+from semgen_ray.evaluate.tasks import TaskData
+
+CUBE = (16, 16, 8)
+MODEL = {"width": 4, "depth": 4, "norm": "batch", "head": "torch", "in_channels": 1, "out_channels": 1,
+         "embed_dim": None, "out_activation": "sigmoid"}
+FAST = {"lr": 1e-3, "batch_size": 2, "eval_every": 2, "patience": 50, "lr_patience": 40, "threads": 1}
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def _split(rng, n, task, patients, constant=False):
+    x = np.zeros((n, 1, *CUBE), np.float32) if constant else rng.random((n, 1, *CUBE), dtype=np.float32) * 0.2
+    if task == "classification":
+        y = np.arange(n) % 2
+        if not constant:
+            x[y == 1, :, 6:10, 6:10, 2:6] += 0.8  # a bright "nodule" in the positives
+        y = y.astype(np.int64)
+    else:
+        y = np.zeros((n, 1, *CUBE), np.uint8)
+        for i in range(n):
+            if i % 3:  # every third cube has no foreground
+                a = 3 + i % 6
+                y[i, :, a:a + 5, a:a + 4, 2:6] = 1
+        x = x + 0.8 * y
+    return {"x": x.astype(np.float32), "y": y, "patient": np.array([f"{patients}{i // 2}" for i in range(n)])}
+
+
+def make_data(task, n_train=6, n_val=4, n_test=6, constant=False, seed=0) -> TaskData:
+    rng = np.random.default_rng(seed)
+    return TaskData(task, {"train": _split(rng, n_train, task, "tr", constant),
+                           "val": _split(rng, n_val, task, "va", constant),
+                           "test": _split(rng, n_test, task, "te", constant)})
+
+
+def _fake_val_losses(monkeypatch, losses):
+    """Replace the validation loss by ``losses`` (one per validation); record a checksum of the model's
+    weights at each validation and at the test pass."""
+    real = finetune._evaluate
+    seen = {"val": [], "test": []}
+
+    def fake(model, task, x, y, batch):
+        loss, pred = real(model, task, x, y, batch)
+        checksum = float(sum(p.detach().double().sum() for p in model.parameters()))
+        if x.shape[0] == 4:  # the validation split (train 6, val 4, test 6)
+            seen["val"].append(checksum)
+            return losses[len(seen["val"]) - 1], pred
+        seen["test"].append(checksum)
+        return loss, pred
+
+    monkeypatch.setattr(finetune, "_evaluate", fake)
+    return seen
+
+
+# ------------------------------------------------------------------------------------ schedule
+
+def test_step_budget_and_validation_schedule():
+    """5 training cubes, batch 2: passes of 2 + 2 (+ a skipped single cube); 7 steps, validations at
+    steps 3, 6 and at the end (7)."""
+    data = make_data("classification", n_train=5)
+    row = run_trial(data, "classification", "scratch", None, 0, MODEL, max_steps=7,
+                    **{**FAST, "eval_every": 3})
+    assert set(row) == set(ROW_KEYS) - {"dice", "iou", "mean_iou"}
+    assert row["steps"] == 7 and row["validations"] == 3 and row["best_step"] in (3, 6, 7)
+    assert row["train_cases"] == 5 and row["test_cases"] == 6 and row["test_pos"] == 3 and row["test_neg"] == 3
+    assert 0 <= row["auc"] <= 1 and row["lr_final"] == 1e-3 and row["label_fraction"] == 1.0
+
+
+def test_single_training_cube_does_not_loop_forever():
+    data = make_data("classification", n_train=1)
+    row = run_trial(data, "classification", "scratch", None, 0, MODEL, max_steps=3, **FAST)
+    assert row["steps"] == 3 and row["train_cases"] == 1
+
+
+def test_lr_patience_must_be_below_patience():
+    with pytest.raises(ValueError, match="lr_patience"):
+        run_trial(make_data("classification"), "classification", "scratch", None, 0, MODEL,
+                  max_steps=4, **{**FAST, "patience": 3, "lr_patience": 3})
+
+
+def test_plateau_halves_lr_then_stops_early_and_tests_the_best_state(monkeypatch):
+    """Validation losses 1.0, 0.5, then worse: best at validation 2; 2 bad validations halve the LR
+    (lr_patience 2), 3 bad ones stop the trial (patience 3) at validation 5, long before max_steps."""
+    seen = _fake_val_losses(monkeypatch, [1.0, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+    row = run_trial(make_data("classification"), "classification", "scratch", None, 0, MODEL,
+                    max_steps=100, **{**FAST, "patience": 3, "lr_patience": 2})
+    assert row["validations"] == 5 and row["steps"] == 10 and row["best_step"] == 4
+    assert row["val_loss"] == 0.5 == min([1.0, 0.5, 0.6, 0.7, 0.8])
+    assert row["lr_final"] == pytest.approx(0.5e-3)
+    assert len(seen["test"]) == 1
+    assert seen["test"][0] == seen["val"][1] != seen["val"][-1]  # the test saw the best weights
+
+
+def test_no_improvement_possible_stops_after_patience_validations():
+    """lr 0 and instance norm (no running statistics): the weights never change, so the validation
+    loss is constant; the first validation is the best, ``patience`` more end the trial."""
+    cfg = {**MODEL, "norm": "instance"}
+    row = run_trial(make_data("classification"), "classification", "scratch", None, 0, cfg, max_steps=100,
+                    **{**FAST, "lr": 0.0, "patience": 3, "lr_patience": 1})
+    assert row["validations"] == 4 and row["steps"] == 8 and row["best_step"] == 2
+
+
+# ------------------------------------------------------------------------------------ heads
+
+def test_linear_head_is_one_linear_layer_on_the_pooled_bottleneck():
+    from semgen_ray.models import build_model
+    from semgen_ray.models.heads import LinearHead
+
+    model = build_model(MODEL, num_classes=2, head="linear").eval()
+    head = model.clc_out
+    assert isinstance(head, LinearHead) and model.num_classes == 2
+    c = model.bottleneck_channels
+    assert c == 64 and sum(p.numel() for p in head.parameters()) == c * 2 + 2
+    assert [type(m) for m in head.modules() if list(m.parameters(recurse=False))] == [torch.nn.Linear]
+    x = torch.rand(3, 1, *CUBE)
+    with torch.no_grad():
+        bottleneck = model.encode(x)[-1]
+        want = head.fc(bottleneck.mean(dim=(2, 3, 4)))
+        assert torch.allclose(model(x)[1], want, atol=1e-6)
+
+
+def test_pretrained_export_loads_under_the_linear_head(tmp_path):
+    """An export with a torch head (pseudo-classes) loads with ignore_head: encoder weights copied,
+    the linear head fresh."""
+    from semgen_ray.models import build_model, export_weights
+
+    torch.manual_seed(3)
+    pre = build_model(MODEL, num_classes=5)
+    export_weights(pre, tmp_path / "pre", {"input_size": list(CUBE)})
+    model = finetune._model(MODEL, "classification", str(tmp_path / "pre"), "linear")
+    assert model.clc_out.kind == "linear" and model.num_classes == 2
+    for name, value in pre.state_dict().items():
+        if not name.startswith("clc_out."):
+            assert torch.equal(model.state_dict()[name], value), name
+    row = run_trial(make_data("classification"), "classification", "pre", str(tmp_path / "pre"), 0, MODEL,
+                    max_steps=2, **FAST)
+    assert row["arm"] == "pre" and row["steps"] == 2
+
+
+@pytest.mark.parametrize("head", ["torch", "keras"])
+def test_pretraining_heads_still_fine_tune(head):
+    row = run_trial(make_data("classification"), "classification", "scratch", None, 0, MODEL, head=head,
+                    max_steps=2, **FAST)
+    assert row["steps"] == 2 and 0 <= row["auc"] <= 1
+
+
+# ------------------------------------------------------------------------------------ collapse
+
+def test_collapse_rule():
+    assert is_collapsed("classification", np.full(8, 0.37))
+    assert not is_collapsed("classification", np.linspace(0.2, 0.8, 8))
+    near_prior = 0.5 + np.linspace(-0.02, 0.02, 8)  # the prior's loss, barely varying probabilities
+    assert is_collapsed("classification", near_prior, best_val=0.6905, prior_loss=0.6931)
+    # the prior's loss but spread-out probabilities that rank the cases: not collapsed
+    assert not is_collapsed("classification", np.linspace(0.2, 0.8, 8), best_val=0.6905, prior_loss=0.6931)
+    assert not is_collapsed("classification", np.linspace(0.2, 0.8, 8), best_val=0.4, prior_loss=0.6931)
+    empty, full = np.full((3, 1, 4, 4, 2), 0.2), np.full((3, 1, 4, 4, 2), 0.9)
+    assert is_collapsed("segmentation", empty) and is_collapsed("segmentation", full)
+    some = empty.copy()
+    some[1, 0, 1, 1, 1] = 0.7
+    assert not is_collapsed("segmentation", some)
+    assert finetune._prior_loss(np.array([0, 1, 1, 1]), np.array([0, 1])) == pytest.approx(
+        -(math.log(0.75) + math.log(0.25)) / 2)
+
+
+def test_constant_inputs_give_a_collapsed_trial():
+    """Every cube identical: the model can only predict one probability, the prior at best."""
+    row = run_trial(make_data("classification", constant=True), "classification", "scratch", None, 0, MODEL,
+                    max_steps=4, **FAST)
+    assert row["collapsed"] is True and row["auc"] == 0.5
+
+
+def test_learnable_trial_is_not_collapsed():
+    row = run_trial(make_data("classification"), "classification", "scratch", None, 0, MODEL,
+                    max_steps=20, **{**FAST, "lr": 1e-2})
+    assert row["collapsed"] is False
+
+
+# ------------------------------------------------------------------------------------ segmentation
+
+def test_segmentation_row():
+    from semgen_ray.evaluate.metrics import mean_iou_per_batch
+
+    data = make_data("segmentation")
+    row = run_trial(data, "segmentation", "scratch", None, 0, MODEL, max_steps=4, **FAST)
+    assert set(row) == set(ROW_KEYS) - {"auc"}
+    assert row["test_pos"] == 4 and row["test_neg"] == 2  # cubes 1, 2, 4, 5 hold foreground
+    for key in ("dice", "iou", "mean_iou"):
+        assert 0 <= row[key] <= 1
+    assert isinstance(row["collapsed"], bool) and row["val_loss"] <= 1
+    assert mean_iou_per_batch(np.zeros((2, 1, 2, 2, 2)), np.zeros((2, 1, 2, 2, 2)), 2) == 1.0
+
+
+def test_same_seed_same_row():
+    def strip(row):
+        return {k: v for k, v in row.items() if k != "seconds"}
+
+    data = make_data("segmentation")
+    kw = dict(max_steps=4, label_fraction=0.67, **FAST)
+    a = run_trial(data, "segmentation", "scratch", None, 5, MODEL, **kw)
+    b = run_trial(data, "segmentation", "scratch", None, 5, MODEL, **kw)
+    c = run_trial(data, "segmentation", "scratch", None, 6, MODEL, **kw)
+    assert strip(a) == strip(b)
+    assert strip(a) != strip(c)
+    assert a["train_cases"] == 4  # 2 of the 3 training patients (2 cubes each)

@@ -1,0 +1,62 @@
+"""Progress lines of the evaluation: the counts, the estimate, and a real Tune run feeding them."""
+
+import pytest
+
+from semgen_ray.evaluate.progress import Progress, tune_callback
+
+
+class FakeClock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_progress_counts_statuses_and_estimates_the_rest_from_this_sessions_rate():
+    clock, lines = FakeClock(), []
+    p = Progress(10, log=lines.append, every_s=60, clock=clock)
+    # 2 trials restored as finished from an earlier session, 2 running, the rest pending
+    p.update(["TERMINATED", "TERMINATED", "RUNNING", "RUNNING"] + ["PENDING"] * 6)
+    clock.t = 30
+    p.report()
+    assert lines[-1] == "[evaluate] trials 2/10 done, 2 running, 0 failed; elapsed 0m30s"  # no rate yet
+    clock.t = 100
+    p.update(["TERMINATED"] * 4 + ["RUNNING", "ERROR"] + ["PENDING"] * 4, finished_here=2)
+    p.report()
+    # 2 finished here in 100 s -> 50 s each; 10 - 4 done - 1 failed = 5 left -> 250 s
+    assert lines[-1] == "[evaluate] trials 4/10 done, 1 running, 1 failed; elapsed 1m40s, about 4m10s left"
+
+
+def test_heartbeat_reports_only_after_a_quiet_interval():
+    clock, lines = FakeClock(), []
+    p = Progress(3, log=lines.append, every_s=60, clock=clock)
+    clock.t = 59
+    p.heartbeat()
+    assert lines == []
+    clock.t = 61
+    p.heartbeat()
+    assert len(lines) == 1
+    clock.t = 100
+    p.heartbeat()
+    assert len(lines) == 1
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_a_real_tune_run_reports_every_trial(tmp_path):
+    from ray import tune
+
+    def trainable(config):
+        tune.report({"value": config["x"] * 2})
+
+    lines = []
+    progress = Progress(3, log=lines.append)
+    tuner = tune.Tuner(tune.with_resources(trainable, {"cpu": 1}),
+                       param_space={"x": tune.grid_search([1, 2, 3])},
+                       run_config=tune.RunConfig(name="progress", storage_path=str(tmp_path), verbose=0,
+                                                 callbacks=[tune_callback(progress)]))
+    grid = tuner.fit()
+    assert not grid.errors
+    assert lines[-1].startswith("[evaluate] trials 3/3 done, 0 running, 0 failed; elapsed ")
+    done_counts = [int(line.split("trials ")[1].split("/")[0]) for line in lines]
+    assert done_counts == sorted(done_counts) and {1, 2, 3} <= set(done_counts)

@@ -1,0 +1,245 @@
+"""Target-task cubes from a real phantom store: candidate negatives, shortcut AUCs, physical-size cubes,
+segmentation jitter and background cubes, and the task files' info."""
+
+import numpy as np
+import pytest
+
+from semgen_ray.evaluate.candidates import body_and_lung, candidate_centres
+from semgen_ray.evaluate.shortcuts import cube_statistics, shortcut_aucs
+from semgen_ray.evaluate.tasks import TaskData, _candidate_negatives, _Grid, _jittered, build_tasks, subsample
+from semgen_ray.store import CT_WINDOW
+
+CUBE = (32, 32, 16)
+MM = (45.0, 45.0, 45.0)
+SHAPE = (128, 128, 64)
+#: Patients of cohort seed 7 with nodules of >= 8 voxels at 128×128×64, and their splits.
+PATIENTS = {1: "train", 2: "train", 6: "train", 8: "train", 5: "val", 0: "test"}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    from semgen_ray.phantoms import generate_patient
+    from semgen_ray.store import open_store
+
+    path = tmp_path_factory.mktemp("tasks") / "store.zarr"
+    s = open_store(str(path), mode="w")
+    rows = []
+    for i, split in PATIENTS.items():
+        volume, label, _ = generate_patient(i, cohort_seed=7, shape=SHAPE)
+        rows.append(s.write(f"target_{i:02d}", volume, label=label, split=split))
+    s.update_manifest(rows)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def built(store):
+    """build_tasks by keyword settings, each built once per module."""
+    cache = {}
+
+    def get(**kw):
+        key = tuple(sorted((k, tuple(v) if isinstance(v, list | tuple) else v) for k, v in kw.items()))
+        if key not in cache:
+            cache[key] = build_tasks(store, CUBE, seed=0, **kw)
+        return cache[key]
+
+    return get
+
+
+def _all(data, key):
+    return np.concatenate([p[key] for p in data.splits.values()])
+
+
+def test_candidate_negatives_are_inside_the_lung_and_hold_no_label(store, built):
+    from semgen_ray.store import open_store
+
+    cand = built(cube_mm=MM)["classification"]
+    rand = built(cube_mm=MM, negatives="random")["classification"]
+    for data in (cand, rand):
+        assert set(_all(data, "y").tolist()) == {0, 1}
+        assert all(p["x"].shape[1:] == (1, *CUBE) for p in data.splits.values())
+    air = {name: cube_statistics(_all(d, "x"))["fraction_air"][_all(d, "y") == 0]
+           for name, d in (("candidates", cand), ("random", rand))}
+    assert air["candidates"].max() < 0.3  # never mostly air
+    assert air["random"].max() > 0.5  # random boxes outside the body
+    assert cand.info["counts"]["train"]["negatives"] == 2 * cand.info["counts"]["train"]["positives"]
+
+    s = open_store(store)
+    volume, meta = s.read("target_02", normalize=True)
+    label = s.read_label("target_02")
+    grid = _Grid.make(volume.shape, CUBE, meta["spacing"], MM)
+    _, lung = body_and_lung(volume, meta["spacing"])
+    assert lung[tuple(np.argwhere(label > 0).T)].all()  # the nodules lie inside the lung mask
+    centres = candidate_centres(volume, lung, label, meta["spacing"])
+    assert len(centres) > 20 and lung[tuple(centres.T)].all()
+    positives = grid.origins(np.argwhere(label == 1).mean(0)[None])
+    origins, pool = _candidate_negatives(grid, volume, label, lung, meta["spacing"], CT_WINDOW,
+                                         positives, 2, np.random.default_rng(0))
+    assert len(origins) == 2 and pool > 10
+    assert not grid.holds_label(label, origins).any()
+    assert not grid.extract(label, origins, mask=True).any()
+
+
+def test_body_and_lung_masks_of_a_drawn_chest():
+    """Air outside, a soft-tissue body, two lungs (one reaching the top slice, like the trachea) with a
+    dense vessel inside: the lungs include the vessel, the outside air is neither body nor lung."""
+    x, y, z = np.indices((48, 40, 20)).astype(float)
+    hu = np.full(x.shape, -1000.0)
+    hu[((x - 24) / 20) ** 2 + ((y - 20) / 16) ** 2 < 1] = 40.0
+    for cx in (14, 34):
+        hu[((x - cx) / 7) ** 2 + ((y - 20) / 10) ** 2 + ((z - 10) / 8) ** 2 < 1] = -850.0
+    hu[(x - 14) ** 2 + (y - 20) ** 2 < 4] = -850.0  # an airway column up to the last slice
+    hu[(x - 34) ** 2 + (y - 20) ** 2 + (z - 10) ** 2 < 3] = 40.0  # a vessel spot in the right lung
+    volume = CT_WINDOW.apply(hu)
+    body, lung = body_and_lung(volume, (2.5, 2.5, 2.5))
+    assert not body[0, 0].any() and body[24, 20].all()
+    assert lung[34, 20, 10] and lung[14, 20, 10] and lung[14, 20, 19]  # vessel, lung, airway at the top
+    assert not lung[24, 20, 10] and not lung[2, 2, 2]  # mediastinum, outside air
+    centres = candidate_centres(volume, lung, None, (2.5, 2.5, 2.5))
+    assert [34, 20, 10] in centres.tolist()
+
+
+def test_shortcut_aucs_candidates_low_random_high(built):
+    cand = built(cube_mm=MM)["classification"].info["shortcut_auc"]
+    rand = built(cube_mm=MM, negatives="random")["classification"].info["shortcut_auc"]
+    print(f"shortcut AUC best: candidates {cand['best']}, random {rand['best']}")
+    assert set(cand) == {"mean", "sd", "fraction_air", "fraction_lung", "fraction_soft", "centre", "max", "best"}
+    assert cand["best"] == max(v for k, v in cand.items() if k != "best")
+    assert cand["best"] <= 0.75
+    assert rand["best"] >= 0.8
+
+
+def test_shortcut_aucs_of_known_cubes():
+    x = np.zeros((4, 1, 4, 4, 4), np.float32)
+    x[2:] = 0.5  # two soft-tissue cubes (HU 0) after two air cubes
+    stats = cube_statistics(x)
+    assert stats["fraction_air"].tolist() == [1, 1, 0, 0] and stats["fraction_soft"].tolist() == [0, 0, 1, 1]
+    assert stats["fraction_lung"].tolist() == [1, 1, 0, 0] and np.allclose(stats["centre"], [0, 0, 0.5, 0.5])
+    aucs = shortcut_aucs(x, [0, 0, 1, 1])
+    assert aucs["mean"] == 1.0 and aucs["fraction_air"] == 1.0 and aucs["sd"] == 0.5 and aucs["best"] == 1.0
+
+
+def test_physical_cubes_sample_the_given_extent():
+    """A ramp in mm along each axis: the first and last samples lie (cube - 1) × cube_mm / cube apart,
+    and samples outside the volume are padded with its minimum."""
+    spacing = np.array([2.0, 2.5, 5.0])
+    shape = (40, 30, 20)
+    idx = np.indices(shape).astype(np.float32)
+    grid = _Grid.make(shape, (8, 8, 4), spacing, (40.0, 40.0, 40.0))
+    centre = np.array([[20.0, 15.0, 10.0]])
+    for axis in range(3):
+        ramp = idx[axis] * spacing[axis]
+        cubes = grid.extract(ramp, grid.origins(centre))
+        assert cubes.shape == (1, 8, 8, 4)
+        first = cubes[0].take(0, axis).mean()
+        last = cubes[0].take(-1, axis).mean()
+        n = grid.cube[axis]
+        assert last - first == pytest.approx((n - 1) * 40.0 / n, abs=1e-3)
+        assert cubes[0].mean() == pytest.approx(centre[0, axis] * spacing[axis], abs=1e-3)
+    volume = np.ones(shape, np.float32)
+    volume[0, 0, 0] = 0.25
+    corner = grid.extract(volume, grid.origins(np.array([[0.0, 0.0, 0.0]])))
+    assert corner.min() == 0.25 and corner.max() == 1.0 and (corner == 0.25).mean() > 0.3
+
+
+def _central_object(mask: np.ndarray) -> np.ndarray:
+    """The connected foreground component at the cube's centre voxel (others may share the cube)."""
+    from scipy import ndimage
+
+    comps, _ = ndimage.label(mask)
+    centre = comps[tuple(n // 2 for n in mask.shape)]
+    return comps == centre if centre else np.zeros_like(mask, bool)
+
+
+def test_cube_mm_scales_the_nodule(built):
+    """Halving cube_mm (same voxels) doubles a nodule's diameter in voxels: 8× its voxel count."""
+    big = built(cube_mm=(90.0, 90.0, 90.0), seg_jitter=0.0)["segmentation"].splits["train"]["y"][:, 0]
+    small = built(cube_mm=MM, seg_jitter=0.0)["segmentation"].splits["train"]["y"][:, 0]
+    assert big.shape == small.shape and big.shape[1:] == CUBE
+    big = np.stack([_central_object(m) for m in big])
+    small = np.stack([_central_object(m) for m in small])
+    vb, vs = big.reshape(len(big), -1).sum(1), small.reshape(len(small), -1).sum(1)
+    largest = int(np.argmax(vb))
+    assert vb[largest] > 30
+    assert 6.0 < vs[largest] / vb[largest] < 10.0
+    for axis in range(3):  # the extent along every axis doubles
+        others = tuple(a for a in range(3) if a != axis)
+        wb, ws = (np.ptp(np.flatnonzero(m[largest].any(others))) + 1 for m in (big, small))
+        assert 1.6 < ws / wb < 2.5
+
+
+def test_jitter_moves_objects_off_centre_but_keeps_them(built):
+    """Cubes that hold one object only (others may enter a moved cube): the object is off-centre after
+    the jitter and whole (as many voxels as when centred)."""
+    from scipy import ndimage
+
+    centred = _all(built(cube_mm=MM, seg_jitter=0.0)["segmentation"], "y")[:, 0]
+    moved = _all(built(cube_mm=MM, seg_jitter=0.25)["segmentation"], "y")[:, 0]
+    assert all(m.any() for m in moved)
+    alone = [k for k in range(len(moved))
+             if ndimage.label(centred[k])[1] == 1 and ndimage.label(moved[k])[1] == 1]
+    assert len(alone) >= 4
+
+    def offset(mask):
+        return np.abs(np.argwhere(mask).mean(0) - (np.array(CUBE) - 1) / 2).max()
+
+    ratio = np.array([moved[k].sum() / centred[k].sum() for k in alone])
+    assert ((ratio > 0.8) & (ratio < 1.25)).all()
+    assert max(offset(centred[k]) for k in alone) < 1.0
+    assert np.median([offset(moved[k]) for k in alone]) > 1.5
+
+
+def test_jitter_keeps_the_object_box_inside_the_cube():
+    rng = np.random.default_rng(0)
+    extent = np.array([16.0, 16.0, 9.0])
+    for _ in range(200):
+        lo = rng.uniform(0, 50, 3)
+        box = np.stack([lo, lo + rng.uniform(1, 8, 3)], 1)
+        centre = box.mean(1) + rng.uniform(-1, 1, 3)
+        c = _jittered(centre, box, extent, 0.25, rng)
+        assert (c - extent / 2 <= box[:, 0]).all() and (box[:, 1] <= c + extent / 2).all()
+        assert (np.abs(c - centre) <= 0.25 * extent + 1e-9).all()
+    big = np.array([[0.0, 30.0], [0.0, 4.0], [0.0, 4.0]])  # larger than the cube along x: centred on it
+    assert _jittered(np.array([14.0, 2.0, 2.0]), big, extent, 0.25, rng)[0] == 15.0
+
+
+def test_background_cubes_and_segmentation_counts(built):
+    plain = built(cube_mm=MM)["segmentation"]
+    more = built(cube_mm=MM, seg_background=2)["segmentation"]
+    for s in ("train", "val", "test"):
+        c0, c1 = plain.info["counts"][s], more.info["counts"][s]
+        assert c1["cubes"] == 3 * c0["cubes"] == 3 * c1["object_cubes"] and c1["background_cubes"] == 2 * c0["cubes"]
+        assert c1["with_foreground"] + c1["without_foreground"] == c1["cubes"] == len(more.splits[s]["x"])
+        assert c0["without_foreground"] == 0 and c1["without_foreground"] > 0
+        assert 0 < c0["foreground_fraction_median"] < 0.5
+    background = more.splits["train"]["x"][plain.info["counts"]["train"]["cubes"]:]
+    assert (cube_statistics(background)["fraction_air"] < 0.9).all()  # inside the body, not outside air
+
+
+def test_info_round_trips_and_same_seed_same_cubes(built, store, tmp_path):
+    tasks = built(cube_mm=MM)
+    cls = tasks["classification"]
+    assert cls.info["settings"] == {"negatives": "candidates", "negatives_per_positive": 2, "cube": list(CUBE),
+                                    "cube_mm": list(MM), "seg_jitter": 0.25, "seg_background": 0,
+                                    "min_voxels": 8, "seed": 0}
+    for data in tasks.values():
+        data.save(tmp_path / f"{data.task}.npz")
+        again = TaskData.load(tmp_path / f"{data.task}.npz")
+        assert again.info == data.info and again.sizes() == data.sizes()
+    half = subsample(cls, 0.5, seed=0)
+    assert half.info["shortcut_auc"] == cls.info["shortcut_auc"] and half.info["label_fraction"] == 0.5
+
+    repeat = build_tasks(store, CUBE, seed=0, cube_mm=MM)
+    other = build_tasks(store, CUBE, seed=1, cube_mm=MM)
+    for task in ("classification", "segmentation"):
+        for s, part in tasks[task].splits.items():
+            for k in ("x", "y", "patient"):
+                assert np.array_equal(part[k], repeat[task].splits[s][k])
+    assert not np.array_equal(_all(other["segmentation"], "x"), _all(tasks["segmentation"], "x"))
+
+
+def test_voxel_boxes_without_cube_mm(built):
+    cls = built(negatives="random")["classification"]
+    assert cls.info["settings"]["cube_mm"] is None
+    assert all(p["x"].shape[1:] == (1, *CUBE) for p in cls.splits.values())
+    with pytest.raises(ValueError, match="negatives"):
+        build_tasks("unused", CUBE, negatives="nearby")
