@@ -47,11 +47,30 @@ def _datasource_class():
     from ray.data.block import BlockMetadata
 
     class StoreDatasource(Datasource):
-        """A fixed list of :class:`ReadSpec` as Ray ``ReadTask`` s (one block stream each)."""
+        """A fixed list of :class:`ReadSpec` as Ray ``ReadTask`` s (one block stream each).
 
-        def __init__(self, specs: Sequence[ReadSpec], name: str):
+        With ``order=(run_seed, epoch_clock)`` the tasks are permuted every pass by a seed from
+        (run seed, the clock's epoch): Ray asks for the read tasks when a pass starts, after the
+        Train ranks set the clock, so with ``preserve_order`` an epoch's block order is a function of
+        the seed and the epoch alone, and a resumed epoch re-reads its blocks in the same order.
+        """
+
+        def __init__(self, specs: Sequence[ReadSpec], name: str, order: tuple[int, str] | None = None):
             self._specs = list(specs)
             self._name = name
+            self._order = order
+
+        def _ordered_specs(self) -> list:
+            if self._order is None:
+                return self._specs
+            import numpy as np
+
+            from semgen_ray.data.epoch_clock import peek_epoch
+
+            run_seed, clock = self._order
+            epoch = peek_epoch(clock)  # unset (a schema or size probe before training): epoch 0
+            rng = np.random.default_rng(np.random.SeedSequence([int(run_seed), int(epoch or 0), 0xB10C]))
+            return [self._specs[i] for i in rng.permutation(len(self._specs))]
 
         def get_name(self) -> str:
             return self._name
@@ -66,7 +85,7 @@ def _datasource_class():
                 ReadTask(s, BlockMetadata(num_rows=int(s.num_rows), size_bytes=int(s.size_bytes),
                                           input_files=None, exec_stats=None),
                          per_task_row_limit=per_task_row_limit)
-                for s in self._specs
+                for s in self._ordered_specs()
             ]
 
     return StoreDatasource
@@ -82,15 +101,21 @@ def _run_pickled(batch):
 
 def build_dataset(specs: Sequence[ReadSpec], name: str, *, num_cpus: float = 1.0,
                   concurrency: int | None = None, ray_remote_args: dict | None = None,
-                  construction: str = "datasource"):
-    """Turn read specs into a lazy ``ray.data.Dataset`` (see the module docstring)."""
+                  construction: str = "datasource", order: tuple[int, str] | None = None):
+    """Turn read specs into a lazy ``ray.data.Dataset`` (see the module docstring).
+
+    ``order``: ``(run_seed, epoch_clock_name)`` permutes the read tasks every pass by (run seed,
+    epoch) (``StoreDatasource``; datasource construction only); ``None`` keeps the spec order.
+    """
     import ray
 
     remote = dict(ray_remote_args or {})
+    if order is not None and construction != "datasource":
+        raise ValueError("order= needs construction='datasource'")
     if construction == "datasource":
         ds_cls = _datasource_class()
         return ray.data.read_datasource(
-            ds_cls(specs, name), override_num_blocks=max(1, len(specs)), num_cpus=num_cpus,
+            ds_cls(specs, name, order), override_num_blocks=max(1, len(specs)), num_cpus=num_cpus,
             concurrency=concurrency, ray_remote_args=remote or None,
         )
     if construction == "items":

@@ -82,7 +82,7 @@ def read_crops(store_uri: str, boxes, cube_size: Sequence[int] = (64, 64, 32), n
                antialias: bool = True, columns: Sequence[str] | None = None,
                max_boxes_per_task: int | None = None, num_cpus: float = 1.0,
                concurrency: int | None = None, ray_remote_args: dict | None = None,
-               validate: bool = True):
+               validate: bool = True, order: tuple[int, str] | None = None):
     """A ``ray.data.Dataset`` of the cubes named by a crop-box table, cut from the store on read.
 
     Each read task takes all boxes of one patient (or ``max_boxes_per_task`` of them), reads the
@@ -110,6 +110,9 @@ def read_crops(store_uri: str, boxes, cube_size: Sequence[int] = (64, 64, 32), n
         ray_remote_args: extra ``ray.remote`` options for read tasks (memory, label_selector, …).
         validate: check patients and bounds against the store manifest in the driver (default);
             tasks check bounds against the array again in any case.
+        order: ``(run_seed, epoch_clock_name)``: read the patients in a new order every pass, seeded
+            by (run seed, the clock's epoch) (:mod:`semgen_ray.data.epoch_clock`; with Ray Data's
+            ``preserve_order`` the rows then arrive in that order). ``None``: task order.
 
     Returns:
         A lazy Dataset, one row per box: ``cube`` float32 ``cube_size``; ``spacing`` float64 (3,),
@@ -128,7 +131,7 @@ def read_crops(store_uri: str, boxes, cube_size: Sequence[int] = (64, 64, 32), n
     specs = crop_specs(store_uri, boxes, cube_size, normalize, antialias, columns,
                        max_boxes_per_task, validate)
     return _source.build_dataset(specs, "StoreCrops", num_cpus=num_cpus, concurrency=concurrency,
-                                 ray_remote_args=ray_remote_args)
+                                 ray_remote_args=ray_remote_args, order=order)
 
 
 __all__ = ["BOX_COLUMNS", "crop_specs", "read_crops"]

@@ -4,7 +4,9 @@ The corruption (SPEC.md §3) runs in the read pipeline with the numpy back end
 (``ds.map_batches(restoration_pairs, fn_kwargs=...)``), or on the training device with the torch
 back end. Each sample's draws derive from (run seed, epoch, sample id), so the same cube gets the
 same corruption whichever worker, batch or rank sees it, and a fixed epoch gives the fixed
-validation corruptions of ARCHITECTURE.md's decisions.
+validation corruptions of ARCHITECTURE.md's decisions. A dataset that Ray Train re-reads every epoch
+takes the epoch from an epoch clock (:mod:`semgen_ray.data.epoch_clock`), so its corruptions are
+fresh every epoch and still a function of the run seed.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ def _corruption(preset: str, overrides_json: str):
 
 
 def restoration_pairs(batch: dict, preset: str = "sg", overrides: dict | None = None, run_seed: int = 0,
-                      epoch: int | None = 0, id_column: str = "box_index", target: str = "original") -> dict:
+                      epoch: int | None = 0, id_column: str = "box_index", target: str = "original",
+                      epoch_clock: str | None = None, warmup_epochs: int = 0, keep_cube: bool = False) -> dict:
     """``map_batches`` body: replace ``cube`` (N, X, Y, Z) by ``input`` and ``target`` (N, 1, X, Y, Z).
 
     Args:
@@ -36,18 +39,31 @@ def restoration_pairs(batch: dict, preset: str = "sg", overrides: dict | None = 
         id_column: the column holding a stable sample id (``box_index`` of ``read_crops`` rows, or the
             pattern manifest's row id).
         target: ``original`` (the un-deformed cube, the reference) or ``deformed``.
+        epoch_clock: name of an epoch clock (:mod:`semgen_ray.data.epoch_clock`): the epoch is read
+            from it for every batch (``epoch`` is then ignored). For a dataset re-read every epoch.
+        warmup_epochs: with ``epoch_clock``: in epochs 1..``warmup_epochs`` (the classification
+            warm-up, :mod:`semgen_ray.train.objectives`) the batch passes through uncorrupted, with its
+            ``cube`` column and no ``input`` / ``target``.
+        keep_cube: keep the uncorrupted ``cube`` column next to ``input`` and ``target`` (validation
+            batches serve both the warm-up and the joint phase).
 
     Returns:
-        the batch without ``cube``, with float32 ``input`` and ``target``.
+        the batch without ``cube`` (unless ``keep_cube``), with float32 ``input`` and ``target``.
     """
     from semgen_ray.transforms import sample_seed
 
+    if epoch_clock is not None:
+        from semgen_ray.data.epoch_clock import current_epoch
+
+        epoch = current_epoch(epoch_clock)
+        if epoch <= warmup_epochs:
+            return batch
     corruption = _corruption(preset, json.dumps(overrides or {}, sort_keys=True))
     cubes = np.asarray(batch["cube"], dtype=np.float32)[:, None]
     pass_id = int(np.random.SeedSequence().entropy % 2**63) if epoch is None else epoch
     seeds = np.array([sample_seed(run_seed, pass_id, int(i)) for i in batch[id_column]], dtype=np.uint64)
     corrupted, params = corruption(cubes, seeds)
-    out = {k: v for k, v in batch.items() if k != "cube"}
+    out = {k: v for k, v in batch.items() if keep_cube or k != "cube"}
     if epoch is None:
         out["seed"] = seeds.view(np.int64)
     out["input"] = corrupted

@@ -14,6 +14,13 @@ the latest checkpoint (``ray.train.get_checkpoint()``), so ``max_epochs`` is the
 At the end the best checkpoint is exported with :func:`semgen_ray.models.export_weights` to
 ``run_dir/autoencoder/``, which :func:`semgen_ray.discovery.embedding.embed_patients` reads.
 
+Reproducibility: the volumes are cached in a fixed order (Ray Data ``preserve_order``), the training
+volumes are shuffled every epoch by a block order seeded from ``seed`` and Ray Data's execution index
+(the reference shuffles its file list every epoch), ingest preserves that order, and rank ``r`` seeds
+torch / numpy with ``seed + r``: the same call on the same machine trains the same weights (tested
+in tests/discovery). A resumed run restarts the execution index, so its later epochs see other
+(still seeded) orders than an uninterrupted run.
+
 Resources: on the 2-core machine a Train worker that takes a whole CPU leaves Ray Data no budget and
 the run hangs (RAY_NOTES.md §1/§2); the default ``cpus_per_worker=0.5`` avoids it.
 """
@@ -169,7 +176,7 @@ def train_autoencoder(store_uri: str, patient_ids_train: Sequence[str], patient_
             ``lr_patience`` or ``round(0.4 × patience)``.
         num_workers: Ray Train workers (DDP when > 1).
         run_dir: Ray Train ``storage_path``; the export goes to ``run_dir/autoencoder``.
-        seed: worker ``r`` seeds torch with ``seed + r``.
+        seed: worker ``r`` seeds torch with ``seed + r``; the per-epoch patient order derives from it.
         precision: ``fp32`` or ``bf16`` (autocast; the loss is computed in fp32).
         name: the Ray Train run name (the run is ``run_dir/name``); reuse it to resume.
         cpus_per_worker: logical CPUs per Train worker (0.5 leaves Ray Data a budget on 2 cores).
@@ -194,8 +201,12 @@ def train_autoencoder(store_uri: str, patient_ids_train: Sequence[str], patient_
         raise ValueError("patience, max_epochs, batch_size and num_workers must be >= 1")
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
 
+    import copy
+
+    import ray.data
     import torch
-    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.data import RandomSeedConfig
+    from ray.train import CheckpointConfig, DataConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from semgen_ray.data.volumes import read_volumes
@@ -210,9 +221,17 @@ def train_autoencoder(store_uri: str, patient_ids_train: Sequence[str], patient_
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    def volumes(ids):
+    def volumes(ids, shuffle: bool):
         ds = read_volumes(store_uri, shape, [str(p) for p in ids], columns=("volume",), num_cpus=read_cpus)
-        return ds.materialize() if cache else ds
+        ds.context.execution_options.preserve_order = True  # the cache in patient order, not finishing order
+        if cache:
+            ds = ds.materialize()
+        if shuffle:  # one block per patient: a seeded new patient order every epoch
+            ds = ds.randomize_block_order(seed=RandomSeedConfig(seed=int(seed), reseed_after_execution=True))
+        return ds
+
+    ingest = copy.deepcopy(ray.data.DataContext.get_current().execution_options)
+    ingest.preserve_order = True  # blocks reach (and are split between) ranks in the seeded order
 
     config = {"model_kwargs": model_kwargs, "batch_size": int(batch_size), "lr": float(lr),
               "max_epochs": int(max_epochs), "patience": int(patience),
@@ -228,7 +247,8 @@ def train_autoencoder(store_uri: str, patient_ids_train: Sequence[str], patient_
                              checkpoint_config=CheckpointConfig(num_to_keep=2,
                                                                 checkpoint_score_attribute="val_loss",
                                                                 checkpoint_score_order="min")),
-        datasets={"train": volumes(patient_ids_train), "val": volumes(patient_ids_val)},
+        datasets={"train": volumes(patient_ids_train, True), "val": volumes(patient_ids_val, False)},
+        dataset_config=DataConfig(execution_options=ingest),
     )
     result = trainer.fit()
     if result.error is not None:

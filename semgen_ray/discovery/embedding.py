@@ -105,6 +105,9 @@ def embed_patients(store_uri: str, model_dir: str | os.PathLike, volume_shape: S
                          f"({model_dir}/model_card.json)")
     init_ray(ray_config)
     ds = read_volumes(store_uri, shape, patient_ids, columns=("volume", "patient_id"), num_cpus=read_cpus)
+    # the same patients share a model call every run: batched kernels (and batch-statistics norms)
+    # then give the same numbers, and the neighbours do not move between identical runs
+    ds.context.execution_options.preserve_order = True
     out = ds.map_batches(Embedder, fn_constructor_kwargs={"model_dir": model_dir, "use_gpu": num_gpus > 0},
                          concurrency=int(concurrency), batch_size=int(batch_size), batch_format="numpy",
                          num_gpus=num_gpus, num_cpus=num_cpus)

@@ -7,7 +7,8 @@
 4. write the pattern manifest, a montage per class and a distance plot.
 
 Every artefact goes to the output directory; ``discovery.json`` records what was done (method,
-recall, purity on the phantom cohort, timings per step).
+recall, neighbour purity on the phantom cohort, for the class references and for every train patient as
+a reference, against chance, timings per step).
 
 Finished work is reused, keyed by hashes of what produced it: a finished run with the same config
 hash returns its record; otherwise the auto-encoder export (``autoencoder.json``: key of store, splits,
@@ -44,18 +45,44 @@ def _split_ids(rows: list[dict]) -> tuple[list[str], list[str]]:
     return train, val
 
 
-def habitus_purity(store, references: list[str], neighbours: list[list[str]]) -> dict | None:
-    """For phantom cohorts: how often a reference's neighbours share its body-type cluster, vs chance."""
+def habitus_purity(store, references: list[str], neighbours: list[list[str]],
+                   pool: list[str] | None = None) -> dict | None:
+    """For phantom cohorts: how often a reference's neighbours share its body-type cluster, vs chance.
+
+    ``neighbours[i]`` lists reference ``i``'s neighbours, itself first (rank 0). ``purity``: the mean
+    over references of the fraction of its other neighbours in its cluster. ``chance``: the same
+    expectation for neighbours drawn at random from ``pool`` (the patients the search chose from,
+    the train split): the mean of (n_c - 1) / (N - 1) over the references' clusters c.
+    ``chance_selected`` is the earlier estimate, the sum of squared cluster shares among the
+    references and their neighbours; it rises with the purity itself (pure neighbours concentrate
+    that set on few clusters), so it is only comparable when K covers the whole pool.
+    Returns ``None`` when a patient carries no habitus (not a phantom).
+    """
+    pool = list(pool) if pool is not None else sorted({p for ns in neighbours for p in ns} | set(references))
     groups = {}
-    for pid in {p for ns in neighbours for p in ns} | set(references):
+    for pid in set(pool) | {p for ns in neighbours for p in ns} | set(references):
         extra = store.meta(pid).get("extra") or {}
         if "habitus" not in extra:
             return None
         groups[pid] = extra["habitus"]
     same = [np.mean([groups[n] == groups[r] for n in ns[1:]]) for r, ns in zip(references, neighbours) if len(ns) > 1]
-    counts = np.bincount(list(groups.values()))
-    chance = float(((counts / counts.sum()) ** 2).sum())
-    return {"purity": round(float(np.mean(same)), 4), "chance": round(chance, 4)}
+    sizes = np.bincount([groups[p] for p in pool])
+    chance = np.mean([(sizes[groups[r]] - 1) / max(len(pool) - 1, 1) for r in references])
+    selected = np.bincount([groups[p] for p in {p for ns in neighbours for p in ns} | set(references)])
+    return {"purity": round(float(np.mean(same)), 4), "chance": round(float(chance), 4),
+            "chance_selected": round(float(((selected / selected.sum()) ** 2).sum()), 4)}
+
+
+def all_reference_purity(store, ids: list[str], emb: np.ndarray, k: int) -> dict | None:
+    """:func:`habitus_purity` with every patient of ``ids`` as a reference (exact K-NN on ``emb``):
+    a steadier measure of the embedding than the ``num_classes`` references alone."""
+    if len(ids) < 2:
+        return None
+    x = np.asarray(emb, np.float64)
+    d = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(d, -1.0)  # each patient is its own rank 0
+    order = np.argsort(d, axis=1, kind="stable")[:, :k]
+    return habitus_purity(store, list(ids), [[ids[j] for j in row] for row in order], pool=list(ids))
 
 
 def _read_json(path: Path) -> dict | None:
@@ -222,7 +249,9 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print,
     record.update(manifest=str(manifest_path), cubes=len(rows), crops_dropped_out_of_bounds=dropped,
                   config_hash=chash, classes=[{"class_id": i, "reference": r, "coordinate": list(c)}
                                               for i, (r, c) in enumerate(classes)])
-    record["habitus_purity"] = habitus_purity(store, refs, neighbour_ids)
+    record["habitus_purity"] = habitus_purity(store, refs, neighbour_ids, pool=train_ids)
+    if record["habitus_purity"] is not None and len(train_ids) <= 5000:  # O(N^2) distances
+        record["habitus_purity"]["all_references"] = all_reference_purity(store, train_ids, emb[tr], d.k_train)
     lap("patterns")
 
     # 5. montages

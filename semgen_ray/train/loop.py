@@ -8,6 +8,20 @@ Ray Data CPU workers (``corrupt_on=data``) or here on the device with the torch 
 (``corrupt_on=device``, seeds from (run seed, epoch, row id)). Validation corruptions are fixed for the
 whole run (seed epoch :data:`VAL_EPOCH`), so early stopping sees a steady signal.
 
+Schedule (Semantic Genesis paper §2): with ``train.cls_warmup_epochs`` = W (objectives with both
+losses, :func:`semgen_ray.train.objectives.warmup_epochs`) epochs 1..W are the "warmup" phase: the
+classification loss alone on uncorrupted cubes through the encoder and head (the decoder is not
+run); later epochs are "joint". Early stopping, the LR schedule and the best checkpoint count only
+joint epochs (a warm-up validation loss is another loss and is never compared with joint ones);
+the state records W and the phase, so a resume mid-warm-up continues the warm-up, and every history
+entry says which phase its epoch was.
+
+Reproducibility: every rank seeds Python / numpy / torch from the run seed (+ rank); before each
+epoch every rank sets the run's epoch clock (corruptions on Ray Data workers seeded by (run seed,
+epoch, row id)) and shuffles its shard with a local-buffer seed from (run seed, epoch, rank); with
+Ray Data's preserved order (set by the trainer) the same command gives the same batches on every
+rank, so the same weights up to floating-point reduction order (see tests/train).
+
 Checkpoints (every ``checkpoint_every`` optimizer steps and at each epoch end) hold the full state:
 DeepSpeed's model, optimizer and loss-scaler state (``ds/``); the step, epoch, position in the epoch,
 LR schedule, early-stopping state and history (``client_state`` and ``state.json``); each rank's
@@ -29,14 +43,26 @@ from pathlib import Path
 
 from semgen_ray.train.checkpoints import (DS_TAG, RNG_DIR, STATE_FILE, checkpoint_problem, complete_checkpoints,
                                           set_rng_state, step_of, verify_checkpoint, write_rank_files)
+from semgen_ray.train.objectives import JOINT, WARMUP, phase_of
 
 #: Seed "epoch" of the validation corruptions (distinct from every training epoch >= 1).
 VAL_EPOCH = 0
+#: ``select_loss`` of checkpoints that must never rank as best (warm-up and mid-epoch ones): finite,
+#: because Ray Train stores checkpoint metrics as JSON, where infinity does not survive a restart.
+NOT_SELECTABLE = 1e30
 
 
-def _fresh_state() -> dict:
+def _fresh_state(warmup: int = 0) -> dict:
     return {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_val_loss": math.inf, "best_epoch": 0,
-            "bad_epochs": 0, "history": [], "log": [], "stopped": None}
+            "bad_epochs": 0, "history": [], "log": [], "stopped": None, "cls_warmup_epochs": int(warmup),
+            "phase": phase_of(1, warmup)}
+
+
+def shuffle_seed(run_seed: int, epoch: int, rank: int) -> int:
+    """The local-shuffle-buffer seed of one rank in one epoch (a 32-bit hash of the three)."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([int(run_seed), int(epoch), int(rank), 0x5B0F]).generate_state(1)[0])
 
 
 def _allreduce_sum(values, device):
@@ -67,11 +93,16 @@ class _Batches:
             self.corruption = make_corruption(cfg["corruption"], backend="torch", device=device,
                                               **corruption_overrides(cfg["objective"], cfg["corruption_overrides"]))
 
-    def __call__(self, batch: dict, epoch: int):
+    def __call__(self, batch: dict, epoch: int, warmup: bool = False):
         import numpy as np
 
         labels = batch["class_id"].to(self.device)
-        if "input" in batch:  # corrupted by Ray Data
+        if warmup:  # classification warm-up: the uncorrupted cube
+            if "cube" not in batch:
+                raise RuntimeError("a warm-up batch has no uncorrupted 'cube' column: build the datasets "
+                                   "with the run's epoch clock and train.cls_warmup_epochs")
+            x = y = batch["cube"].unsqueeze(1)
+        elif "input" in batch:  # corrupted by Ray Data
             x, y = batch["input"], batch["target"]
         else:
             cube = batch["cube"].unsqueeze(1)
@@ -88,11 +119,21 @@ class _Batches:
         return x.to(self.device, self.dtype), y.to(self.device), labels
 
 
-def _iterate(shard, cfg: dict, train: bool):
-    """Torch batches of this rank's shard; training batches through a local shuffle buffer."""
+def _iterate(shard, cfg: dict, train: bool, epoch: int = 0, rank: int = 0):
+    """Torch batches of this rank's shard; training batches through a local shuffle buffer seeded by
+    (run seed, epoch, rank), a different order every epoch and the same for the same seed."""
+    buffer = (cfg["shuffle_buffer"] or None) if train else None
     return shard.iter_torch_batches(
-        batch_size=cfg["batch_size"],
-        local_shuffle_buffer_size=(cfg["shuffle_buffer"] or None) if train else None)
+        batch_size=cfg["batch_size"], local_shuffle_buffer_size=buffer,
+        local_shuffle_seed=shuffle_seed(cfg["seed"], epoch, rank) if buffer else None)
+
+
+def _forward(engine, x, warmup: bool):
+    """``(restored, logits)``; in the warm-up only encoder and head run (``restored`` is ``None``)."""
+    if warmup:
+        module = engine.module
+        return None, module.classify(module.encode(x))
+    return engine(x)
 
 
 def optimizer_fingerprint(engine, device) -> float:
@@ -219,11 +260,18 @@ def train_loop(cfg: dict) -> None:
 
     schedule = LRSchedule(train_cfg.schedule, train_cfg.lr, train_cfg.gamma,
                           train_cfg.step_epochs or max(1, int(0.8 * train_cfg.patience)))
+    from semgen_ray.train.objectives import warmup_epochs, warmup_objective
+
+    configured_warmup = warmup_epochs(cfg["objective"], train_cfg.cls_warmup_epochs)
     state, sched_state = _load(engine, rank, cfg.get("checkpoint_root"))
     if state is None:
-        state = _fresh_state()
+        state = _fresh_state(configured_warmup)
     else:  # record what was restored, so a resume can be checked against the checkpoint
         schedule = LRSchedule.from_state(sched_state)
+        state.setdefault("cls_warmup_epochs", 0)  # checkpoints from before the warm-up existed
+        if state["cls_warmup_epochs"] != configured_warmup and rank == 0:
+            print(f"[train] resuming with the checkpoint's classification warm-up of {state['cls_warmup_epochs']} "
+                  f"epoch(s), not the configured {configured_warmup}")
         state["log"].append({"resumed_at_step": state["step"], "epoch": state["epoch"],
                              "checkpoint": state.pop("resumed_from"),
                              "batch_in_epoch": state["batch_in_epoch"],
@@ -235,6 +283,9 @@ def train_loop(cfg: dict) -> None:
 
     batches = _Batches(cfg, device, dtype)
     obj = batches.obj
+    warmup = int(state["cls_warmup_epochs"])
+    warm_obj = warmup_objective(cfg["objective"])
+    clock = cfg.get("epoch_clock")
     lam_cls, lam_rec = train_cfg.lambda_cls, train_cfg.lambda_rec
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
@@ -249,7 +300,7 @@ def train_loop(cfg: dict) -> None:
     def log_scalars(metrics: dict) -> None:
         if writer is not None:
             for k, v in metrics.items():
-                if isinstance(v, (int, float)) and k not in ("step", "epoch"):
+                if isinstance(v, (int, float)) and k not in ("step", "epoch", "select_loss"):
                     writer.add_scalar(k, v, state["step"])
             writer.flush()
 
@@ -259,19 +310,26 @@ def train_loop(cfg: dict) -> None:
 
     while not done():
         epoch = state["epoch"] + 1
+        phase = state["phase"] = phase_of(epoch, warmup)
+        in_warmup = phase == WARMUP
+        epoch_obj = warm_obj if in_warmup else obj
+        if clock:  # before this rank asks for the epoch's data: Ray Data starts it once all ranks have
+            from semgen_ray.data.epoch_clock import set_epoch
+
+            set_epoch(clock, epoch)
         engine.train()
         sums = np.zeros(5)  # loss·n, rec·n, cls·n, correct, n
         t_wait = t_start = time.perf_counter()
         wait = 0.0
         micro = 0
-        for i, batch in enumerate(_iterate(train_shard, cfg, train=True)):
+        for i, batch in enumerate(_iterate(train_shard, cfg, train=True, epoch=epoch, rank=rank)):
             wait += time.perf_counter() - t_wait
             if i < state["batch_in_epoch"]:  # resumed mid-epoch: these batches were trained on
                 t_wait = time.perf_counter()
                 continue
-            x, y, labels = batches(batch, epoch)
-            restored, logits = engine(x)
-            loss, parts = loss_terms(obj, restored, y, logits, labels, lam_cls, lam_rec)
+            x, y, labels = batches(batch, epoch, in_warmup)
+            restored, logits = _forward(engine, x, in_warmup)
+            loss, parts = loss_terms(epoch_obj, restored, y, logits, labels, lam_cls, lam_rec)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"rank {rank} epoch {epoch} step {state['step']}: non-finite loss")
             engine.backward(loss)
@@ -287,7 +345,7 @@ def train_loop(cfg: dict) -> None:
                 if every and state["step"] % every == 0:
                     m = _train_metrics(sums, wait, t_start, world, device, state, schedule.lr, epoch)
                     log_scalars(m)
-                    _save(engine, state, schedule, m, rank, device)
+                    _save(engine, state, schedule, {**m, "phase": phase, "select_loss": NOT_SELECTABLE}, rank, device)
                 if max_steps is not None and state["step"] >= max_steps:
                     break
             t_wait = time.perf_counter()
@@ -298,9 +356,9 @@ def train_loop(cfg: dict) -> None:
         vs = np.zeros(5)
         with torch.no_grad():
             for batch in _iterate(val_shard, cfg, train=False):
-                x, y, labels = batches(batch, VAL_EPOCH if train_cfg.fixed_val_corruption else epoch)
-                restored, logits = engine(x)
-                loss, parts = loss_terms(obj, restored, y, logits, labels, lam_cls, lam_rec)
+                x, y, labels = batches(batch, VAL_EPOCH if train_cfg.fixed_val_corruption else epoch, in_warmup)
+                restored, logits = _forward(engine, x, in_warmup)
+                loss, parts = loss_terms(epoch_obj, restored, y, logits, labels, lam_cls, lam_rec)
                 n = x.shape[0]
                 vs += [loss.item() * n, parts["rec_loss"].item() * n, parts["cls_loss"].item() * n,
                        float(parts["correct"]), n]
@@ -309,20 +367,22 @@ def train_loop(cfg: dict) -> None:
         val_loss = v[0] / vn
         if not math.isfinite(val_loss):
             raise FloatingPointError(f"epoch {epoch}: non-finite validation loss")
-        improved = val_loss < state["best_val_loss"]
-        if improved:
-            state.update(best_val_loss=val_loss, best_epoch=epoch, bad_epochs=0)
-        else:
-            state["bad_epochs"] += 1
         lr = schedule.lr
-        apply_lr(optimizer, schedule.after_epoch(epoch, val_loss))
-        state.update(epoch=epoch, batch_in_epoch=0)
-        metrics = {**train_m, "val_loss": val_loss, "val_rec_loss": v[1] / vn, "val_cls_loss": v[2] / vn,
+        if phase == JOINT:  # early stopping and the LR schedule see joint epochs only (1, 2, ... after W)
+            if val_loss < state["best_val_loss"]:
+                state.update(best_val_loss=val_loss, best_epoch=epoch, bad_epochs=0)
+            else:
+                state["bad_epochs"] += 1
+            apply_lr(optimizer, schedule.after_epoch(epoch - warmup, val_loss))
+        state.update(epoch=epoch, batch_in_epoch=0, phase=phase_of(epoch + 1, warmup))
+        metrics = {**train_m, "phase": phase, "val_loss": val_loss, "val_rec_loss": v[1] / vn, "val_cls_loss": v[2] / vn,
                    "val_acc": v[3] / vn, "lr": lr, "best_val_loss": state["best_val_loss"],
                    "best_epoch": state["best_epoch"], "bad_epochs": state["bad_epochs"], "epoch_end": True,
                    "resumed_at_batch": resumed_in_epoch}
         resumed_in_epoch = 0
         state["history"].append({k: v for k, v in metrics.items() if k != "epoch_end"})
+        # what Ray Train ranks checkpoints by: joint validation losses only (warm-up epochs never "best")
+        metrics["select_loss"] = val_loss if phase == JOINT else NOT_SELECTABLE
         if done():
             state["stopped"] = ("max_steps" if max_steps is not None and state["step"] >= max_steps
                                 else "patience" if state["bad_epochs"] >= train_cfg.patience else "max_epochs")

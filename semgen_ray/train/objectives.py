@@ -10,6 +10,14 @@ objective                      loss                           corruptions
 ``shuffling_classification``   λ_cls·CE + λ_rec·MSE            local shuffling only (paper add-on)
 ============================== ============================== =====================================
 
+**Classification warm-up** (``train.cls_warmup_epochs`` = W; Semantic Genesis paper §2: "we first
+train the classification branch for 20 epochs, then jointly train the entire model"): objectives
+with both a classification and a restoration loss (``semantic_genesis`` and the two add-ons) train
+the first W epochs as ``classification`` does (λ_cls·CE on uncorrupted cubes, encoder and head only:
+the decoder is not run, so it gets no gradient and its BatchNorm statistics stay untouched), then
+with their joint loss. ``restoration`` (no classification loss) and ``classification`` (nothing to
+warm up) ignore W. See :func:`warmup_epochs` and :func:`phase_of`.
+
 Cross-entropy is computed on logits (stable in bf16/fp16), not as the reference's NLL of log-softmax
 (the same value in exact arithmetic; ARCHITECTURE.md decisions); both losses are computed in fp32.
 """
@@ -48,13 +56,36 @@ def objective(name: str) -> Objective:
     return Objective(name, classify=name != "restoration", restore=name != "classification")
 
 
+WARMUP, JOINT = "warmup", "joint"
+
+
+def warmup_epochs(name: str, cls_warmup_epochs: int) -> int:
+    """Epochs of classification-only warm-up that objective ``name`` runs: W when it has both a
+    classification and a restoration loss, else 0 (nothing to warm up)."""
+    obj = objective(name)
+    return int(cls_warmup_epochs) if obj.classify and obj.restore else 0
+
+
+def phase_of(epoch: int, warmup: int) -> str:
+    """``"warmup"`` for epochs 1..``warmup`` (1-based), ``"joint"`` after."""
+    return WARMUP if epoch <= warmup else JOINT
+
+
+def warmup_objective(name: str) -> Objective:
+    """The loss of the warm-up phase: objective ``name``'s classification term alone, no corruption."""
+    return Objective(name, classify=True, restore=False)
+
+
 def corruption_overrides(name: str, user_overrides: dict) -> dict:
     """``train.corruption_overrides`` with the objective's own overrides on top."""
     return {**dict(user_overrides), **dict(objective(name).corruption_overrides)}
 
 
 def loss_terms(obj: Objective, restored, target, logits, labels, lambda_cls: float, lambda_rec: float):
-    """``(loss, {"rec_loss", "cls_loss", "correct"})`` of one batch (tensors; parts detached)."""
+    """``(loss, {"rec_loss", "cls_loss", "correct"})`` of one batch (tensors; parts detached).
+
+    ``restored`` may be ``None`` when ``obj`` does not restore (its ``rec_loss`` is then 0).
+    """
     import torch
     import torch.nn.functional as F
 

@@ -1,7 +1,8 @@
 """The pretraining report: loss curves and sample cubes (original / corrupted / restored) as PNGs.
 
 ``loss_curves.png``: training and validation loss per epoch (and the two terms, restoration MSE and
-classification CE, with validation accuracy). ``samples.png``: the central axial slice of a few
+classification CE, with validation accuracy; classification warm-up epochs, which have no restoration
+term, are shaded and left out of the restoration curve). ``samples.png``: the central axial slice of a few
 validation cubes: the original, its fixed validation corruption and the exported model's restoration.
 """
 
@@ -20,11 +21,16 @@ def write_loss_curves(path: Path, history: list[dict]) -> Path:
 
     plt = _pyplot()
     epochs = [h["epoch"] for h in history]
+    warm = [h["epoch"] for h in history if h.get("phase") == "warmup"]
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2), dpi=80)
     for ax, key, title in ((axes[0], "loss", "weighted loss"), (axes[1], "rec_loss", "restoration MSE"),
                            (axes[2], "cls_loss", "classification CE")):
-        ax.plot(epochs, [h[f"train_{key}"] for h in history], "o-", label="train")
-        ax.plot(epochs, [h[f"val_{key}"] for h in history], "s-", label="validation")
+        for split, marker in (("train", "o-"), ("val", "s-")):
+            values = [np.nan if key == "rec_loss" and h.get("phase") == "warmup" else h[f"{split}_{key}"]
+                      for h in history]
+            ax.plot(epochs, values, marker, label="train" if split == "train" else "validation")
+        if warm:
+            ax.axvspan(min(warm) - 0.5, max(warm) + 0.5, color="0.9", zorder=0, label="classification warm-up")
         ax.set_title(title)
         ax.set_xlabel("epoch")
     axes[0].legend()

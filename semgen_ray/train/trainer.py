@@ -4,7 +4,10 @@
 (:mod:`~semgen_ray.train.deepspeed_config`) and a ``TorchTrainer`` running
 :func:`semgen_ray.train.loop.train_loop` with ``ScalingConfig`` (workers, GPUs, CPUs per worker),
 ``FailureConfig`` (retries from the last checkpoint) and a ``CheckpointConfig`` that keeps the best
-checkpoints by validation loss plus the latest. The Ray Train run lives at
+checkpoints by joint-phase validation loss (``select_loss``: classification warm-up epochs never
+count as best) plus the latest. Ray Data runs with ``preserve_order`` and the run owns an epoch clock
+(:mod:`semgen_ray.data.epoch_clock`), so the data each rank sees follows from the run seed: the
+same command gives the same weights (see the loop's docstring for every seeded source). The Ray Train run lives at
 ``<train.storage_path>/pretrain`` (a local path or an object-store URI); calling it again with the same
 storage path resumes from the latest checkpoint. At the end the best epoch-end checkpoint is
 converted to fp32 weights and exported with the model card and the discovery lineage, and the
@@ -13,6 +16,7 @@ report (loss curves, sample cubes, ``train.json``) is written.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import time
@@ -51,10 +55,17 @@ def _storage(config: SemGenConfig, run_dir: str) -> str:
 
 
 def _best_checkpoint(result):
-    """The epoch-end checkpoint with the lowest validation loss (else the latest)."""
+    """The joint-phase epoch-end checkpoint with the lowest validation loss (else the latest).
+
+    Warm-up epochs (``phase`` "warmup") report the classification loss alone, which is not
+    comparable with a joint loss, so they are never chosen.
+    """
+    from semgen_ray.train.objectives import JOINT
+
     best = None
     for ckpt, metrics in result.best_checkpoints or []:
-        if metrics and metrics.get("epoch_end") and (best is None or metrics["val_loss"] < best[1]["val_loss"]):
+        if (metrics and metrics.get("epoch_end") and metrics.get("phase", JOINT) == JOINT
+                and (best is None or metrics["val_loss"] < best[1]["val_loss"])):
             best = (ckpt, metrics)
     return best[0] if best else result.checkpoint
 
@@ -109,21 +120,20 @@ def run_pretraining(config: SemGenConfig, store_uri: str, manifest_path: str, ou
     """
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
     import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from semgen_ray.models import build_model, export_weights
+    from semgen_ray.data.epoch_clock import create_epoch_clock
     from semgen_ray.train.datasets import pattern_datasets
-    from semgen_ray.train.checkpoints import STATE_FILE
     from semgen_ray.train.loop import train_loop
-    from semgen_ray.train.report import write_report
 
     t = config.train
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     check_corruption(config)
     gpu = t.use_gpu if t.use_gpu is not None else ray.cluster_resources().get("GPU", 0) >= t.num_workers
-    data = pattern_datasets(config, store_uri, manifest_path)
+    clock_name, clock = create_epoch_clock()
+    data = pattern_datasets(config, store_uri, manifest_path, epoch_clock=clock_name)
     storage = _storage(config, str(out))
     if force:
         import fsspec
@@ -133,6 +143,11 @@ def run_pretraining(config: SemGenConfig, store_uri: str, manifest_path: str, ou
             fs.rm(f"{path}/{RUN_NAME}", recursive=True)
     cfg = loop_config(config, data.num_classes, gpu, str(out / "tensorboard"), fault_injection)
     cfg["checkpoint_root"] = f"{storage.rstrip('/')}/{RUN_NAME}"
+    cfg["epoch_clock"] = clock_name
+    # Deterministic ingest: blocks leave Ray Data, and are split between ranks, in a seeded order
+    # (preserve_order also turns off the locality-based split, which depends on timing).
+    ingest = copy.deepcopy(ray.data.DataContext.get_current().execution_options)
+    ingest.preserve_order = True
     resources = {"CPU": t.cpus_per_worker, **({"GPU": 1} if gpu else {})}
     log(f"[train] {t.objective}: {data.train_rows} train / {data.val_rows} val cubes, {data.num_classes} "
         f"classes; {t.num_workers} worker(s) × {resources}, DeepSpeed ZeRO-{t.zero_stage} {t.precision}, "
@@ -146,13 +161,28 @@ def run_pretraining(config: SemGenConfig, store_uri: str, manifest_path: str, ou
             name=RUN_NAME, storage_path=storage,
             failure_config=FailureConfig(max_failures=t.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=t.keep_checkpoints,
-                                               checkpoint_score_attribute="val_loss",
+                                               checkpoint_score_attribute="select_loss",
                                                checkpoint_score_order="min")),
         datasets={"train": data.train, "val": data.val},
+        dataset_config=DataConfig(execution_options=ingest),
     )
-    t0 = time.perf_counter()
-    result = trainer.fit()
-    seconds = time.perf_counter() - t0
+    try:
+        t0 = time.perf_counter()
+        result = trainer.fit()
+        seconds = time.perf_counter() - t0
+        return _finish(config, cfg, data, result, seconds, store_uri, manifest_path, out, storage, gpu, log)
+    finally:
+        ray.kill(clock)
+
+
+def _finish(config: SemGenConfig, cfg: dict, data, result, seconds: float, store_uri: str, manifest_path: str,
+            out: Path, storage: str, gpu: bool, log) -> dict:
+    """Export the best joint-phase weights, write the report and ``train.json``; returns the record."""
+    from semgen_ray.models import build_model, export_weights
+    from semgen_ray.train.checkpoints import STATE_FILE
+    from semgen_ray.train.report import write_report
+
+    t = config.train
     if result.error is not None:
         raise PretrainError(f"pretraining failed: {result.error}") from result.error
     if result.checkpoint is None:
@@ -176,13 +206,15 @@ def run_pretraining(config: SemGenConfig, store_uri: str, manifest_path: str, ou
                         "pattern_manifest_config_hash": data.config_hash,
                         "discovery": manifest_metadata(manifest_path),
                         "training_config": to_dict(config), "checkpoint": best.path,
-                        "best_val_loss": state["best_val_loss"], "steps": state["step"]}}
+                        "best_val_loss": state["best_val_loss"], "steps": state["step"],
+                        "cls_warmup_epochs": state.get("cls_warmup_epochs", 0)}}
     export_dir = export_weights(model, out / "export", card)
     report = write_report(out / "report", state["history"], model, data.val, config)
     record = {"export": str(export_dir), "report": str(report), "tensorboard": str(out / "tensorboard"),
               "checkpoints": f"{storage}/{RUN_NAME}", "best_checkpoint": best.path,
               "latest_checkpoint": result.checkpoint.path, "steps": state["step"], "epochs": state["epoch"],
               "best_epoch": state["best_epoch"], "best_val_loss": state["best_val_loss"],
+              "cls_warmup_epochs": state.get("cls_warmup_epochs", 0),
               "stopped": state["stopped"], "fit_seconds": round(seconds, 1), "num_classes": data.num_classes,
               "train_cubes": data.train_rows, "val_cubes": data.val_rows, "objective": t.objective,
               "workers": t.num_workers, "nodes": state.get("nodes", []), "gpu": bool(gpu), "resumes": state["log"],

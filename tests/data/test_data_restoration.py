@@ -45,3 +45,28 @@ def test_pairs_through_ray_data(data_ray, store_uri):
     direct = restoration_pairs({"cube": np.stack([by_id[i]["target"][0] for i in sorted(by_id)]),
                                 "box_index": np.array(sorted(by_id))}, preset="sg", run_seed=7)
     assert np.allclose(direct["input"], np.stack([by_id[i]["input"] for i in sorted(by_id)]), atol=1e-6)
+
+
+def test_an_epoch_clock_seeds_each_pass_and_passes_warmup_epochs_through(data_ray):
+    """With an epoch clock the corruption of a pass is that of its epoch (run seed, epoch, sample id):
+    reproducible, new every epoch; warm-up epochs get the uncorrupted cube; ``keep_cube`` keeps it."""
+    import ray
+
+    from semgen_ray.data.epoch_clock import create_epoch_clock, set_epoch
+
+    name, clock = create_epoch_clock()
+    try:
+        batch = _batch()
+        kwargs = {"preset": "mg", "run_seed": 3, "epoch": None, "epoch_clock": name, "warmup_epochs": 1}
+        set_epoch(name, 1)
+        warm = restoration_pairs(dict(batch), **kwargs)
+        assert "input" not in warm and np.array_equal(warm["cube"], batch["cube"])
+        set_epoch(name, 2)
+        second = restoration_pairs(dict(batch), **kwargs)
+        assert np.array_equal(second["input"], restoration_pairs(batch, preset="mg", run_seed=3, epoch=2)["input"])
+        assert "seed" not in second and "cube" not in second
+        set_epoch(name, 3)
+        third = restoration_pairs(dict(batch), **kwargs, keep_cube=True)
+        assert not np.array_equal(third["input"], second["input"]) and np.array_equal(third["cube"], batch["cube"])
+    finally:
+        ray.kill(clock)

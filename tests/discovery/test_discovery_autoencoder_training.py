@@ -54,6 +54,27 @@ def test_train_reports_finite_losses_and_exports_best(trained):
     assert torch.isfinite(emb).all()
 
 
+def test_the_same_seed_trains_the_same_weights(trained, tmp_path):
+    """A second training with the same arguments into another folder exports bit-identical weights.
+
+    Two DDP workers (gloo): the cached volumes keep patient order, each epoch's patient order is
+    seeded, ingest preserves order, so both ranks see the same batches in both runs; a two-rank
+    all-reduce adds two operands (order-independent) and each worker computes with a fixed thread
+    count, so no tolerance is needed on one machine (other machines or thread counts: not promised).
+    """
+    from safetensors.torch import load_file
+
+    from semgen_ray.discovery.autoencoder_training import train_autoencoder
+
+    uri, run_dir, first = trained
+    again = train_autoencoder(uri, IDS[:4], IDS[4:], MODEL, SHAPE, batch_size=2, lr=1e-3, max_epochs=2,
+                              patience=5, num_workers=2, run_dir=tmp_path / "run", seed=0)
+    assert again["history"] == first["history"]
+    wa = load_file(str(Path(first["model_dir"]) / "model.safetensors"))
+    wb = load_file(str(Path(again["model_dir"]) / "model.safetensors"))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
 @pytest.mark.slow
 def test_resume_continues_from_latest_checkpoint(trained):
     """Same run_dir and name: continues from the latest checkpoint (one worker, bf16 autocast this time)."""

@@ -43,6 +43,9 @@ def test_discover_writes_a_valid_manifest_montages_and_record(tmp_path, ten_phan
         assert first["patient_id"] == first["reference_id"]
     record = json.loads((tmp_path / "run" / "discovery.json").read_text())
     assert record["index"]["method"] == "exact" and len(record["classes"]) == 2
+    purity = record["habitus_purity"]  # phantoms carry their body-type cluster
+    assert {"purity", "chance", "chance_selected", "all_references"} <= set(purity)
+    assert 0 <= purity["chance"] < 1 and 0 <= purity["all_references"]["purity"] <= 1
     assert (tmp_path / "run" / "montages" / "class_000.png").stat().st_size > 1000
     assert (tmp_path / "run" / "neighbour_distances.png").is_file()
 
@@ -89,3 +92,18 @@ def test_discover_with_a_pca_hnsw_index_records_it(tmp_path, ten_phantoms):
     assert 0 <= record["recall"]["recall_at_k"] <= 1 and record["recall"]["k"] == 3
     index = EmbeddingIndex.load(run / "index_train")
     assert index.pca_dim == 4 and index.dim == full["embedding"]["dim"] > 4
+
+
+def test_habitus_purity_chance_is_that_of_random_neighbours_from_the_pool():
+    """Chance = mean over references of (n_c - 1) / (N - 1) in the pool, not the squared cluster
+    shares of the selected patients (which rise with the purity itself)."""
+    from semgen_ray.discovery.run import habitus_purity
+
+    class Store:
+        def meta(self, pid):
+            return {"extra": {"habitus": int(pid[1])}}
+
+    pool = [f"p{c}{i}" for c in range(4) for i in range(5)]  # 4 clusters of 5
+    perfect = habitus_purity(Store(), ["p00", "p10"], [["p00", "p01", "p02"], ["p10", "p11", "p12"]], pool=pool)
+    assert perfect["purity"] == 1.0 and perfect["chance"] == pytest.approx(4 / 19, abs=1e-4)
+    assert perfect["chance_selected"] == 0.5  # two clusters among the selected: inflated

@@ -1,6 +1,7 @@
 """Pretraining with Ray Train + DeepSpeed on CPU (local Ray, tiny sizes, 2 workers over gloo)."""
 
 import json
+from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
@@ -24,6 +25,7 @@ def test_two_workers_zero2_bf16_learn_export_and_report(train_store, train_manif
                ["train.max_epochs=3", "train.lr=0.003", "train.corrupt_on=device"])
     hist = rec["history"]
     assert [h["epoch"] for h in hist] == [1, 2, 3] and rec["workers"] == 2
+    assert [h["phase"] for h in hist] == ["joint"] * 3 and rec["cls_warmup_epochs"] == 0  # no warm-up: as before
     assert hist[-1]["val_rec_loss"] < hist[0]["val_rec_loss"]
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]
     assert all(0 <= h["data_wait_fraction"] <= 1 and h["cubes_per_s"] > 0 for h in hist)
@@ -65,7 +67,7 @@ def test_a_killed_worker_costs_only_the_steps_since_the_last_checkpoint(train_st
 
 
 @pytest.mark.parametrize("objective,extra", [
-    ("restoration", ["train.corrupt_on=device"]),
+    ("restoration", ["train.corrupt_on=device", "train.cls_warmup_epochs=1"]),  # no CE: W is ignored
     ("classification", []),
     ("inpainting_classification", []),
 ])
@@ -76,4 +78,60 @@ def test_objectives_run(train_store, train_manifest, tmp_path, objective, extra)
     h = rec["history"][-1]
     assert rec["steps"] == 2 and rec["stopped"] == "max_steps"
     assert (h["train_rec_loss"] > 0) == (objective != "classification")
+    assert h["phase"] == "joint" and rec["cls_warmup_epochs"] == 0
     assert (h["train_cls_loss"] > 0) == (objective != "restoration")
+
+
+def _decoder_and_encoder(weights: dict) -> tuple[dict, dict]:
+    decoder = {k: v for k, v in weights.items() if k.startswith(("up_tr", "out_tr"))}
+    encoder = {k: v for k, v in weights.items() if k.startswith("down_tr") and v.is_floating_point()}
+    assert decoder and encoder
+    return decoder, encoder
+
+
+def test_classification_warmup_then_joint(train_store, train_manifest, tmp_path):
+    """Semantic Genesis §2: W=1 classification-only epoch on uncorrupted cubes, then the joint loss.
+
+    Epoch 1 records phase "warmup" with no restoration loss (the loss is λ_cls·CE alone), epoch 2
+    "joint" with both terms; only the joint epoch can be the best one (the warm-up validation loss is
+    another loss, far smaller, and must not win the comparison).
+    """
+    rec = _run(train_store, train_manifest, tmp_path / "run", ["train.cls_warmup_epochs=1", "train.max_epochs=2"])
+    warm, joint = rec["history"]
+    assert (warm["phase"], joint["phase"]) == ("warmup", "joint") and rec["cls_warmup_epochs"] == 1
+    assert warm["train_rec_loss"] == 0 and warm["val_rec_loss"] == 0
+    assert warm["train_loss"] == pytest.approx(0.01 * warm["train_cls_loss"], rel=1e-6)  # λ_cls = 0.01
+    assert warm["val_loss"] == pytest.approx(0.01 * warm["val_cls_loss"], rel=1e-6)
+    assert joint["train_rec_loss"] > 0 and joint["val_rec_loss"] > 0 and joint["val_loss"] > warm["val_loss"]
+    assert rec["best_epoch"] == 2 and rec["best_val_loss"] == pytest.approx(joint["val_loss"])
+    assert joint["bad_epochs"] == 0 and joint["lr"] == warm["lr"]
+    saved = json.loads((tmp_path / "run" / "train.json").read_text())
+    assert [h["phase"] for h in saved["history"]] == ["warmup", "joint"]
+
+
+def test_warmup_leaves_the_decoder_untouched_and_resumes_mid_warmup(train_store, train_manifest, tmp_path):
+    """W=2: a run stopped after epoch 1 has trained encoder and head only; resumed, it continues the
+    warm-up (epoch 2) and then trains jointly (epoch 3)."""
+    import torch
+
+    from semgen_ray.config import load_config
+    from semgen_ray.models import build_model
+    from semgen_ray.train.trainer import loop_config
+
+    first = _run(train_store, train_manifest, tmp_path / "run", ["train.cls_warmup_epochs=2", "train.max_epochs=1"])
+    assert [h["phase"] for h in first["history"]] == ["warmup"] and first["best_epoch"] == 0
+    state = json.loads((Path(first["latest_checkpoint"]) / "state.json").read_text())
+    assert state["cls_warmup_epochs"] == 2 and state["phase"] == "warmup"  # the next epoch is still warm-up
+    # the loop's initial weights: torch.manual_seed(seed), then the model cast to bf16
+    cfg = loop_config(load_config("cpu-tiny", [*TINY, "train.cls_warmup_epochs=2"]), 2, False, None)
+    torch.manual_seed(0)
+    init = {k: v.to(torch.bfloat16).float() for k, v in build_model(cfg["model"]).state_dict().items()}
+    decoder, encoder = _decoder_and_encoder(load_file(f"{first['export']}/model.safetensors"))
+    for k, v in decoder.items():
+        assert torch.equal(v.to(init[k].dtype), init[k]), k  # weights and BatchNorm statistics unchanged
+    assert any(not torch.equal(v, init[k]) for k, v in encoder.items())
+    again = _run(train_store, train_manifest, tmp_path / "run", ["train.cls_warmup_epochs=2", "train.max_epochs=3"])
+    assert [h["phase"] for h in again["history"]] == ["warmup", "warmup", "joint"]
+    assert [r["epoch"] for r in again["resumes"]] == [1] and again["best_epoch"] == 3
+    decoder, _ = _decoder_and_encoder(load_file(f"{again['export']}/model.safetensors"))
+    assert any(not torch.equal(v.to(init[k].dtype), init[k]) for k, v in decoder.items())
