@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
+import datetime
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -66,6 +69,29 @@ def _values(rows, task, arm, fraction, metric):
     sel = sorted((r for r in rows if r["task"] == task and r["arm"] == arm
                   and abs(r["label_fraction"] - fraction) < 1e-9 and r[metric] is not None), key=lambda r: r["seed"])
     return [r["seed"] for r in sel], [r[metric] for r in sel]
+
+
+def _seconds_from_logs(out: Path) -> dict | None:
+    """Stage wall times of an earlier run from its logs: first time stamp of each log to the next
+    stage's first one, and to the evaluate log's last write."""
+    stamp = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)")
+
+    def first(path: Path):
+        for line in open(path, errors="replace"):
+            m = stamp.match(line)
+            if m:
+                return datetime.datetime.fromisoformat(m.group(1)).timestamp()
+        return None
+
+    logs = out / "pretrain.log", out / "evaluate.log"
+    if not all(p.is_file() for p in logs):
+        return None
+    t0, t1 = first(logs[0]), first(logs[1])
+    if t0 is None or t1 is None:
+        return None
+    end = logs[1].stat().st_mtime
+    return {"pretrain": round(t1 - t0, 1), "evaluate": round(end - t1, 1), "total": round(end - t0, 1),
+            "from": "log time stamps (--no-run)"}
 
 
 def pretext_gates(train: dict, num_classes: int) -> dict:
@@ -138,8 +164,8 @@ def judge(run_dir: Path, num_classes: int) -> dict:
     else:
         decision = "inconclusive (no significant difference from scratch)"
     return {"protocol": PROTOCOL, "gates": gates, "decision": decision,
-            "primary": {"vs_scratch": vs_scratch.__dict__, "vs_restoration": vs_rest.__dict__,
-                        "paired_vs_scratch": paired.__dict__, "collapsed": collapsed,
+            "primary": {"vs_scratch": dataclasses.asdict(vs_scratch), "vs_restoration": dataclasses.asdict(vs_rest),
+                        "paired_vs_scratch": dataclasses.asdict(paired), "collapsed": collapsed,
                         "values": {a["treatment"]: sg, a["control"]: sc, a["restoration"]: re}}}
 
 
@@ -164,6 +190,8 @@ def main(argv=None) -> dict:
             "evaluate": _run([py, "-m", "semgen_ray.evaluate", "--config", args.config, "--run-dir", str(run)],
                              out / "evaluate.log")}
         result["seconds"]["total"] = round(sum(result["seconds"].values()), 1)
+    elif _seconds_from_logs(out):
+        result["seconds"] = _seconds_from_logs(out)
     result.update(judge(run, config.discovery.num_classes))
     for name in ("report.md", "results.csv", "curve.png", "box_classification.png", "box_segmentation.png",
                  "evaluate.json"):
