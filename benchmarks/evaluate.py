@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -47,12 +48,23 @@ def trial_times(run_dir: Path) -> dict:
                              "min_s": round(min(v), 1), "max_s": round(max(v), 1)} for t, v in per_task.items()}}
 
 
+def copy_report(src: Path, dest: Path) -> None:
+    """The report, its figures and the per-trial rows, beside the timing (paths in the report are
+    relative, so the copy reads the same)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in ("report.md", "results.csv", "evaluate.json", "tasks.json", *sorted(p.name for p in src.glob("*.png"))):
+        if (src / f).is_file():
+            shutil.copy(src / f, dest / f)
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run-dir", default="runs/cpu-tiny")
     ap.add_argument("--no-run", action="store_true", help="only read the figures of a finished evaluation")
     ap.add_argument("--set", action="append", default=[], help="config override passed to semgen_ray.evaluate")
     ap.add_argument("--out", default="benchmarks/results/evaluate.json")
+    ap.add_argument("--report-to", default="benchmarks/results/evaluate_cpu_tiny",
+                    help="folder that receives a copy of the report, its figures and the per-trial rows")
     args = ap.parse_args(argv)
     run_dir = Path(args.run_dir)
     result = {"machine": describe(), "run_dir": str(run_dir)}
@@ -69,6 +81,7 @@ def main(argv=None) -> dict:
     result["best"] = summary["best"]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
+    copy_report(run_dir / "evaluate", Path(args.report_to))
     print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=2))
     return result
 
