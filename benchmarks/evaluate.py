@@ -52,7 +52,7 @@ def copy_report(src: Path, dest: Path) -> None:
     """The report, its figures and the per-trial rows, beside the timing (paths in the report are
     relative, so the copy reads the same)."""
     dest.mkdir(parents=True, exist_ok=True)
-    for f in ("report.md", "results.csv", "evaluate.json", "tasks.json", *sorted(p.name for p in src.glob("*.png"))):
+    for f in ("report.md", "results.csv", "evaluate.json", *sorted(p.name for p in src.glob("*.png"))):
         if (src / f).is_file():
             shutil.copy(src / f, dest / f)
 

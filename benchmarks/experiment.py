@@ -194,7 +194,7 @@ def main(argv=None) -> dict:
         result["seconds"] = _seconds_from_logs(out)
     result.update(judge(run, config.discovery.num_classes))
     for name in ("report.md", "results.csv", "curve.png", "box_classification.png", "box_segmentation.png",
-                 "bars_classification.png", "bars_segmentation.png", "evaluate.json", "tasks.json"):
+                 "bars_classification.png", "bars_segmentation.png", "evaluate.json"):
         if (run / "evaluate" / name).is_file():
             shutil.copy(run / "evaluate" / name, out / name)
     shutil.copy(run / "discovery" / "discovery.json", out / "discovery.json")
