@@ -51,7 +51,13 @@ class Progress:
 
     def report(self) -> None:
         self.last_line = self.clock()
-        self.log(self.line())
+        (self.log or print)(self.line())
+
+    def __getstate__(self) -> dict:
+        # Tune pickles its run config, callbacks included, into the experiment folder. The console
+        # function is no part of the state, and ``print`` cannot be pickled once Ray's progress bars
+        # have replaced ``builtins.print`` in the driver (a copy reports through ``print``).
+        return {**self.__dict__, "log": None}
 
     def heartbeat(self) -> None:
         """Report if nothing was reported for ``every_s`` seconds."""

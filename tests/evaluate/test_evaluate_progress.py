@@ -43,6 +43,23 @@ def test_heartbeat_reports_only_after_a_quiet_interval():
 
 
 @pytest.mark.usefixtures("ray_local")
+def test_the_callback_pickles_after_rays_progress_bars_replaced_print(monkeypatch):
+    """Tune pickles its callbacks; Ray's tqdm patch swaps ``builtins.print`` in the driver, after which
+    the original ``print`` held as the log function could not be pickled (the no-argument evaluation
+    died there)."""
+    import builtins
+
+    from ray import cloudpickle
+
+    original = builtins.print
+    progress = Progress(4, log=original)
+    monkeypatch.setattr(builtins, "print", lambda *a, **k: original(*a, **k))
+    clone = cloudpickle.loads(cloudpickle.dumps(tune_callback(progress)))
+    assert clone is not None
+    copy = cloudpickle.loads(cloudpickle.dumps(progress))
+    assert copy.total == 4 and copy.log is None and progress.log is original
+
+
 def test_a_real_tune_run_reports_every_trial(tmp_path):
     from ray import tune
 
