@@ -13,7 +13,7 @@ import sys
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m semgen_ray.discover", description=__doc__.splitlines()[0])
     p.add_argument("--store", required=True, help="volume store path or fsspec URI")
-    p.add_argument("--out", required=True, help="output directory for the discovery artefacts")
+    p.add_argument("--out", required=True, help="output folder or URI (s3://…) for the discovery artefacts")
     p.add_argument("--config", help="preset (paper, cpu-tiny, cpu-small) or YAML file; default cpu-tiny")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override such as discovery.num_classes=50 (repeatable)")
@@ -34,13 +34,15 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     from semgen_ray.discovery.run import DiscoveryError, run_discovery
+    from semgen_ray.runfolder import RunFolderError
+    from semgen_ray.gpus import GpuUnavailableError
     from semgen_ray.runtime import init_ray
 
     owns_ray = not ray.is_initialized()
     init_ray(config.ray)
     try:
         record = run_discovery(config, args.store, args.out, force=args.force)
-    except DiscoveryError as err:
+    except (DiscoveryError, GpuUnavailableError, RunFolderError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     finally:

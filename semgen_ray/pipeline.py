@@ -1,7 +1,9 @@
 """The stage chain behind ``python -m semgen_ray.pretrain`` (ARCHITECTURE.md, "The pipeline").
 
 Stages read the previous stage's artefact and write their own under the run directory, and skip
-work whose artefact is already there. Stages in this release:
+work whose artefact is already there. The run directory and the store are local paths or fsspec URIs
+(``s3://``, ``gs://``, ``file://``) alike (:mod:`semgen_ray.runfolder`); a URI's bucket and
+credentials are checked before any stage runs. Stages in this release:
 
 - ``data``: make sure the volume store exists. A run-local store (``store.uri`` relative to the run
   directory, the default) is filled with the built-in phantom cohort (``config.phantoms``); a store
@@ -27,8 +29,6 @@ work whose artefact is already there. Stages in this release:
 
 from __future__ import annotations
 
-import json
-import os
 import posixpath
 import time
 from dataclasses import replace
@@ -57,10 +57,9 @@ def resolve(run_dir: str, uri: str) -> str:
 
 
 def _write_json(uri: str, data: dict) -> None:
-    import fsspec
+    from semgen_ray import runfolder
 
-    with fsspec.open(uri, "w") as f:
-        json.dump(data, f, indent=2)
+    runfolder.write_json(uri, data)
 
 
 def stage_data(config: SemGenConfig, log=print, force: bool = False) -> dict:
@@ -168,8 +167,6 @@ def stage_discover(config: SemGenConfig, log=print, force: bool = False) -> dict
 
     uri = resolve(config.run_dir, config.store.uri)
     out = resolve(config.run_dir, "discovery")
-    if "://" in out:
-        raise StageError(f"the discover stage writes to a local or mounted run directory, not {out}")
     try:
         record = run_discovery(config, uri, out, log=log, force=force)
     except DiscoveryError as err:
@@ -180,6 +177,7 @@ def stage_discover(config: SemGenConfig, log=print, force: bool = False) -> dict
 
 def stage_train(config: SemGenConfig, log=print, force: bool = False) -> dict:
     """Pretraining on the discovery's pattern manifest into ``run_dir/train``."""
+    from semgen_ray import runfolder
     from semgen_ray.config import to_dict
     from semgen_ray.discovery.manifest import config_hash
     from semgen_ray.train import PretrainError, run_pretraining
@@ -187,17 +185,15 @@ def stage_train(config: SemGenConfig, log=print, force: bool = False) -> dict:
     uri = resolve(config.run_dir, config.store.uri)
     manifest = resolve(config.run_dir, "discovery/patterns.parquet")
     out = resolve(config.run_dir, "train")
-    if "://" in out:
-        raise StageError(f"the train stage writes its report to a local or mounted run directory, not {out}")
-    if not os.path.isfile(manifest):
+    if not runfolder.isfile(manifest):
         raise StageError(f"no pattern manifest at {manifest}: run the discover stage first")
-    key = config_hash({}, {"train": to_dict(config.train), "model": to_dict(config.model),
+    train_settings = {k: v for k, v in to_dict(config.train).items() if k != "use_gpu"}  # not the result's
+    key = config_hash({}, {"train": train_settings, "model": to_dict(config.model),
                            "data": to_dict(config.data), "seed": config.seed,
-                           "manifest": os.path.getmtime(manifest)})
-    done_path = os.path.join(out, "train.json")
-    if not force and os.path.isfile(done_path):
-        with open(done_path) as f:
-            done = json.load(f)
+                           "manifest": runfolder.sha256(manifest)})  # content: mtimes do not travel
+    done_path = runfolder.join(out, "train.json")
+    done = None if force else runfolder.read_json(done_path)
+    if done:
         if done.get("key") == key:
             log(f"[train] {out} already holds this pretraining; reusing it (--force redoes it)")
             return {k: done[k] for k in ("export", "report", "best_val_loss", "steps", "epochs")} | {"reused": True}
@@ -216,8 +212,6 @@ def stage_evaluate(config: SemGenConfig, log=print, force: bool = False) -> dict
     from semgen_ray.evaluate.run import EvaluationError, run_evaluation
     from semgen_ray.train import PretrainError
 
-    if "://" in config.run_dir:
-        raise StageError(f"the evaluate stage needs a local or mounted run directory, not {config.run_dir}")
     try:
         record = run_evaluation(config, log=log, force=force)
     except (EvaluationError, PretrainError) as err:
@@ -232,19 +226,24 @@ RUNNERS = {"data": stage_data, "stream": stage_stream, "discover": stage_discove
 def run_pipeline(config: SemGenConfig, stages: tuple[str, ...] = DEFAULT_STAGES, log=print,
                  force: bool = False) -> dict:
     """Run ``stages`` in order and return ``{stage: summary}``; Ray is started or joined once."""
+    from semgen_ray import runfolder
     from semgen_ray.runtime import init_ray
 
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise StageError(f"unknown stage(s) {unknown}; available: {list(STAGES)}")
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(config.run_dir)
-    fs.makedirs(path, exist_ok=True)
+    try:  # a local folder is created; a URI's bucket and credentials are checked, never created
+        runfolder.prepare(config.run_dir)
+        runfolder.check_readable(resolve(config.run_dir, config.store.uri))  # not "no patients" later
+    except runfolder.RunFolderError as err:
+        raise StageError(str(err)) from err
     init_ray(config.ray)
     results = {}
     for stage in stages:
         t0 = time.perf_counter()
-        results[stage] = RUNNERS[stage](config, log=log, force=force)
+        try:
+            results[stage] = RUNNERS[stage](config, log=log, force=force)
+        except runfolder.RunFolderError as err:  # storage trouble mid-run (e.g. credentials expired)
+            raise StageError(f"{stage}: {err}") from err
         log(f"[{stage}] done in {time.perf_counter() - t0:.1f} s")
     return results

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,27 +18,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="preset (paper, cpu-tiny, cpu-small) or YAML file; default cpu-tiny")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override such as train.lr=3e-4 (repeatable)")
-    p.add_argument("--run-dir", help="where artefacts go (overrides run_dir)")
-    p.add_argument("--store", help="volume store to use (overrides store.uri)")
+    p.add_argument("--run-dir", help="where artefacts go: a folder or a URI such as s3://bucket/run "
+                                     "(overrides run_dir)")
+    p.add_argument("--store", help="volume store to use: a path or a URI (overrides store.uri)")
     p.add_argument("--stages", default=",".join(DEFAULT_STAGES),
                    help=f"comma-separated stages to run, in order, from {','.join(STAGES)} "
                         f"(default {','.join(DEFAULT_STAGES)})")
     p.add_argument("--force", action="store_true", help="redo stages whose artefacts already exist")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue the stopped run in RUN_DIR with the config it was started with "
-                        "(RUN_DIR/config.yaml; --set still applies on top, e.g. train.max_epochs=...)")
+                        "(RUN_DIR/config.yaml; RUN_DIR a folder or a URI; --set still applies on top, "
+                        "e.g. train.max_epochs=...)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from semgen_ray import runfolder
     from semgen_ray.config import ConfigError, load_config, to_dict
     from semgen_ray.pipeline import StageError, resolve, run_pipeline
 
     overrides = list(args.set)
-    if args.resume:
-        saved = Path(args.resume) / "config.yaml"
-        if not saved.is_file():
+    saved = None
+    if args.resume:  # a local run folder or a URI (s3://…): the config is read from there
+        saved = runfolder.join(args.resume, "config.yaml")
+        try:
+            runfolder.check_readable(saved)
+            found = runfolder.isfile(saved)
+        except runfolder.RunFolderError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        if not found:
             print(f"error: nothing to resume: {saved} does not exist (a run writes it when it starts)",
                   file=sys.stderr)
             return 2
@@ -47,30 +56,37 @@ def main(argv: list[str] | None = None) -> int:
             print("error: --resume takes the run's own config; it cannot be combined with --config or --force",
                   file=sys.stderr)
             return 2
-        args.config = str(saved)
         overrides.append(f"run_dir={args.resume}")
     if args.run_dir:
         overrides.append(f"run_dir={args.run_dir}")
     if args.store:
         overrides.append(f"store.uri={args.store}")
     try:
-        config = load_config(args.config, overrides)
+        if saved:
+            with runfolder.local_copy(saved) as local:
+                config = load_config(local, overrides)
+        else:
+            config = load_config(args.config, overrides)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    import fsspec
     import ray
     import yaml
 
+    from semgen_ray.gpus import GpuUnavailableError
+
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
-    fs, run_path = fsspec.core.url_to_fs(config.run_dir)
-    fs.makedirs(run_path, exist_ok=True)
-    with fsspec.open(resolve(config.run_dir, "config.yaml"), "w") as f:  # what --resume reads
-        yaml.safe_dump(to_dict(config), f, sort_keys=False)
+    try:  # a local folder is created; a URI's bucket and credentials are checked first
+        runfolder.prepare(config.run_dir)
+    except runfolder.RunFolderError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    # what --resume reads (URIs and options only: credentials never enter a config)
+    runfolder.write_text(resolve(config.run_dir, "config.yaml"), yaml.safe_dump(to_dict(config), sort_keys=False))
     owns_ray = not ray.is_initialized()
     try:
         results = run_pipeline(config, stages, force=args.force)
-    except StageError as err:
+    except (StageError, GpuUnavailableError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     finally:

@@ -21,6 +21,9 @@ _LOCAL_ENV = {
 def init_ray(config: RayConfig | None = None, quiet: bool = True):
     """Start (local) or join (cluster) Ray unless it is already running; returns the ``ray`` module.
 
+    A running session is reused as it is, with a ``RuntimeWarning`` naming every setting of
+    ``config`` it does not have (Ray cannot change them without a restart).
+
     ``quiet`` keeps worker logs and Ray Data's per-dataset INFO lines off the console (they stay in
     the session's log directory).
     """
@@ -28,6 +31,7 @@ def init_ray(config: RayConfig | None = None, quiet: bool = True):
 
     config = config or RayConfig()
     if ray.is_initialized():
+        _warn_if_different(config)
         return ray
     address = config.address or os.environ.get("RAY_ADDRESS")
     if address:
@@ -53,3 +57,38 @@ def init_ray(config: RayConfig | None = None, quiet: bool = True):
     if quiet:
         logging.getLogger("ray.data").setLevel(logging.WARNING)
     return ray
+
+
+def _warn_if_different(config: RayConfig) -> None:
+    """Warn that the running Ray session is reused without ``config``'s settings, naming those that differ."""
+    import warnings
+
+    differences = session_differences(config)
+    if differences:
+        warnings.warn("Ray is already running and is reused as it is, without this RayConfig's "
+                      + ", ".join(differences) + " (call ray.shutdown() first to apply them)",
+                      RuntimeWarning, stacklevel=3)
+
+
+def session_differences(config: RayConfig) -> list[str]:
+    """What ``config`` asks for that the running Ray session does not have, as ``"asked (running: …)"``.
+
+    Joining a cluster (an address) compares the address; a local instance compares ``num_cpus`` and
+    ``object_store_mb`` (what ``ray.init`` would have been given). ``auto`` and ``ray://`` addresses
+    cannot be compared with the session's GCS address and are not.
+    """
+    import ray
+
+    address = config.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        running = ray.get_runtime_context().gcs_address
+        comparable = address != "auto" and "://" not in address
+        return [f"address={address!r} (running: {running})"] if comparable and address != running else []
+    resources = ray.cluster_resources()
+    found = []
+    if config.num_cpus is not None and resources.get("CPU") != config.num_cpus:
+        found.append(f"num_cpus={config.num_cpus} (running: {resources.get('CPU', 0):g})")
+    store_mb = resources.get("object_store_memory", 0) / 2**20
+    if round(store_mb) != config.object_store_mb:
+        found.append(f"object_store_mb={config.object_store_mb} (running: {store_mb:.0f})")
+    return found

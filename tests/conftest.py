@@ -59,3 +59,26 @@ def _make_phantom_store(path: Path, n: int = 6, shape=(64, 64, 32)) -> str:
 def make_phantom_store():
     """``make_phantom_store(path, n=6, shape=(64, 64, 32))``: phantoms straight into a store (no Ray)."""
     return _make_phantom_store
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """An S3-API server on 127.0.0.1 for the session (tests/s3_server.py), stopped at the end."""
+    from s3_server import S3Server
+
+    server = S3Server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch):
+    """:func:`s3_server` with its endpoint and fake credentials in this process's environment, and no
+    cached s3fs client from before (they read the environment when created)."""
+    import fsspec
+
+    for key, value in s3_server.env.items():
+        monkeypatch.setenv(key, value)
+    fsspec.get_filesystem_class("s3").clear_instance_cache()
+    yield s3_server
+    fsspec.get_filesystem_class("s3").clear_instance_cache()

@@ -59,6 +59,7 @@ def test_pretrain_refuses_a_corruption_that_does_not_fit_the_cube(tmp_path, caps
     assert "train.corruption does not fit (32, 32, 8) cubes" in capsys.readouterr().err
 
 
+#: the smallest whole chain (also submitted as a Ray job in tests/test_job_submit.py)
 CHAIN = ["phantoms.n=8", "phantoms.shape=[64, 64, 32]", "model.width=4", "data.volume_shape=[32, 32, 16]",
          "data.cube_size=[16, 16, 8]", "discovery.num_classes=2", "discovery.k_train=3", "discovery.k_val=1",
          "discovery.border_xy=4", "discovery.border_z=2", "discovery.min_patch=12", "discovery.max_patch=20",
@@ -66,25 +67,8 @@ CHAIN = ["phantoms.n=8", "phantoms.shape=[64, 64, 32]", "model.width=4", "data.v
          "train.num_workers=1", "train.max_steps=2", "train.corruption_overrides={paint_margin: 1}"]
 
 
-def test_pretrain_runs_the_whole_chain_and_skips_finished_stages(tmp_path, capsys):
-    """phantoms → discovery → pretraining → export → report at the smallest size, then a no-op re-run."""
-    args = ["--run-dir", str(tmp_path / "run"), *[a for s in CHAIN for a in ("--set", s)]]
-    assert main(args) == 0
-    out = capsys.readouterr().out
-    run = tmp_path / "run"
-    assert (run / "discovery" / "patterns.parquet").is_file()
-    record = json.loads((run / "train" / "train.json").read_text())
-    assert record["steps"] == 2 and record["export"] == str(run / "train" / "export")
-    assert (run / "train" / "export" / "model.safetensors").is_file()
-    assert (run / "train" / "report" / "loss_curves.png").is_file()
-    assert "weights and model card:" in out
-    assert "model card:" in out
-    assert main(args) == 0  # everything is there: nothing is redone
-    out = capsys.readouterr().out
-    assert "already holds this discovery" in out and "already holds this pretraining" in out
-    # --resume continues from the run's own config and last checkpoint, here to a later step cap
-    assert main(["--resume", str(run), "--set", "train.max_steps=4"]) == 0
-    record = json.loads((run / "train" / "train.json").read_text())
-    assert record["steps"] == 4 and [r["resumed_at_step"] for r in record["resumes"]] == [2]
+def test_resume_of_a_folder_without_a_run_is_refused(tmp_path, capsys):
+    # the whole chain, its reuse of finished stages and --resume run end to end in
+    # tests/cluster/test_object_store_run.py (run folder and store on an S3 server)
     assert main(["--resume", str(tmp_path / "nothing")]) == 2
     assert "nothing to resume" in capsys.readouterr().err

@@ -41,3 +41,25 @@ def test_local_mode_listens_on_loopback_only():
     assert any("dashboard" in name or "python" in name for name in listening)  # the dashboard/job server
     public = {name: ips for name, ips in listening.items() if any(ip not in ("127.0.0.1", "::1", "::ffff:127.0.0.1") for ip in ips)}
     assert not public, f"listening beyond loopback: {public}"
+
+
+@pytest.mark.usefixtures("ray_local")
+@pytest.mark.parametrize("asked,named", [
+    ({"num_cpus": 2, "object_store_mb": 512}, ["num_cpus=2 (running: 4)", "object_store_mb=512 (running: 256)"]),
+    ({"address": "10.9.8.7:6379"}, ["address='10.9.8.7:6379' (running: 127.0.0.1:"]),
+])
+def test_a_running_session_is_reused_with_a_warning_naming_what_differs(asked, named):
+    """ray_local runs 4 CPUs and a 256 MB object store: a RayConfig asking for else cannot apply."""
+    import warnings
+
+    from semgen_ray.config import RayConfig
+    from semgen_ray.runtime import init_ray
+
+    with pytest.warns(RuntimeWarning, match="already running") as caught:
+        ray = init_ray(RayConfig(**asked))
+    assert ray.is_initialized()
+    message = " ".join(str(w.message) for w in caught)
+    assert all(part in message for part in named), message
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        init_ray(RayConfig(num_cpus=4, object_store_mb=256))  # what is running: reused silently

@@ -33,6 +33,16 @@ def _choice(name: str, value, choices) -> None:
     _require(value in choices, f"{name} must be one of {list(choices)}, got {value!r}")
 
 
+def _use_gpu(section, name: str) -> None:
+    """Normalise ``section.use_gpu`` (true / false / auto; ``None`` is the earlier spelling of auto)."""
+    from semgen_ray.gpus import normalise_use_gpu
+
+    try:
+        object.__setattr__(section, "use_gpu", normalise_use_gpu(section.use_gpu))
+    except ValueError as err:
+        raise ConfigError(f"{name}: {err}") from err
+
+
 @dataclass(frozen=True)
 class StoreConfig:
     """Where the volume store lives and how new arrays are chunked and compressed.
@@ -167,6 +177,9 @@ class DiscoveryConfig:
         ae_epochs, ae_batch_size, ae_lr, ae_patience: the auto-encoder's training (SPEC.md §1.3:
             up to 10,000 epochs, batch 8, Adam 1e-3, early stopping after 50 epochs).
         ae_workers: Ray Train workers for the auto-encoder.
+        use_gpu: ``auto`` (GPUs when the cluster has or can scale up GPU nodes), ``true`` (wait for
+            them, then fail) or ``false``: the auto-encoder's training and the embedding
+            (:mod:`semgen_ray.gpus`).
     """
 
     num_classes: int = 44
@@ -195,8 +208,10 @@ class DiscoveryConfig:
     ae_lr: float = 1e-3
     ae_patience: int = 50
     ae_workers: int = 1
+    use_gpu: str | bool | None = "auto"  # normalised to "auto" | "true" | "false"
 
     def __post_init__(self) -> None:
+        _use_gpu(self, "discovery.use_gpu")
         for name in ("num_classes", "k_train", "k_val", "max_tries", "hnsw_m", "hnsw_ef_construction",
                      "hnsw_ef", "ae_epochs", "ae_batch_size", "ae_patience", "ae_workers"):
             _require(getattr(self, name) >= 1, f"discovery.{name} must be >= 1")
@@ -302,7 +317,8 @@ class TrainConfig:
         fixed_val_corruption: corrupt the validation cubes the same way all run (default; a steady
             early-stopping signal) or, ``False``, redraw them each epoch as the reference does.
         checkpoint_every: also checkpoint every this many optimizer steps (0: only at epoch ends).
-        keep_checkpoints: checkpoints kept by Ray Train (the latest ones).
+        keep_checkpoints: how many of the best epoch-end checkpoints (joint-phase validation loss)
+            Ray Train keeps; the latest checkpoint, mid-epoch or not, is always kept too (resuming).
         max_failures: Ray Train ``FailureConfig`` retries of a failed run (from its last checkpoint).
             A lost node is such a failure: the retry waits until ``num_workers`` workers fit again
             (an autoscaler or a restarted node brings the replacement); the world size stays fixed,
@@ -316,7 +332,9 @@ class TrainConfig:
             epochs of the classification loss alone on uncorrupted cubes before the joint loss
             (0: joint from the start; objectives without a classification loss ignore it).
         cpus_per_worker: logical CPUs per Train worker (0.5 leaves Ray Data a budget on a small node).
-        use_gpu: ``None``: GPUs when the cluster has them.
+        use_gpu: ``auto`` (one GPU per worker when the cluster has or can scale up GPU nodes),
+            ``true`` (wait for them up to ``ray.gpu_wait_s``, then fail) or ``false``
+            (:mod:`semgen_ray.gpus`).
         shuffle_buffer: rows of the per-worker local shuffle buffer (crops arrive grouped by patient).
         storage_path: where Ray Train keeps checkpoints (the run is ``<storage_path>/pretrain``):
             relative to the train stage's folder (``<run_dir>/train``), an absolute path, or an
@@ -350,7 +368,7 @@ class TrainConfig:
     max_steps: int = 0
     cls_warmup_epochs: int = 0
     cpus_per_worker: float = 0.5
-    use_gpu: bool | None = None
+    use_gpu: str | bool | None = "auto"  # normalised to "auto" | "true" | "false"
     shuffle_buffer: int = 256
     storage_path: str = "checkpoints"
 
@@ -369,6 +387,7 @@ class TrainConfig:
         _require(self.max_failures >= -1, "train.max_failures must be >= -1 (-1: retry forever)")
         _choice("train.placement", self.placement, ("PACK", "SPREAD", "STRICT_SPREAD", "STRICT_PACK"))
         _require(self.cpus_per_worker > 0, "train.cpus_per_worker must be positive")
+        _use_gpu(self, "train.use_gpu")
         _require(self.shuffle_buffer >= 0, "train.shuffle_buffer must be >= 0")
         _require(bool(self.storage_path), "train.storage_path must not be empty")
         _require("://" in self.storage_path or self.storage_path.startswith("/")
@@ -420,6 +439,8 @@ class EvaluateConfig:
         head: classification head for fine-tuning: ``linear`` (global pooling of the encoder
             output + one linear layer, SPEC.md §6.1) or the pretraining heads ``torch`` / ``keras``.
         cpus_per_trial: CPUs per Tune trial (trials run in parallel as CPUs allow).
+        use_gpu: ``auto`` / ``true`` / ``false`` for the fine-tuning trials (:mod:`semgen_ray.gpus`).
+        gpus_per_trial: GPUs per trial when on GPUs (a fraction shares a GPU between trials).
         target_store: a labelled store for the target tasks; empty: a phantom cohort of
             ``target_patients`` generated with ``target_seed`` (a different cohort seed from
             pretraining, so no pretraining patient is ever a target patient).
@@ -460,6 +481,8 @@ class EvaluateConfig:
     per_task: dict = field(default_factory=dict)
     head: str = "linear"
     cpus_per_trial: float = 1.0
+    use_gpu: str | bool | None = "auto"  # normalised to "auto" | "true" | "false"
+    gpus_per_trial: float = 1.0
     target_store: str = ""
     target_patients: int = 32
     target_seed: int = 1000
@@ -510,6 +533,8 @@ class EvaluateConfig:
         _require(0.5 < self.max_shortcut_auc <= 1, "evaluate.max_shortcut_auc must be in (0.5, 1]")
         _require(0 < self.gate_auc <= 1 and 0 < self.gate_dice <= 1, "evaluate.gate_auc and gate_dice must be in (0, 1]")
         _require(self.cpus_per_trial > 0, "evaluate.cpus_per_trial must be positive")
+        _require(self.gpus_per_trial > 0, "evaluate.gpus_per_trial must be positive")
+        _use_gpu(self, "evaluate.use_gpu")
         _require(self.target_patients >= 3, "evaluate.target_patients must be >= 3 (train, val, test)")
         _require(self.min_voxels >= 1 and self.negatives_per_positive >= 1,
                  "evaluate.min_voxels and negatives_per_positive must be >= 1")
@@ -528,6 +553,8 @@ class RayConfig:
             ``127.0.0.1:dashboard_port``; off by default (it adds start-up time). A cluster's
             dashboard is set up by ``ray start`` / ``ray up``.
         dashboard_port: its port (8265).
+        gpu_wait_s: how long a stage that needs GPUs waits for them (autoscaling GPU nodes take
+            minutes to start) before it fails.
     """
 
     address: str | None = None
@@ -535,8 +562,10 @@ class RayConfig:
     object_store_mb: int = 512
     dashboard: bool = False
     dashboard_port: int = 8265
+    gpu_wait_s: float = 900.0
 
     def __post_init__(self) -> None:
+        _require(self.gpu_wait_s >= 0, "ray.gpu_wait_s must be >= 0")
         _require(self.num_cpus is None or self.num_cpus >= 1, "ray.num_cpus must be >= 1")
         _require(self.object_store_mb >= 64, "ray.object_store_mb must be >= 64")
 

@@ -158,7 +158,7 @@ def train_autoencoder(store_uri: str, patient_ids_train: Sequence[str], patient_
                       max_epochs: int = 10000, patience: int = 50, num_workers: int = 1,
                       run_dir: str | os.PathLike = "runs/autoencoder", seed: int = 0, precision: str = "fp32",
                       *, name: str = "autoencoder_train", cpus_per_worker: float = 0.5,
-                      use_gpu: bool | None = None, lr_patience: int | None = None, read_cpus: float = 1.0,
+                      use_gpu: bool | str = "auto", gpu_wait_s: float = 900.0, lr_patience: int | None = None, read_cpus: float = 1.0,
                       cache: bool = True, ray_config=None) -> dict:
     """Train the auto-encoder with Ray Train and export the best model (by validation loss).
 
@@ -175,12 +175,15 @@ def train_autoencoder(store_uri: str, patient_ids_train: Sequence[str], patient_
         patience: early-stopping patience on the validation loss (50); the LR-plateau patience is
             ``lr_patience`` or ``round(0.4 × patience)``.
         num_workers: Ray Train workers (DDP when > 1).
-        run_dir: Ray Train ``storage_path``; the export goes to ``run_dir/autoencoder``.
+        run_dir: Ray Train ``storage_path``, a local path or a URI (``s3://…``); the export goes to
+            ``run_dir/autoencoder``.
         seed: worker ``r`` seeds torch with ``seed + r``; the per-epoch patient order derives from it.
         precision: ``fp32`` or ``bf16`` (autocast; the loss is computed in fp32).
         name: the Ray Train run name (the run is ``run_dir/name``); reuse it to resume.
         cpus_per_worker: logical CPUs per Train worker (0.5 leaves Ray Data a budget on 2 cores).
-        use_gpu: default ``torch.cuda.is_available()``.
+        use_gpu: a decision (``True`` / ``False``) or a setting (``auto`` / ``true`` / ``false``) that
+            :func:`semgen_ray.gpus.decide_gpus` resolves from the cluster, waiting up to
+            ``gpu_wait_s`` for required GPUs (never the driver's own CUDA: a head node has none).
         read_cpus: CPUs per read task of ``read_volumes``.
         cache: materialise the resized volumes once in the object store (``N × prod(shape) × 4``
             bytes, ~4 MiB per scan at 128×128×64) instead of re-reading every epoch.
@@ -211,15 +214,20 @@ def train_autoencoder(store_uri: str, patient_ids_train: Sequence[str], patient_
 
     from semgen_ray.data.volumes import read_volumes
     from semgen_ray.models import export_weights, load_weights
+    from semgen_ray.gpus import decide_gpus
     from semgen_ray.runtime import init_ray
 
     init_ray(ray_config)
     shape = tuple(int(s) for s in volume_shape)
     model_kwargs = dict(model_kwargs or {})
     _build(model_kwargs)  # validate the model options in the driver, before starting workers
-    gpu = torch.cuda.is_available() if use_gpu is None else bool(use_gpu)
-    run_dir = Path(run_dir).resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    gpu = use_gpu if isinstance(use_gpu, bool) else decide_gpus(use_gpu, "discovery", num_workers, gpu_wait_s).use
+    from semgen_ray import runfolder
+
+    remote = runfolder.is_remote(run_dir)
+    run_dir = str(run_dir) if remote else str(Path(run_dir).resolve())
+    if not remote:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
 
     def volumes(ids, shuffle: bool):
         ds = read_volumes(store_uri, shape, [str(p) for p in ids], columns=("volume",), num_cpus=read_cpus)
@@ -275,8 +283,10 @@ def train_autoencoder(store_uri: str, patient_ids_train: Sequence[str], patient_
                                             "val_patients": len(patient_ids_val),
                                             "best_val_loss": float(latest["best_val_loss"]),
                                             "checkpoint": best_ckpt.path}}}
-    model_dir = export_weights(model, run_dir / "autoencoder", card)
+    model_dir = runfolder.join(run_dir, "autoencoder")
+    with runfolder.workdir(model_dir) as local:  # written locally, uploaded to a URI run folder
+        export_weights(model, local, card)
     return {"best_checkpoint": best_ckpt.path, "best_epoch": int(latest["best_epoch"]),
             "best_val_loss": float(latest["best_val_loss"]), "history": list(latest["history"]),
             "epochs": int(latest["epoch"]), "stopped_early": latest["bad_epochs"] >= patience,
-            "model_dir": str(model_dir), "run_path": str(run_dir / name)}
+            "model_dir": str(model_dir), "run_path": runfolder.join(run_dir, name)}

@@ -38,10 +38,12 @@ class Embedder:
     def __init__(self, model_dir: str, use_gpu: bool = False) -> None:
         import torch
 
+        from semgen_ray import runfolder
         from semgen_ray.models import load_pretrained
 
         self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
-        self.model = load_pretrained(model_dir).to(self.device).eval()
+        with runfolder.local_copy(model_dir) as local:  # an export on an object store: fetched here
+            self.model = load_pretrained(local).to(self.device).eval()
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
@@ -88,12 +90,14 @@ def embed_patients(store_uri: str, model_dir: str | os.PathLike, volume_shape: S
         EmbeddingError: a non-finite embedding (names the patients) or a missing patient.
         ValueError: ``volume_shape`` differs from the model card's input size.
     """
+    from semgen_ray import runfolder
     from semgen_ray.data.volumes import read_volumes
     from semgen_ray.models import read_card
     from semgen_ray.runtime import init_ray
 
-    model_dir = str(Path(model_dir).resolve())
-    card = read_card(model_dir) or {}
+    model_dir = str(Path(model_dir).resolve()) if not runfolder.is_remote(model_dir) else str(model_dir)
+    with runfolder.local_copy(model_dir) as local:
+        card = read_card(local) or {}
     card_size = (card.get("input") or {}).get("size")
     if volume_shape is None:
         if card_size is None:
@@ -123,8 +127,9 @@ def embed_patients(store_uri: str, model_dir: str | os.PathLike, volume_shape: S
 
 
 def save_embeddings(path: str | os.PathLike, ids: Sequence[str], emb: np.ndarray,
-                    meta: Mapping[str, Any] | None = None) -> Path:
-    """Write embeddings as Parquet (see the module docstring); rows are sorted by patient id.
+                    meta: Mapping[str, Any] | None = None) -> Path | str:
+    """Write embeddings as Parquet (a local path or a URI; see the module docstring); rows are sorted by
+    patient id.
 
     Raises:
         EmbeddingError: length mismatch, duplicate ids or non-finite values.
@@ -149,6 +154,13 @@ def save_embeddings(path: str | os.PathLike, ids: Sequence[str], emb: np.ndarray
     doc = {"dim": int(dim), "count": len(ids), "meta": dict(meta or {})}
     table = pa.table({"patient_id": pa.array(ids, type=pa.string()), "embedding": column})
     table = table.replace_schema_metadata({META_KEY: json.dumps(doc, default=str).encode()})
+    from semgen_ray import runfolder
+
+    if runfolder.is_remote(path):  # an object store: one PUT of the finished file (atomic there)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        runfolder.write_bytes(path, sink.getvalue().to_pybytes())
+        return path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -159,9 +171,12 @@ def save_embeddings(path: str | os.PathLike, ids: Sequence[str], emb: np.ndarray
 
 def load_embeddings(path: str | os.PathLike) -> tuple[list[str], np.ndarray, dict]:
     """Read :func:`save_embeddings`' file: ``(ids, float32 (N, D) embeddings, meta)``."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
+    from semgen_ray import runfolder
+
+    table = pq.read_table(pa.BufferReader(runfolder.read_bytes(path)) if runfolder.is_remote(path) else path)
     raw = (table.schema.metadata or {}).get(META_KEY)
     doc = json.loads(raw) if raw else {}
     ids = [str(p) for p in table.column("patient_id").to_pylist()]

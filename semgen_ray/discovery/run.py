@@ -6,9 +6,10 @@
    K_val validation neighbours, and crop boxes at that coordinate in each (resolutions 1-3);
 4. write the pattern manifest, a montage per class and a distance plot.
 
-Every artefact goes to the output directory; ``discovery.json`` records what was done (method,
-recall, neighbour purity on the phantom cohort, for the class references and for every train patient as
-a reference, against chance, timings per step).
+Every artefact goes to the output directory, a local folder or a URI (:mod:`semgen_ray.runfolder`;
+hnswlib's index and the PNGs are written locally and uploaded); ``discovery.json`` records what was
+done (method, recall, neighbour purity on the phantom cohort, for the class references and for every
+train patient as a reference, against chance, timings per step).
 
 Finished work is reused, keyed by hashes of what produced it: a finished run with the same config
 hash returns its record; otherwise the auto-encoder export (``autoencoder.json``: key of store, splits,
@@ -18,9 +19,7 @@ and only the cheap steps re-run. ``force=True`` redoes everything.
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -85,18 +84,12 @@ def all_reference_purity(store, ids: list[str], emb: np.ndarray, k: int) -> dict
     return habitus_purity(store, list(ids), [[ids[j] for j in row] for row in order], pool=list(ids))
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print, force: bool = False) -> dict:
     """Run self-discovery on ``store_uri`` and write its artefacts to ``out_dir``; returns the record.
 
     Reuses finished work in ``out_dir`` (see the module docstring) unless ``force``.
     """
+    from semgen_ray import runfolder
     from semgen_ray.discovery.autoencoder_training import train_autoencoder
     from semgen_ray.discovery.coordinates import draw_coordinate
     from semgen_ray.discovery.embedding import embed_patients, load_embeddings, save_embeddings
@@ -105,11 +98,20 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print,
     from semgen_ray.discovery.montage import write_distance_plot, write_montage
     from semgen_ray.discovery.neighbours import choose_method, measure_recall, neighbours_for_references
     from semgen_ray.discovery.patterns import class_boxes
+    from semgen_ray.gpus import decide_gpus
+    from semgen_ray.runtime import init_ray
     from semgen_ray.store import open_store
 
     d = config.discovery
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = str(out_dir)  # a local folder or a URI (s3://…): artefacts go through semgen_ray.runfolder
+    try:
+        runfolder.prepare(out)
+    except runfolder.RunFolderError as err:
+        raise DiscoveryError(str(err)) from err
+
+    def at(name: str) -> str:
+        return runfolder.join(out, name)
+
     store = open_store(store_uri)
     train_ids, val_ids = _split_ids(store.manifest_rows())
     if len(train_ids) < d.k_train:
@@ -120,12 +122,13 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print,
                              f"discovery.k_val={d.k_val}: ingest more, change ingest.split_fractions or lower it")
     model_kwargs = {"width": config.model.width, "depth": config.model.depth,
                     "norm": config.model.norm, "skips": d.autoencoder == "unet"}
-    chash = config_hash(to_dict(d), {"cube_size": list(config.data.cube_size), "model": model_kwargs,
+    settings = {k: v for k, v in to_dict(d).items() if k != "use_gpu"}  # where it ran does not change it
+    chash = config_hash(settings, {"cube_size": list(config.data.cube_size), "model": model_kwargs,
                                      "volume_shape": list(config.data.volume_shape),
                                      "seed": config.seed, "store": store_uri,
                                      "patients": [train_ids, val_ids]})
-    done = _read_json(out / "discovery.json")
-    if not force and done and done.get("config_hash") == chash and (out / "patterns.parquet").is_file():
+    done = runfolder.read_json(at("discovery.json"))
+    if not force and done and done.get("config_hash") == chash and runfolder.isfile(at("patterns.parquet")):
         log(f"[discover] {out} already holds this discovery (config hash {chash[:12]}); reusing it")
         return {**done, "reused": True}
     record = {"store": store_uri, "train_patients": len(train_ids), "val_patients": len(val_ids),
@@ -139,34 +142,45 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print,
         t = now
         log(f"[discover] {name}: {record['seconds'][name]} s")
 
-    # 1. auto-encoder + embeddings
-    ae_key = config_hash({k: v for k, v in to_dict(d).items() if k.startswith("ae_")},
+    # 1. auto-encoder + embeddings, on GPUs as discovery.use_gpu decides (asked once, when needed)
+    gpu = None
+
+    def use_gpu() -> bool:
+        nonlocal gpu
+        if gpu is None:
+            init_ray(config.ray)
+            gpu = decide_gpus(d.use_gpu, "discovery", d.ae_workers, config.ray.gpu_wait_s, log)
+            record["gpu_decision"] = gpu.as_dict()
+        return gpu.use
+
+    ae_key = config_hash({k: v for k, v in settings.items() if k.startswith("ae_")},
                          {"model": model_kwargs, "volume_shape": list(config.data.volume_shape),
                           "seed": config.seed, "store": store_uri, "patients": [train_ids, val_ids]})
-    ae = _read_json(out / "autoencoder.json")
-    if force or not ae or ae.get("key") != ae_key or not Path(ae.get("model_dir", "")).is_dir():
+    ae = runfolder.read_json(at("autoencoder.json"))
+    if force or not ae or ae.get("key") != ae_key or not runfolder.exists(ae.get("model_dir") or at("missing")):
         ae = train_autoencoder(
             store_uri, train_ids, val_ids, model_kwargs=model_kwargs,
             volume_shape=config.data.volume_shape, batch_size=d.ae_batch_size, lr=d.ae_lr,
             max_epochs=d.ae_epochs, patience=d.ae_patience, num_workers=d.ae_workers,
-            run_dir=str(out / "autoencoder_run"), seed=config.seed, name=f"autoencoder_{ae_key[:12]}",
+            run_dir=at("autoencoder_run"), seed=config.seed, name=f"autoencoder_{ae_key[:12]}",
+            use_gpu=use_gpu(),
         )
         ae = {"key": ae_key, **{k: v for k, v in ae.items() if k in ("epochs", "best_val_loss", "model_dir")}}
-        (out / "autoencoder.json").write_text(json.dumps(ae, indent=2))
+        runfolder.write_json(at("autoencoder.json"), ae)
     else:
         record["reused_steps"].append("autoencoder")
         log(f"[discover] reusing the trained auto-encoder {ae['model_dir']}")
     record["autoencoder"] = ae
     lap("autoencoder")
-    emb_path = out / "embeddings.parquet"
-    previous = load_embeddings(emb_path) if emb_path.is_file() and not force else None
+    emb_path = at("embeddings.parquet")
+    previous = load_embeddings(emb_path) if not force and runfolder.isfile(emb_path) else None
     if previous and previous[2].get("ae_key") == ae_key and previous[0] == sorted(train_ids + val_ids):
         ids, emb, _ = previous
         record["reused_steps"].append("embedding")
         log(f"[discover] reusing the embeddings {emb_path}")
     else:
         ids, emb = embed_patients(store_uri, ae["model_dir"], config.data.volume_shape,
-                                  patient_ids=train_ids + val_ids)
+                                  patient_ids=train_ids + val_ids, num_gpus=1 if use_gpu() else 0)
         save_embeddings(emb_path, ids, emb, {"model_dir": str(ae["model_dir"]), "ae_key": ae_key})
     spread = float(emb.std(axis=0).max())
     record["embedding"] = {"dim": int(emb.shape[1]), "max_std_across_patients": spread}
@@ -187,7 +201,8 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print,
 
     train_index = EmbeddingIndex.build(emb[tr], train_ids, method=method, pca_dim=pca_dim(len(tr)), **params)
     val_index = EmbeddingIndex.build(emb[va], val_ids, method=method, pca_dim=pca_dim(len(va)), **params)
-    train_index.save(out / "index_train")
+    with runfolder.workdir(at("index_train")) as local:  # hnswlib writes local files
+        train_index.save(local)
     record["index"] = {"method": method, **params}
     if method == "hnsw":
         if d.hnsw_pca_dim:
@@ -242,7 +257,7 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print,
                                            max_offset=d.max_offset, split=split)
             rows += boxes
             dropped += n_dropped
-    manifest_path = out / "patterns.parquet"
+    manifest_path = at("patterns.parquet")
     write_manifest(rows, str(manifest_path), {"config_hash": chash, "store": store_uri,
                                               "index": record["index"], "classes": len(classes)},
                    config_hash=chash)
@@ -254,16 +269,17 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print,
         record["habitus_purity"]["all_references"] = all_reference_purity(store, train_ids, emb[tr], d.k_train)
     lap("patterns")
 
-    # 5. montages
-    for class_id, ((ref, coord), names) in enumerate(zip(classes, neighbour_ids)):
-        crops = []
-        for pid in names[:8]:
-            box = tuple((c, c + s) for c, s in zip(coord, cube))
-            if all(hi <= n for (_, hi), n in zip(box, shapes[pid])):
-                crops.append(store.read(pid, region=box, normalize=True)[0])
-        write_montage(out / "montages" / f"class_{class_id:03d}.png", crops,
-                      title=f"class {class_id}: reference {ref} at {coord}")
-    write_distance_plot(out / "neighbour_distances.png", [list(map(float, x)) for x in tr_dist])
+    # 5. montages (PNGs drawn locally, uploaded to a URI run folder)
+    with runfolder.workdir(out) as local:
+        for class_id, ((ref, coord), names) in enumerate(zip(classes, neighbour_ids)):
+            crops = []
+            for pid in names[:8]:
+                box = tuple((c, c + s) for c, s in zip(coord, cube))
+                if all(hi <= n for (_, hi), n in zip(box, shapes[pid])):
+                    crops.append(store.read(pid, region=box, normalize=True)[0])
+            write_montage(local / "montages" / f"class_{class_id:03d}.png", crops,
+                          title=f"class {class_id}: reference {ref} at {coord}")
+        write_distance_plot(local / "neighbour_distances.png", [list(map(float, x)) for x in tr_dist])
     lap("montages")
-    (out / "discovery.json").write_text(json.dumps(record, indent=2, default=str))
+    runfolder.write_json(at("discovery.json"), record)  # last: it marks the discovery as finished
     return record

@@ -36,10 +36,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import ray
 
+    from semgen_ray import runfolder
     from semgen_ray.evaluate.run import EvaluationError, run_evaluation
+    from semgen_ray.gpus import GpuUnavailableError
     from semgen_ray.runtime import init_ray
     from semgen_ray.train import PretrainError
 
+    try:  # a URI run folder: its bucket and credentials are checked before Ray starts
+        runfolder.prepare(config.run_dir)
+    except runfolder.RunFolderError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     owns_ray = not ray.is_initialized()
     init_ray(config.ray)
     if args.dashboard:
@@ -49,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
     try:
         record = run_evaluation(config, force=args.force)
-    except (EvaluationError, PretrainError) as err:
+    except (EvaluationError, PretrainError, GpuUnavailableError, runfolder.RunFolderError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     finally:

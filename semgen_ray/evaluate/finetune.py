@@ -46,8 +46,11 @@ def _model(model_cfg: dict, task: str, weights: str | None, head: str):
     else:
         model = build_model(cfg, head=None)
     if weights:
+        from semgen_ray import runfolder
+
         # the pretrained head (pseudo-classes) is replaced; every other weight must match
-        load_weights(model, weights, ignore_head=True)
+        with runfolder.local_copy(weights) as local:  # an export on an object store: fetched here
+            load_weights(model, local, ignore_head=True)
     return model
 
 
@@ -67,7 +70,7 @@ def _loss(task: str, out, y):
     return 1 - (2 * (p * t).sum() + 1) / (p.sum() + t.sum() + 1)
 
 
-def _evaluate(model, task: str, x: np.ndarray, y: np.ndarray, batch: int) -> tuple[float, np.ndarray]:
+def _evaluate(model, task: str, x: np.ndarray, y: np.ndarray, batch: int, device="cpu") -> tuple[float, np.ndarray]:
     """(loss over the whole split, predictions), batched, in eval mode without gradients.
 
     The loss equals the one of a single pass over the split: mean cross-entropy, or the soft Dice
@@ -80,7 +83,7 @@ def _evaluate(model, task: str, x: np.ndarray, y: np.ndarray, batch: int) -> tup
     preds, ce, inter, volume = [], 0.0, 0.0, 0.0
     with torch.no_grad():
         for i in range(0, len(x), batch):
-            out = _forward(model, task, torch.from_numpy(x[i:i + batch])).float()
+            out = _forward(model, task, torch.from_numpy(x[i:i + batch]).to(device)).float().cpu()
             if task == "classification":
                 ce += float(F.cross_entropy(out, torch.as_tensor(y[i:i + batch], dtype=torch.long),
                                             reduction="sum"))
@@ -139,7 +142,7 @@ def _settings_check(max_steps: int, eval_every: int, patience: int, lr_patience:
 def run_trial(data, task: str, arm: str, weights: str | None, seed: int, model_cfg: dict, *,
               head: str = "linear", lr: float = 1e-3, batch_size: int = 8, max_steps: int = 400,
               eval_every: int = 20, patience: int = 8, lr_patience: int = 3, label_fraction: float = 1.0,
-              threads: int = 1) -> dict:
+              threads: int = 1, device: str = "cpu") -> dict:
     """Fine-tune ``arm``'s initialisation on ``data`` (a :class:`~semgen_ray.evaluate.tasks.TaskData`).
 
     Training draws batches of ``batch_size`` from a seeded permutation of the training cubes, a new
@@ -161,6 +164,7 @@ def run_trial(data, task: str, arm: str, weights: str | None, seed: int, model_c
         head: classification head, ``linear`` (default), ``torch`` or ``keras``.
         label_fraction: fraction of the training patients used (:func:`~semgen_ray.evaluate.tasks.subsample`).
         threads: torch CPU threads.
+        device: ``cpu`` or ``cuda`` (a trial given a GPU by Ray sees it as ``cuda``).
 
     Returns:
         A row with :data:`ROW_KEYS` (``auc`` for classification; ``dice``, ``iou``, ``mean_iou``
@@ -186,7 +190,7 @@ def run_trial(data, task: str, arm: str, weights: str | None, seed: int, model_c
     tr, va, te = (data.splits[s] for s in ("train", "val", "test"))
     if not (len(tr["x"]) and len(va["x"]) and len(te["x"])):
         raise ValueError(f"{task}: empty split (train/val/test sizes {data.sizes()})")
-    model = _model(model_cfg, task, weights, head)
+    model = _model(model_cfg, task, weights, head).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     # threshold 0: any decrease counts as an improvement, as for the best state and early stopping
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=lr_patience - 1,
@@ -204,15 +208,15 @@ def run_trial(data, task: str, arm: str, weights: str | None, seed: int, model_c
         if len(idx) < smallest:
             continue  # a single-cube remainder: BatchNorm needs more than one sample
         model.train()
-        out = _forward(model, task, torch.from_numpy(tr["x"][idx]))
-        loss = _loss(task, out, torch.as_tensor(tr["y"][idx], dtype=ytype))
+        out = _forward(model, task, torch.from_numpy(tr["x"][idx]).to(device))
+        loss = _loss(task, out, torch.as_tensor(tr["y"][idx], dtype=ytype, device=device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         steps += 1
         if steps % eval_every and steps < max_steps:
             continue
-        val, _ = _evaluate(model, task, va["x"], va["y"], batch_size)
+        val, _ = _evaluate(model, task, va["x"], va["y"], batch_size, device)
         validations += 1
         sched.step(val)
         if val < best:
@@ -224,7 +228,7 @@ def run_trial(data, task: str, arm: str, weights: str | None, seed: int, model_c
                 break
     if best_state is not None:  # None only when every validation loss was NaN: test the last state
         model.load_state_dict(best_state)
-    _, pred = _evaluate(model, task, te["x"], te["y"], batch_size)
+    _, pred = _evaluate(model, task, te["x"], te["y"], batch_size, device)
     row = {"task": task, "arm": arm, "seed": int(seed), "label_fraction": float(label_fraction),
            "val_loss": float(best), "steps": steps, "best_step": best_step, "validations": validations,
            "train_cases": int(n), "test_cases": int(len(te["x"])),

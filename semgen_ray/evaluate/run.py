@@ -27,11 +27,18 @@ class EvaluationError(RuntimeError):
 
 def _abs(run_dir: str, p: str) -> str:
     """``p`` as an absolute path or URI (Tune trials run in their own working directories)."""
-    return p if "://" in p else os.path.abspath(p if p.startswith("/") else os.path.join(run_dir, p))
+    from semgen_ray import runfolder
+
+    if "://" in p:
+        return p
+    if not p.startswith("/") and runfolder.is_remote(run_dir):
+        return runfolder.join(run_dir, p)
+    return os.path.abspath(p if p.startswith("/") else os.path.join(run_dir, p))
 
 
 def arm_weights(config: SemGenConfig, log=print, force: bool = False) -> dict[str, str | None]:
     """Arm name → weights (None for scratch), pretraining missing objective baselines on the way."""
+    from semgen_ray import runfolder
     from semgen_ray.train import run_pretraining
 
     run = config.run_dir
@@ -41,21 +48,21 @@ def arm_weights(config: SemGenConfig, log=print, force: bool = False) -> dict[st
             out[arm] = None
         elif arm in config.evaluate.weights:
             path = _abs(run, str(config.evaluate.weights[arm]))
-            if not os.path.exists(path):
+            if not runfolder.exists(path):
                 raise EvaluationError(f"evaluate.weights[{arm!r}]: no weights at {path}")
             out[arm] = path
         elif arm in OBJECTIVES:
-            folder = os.path.join(run, "train" if arm == config.train.objective else f"train_{arm}")
-            export = os.path.join(folder, "export")
-            if force or not os.path.isfile(os.path.join(export, "model.safetensors")):
-                manifest = os.path.join(run, "discovery", "patterns.parquet")
-                if not os.path.isfile(manifest):
+            folder = runfolder.join(run, "train" if arm == config.train.objective else f"train_{arm}")
+            export = runfolder.join(folder, "export")
+            if force or not runfolder.isfile(runfolder.join(export, "model.safetensors")):
+                manifest = runfolder.join(run, "discovery", "patterns.parquet")
+                if not runfolder.isfile(manifest):
                     raise EvaluationError(f"arm {arm!r} needs pretraining, which needs the pattern manifest "
                                           f"{manifest}: run python -m semgen_ray.pretrain first")
                 log(f"[evaluate] pretraining the {arm!r} arm into {folder}")
                 cfg = replace(config, train=replace(config.train, objective=arm))
                 run_pretraining(cfg, _abs(run, config.store.uri), manifest, folder, log=log, force=force)
-            out[arm] = os.path.abspath(export)
+            out[arm] = export if runfolder.is_remote(export) else os.path.abspath(export)
     return out
 
 
@@ -70,7 +77,7 @@ def target_store(config: SemGenConfig, log=print) -> str:
         raise EvaluationError("evaluate.target_seed equals phantoms.seed: the target patients would be the "
                               "pretraining patients")
     shape = e.target_shape or config.phantoms.shape
-    uri = os.path.abspath(os.path.join(config.run_dir, "target.zarr"))
+    uri = _abs(config.run_dir, "target.zarr")
     log(f"[evaluate] target cohort: {e.target_patients} phantoms {list(shape)} (cohort seed {e.target_seed}) "
         f"→ {_rel(config.run_dir, uri)}")
     report = write_cohort(replace(config.phantoms, n=e.target_patients, seed=e.target_seed, shape=shape),
@@ -82,8 +89,9 @@ def target_store(config: SemGenConfig, log=print) -> str:
 
 def _rel(run_dir: str, path: str) -> str:
     """``path`` relative to the run folder when it lies inside it (reports travel with their folder)."""
-    if "://" in path:
-        return path
+    if "://" in path or "://" in run_dir:
+        base = run_dir.rstrip("/") + "/"
+        return path[len(base):] if path.startswith(base) else path
     rel = os.path.relpath(os.path.abspath(path), os.path.abspath(run_dir))
     return path if rel.startswith("..") else rel
 
@@ -126,8 +134,9 @@ def load_tasks(config: SemGenConfig, store: str, out: Path, log=print, force: bo
     return data
 
 
-def fine_tune_settings(config: SemGenConfig) -> dict:
-    """The Tune trials' settings (see :func:`semgen_ray.evaluate.trials.run_trials`)."""
+def fine_tune_settings(config: SemGenConfig, gpu: bool = False) -> dict:
+    """The Tune trials' settings (see :func:`semgen_ray.evaluate.trials.run_trials`); ``gpu``: the
+    trials fine-tune on GPUs (``evaluate.gpus_per_trial`` each)."""
     from dataclasses import asdict
 
     e = config.evaluate
@@ -137,34 +146,48 @@ def fine_tune_settings(config: SemGenConfig) -> dict:
             "per_task": {t: dict(v) for t, v in e.per_task.items()},
             "label_fractions": sorted({e.label_fraction, *e.curve_fractions}),
             "primary_fraction": e.label_fraction, "curve_trials": e.curve_trials or e.trials,
-            "threads": max(1, int(e.cpus_per_trial))}
+            "threads": max(1, int(e.cpus_per_trial)), "gpus_per_trial": e.gpus_per_trial if gpu else 0}
 
 
 def run_evaluation(config: SemGenConfig, log=print, force: bool = False) -> dict:
-    """Run the evaluation and write its report under ``<run_dir>/evaluate``; returns the record."""
+    """Run the evaluation and write its report under ``<run_dir>/evaluate``; returns the record.
+
+    The run folder may be a URI (:mod:`semgen_ray.runfolder`): the task cache and the report are then
+    written locally and uploaded, and the Tune trials keep their results there directly.
+    """
+    from semgen_ray import runfolder
+
+    folder = runfolder.join(config.run_dir, "evaluate")
+    cached = ["tasks.json", *(f"tasks_{t}.npz" for t in config.evaluate.tasks)]
+    with runfolder.workdir(folder, fetch=cached) as out:
+        return _evaluate(config, out, folder, log=log, force=force)
+
+
+def _evaluate(config: SemGenConfig, out: Path, folder: str, log=print, force: bool = False) -> dict:
+    """:func:`run_evaluation` with ``out``, a local folder standing for ``folder``."""
+    from semgen_ray import runfolder
     from semgen_ray.evaluate.progress import Progress, tune_callback
     from semgen_ray.evaluate.report import write_report
     from semgen_ray.evaluate.trials import run_trials
+    from semgen_ray.gpus import decide_gpus
 
     e = config.evaluate
     run = config.run_dir
-    out = Path(run) / "evaluate"
-    out.mkdir(parents=True, exist_ok=True)
     arms = arm_weights(config, log=log, force=force)
     store = target_store(config, log=log)
     data = load_tasks(config, store, out, log=log, force=force)
-    if force and (out / "tune").exists():
-        import shutil
-
-        shutil.rmtree(out / "tune")
-    settings = fine_tune_settings(config)
+    tune_base = folder if runfolder.is_remote(folder) else out  # Tune writes a URI itself
+    if force:
+        runfolder.remove(runfolder.join(str(tune_base), "tune"))
+    gpu = decide_gpus(e.use_gpu, "evaluate", e.gpus_per_trial, config.ray.gpu_wait_s, log)
+    settings = fine_tune_settings(config, gpu.use)
     per_arm = e.trials + (len(settings["label_fractions"]) - 1) * min(e.trials, settings["curve_trials"])
     total = len(data) * len(arms) * per_arm
     log(f"[evaluate] {total} trials: {len(data)} tasks × {len(arms)} arms × ({e.trials} seeds at label fraction "
         f"{e.label_fraction}" + (f" + {settings['curve_trials']} at each of {list(e.curve_fractions)})"
                                  if e.curve_fractions else ")"))
     progress = Progress(total, log=log)
-    rows, failed = run_trials(data, arms, settings, out, e.trials, cpus_per_trial=e.cpus_per_trial, log=log,
+    rows, failed = run_trials(data, arms, settings, tune_base, e.trials, cpus_per_trial=e.cpus_per_trial, log=log,
                               callbacks=[tune_callback(progress)])
     if failed:
         raise EvaluationError(f"{len(failed)} of {len(failed) + len(rows)} trials failed (finished ones are "
@@ -180,11 +203,12 @@ def run_evaluation(config: SemGenConfig, log=print, force: bool = False) -> dict
     gates = {"auc": e.gate_auc, "dice": e.gate_dice, "max_shortcut_auc": e.max_shortcut_auc}
     summary = write_report(out, rows, e.alpha, header, label_fraction=e.label_fraction,
                            task_info={t: d.info for t, d in data.items()}, gates=gates)
-    record = {"report": _rel(run, str(out / "report.md")), "results": _rel(run, str(out / "results.csv")),
+    record = {"report": _rel(run, runfolder.join(folder, "report.md")),
+              "results": _rel(run, runfolder.join(folder, "results.csv")),
               "trials": len(rows), "arms": {a: (_rel(run, w) if w else None) for a, w in arms.items()},
               "target_store": _rel(run, store), "task_info": {t: d.info for t, d in data.items()},
               "best": {t: (s["comparisons"] or {}).get("best") for t, s in summary.items()},
-              "valid": {t: s.get("valid") for t, s in summary.items()},
+              "valid": {t: s.get("valid") for t, s in summary.items()}, "gpu_decision": gpu.as_dict(),
               "means": {t: {a: sum(v) / len(v) for a, v in s["values"].items()} for t, s in summary.items()}}
     (out / "evaluate.json").write_text(json.dumps(record, indent=2, default=str))
     return record

@@ -12,7 +12,7 @@ had not finished (changed settings start afresh).
 from __future__ import annotations
 
 import json
-import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 from semgen_ray.evaluate.finetune import ROW_KEYS
@@ -40,6 +40,25 @@ def task_settings(settings: dict, task: str) -> dict:
     return out
 
 
+@contextmanager
+def _no_credentials_in_runtime_env():
+    """Keep cloud credentials out of the trial actors' ``runtime_env``.
+
+    Ray Tune copies ``AWS_*`` keys from the driver's environment into every trial actor's
+    ``runtime_env``, which Ray logs in plain text (``runtime_env_agent.log``) and shows on the
+    dashboard. Trial actors find credentials where every Ray worker does (the node's environment,
+    instance profile or service-account role), so the copy is switched off while the trials start.
+    """
+    from ray.tune.execution import class_cache
+
+    saved = class_cache.ENV_VARS_TO_PROPAGATE
+    class_cache.ENV_VARS_TO_PROPAGATE = {n for n in saved if not n.startswith("AWS_")}
+    try:
+        yield
+    finally:
+        class_cache.ENV_VARS_TO_PROPAGATE = saved
+
+
 def _trial(config: dict, data: dict) -> None:
     from ray import tune
 
@@ -48,7 +67,8 @@ def _trial(config: dict, data: dict) -> None:
     s, (task, fraction, seed) = config["settings"], config["cell"]
     result = run_trial(data[task], task, config["arm"], s["weights"][config["arm"]], int(seed),
                        s["model"], head=s.get("head", "linear"), label_fraction=float(fraction),
-                       threads=s["threads"], **task_settings(s, task))
+                       threads=s["threads"], device="cuda" if s.get("gpus_per_trial") else "cpu",
+                       **task_settings(s, task))
     tune.report(result)
 
 
@@ -61,7 +81,8 @@ def run_trials(data: dict, arms: dict[str, str | None], settings: dict, out_dir:
         arms: arm name → weights path (``None``: random initialisation).
         settings: fine-tuning options: ``model`` (``ModelConfig`` dict), ``head``, ``lr``, ``batch_size``,
             ``max_steps``, ``eval_every``, ``patience``, ``lr_patience``, ``per_task`` (task → overrides
-            of those six), ``label_fractions`` (list), ``threads``; optionally ``primary_fraction``
+            of those six), ``label_fractions`` (list), ``threads``, ``gpus_per_trial`` (0: CPUs;
+            > 0: that many GPUs per trial, fine-tuning on CUDA); optionally ``primary_fraction``
             and ``curve_trials``: fractions other than the primary one get seeds
             0 .. curve_trials-1 only (a cheaper label-efficiency curve).
         trials: seeds per arm, task and label fraction (0 .. trials-1).
@@ -82,18 +103,22 @@ def run_trials(data: dict, arms: dict[str, str | None], settings: dict, out_dir:
     primary, curve_trials = settings.get("primary_fraction"), settings.get("curve_trials") or trials
     cells = [(task, f, seed) for task in sorted(data) for f in fractions
              for seed in range(trials if primary is None or f == primary else min(trials, curve_trials))]
-    storage = str((Path(out_dir) / "tune").resolve())
+    from semgen_ray import runfolder
+
+    # a URI (s3://…) is Tune's storage as it is: trial results and the experiment state live there
+    storage = runfolder.join(str(out_dir), "tune") if runfolder.is_remote(out_dir) \
+        else str((Path(out_dir) / "tune").resolve())
     path = f"{storage}/{NAME}"
-    trainable = tune.with_resources(tune.with_parameters(_trial, data=data), {"cpu": cpus_per_trial})
+    resources = {"cpu": cpus_per_trial, **({"gpu": settings["gpus_per_trial"]} if settings.get("gpus_per_trial") else {})}
+    trainable = tune.with_resources(tune.with_parameters(_trial, data=data), resources)
     settings = {**settings, "weights": dict(arms)}
     key = json.dumps({"settings": settings, "tasks": sorted(data), "trials": trials,
                       "sizes": {t: d.sizes() for t, d in data.items()}}, sort_keys=True, default=str)
-    key_file = Path(storage) / "experiment.json"
-    if Path(path).exists() and (not key_file.is_file() or key_file.read_text() != key):
+    key_file = runfolder.join(storage, "experiment.json")
+    if runfolder.exists(path) and (not runfolder.isfile(key_file) or runfolder.read_text(key_file) != key):
         log(f"[evaluate] the trial settings changed since {path} was started: starting the trials afresh")
-        shutil.rmtree(path, ignore_errors=True)
-    Path(storage).mkdir(parents=True, exist_ok=True)
-    key_file.write_text(key)
+        runfolder.remove(path)
+    runfolder.write_text(key_file, key)
     run_config = tune.RunConfig(name=NAME, storage_path=storage, verbose=0, callbacks=list(callbacks))
     if tune.Tuner.can_restore(path):
         log(f"[evaluate] resuming the trials in {path}")
@@ -107,7 +132,8 @@ def run_trials(data: dict, arms: dict[str, str | None], settings: dict, out_dir:
             param_space={"arm": tune.grid_search(list(arms)), "cell": tune.grid_search(cells),
                          "settings": settings},
             tune_config=tune.TuneConfig(reuse_actors=True), run_config=run_config)
-    grid = tuner.fit()
+    with _no_credentials_in_runtime_env():
+        grid = tuner.fit()
     rows, failed = [], []
     for r in grid:
         if r.error is not None or not r.metrics or "arm" not in r.metrics:

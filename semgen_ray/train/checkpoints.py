@@ -6,7 +6,7 @@ the run's storage:
 
     ds/                      DeepSpeed model states (rank 0) and one optimizer shard per rank
     state.json               the training state (rank 0): step, epoch, schedule, history, world size
-    rng/rank_<r>.json        each rank's Python / numpy / torch RNG state (JSON, never pickle)
+    rng/rank_<r>.json        each rank's Python / numpy / torch (CPU and CUDA) RNG state (JSON, never pickle)
     integrity/rank_<r>.json  each rank's record of the files it wrote: size and SHA-256
 
 A crash during the write leaves some of these missing or short; bit rot or a partial copy changes
@@ -33,15 +33,18 @@ INTEGRITY_DIR = "integrity"
 
 
 def rng_state() -> dict:
-    """This process's Python / numpy / torch RNG states as plain JSON-able data."""
+    """This process's Python / numpy / torch (CPU, and CUDA where present) RNG states as JSON-able data."""
     import numpy as np
     import torch
 
     version, internal, gauss = random.getstate()
     key, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"python": [version, list(internal), gauss],
-            "numpy": [key, keys.tolist(), int(pos), int(has_gauss), float(cached)],
-            "torch": torch.get_rng_state().tolist()}
+    state = {"python": [version, list(internal), gauss],
+             "numpy": [key, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+             "torch": torch.get_rng_state().tolist()}
+    if torch.cuda.is_available():  # every visible device's generator (dropout etc. on the GPU)
+        state["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
+    return state
 
 
 def set_rng_state(state: dict) -> None:
@@ -53,6 +56,10 @@ def set_rng_state(state: dict) -> None:
     key, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((key, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+    # CUDA generators come back when this process sees as many devices as the one that saved them
+    # (one per Ray Train worker); on a CPU-only resume they do not exist
+    if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
 
 
 def write_rank_files(directory: str | Path, rank: int) -> None:
@@ -88,7 +95,7 @@ def checkpoint_problem(fs, path: str) -> str | None:
     return None
 
 
-def _allowed_globals() -> list:
+def weights_only_globals() -> list:
     """DeepSpeed classes its optimizer checkpoints hold, the only globals a weights-only load allows."""
     from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
     from deepspeed.runtime.zero.config import ZeroStageEnum
@@ -106,7 +113,7 @@ def verify_checkpoint(directory: str | Path) -> str | None:
         for name, (size, sha) in json.loads(record_path.read_text()).items():
             if file_sha256(d / name) != sha:
                 return f"corrupt: {name} does not match its SHA-256 ({record_path.name})"
-    with torch.serialization.safe_globals(_allowed_globals()):
+    with torch.serialization.safe_globals(weights_only_globals()):
         for f in sorted(d.rglob("*.pt")):
             try:
                 torch.load(f, map_location="cpu", weights_only=True)
@@ -142,4 +149,18 @@ def complete_checkpoints(root: str, log=print) -> list:
 def step_of(checkpoint) -> int:
     """The optimizer step a checkpoint was written at (from its directory name; -1 if unnamed)."""
     name = checkpoint.path.rstrip("/").rsplit("/", 1)[-1]
-    return int(name.split("_")[1]) if name.startswith("step_") else -1
+    return int(name.split("_")[1].split(".")[0]) if name.startswith("step_") else -1
+
+
+def unused_name(root: str, base: str) -> str:
+    """``base``, or ``base.<n>`` with the smallest n >= 1, that names no folder under ``root`` yet
+    (a path or URI): a checkpoint is never written into an existing folder. Newest-first name order
+    stays right: ``step_7_epoch_end.1`` sorts after ``step_7_epoch_end``, and both after ``step_7.1``."""
+    import fsspec
+
+    fs, base_path = fsspec.core.url_to_fs(root)
+    name, n = base, 0
+    while fs.exists(f"{base_path.rstrip('/')}/{name}"):
+        n += 1
+        name = f"{base}.{n}"
+    return name

@@ -20,7 +20,9 @@ Reproducibility: every rank seeds Python / numpy / torch from the run seed (+ ra
 epoch every rank sets the run's epoch clock (corruptions on Ray Data workers seeded by (run seed,
 epoch, row id)) and shuffles its shard with a local-buffer seed from (run seed, epoch, rank); with
 Ray Data's preserved order (set by the trainer) the same command gives the same batches on every
-rank, so the same weights up to floating-point reduction order (see tests/train).
+rank, so the same weights up to floating-point reduction order (see tests/train). Each epoch's
+history entry holds ``rows_digest``, a digest of the row ids every rank iterated in order: equal
+digests, equal data, also across a resume mid-epoch.
 
 Checkpoints (every ``checkpoint_every`` optimizer steps and at each epoch end) hold the full state:
 DeepSpeed's model, optimizer and loss-scaler state (``ds/``); the step, epoch, position in the epoch,
@@ -33,6 +35,7 @@ failure costs at most the steps since that checkpoint.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -52,6 +55,13 @@ VAL_EPOCH = 0
 NOT_SELECTABLE = 1e30
 
 
+def select_loss(phase: str, val_loss: float | None = None) -> float:
+    """What Ray Train ranks a checkpoint by (lower is better, :func:`semgen_ray.train.trainer.checkpoint_config`):
+    a joint-phase epoch end's validation loss; :data:`NOT_SELECTABLE` for mid-epoch checkpoints
+    (no validation loss) and warm-up epochs (another loss), so they never rank as best."""
+    return val_loss if phase == JOINT and val_loss is not None else NOT_SELECTABLE
+
+
 def _fresh_state(warmup: int = 0) -> dict:
     return {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_val_loss": math.inf, "best_epoch": 0,
             "bad_epochs": 0, "history": [], "log": [], "stopped": None, "cls_warmup_epochs": int(warmup),
@@ -63,6 +73,18 @@ def shuffle_seed(run_seed: int, epoch: int, rank: int) -> int:
     import numpy as np
 
     return int(np.random.SeedSequence([int(run_seed), int(epoch), int(rank), 0x5B0F]).generate_state(1)[0])
+
+
+def _rows_digest(rows) -> str:
+    """One digest of every rank's sample order in this epoch (rank order), to compare runs: a run
+    resumed mid-epoch must have iterated the same rows as an uninterrupted one."""
+    import torch.distributed as dist
+
+    digests = [rows.hexdigest()]
+    if dist.is_available() and dist.is_initialized():
+        digests = [None] * dist.get_world_size()
+        dist.all_gather_object(digests, rows.hexdigest())
+    return hashlib.sha256("|".join(digests).encode()).hexdigest()[:16]
 
 
 def _allreduce_sum(values, device):
@@ -149,8 +171,9 @@ def optimizer_fingerprint(engine, device) -> float:
     return _allreduce_sum([total], device)[0]
 
 
-def _save(engine, state: dict, schedule, metrics: dict, rank: int, device) -> None:
-    """Write a full-state checkpoint (all ranks: DeepSpeed's save is collective) and report it."""
+def _save(engine, state: dict, schedule, metrics: dict, rank: int, device, root: str | None = None) -> None:
+    """Write a full-state checkpoint (all ranks: DeepSpeed's save is collective) and report it
+    (into a new folder under ``root``, the run's checkpoint folder)."""
     import ray.train
     import torch.distributed as dist
     from ray.train import Checkpoint
@@ -163,8 +186,27 @@ def _save(engine, state: dict, schedule, metrics: dict, rank: int, device) -> No
         if rank == 0:
             (Path(tmp) / STATE_FILE).write_text(json.dumps(state, default=float))
         write_rank_files(tmp, rank)  # last: its integrity record covers everything above
-        name = f"step_{state['step']:08d}" + ("_epoch_end" if metrics.get("epoch_end") else "")
-        ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp), checkpoint_dir_name=name)
+        base = f"step_{state['step']:08d}" + ("_epoch_end" if metrics.get("epoch_end") else "")
+        ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp),
+                         checkpoint_dir_name=_checkpoint_name(root, base, rank))
+
+
+def _checkpoint_name(root: str | None, base: str, rank: int) -> str:
+    """The folder name of a new checkpoint, the same on every rank: ``base``, or ``base.<n>`` when a
+    folder of that name exists (rank 0 looks, the others are told).
+
+    A run resumed from an older checkpoint than the newest (a bad one was skipped) reaches steps it
+    saved before. Writing into their folder would leave two of Ray Train's checkpoint entries on one
+    folder, and its retention deleting the old entry would delete the new one's files.
+    """
+    import torch.distributed as dist
+
+    from semgen_ray.train.checkpoints import unused_name
+
+    name = [unused_name(root, base) if rank == 0 and root else base]
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.broadcast_object_list(name, src=0)
+    return name[0]
 
 
 def _load(engine, rank: int, root: str | None):
@@ -295,7 +337,12 @@ def train_loop(cfg: dict) -> None:
     if rank == 0 and cfg.get("tensorboard_dir"):
         from tensorboardX import SummaryWriter
 
-        writer = SummaryWriter(cfg["tensorboard_dir"])
+        from semgen_ray import runfolder
+
+        # a URI run folder: events are written here and uploaded when training ends
+        tb_local = tempfile.mkdtemp(prefix="semgen_tb_") if runfolder.is_remote(cfg["tensorboard_dir"]) \
+            else cfg["tensorboard_dir"]
+        writer = SummaryWriter(tb_local)
 
     def log_scalars(metrics: dict) -> None:
         if writer is not None:
@@ -322,8 +369,10 @@ def train_loop(cfg: dict) -> None:
         t_wait = t_start = time.perf_counter()
         wait = 0.0
         micro = 0
+        rows = hashlib.sha256()  # the epoch's sample order, skipped batches of a resume included
         for i, batch in enumerate(_iterate(train_shard, cfg, train=True, epoch=epoch, rank=rank)):
             wait += time.perf_counter() - t_wait
+            rows.update(batch["row_id"].numpy().astype("<i8").tobytes())
             if i < state["batch_in_epoch"]:  # resumed mid-epoch: these batches were trained on
                 t_wait = time.perf_counter()
                 continue
@@ -345,7 +394,8 @@ def train_loop(cfg: dict) -> None:
                 if every and state["step"] % every == 0:
                     m = _train_metrics(sums, wait, t_start, world, device, state, schedule.lr, epoch)
                     log_scalars(m)
-                    _save(engine, state, schedule, {**m, "phase": phase, "select_loss": NOT_SELECTABLE}, rank, device)
+                    _save(engine, state, schedule, {**m, "phase": phase, "select_loss": select_loss(phase)}, rank,
+                          device, cfg.get("checkpoint_root"))
                 if max_steps is not None and state["step"] >= max_steps:
                     break
             t_wait = time.perf_counter()
@@ -378,19 +428,24 @@ def train_loop(cfg: dict) -> None:
         metrics = {**train_m, "phase": phase, "val_loss": val_loss, "val_rec_loss": v[1] / vn, "val_cls_loss": v[2] / vn,
                    "val_acc": v[3] / vn, "lr": lr, "best_val_loss": state["best_val_loss"],
                    "best_epoch": state["best_epoch"], "bad_epochs": state["bad_epochs"], "epoch_end": True,
-                   "resumed_at_batch": resumed_in_epoch}
+                   "resumed_at_batch": resumed_in_epoch, "rows_digest": _rows_digest(rows)}
         resumed_in_epoch = 0
         state["history"].append({k: v for k, v in metrics.items() if k != "epoch_end"})
         # what Ray Train ranks checkpoints by: joint validation losses only (warm-up epochs never "best")
-        metrics["select_loss"] = val_loss if phase == JOINT else NOT_SELECTABLE
+        metrics["select_loss"] = select_loss(phase, val_loss)
         if done():
             state["stopped"] = ("max_steps" if max_steps is not None and state["step"] >= max_steps
                                 else "patience" if state["bad_epochs"] >= train_cfg.patience else "max_epochs")
             metrics["stopped"] = state["stopped"]
         log_scalars(metrics)
-        _save(engine, state, schedule, metrics, rank, device)
+        _save(engine, state, schedule, metrics, rank, device, cfg.get("checkpoint_root"))
     if writer is not None:
         writer.close()
+        if tb_local != cfg["tensorboard_dir"]:
+            import shutil
+
+            runfolder.upload(tb_local, cfg["tensorboard_dir"])
+            shutil.rmtree(tb_local, ignore_errors=True)
 
 
 def _train_metrics(sums, wait: float, t_start: float, world: int, device, state: dict, lr: float,

@@ -11,7 +11,8 @@ same command gives the same weights (see the loop's docstring for every seeded s
 ``<train.storage_path>/pretrain`` (a local path or an object-store URI); calling it again with the same
 storage path resumes from the latest checkpoint. At the end the best epoch-end checkpoint is
 converted to fp32 weights and exported with the model card and the discovery lineage, and the
-report (loss curves, sample cubes, ``train.json``) is written.
+report (loss curves, sample cubes, ``train.json``) is written. The stage folder may be a URI too
+(:mod:`semgen_ray.runfolder`): export and report are then written locally and uploaded.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,10 +51,42 @@ def loop_config(config: SemGenConfig, num_classes: int, gpu: bool, tensorboard_d
 
 
 def _storage(config: SemGenConfig, run_dir: str) -> str:
+    """Ray Train's storage: ``train.storage_path`` as given when absolute or a URI, else inside ``run_dir``
+    (a local folder or a URI: Ray Train writes checkpoints to object stores through pyarrow)."""
+    from semgen_ray import runfolder
+
     path = config.train.storage_path
     if "://" in path or path.startswith("/"):
         return path
+    if runfolder.is_remote(run_dir):
+        return runfolder.join(run_dir, path)
     return str((Path(run_dir) / path).resolve())
+
+
+def _publish(record: dict, local: Path, out_dir: str) -> dict:
+    """Upload a URI run folder's locally written artefacts (export, report, ``train.json``) to
+    ``out_dir``, with the record's paths pointing there."""
+    from semgen_ray import runfolder
+
+    record = {**record, **{k: runfolder.join(out_dir, k) for k in ("export", "report")}}
+    (local / "train.json").write_text(json.dumps(record, indent=2, default=float))
+    runfolder.upload(local, out_dir)
+    return record
+
+
+def checkpoint_config(t):
+    """Ray Train's retention (``t``: the ``TrainConfig``): the ``t.keep_checkpoints`` best checkpoints
+    by ``select_loss`` (joint-phase epoch ends by validation loss; mid-epoch and warm-up ones rank
+    last, :func:`semgen_ray.train.loop.select_loss`), and always the latest, for resuming.
+
+    Ray writes its list of checkpoints before it deletes any, and every checkpoint has a folder of
+    its own (:func:`semgen_ray.train.checkpoints.unused_name`), so a later run never finds its list
+    pointing at a deleted folder.
+    """
+    from ray.train import CheckpointConfig
+
+    return CheckpointConfig(num_to_keep=t.keep_checkpoints, checkpoint_score_attribute="select_loss",
+                            checkpoint_score_order="min")
 
 
 def _best_checkpoint(result):
@@ -71,22 +106,14 @@ def _best_checkpoint(result):
 
 
 def fp32_state_dict(checkpoint_dir: str | os.PathLike, zero_stage: int) -> dict:
-    """fp32 model weights of a DeepSpeed checkpoint (the master weights, not the bf16 copies)."""
-    import torch
+    """fp32 master weights of a checkpoint (:mod:`semgen_ray.train.export`), failing as a ``PretrainError``."""
+    from semgen_ray.train.export import ExportError
+    from semgen_ray.train.export import fp32_state_dict as masters
 
-    from semgen_ray.train.checkpoints import DS_TAG, verify_checkpoint
-
-    d = Path(checkpoint_dir)
-    problem = verify_checkpoint(d)  # DeepSpeed's reader unpickles: only after a weights-only check
-    if problem is not None:
-        raise PretrainError(f"cannot export from {d}: {problem}")
-    if zero_stage >= 1:
-        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
-
-        state = get_fp32_state_dict_from_zero_checkpoint(str(d), tag=DS_TAG)
-    else:
-        state = torch.load(d / DS_TAG / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=True)["module"]
-    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    try:
+        return masters(checkpoint_dir, zero_stage)
+    except ExportError as err:
+        raise PretrainError(str(err)) from err
 
 
 def check_corruption(config: SemGenConfig) -> None:
@@ -120,28 +147,34 @@ def run_pretraining(config: SemGenConfig, store_uri: str, manifest_path: str, ou
     """
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
     import ray
-    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from semgen_ray.data.epoch_clock import create_epoch_clock
+    from semgen_ray.gpus import decide_gpus
     from semgen_ray.train.datasets import pattern_datasets
     from semgen_ray.train.loop import train_loop
 
+    from semgen_ray import runfolder
+
     t = config.train
-    out = Path(out_dir)
+    remote = runfolder.is_remote(out_dir)  # a URI: export and report are written locally, then uploaded
+    out = Path(tempfile.mkdtemp(prefix="semgen_train_")) if remote else Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     check_corruption(config)
-    gpu = t.use_gpu if t.use_gpu is not None else ray.cluster_resources().get("GPU", 0) >= t.num_workers
+    decision = decide_gpus(t.use_gpu, "train", t.num_workers, config.ray.gpu_wait_s, log)
+    gpu = decision.use
     clock_name, clock = create_epoch_clock()
     data = pattern_datasets(config, store_uri, manifest_path, epoch_clock=clock_name)
-    storage = _storage(config, str(out))
+    storage = _storage(config, str(out_dir) if remote else str(out))
     if force:
         import fsspec
 
         fs, path = fsspec.core.url_to_fs(storage)
         if fs.exists(f"{path}/{RUN_NAME}"):
             fs.rm(f"{path}/{RUN_NAME}", recursive=True)
-    cfg = loop_config(config, data.num_classes, gpu, str(out / "tensorboard"), fault_injection)
+    tensorboard = runfolder.join(out_dir, "tensorboard") if remote else str(out / "tensorboard")
+    cfg = loop_config(config, data.num_classes, gpu, tensorboard, fault_injection)
     cfg["checkpoint_root"] = f"{storage.rstrip('/')}/{RUN_NAME}"
     cfg["epoch_clock"] = clock_name
     # Deterministic ingest: blocks leave Ray Data, and are split between ranks, in a seeded order
@@ -160,9 +193,7 @@ def run_pretraining(config: SemGenConfig, store_uri: str, manifest_path: str, ou
         run_config=RunConfig(
             name=RUN_NAME, storage_path=storage,
             failure_config=FailureConfig(max_failures=t.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=t.keep_checkpoints,
-                                               checkpoint_score_attribute="select_loss",
-                                               checkpoint_score_order="min")),
+            checkpoint_config=checkpoint_config(t)),
         datasets={"train": data.train, "val": data.val},
         dataset_config=DataConfig(execution_options=ingest),
     )
@@ -170,13 +201,16 @@ def run_pretraining(config: SemGenConfig, store_uri: str, manifest_path: str, ou
         t0 = time.perf_counter()
         result = trainer.fit()
         seconds = time.perf_counter() - t0
-        return _finish(config, cfg, data, result, seconds, store_uri, manifest_path, out, storage, gpu, log)
+        record = _finish(config, cfg, data, result, seconds, store_uri, manifest_path, out, storage, decision, log)
+        return _publish(record, out, str(out_dir)) if remote else record
     finally:
         ray.kill(clock)
+        if remote:
+            shutil.rmtree(out, ignore_errors=True)
 
 
 def _finish(config: SemGenConfig, cfg: dict, data, result, seconds: float, store_uri: str, manifest_path: str,
-            out: Path, storage: str, gpu: bool, log) -> dict:
+            out: Path, storage: str, gpu, log) -> dict:
     """Export the best joint-phase weights, write the report and ``train.json``; returns the record."""
     from semgen_ray.models import build_model, export_weights
     from semgen_ray.train.checkpoints import STATE_FILE
@@ -210,14 +244,14 @@ def _finish(config: SemGenConfig, cfg: dict, data, result, seconds: float, store
                         "cls_warmup_epochs": state.get("cls_warmup_epochs", 0)}}
     export_dir = export_weights(model, out / "export", card)
     report = write_report(out / "report", state["history"], model, data.val, config)
-    record = {"export": str(export_dir), "report": str(report), "tensorboard": str(out / "tensorboard"),
+    record = {"export": str(export_dir), "report": str(report), "tensorboard": cfg["tensorboard_dir"],
               "checkpoints": f"{storage}/{RUN_NAME}", "best_checkpoint": best.path,
               "latest_checkpoint": result.checkpoint.path, "steps": state["step"], "epochs": state["epoch"],
               "best_epoch": state["best_epoch"], "best_val_loss": state["best_val_loss"],
               "cls_warmup_epochs": state.get("cls_warmup_epochs", 0),
               "stopped": state["stopped"], "fit_seconds": round(seconds, 1), "num_classes": data.num_classes,
               "train_cubes": data.train_rows, "val_cubes": data.val_rows, "objective": t.objective,
-              "workers": t.num_workers, "nodes": state.get("nodes", []), "gpu": bool(gpu), "resumes": state["log"],
+              "workers": t.num_workers, "nodes": state.get("nodes", []), "gpu": gpu.use, "gpu_decision": gpu.as_dict(), "resumes": state["log"],
               "history": state["history"]}
     (out / "train.json").write_text(json.dumps(record, indent=2, default=float))
     return record

@@ -1,4 +1,5 @@
-"""Checks on the cluster files in ``cluster/`` (no cluster, no network, no boto3, no Kubernetes).
+"""Checks on the cluster files in ``cluster/`` (no cluster, no network, no boto3, no Kubernetes); the
+documented run on object storage itself is run in ``test_object_store_run.py``.
 
 Launcher configs: ``ray up`` runs ``prepare_config`` (merge the provider's defaults.yaml; for
 ``provider: local``, synthesise the single node type) and then ``validate_config`` (``ray-schema.json``
@@ -319,7 +320,8 @@ def test_pretrain_config_for_the_cluster_loads():
     from semgen_ray.config import load_config
 
     config = load_config(CLUSTER / "pretrain-luna16.yaml")
-    # Shared storage: every node reads the store and writes the run directory.
+    # Shared storage: every node reads the store and writes the run directory (a run with both on s3://
+    # is run for real in test_object_store_run.py; here only that this config uses that scheme).
     assert config.run_dir.startswith("s3://")
     assert config.store.uri.startswith("s3://")
     aws = _load("config.yaml")
@@ -597,7 +599,7 @@ def test_rayjob_entrypoint_is_a_pretrain_command():
     if args.store:
         overrides.append(f"store.uri={args.store}")
     config = load_config(args.config, overrides)
-    # Shared storage, and one Train worker per GPU of the cluster.
+    # Shared storage (the scheme that test_object_store_run.py runs), and one Train worker per GPU.
     assert config.run_dir.startswith("s3://") and config.store.uri.startswith("s3://")
     gpus = sum(w["replicas"] * w["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]
                for w in doc["spec"]["rayClusterSpec"]["workerGroupSpecs"])

@@ -57,8 +57,8 @@ def _fake_val_losses(monkeypatch, losses):
     real = finetune._evaluate
     seen = {"val": [], "test": []}
 
-    def fake(model, task, x, y, batch):
-        loss, pred = real(model, task, x, y, batch)
+    def fake(model, task, x, y, batch, device="cpu"):
+        loss, pred = real(model, task, x, y, batch, device)
         checksum = float(sum(p.detach().double().sum() for p in model.parameters()))
         if x.shape[0] == 4:  # the validation split (train 6, val 4, test 6)
             seen["val"].append(checksum)

@@ -3,6 +3,8 @@
 import argparse
 import json
 import random
+import shutil
+from pathlib import Path
 
 import fsspec
 import numpy as np
@@ -10,7 +12,7 @@ import pytest
 import torch
 
 from semgen_ray.train.checkpoints import (STATE_FILE, checkpoint_problem, complete_checkpoints, rng_state,
-                                          set_rng_state, verify_checkpoint, write_rank_files)
+                                          set_rng_state, step_of, unused_name, verify_checkpoint, write_rank_files)
 
 
 def _draws():
@@ -97,33 +99,54 @@ def test_the_scan_skips_broken_checkpoints_with_a_warning(tmp_path):
     assert len(warnings) == 1 and "skipping checkpoint" in warnings[0] and "step_00000004" in warnings[0]
 
 
+def test_a_new_checkpoint_never_reuses_a_folder(tmp_path):
+    """A resumed run reaching a step it saved before writes a new folder, numbered after the old one."""
+    from types import SimpleNamespace
+
+    (tmp_path / "step_00000005").mkdir()
+    assert unused_name(str(tmp_path), "step_00000005") == "step_00000005.1"
+    (tmp_path / "step_00000005.1").mkdir()
+    assert unused_name(str(tmp_path), "step_00000005") == "step_00000005.2"
+    assert unused_name(str(tmp_path), "step_00000005_epoch_end") == "step_00000005_epoch_end"
+    assert step_of(SimpleNamespace(path=str(tmp_path / "step_00000005.2"))) == 5
+
+
 @pytest.mark.usefixtures("ray_local")
 def test_training_resumes_from_the_newest_good_checkpoint(train_store, train_manifest, tmp_path):
-    """A corrupt newest checkpoint and a truncated one of the same step: the run goes back to step 3."""
+    """Default retention; a bit-rotten newest checkpoint and a newer one cut short by a crash (never
+    registered with Ray): the run goes back to step 4, writes into no folder that exists, and a
+    later run's controller finds every checkpoint it lists."""
     from semgen_ray.config import load_config
     from semgen_ray.train import run_pretraining
     from train_helpers import TINY
 
     def run(epochs, log=lambda *_: None):
-        config = load_config("cpu-tiny", [*TINY, f"train.max_epochs={epochs}", "train.checkpoint_every=1",
-                                          "train.keep_checkpoints=100"])
+        config = load_config("cpu-tiny", [*TINY, f"train.max_epochs={epochs}", "train.checkpoint_every=1"])
         return run_pretraining(config, train_store, train_manifest, str(tmp_path / "run"), log=log)
 
     first = run(1)
     assert first["steps"] == 4
     root = tmp_path / "run" / "checkpoints" / "pretrain"
-    # step 4 ends the epoch: it was saved as a step checkpoint and as the epoch-end one
+    # step 4 ends the epoch: a step checkpoint and the epoch-end one; retention deleted steps 1-3
+    assert sorted(p.name for p in root.glob("step_*")) == ["step_00000004", "step_00000004_epoch_end"]
     shard = next((root / "step_00000004_epoch_end" / "ds").glob("*rank_1*optim_states.pt"))
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 0xFF  # bit rot: same size, other content
     shard.write_bytes(bytes(data))
-    model_file = root / "step_00000004" / "ds" / "mp_rank_00_model_states.pt"
-    model_file.write_bytes(model_file.read_bytes()[:100])  # a crash during the write
+    shutil.copytree(root / "step_00000004", root / "step_00000005")
+    cut = root / "step_00000005" / "ds" / "mp_rank_00_model_states.pt"
+    cut.write_bytes(cut.read_bytes()[:100])  # a crash during the write of step 5
 
     messages = []
     again = run(2, log=messages.append)
     (resume,) = again["resumes"]
-    assert resume["resumed_at_step"] == 3 and resume["batch_in_epoch"] == 3
-    assert resume["checkpoint"].endswith("step_00000003")
+    assert resume["resumed_at_step"] == 4 and resume["batch_in_epoch"] == 4
+    assert resume["checkpoint"].endswith("step_00000004")
     assert again["steps"] == 8 and again["epochs"] == 2  # the planned steps
-    assert any("resumed at step 3" in m for m in messages)
+    assert any("resumed at step 4" in m for m in messages)
+    assert cut.stat().st_size == 100  # the resumed run wrote its step 5 elsewhere
+    # what a later run's controller loads first: Ray's list of checkpoints (it fails on a missing one)
+    from ray.train import Result
+
+    listed = Result.from_path(str(root))
+    assert listed.best_checkpoints and all(Path(c.path).is_dir() for c, _ in listed.best_checkpoints)

@@ -53,19 +53,6 @@ def test_resume_continues_from_the_checkpoint_with_its_optimizer_state(train_sto
     assert [h["epoch"] for h in again["history"]] == [1, 2]
 
 
-def test_a_killed_worker_costs_only_the_steps_since_the_last_checkpoint(train_store, train_manifest, tmp_path):
-    """Rank 1's process dies at step 3; Ray Train restarts the group from the step-2 checkpoint."""
-    marker = tmp_path / "killed"
-    rec = _run(train_store, train_manifest, tmp_path / "run",
-               ["train.max_epochs=2", "train.checkpoint_every=2", "train.max_failures=1"],
-               fault_injection={"rank": 1, "step": 3, "marker": str(marker)})
-    assert marker.read_text() == "killed rank 1 at step 3"
-    (resume,) = rec["resumes"]
-    assert resume["resumed_at_step"] == 2 and resume["batch_in_epoch"] == 2
-    assert rec["steps"] == 8 and rec["epochs"] == 2  # the planned steps, none repeated or lost
-    assert rec["history"][0]["resumed_at_batch"] == 2
-
-
 @pytest.mark.parametrize("objective,extra", [
     ("restoration", ["train.corrupt_on=device", "train.cls_warmup_epochs=1"]),  # no CE: W is ignored
     ("classification", []),
@@ -135,3 +122,40 @@ def test_warmup_leaves_the_decoder_untouched_and_resumes_mid_warmup(train_store,
     assert [r["epoch"] for r in again["resumes"]] == [1] and again["best_epoch"] == 3
     decoder, _ = _decoder_and_encoder(load_file(f"{again['export']}/model.safetensors"))
     assert any(not torch.equal(v.to(init[k].dtype), init[k]) for k, v in decoder.items())
+
+
+def test_retention_keeps_the_best_epoch_end_and_the_export_takes_it(tmp_path):
+    """Default retention (2) over mid-epoch checkpoints and epoch ends: the best by validation loss
+    (step 4) survives the later mid-epoch ones and is the one exported; the latest is kept too."""
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from semgen_ray.config.schema import TrainConfig
+    from semgen_ray.train.trainer import _best_checkpoint, checkpoint_config
+
+    def report_scenario():  # a closure: pickled by value for the Ray worker
+        """Ray Train worker: checkpoints at steps 2 and 6 (mid-epoch) and 4 and 8 (epoch ends, validation
+        losses 0.05 and 0.09), with the loop's ``select_loss``; each folder records its step."""
+        import tempfile
+
+        import ray.train
+
+        from semgen_ray.train.loop import select_loss
+        from semgen_ray.train.objectives import JOINT
+
+        for step, val_loss in [(2, None), (4, 0.05), (6, None), (8, 0.09)]:
+            metrics = {"step": step, "phase": JOINT, "select_loss": select_loss(JOINT, val_loss)}
+            if val_loss is not None:
+                metrics.update(val_loss=val_loss, epoch_end=True)
+            with tempfile.TemporaryDirectory() as tmp:
+                Path(tmp, "step.txt").write_text(str(step))
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
+                                 checkpoint_dir_name=f"step_{step:08d}")
+
+    run = RunConfig(name="scenario", storage_path=str(tmp_path), checkpoint_config=checkpoint_config(TrainConfig()))
+    result = TorchTrainer(report_scenario, run_config=run,
+                          scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": 0.5})).fit()
+    assert sorted(p.name for p in (tmp_path / "scenario").glob("step_*")) == ["step_00000004", "step_00000008"]
+    best = _best_checkpoint(result)
+    assert Path(best.path, "step.txt").read_text() == "4"
+    assert Path(result.checkpoint.path, "step.txt").read_text() == "8"
