@@ -38,12 +38,15 @@ class LocalCluster:
     """``ray start --head`` plus ``ray start --address`` nodes, all on 127.0.0.1."""
 
     def __init__(self, tag: str, head_cpus: int = 2, dashboard: bool = False, multinode: bool = True,
-                 object_store_mb: int = 200) -> None:
+                 object_store_mb: int = 200, env: dict[str, str] | None = None, cwd: str | None = None) -> None:
         """``multinode=False``: a single-node head bound to loopback only, as semgen_ray's local mode
         (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``); ``True`` lets other nodes join (Ray's services then
-        listen on every interface of this machine, for the length of the test)."""
+        listen on every interface of this machine, for the length of the test). ``env`` adds to the
+        nodes' environment (which jobs and workers inherit, as instance credentials on a cloud node);
+        ``cwd`` is where the nodes start, the working directory of jobs without a ``working_dir``."""
         self.tag = f"/tmp/sgr_{tag}_{os.getpid()}"
-        self.env = {**ENV, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1" if multinode else "0"}
+        self.env = {**ENV, **(env or {}), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1" if multinode else "0"}
+        self.cwd = cwd
         self.object_store_mb = object_store_mb
         self.nodes: list[str] = []  # temp dirs, one per node
         self.gcs = free_port()
@@ -66,7 +69,7 @@ class LocalCluster:
         started = subprocess.run([RAY, "start", *args, *_own_ports(), "--node-ip-address=127.0.0.1",
                                   f"--object-store-memory={self.object_store_mb * 10**6}",
                                   f"--temp-dir={temp_dir}", "--disable-usage-stats"],
-                                 env=self.env, capture_output=True, text=True, timeout=180)
+                                 env=self.env, cwd=self.cwd, capture_output=True, text=True, timeout=180)
         if started.returncode != 0:
             raise RuntimeError(f"ray start {' '.join(args)} failed:\n{started.stdout}\n{started.stderr}")
         return temp_dir

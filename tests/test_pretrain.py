@@ -59,14 +59,6 @@ def test_pretrain_refuses_a_corruption_that_does_not_fit_the_cube(tmp_path, caps
     assert "train.corruption does not fit (32, 32, 8) cubes" in capsys.readouterr().err
 
 
-#: the smallest whole chain (also submitted as a Ray job in tests/test_job_submit.py)
-CHAIN = ["phantoms.n=8", "phantoms.shape=[64, 64, 32]", "model.width=4", "data.volume_shape=[32, 32, 16]",
-         "data.cube_size=[16, 16, 8]", "discovery.num_classes=2", "discovery.k_train=3", "discovery.k_val=1",
-         "discovery.border_xy=4", "discovery.border_z=2", "discovery.min_patch=12", "discovery.max_patch=20",
-         "discovery.max_offset=2", "discovery.ae_epochs=1", "discovery.ae_batch_size=2", "train.batch_size=4",
-         "train.num_workers=1", "train.max_steps=2", "train.corruption_overrides={paint_margin: 1}"]
-
-
 def test_resume_of_a_folder_without_a_run_is_refused(tmp_path, capsys):
     # the whole chain, its reuse of finished stages and --resume run end to end in
     # tests/cluster/test_object_store_run.py (run folder and store on an S3 server)

@@ -150,12 +150,11 @@ def run_pretraining(config: SemGenConfig, store_uri: str, manifest_path: str, ou
     from ray.train import DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    from semgen_ray import runfolder
     from semgen_ray.data.epoch_clock import create_epoch_clock
     from semgen_ray.gpus import decide_gpus
     from semgen_ray.train.datasets import pattern_datasets
     from semgen_ray.train.loop import train_loop
-
-    from semgen_ray import runfolder
 
     t = config.train
     remote = runfolder.is_remote(out_dir)  # a URI: export and report are written locally, then uploaded
@@ -210,7 +209,7 @@ def run_pretraining(config: SemGenConfig, store_uri: str, manifest_path: str, ou
 
 
 def _finish(config: SemGenConfig, cfg: dict, data, result, seconds: float, store_uri: str, manifest_path: str,
-            out: Path, storage: str, gpu, log) -> dict:
+            out: Path, storage: str, decision, log) -> dict:
     """Export the best joint-phase weights, write the report and ``train.json``; returns the record."""
     from semgen_ray.models import build_model, export_weights
     from semgen_ray.train.checkpoints import STATE_FILE
@@ -251,7 +250,7 @@ def _finish(config: SemGenConfig, cfg: dict, data, result, seconds: float, store
               "cls_warmup_epochs": state.get("cls_warmup_epochs", 0),
               "stopped": state["stopped"], "fit_seconds": round(seconds, 1), "num_classes": data.num_classes,
               "train_cubes": data.train_rows, "val_cubes": data.val_rows, "objective": t.objective,
-              "workers": t.num_workers, "nodes": state.get("nodes", []), "gpu": gpu.use, "gpu_decision": gpu.as_dict(), "resumes": state["log"],
-              "history": state["history"]}
+              "workers": t.num_workers, "nodes": state.get("nodes", []), "gpu": decision.use,
+              "gpu_decision": decision.as_dict(), "resumes": state["log"], "history": state["history"]}
     (out / "train.json").write_text(json.dumps(record, indent=2, default=float))
     return record

@@ -1,15 +1,15 @@
 """The documented object-store run, for real: store and run folder on ``s3://``, every stage.
 
 cluster/README.md ("A smoke run on the bucket") and the README's cluster section show three
-``ray job submit`` lines. This test takes those lines from cluster/README.md and runs their
-commands as they are (the ``python -m …`` after ``--``, with the test's bucket for ``YOUR-BUCKET`` and
-this checkout for ``~/semgen_ray``) through the public entry points, in fresh processes, against an
-S3-API server on 127.0.0.1 with the real clients (s3fs, pyarrow for Ray Train / Tune, botocore):
-the phantom store is written to the bucket, the run stops after 2 steps, then resumes from its
-checkpoints on the bucket (discovery reused by its config hash there), and the evaluation writes its
-report there. Nothing is written locally in place of the bucket, and the secret key appears in no
-object, no output and no Ray log. Bad input (missing bucket, no credentials) fails before Ray starts,
-naming the URI.
+``ray job submit`` lines. This test submits those lines from cluster/README.md as they are (with the
+test's bucket for ``YOUR-BUCKET``, this checkout for ``~/semgen_ray`` and the head's dashboard port)
+to a Ray head started on loopback whose environment holds the credentials, as a cloud node's would,
+against an S3-API server on 127.0.0.1 with the real clients (s3fs, pyarrow for Ray Train / Tune,
+botocore): the phantom store is written to the bucket, the run stops after 2 steps, then resumes from
+its checkpoints on the bucket (discovery reused by its config hash there), and the evaluation writes
+its report there. Nothing is written locally in place of the bucket, and the secret key appears in
+no object, no output and no Ray log. Bad input (missing bucket, no credentials) fails before Ray
+starts, naming the URI.
 """
 
 from __future__ import annotations
@@ -17,15 +17,14 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+from local_cluster import RAY, LocalCluster
 
 REPO = Path(__file__).resolve().parents[2]
 MARKER = "<!-- smoke-run:"
@@ -41,12 +40,25 @@ def documented(path: Path) -> list[str]:
     return [line for line in block.splitlines() if line.strip()]
 
 
-def _command(line: str, bucket: str) -> list[str]:
-    """The job's entrypoint as this machine runs it."""
+def _command(line: str, bucket: str, dashboard_port: int) -> list[str]:
+    """The ``ray job submit`` line as this machine runs it."""
     assert line.startswith(JOB), line
     words = shlex.split(line[len(JOB):].replace("YOUR-BUCKET", bucket).replace("~/semgen_ray/", f"{REPO}/"))
     assert words[:2] == ["python", "-m"], words
-    return [sys.executable, *words[1:]]
+    return [RAY, "job", "submit", "--address", f"http://127.0.0.1:{dashboard_port}", "--", sys.executable,
+            *words[1:]]
+
+
+def _submit(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Submit and follow a job; the job server may need a few seconds after ``ray start``."""
+    deadline = time.time() + 120
+    while True:
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+        text = done.stdout + done.stderr
+        starting = "Connection refused" in text or "No available agent" in text
+        if done.returncode == 0 or time.time() > deadline or not starting:
+            return done
+        time.sleep(3)
 
 
 def test_the_readmes_show_the_same_smoke_run():
@@ -56,32 +68,29 @@ def test_the_readmes_show_the_same_smoke_run():
     assert all("s3://YOUR-BUCKET/" in line for line in lines)
 
 
-@pytest.fixture
-def ray_tmp():
-    """A short temporary folder for the commands' Ray sessions (socket paths are limited to 107 bytes)."""
-    path = tempfile.mkdtemp(prefix="sgs3_", dir="/tmp")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
 @pytest.mark.slow
-@pytest.mark.timeout(1200)  # three fresh Ray sessions: ~4 min on a quiet 2-core machine, ~7.5 min loaded
-def test_documented_smoke_run_on_s3_resumes_and_evaluates(s3, tmp_path, ray_tmp):
+@pytest.mark.timeout(1200)  # a Ray head and three jobs: ~4 min on a quiet 2-core machine
+def test_documented_smoke_run_on_s3_resumes_and_evaluates(s3, tmp_path):
     name = f"smoke-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(name)
     run = f"s3://{name}/{RUN}"
-    env = {**os.environ, **s3.env, "RAY_TMPDIR": ray_tmp}
-    env.pop("RAY_ADDRESS", None)
-    outputs, seconds = [], []
-    for line in documented(REPO / "cluster" / "README.md"):
-        t0 = time.perf_counter()
-        done = subprocess.run(_command(line, name), env=env, cwd=tmp_path, capture_output=True, text=True,
-                              timeout=900)
-        seconds.append(round(time.perf_counter() - t0, 1))
-        outputs.append(done.stdout + done.stderr)
-        (tmp_path / f"command_{len(outputs)}.log").write_text(outputs[-1])  # for a failing run
-        assert done.returncode == 0, f"{line}\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
-    print(f"seconds per command: {seconds}")
+    cluster = LocalCluster("s3", head_cpus=4, dashboard=True, multinode=False, object_store_mb=300,
+                           env=s3.env, cwd=str(tmp_path))
+    try:
+        outputs, seconds = [], []
+        for line in documented(REPO / "cluster" / "README.md"):
+            t0 = time.perf_counter()
+            done = _submit(_command(line, name, cluster.dashboard_port), cluster.env)
+            seconds.append(round(time.perf_counter() - t0, 1))
+            outputs.append(done.stdout + done.stderr)
+            (tmp_path / f"command_{len(outputs)}.log").write_text(outputs[-1])  # for a failing run
+            assert done.returncode == 0 and "succeeded" in done.stdout, \
+                f"{line}\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
+        print(f"seconds per command: {seconds}")
+        logs = [p for node in cluster.nodes for p in Path(node).rglob("*") if p.is_file() and not p.is_socket()]
+        leaked = [p for p in logs if s3.secret.encode() in p.read_bytes()]
+    finally:
+        cluster.stop()
     objects = s3.objects(name)
 
     def load(key: str) -> dict:
@@ -119,12 +128,10 @@ def test_documented_smoke_run_on_s3_resumes_and_evaluates(s3, tmp_path, ray_tmp)
 
     # nothing landed on local disk in place of the bucket
     assert not [p for p in tmp_path.rglob("*") if "s3:" in str(p) or name in str(p)]
-    # the secret is nowhere: not in an object, an output, or a Ray log
-    secret = s3.secret.encode()
-    assert not [k for k, v in objects.items() if secret in v]
+    # the secret is nowhere: not in an object, an output, or a Ray log (the jobs' logs included)
+    assert not [k for k, v in objects.items() if s3.secret.encode() in v]
     assert not [i for i, text in enumerate(outputs) if s3.secret in text]
-    logs = [p for p in Path(ray_tmp).rglob("*") if p.is_file() and not p.is_socket()]
-    assert logs and not [p for p in logs if secret in p.read_bytes()]
+    assert any("job-driver" in p.name for p in logs) and leaked == []
 
 
 def test_bad_object_store_input_fails_naming_the_uri(s3, monkeypatch, tmp_path, capsys):
