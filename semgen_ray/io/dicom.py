@@ -36,10 +36,24 @@ dropped from its series), counts (Rows, Columns, NumberOfFrames, …) that are n
 uncompressed pixel data shorter than Rows x Columns x frames declare, non-finite geometry, and a
 non-positive PixelSpacing. A corrupt element length never makes pydicom allocate more than the file
 holds.
+
+Only the elements geometry and intensity are built from (``NEEDED_KEYWORDS``) must be well formed.
+Any other element pydicom cannot decode (a vendor's private element whose value does not fit the VR
+pydicom's private dictionary gives it, say a 4-byte decimal string where the dictionary says FD; a
+length that is no multiple of the VR's value size) is dropped, and an undefined-length private
+element that pydicom cannot even parse (a private sequence whose items use the other VR convention,
+or hold garbage) is cut out of the file's bytes at the sequence delimiter after which the rest of
+the data set parses. Each series gets one warning naming what was ignored (tag, name, private
+creator, in how many files), which ingest writes to the manifest.
+
+Compressed pixel data is decoded by pydicom's plugins: pylibjpeg with its libjpeg (JPEG baseline,
+extended 12-bit, lossless; JPEG-LS), openjpeg (JPEG 2000) and RLE plugins, all project
+dependencies; deflated data sets by pydicom itself.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
@@ -284,7 +298,7 @@ def _pixels(frame: _Frame, cache: dict) -> np.ndarray:
 
 
 class _BoundedFile(io.BufferedReader):
-    """A file whose ``read(n)`` never asks for more than the bytes left in it.
+    """A file (a path, or bytes) whose ``read(n)`` never asks for more than the bytes left in it.
 
     pydicom reads an element's value with ``read(length)``; a corrupt length (random bytes, a flipped
     bit) would otherwise allocate up to 4 GiB before finding out the file is shorter. A read cut short
@@ -292,9 +306,15 @@ class _BoundedFile(io.BufferedReader):
     is the 8-byte tag read that finds the end of the file).
     """
 
-    def __init__(self, path: str):
-        super().__init__(io.FileIO(path, "rb"))
-        self._size = os.fstat(self.fileno()).st_size
+    def __init__(self, source: str | bytes, name: str = "<bytes>"):
+        if isinstance(source, bytes):
+            raw = io.BytesIO(source)
+            raw.name = name  # pydicom records the file name of what it reads
+            super().__init__(raw)
+            self._size = len(source)
+        else:
+            super().__init__(io.FileIO(source, "rb"))
+            self._size = os.fstat(self.fileno()).st_size
         self.truncated = False
 
     def read(self, size: int | None = -1) -> bytes:
@@ -307,15 +327,281 @@ class _BoundedFile(io.BufferedReader):
         return super().read(size)
 
 
-def _dcmread(file: str, pydicom):
+def _dcmread_once(source: str | bytes, pydicom, name: str = "<bytes>"):
     """``(dataset, truncated)``; a file without the 128-byte preamble is read with ``force``."""
-    with _BoundedFile(file) as fp:
+    with _BoundedFile(source, name) as fp:
         try:
             return pydicom.dcmread(fp), fp.truncated
         except pydicom.errors.InvalidDicomError:
             pass
-    with _BoundedFile(file) as fp:
+    with _BoundedFile(source, name) as fp:
         return pydicom.dcmread(fp, force=True), fp.truncated
+
+
+# ---- tolerance of elements the image does not need ---------------------------------------------
+
+NEEDED_KEYWORDS = frozenset({
+    # identity and grouping
+    "SpecificCharacterSet", "SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "Modality",
+    # pixel layout and the decoding of the pixel data
+    "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation", "SamplesPerPixel",
+    "PhotometricInterpretation", "PlanarConfiguration", "NumberOfFrames", "PixelData", "FloatPixelData",
+    "DoubleFloatPixelData", "ExtendedOffsetTable", "ExtendedOffsetTableLengths",
+    # geometry and intensity
+    "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "ImagerPixelSpacing",
+    "GridFrameOffsetVector", "RescaleSlope", "RescaleIntercept",
+    # enhanced multi-frame: where the per-frame geometry and rescale live
+    "PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence", "PlanePositionSequence",
+    "PlaneOrientationSequence", "PixelMeasuresSequence", "PixelValueTransformationSequence",
+})
+"""The elements a volume is built from: a malformed one still refuses its file. Any other element
+(private ones above all) that pydicom cannot decode is dropped with a note in the volume's warnings."""
+
+_VALUE_BYTES = {"AT": 4, "FD": 8, "FL": 4, "OD": 8, "OF": 4, "OL": 4, "OV": 8, "OW": 2, "SL": 4, "SS": 2,
+                "SV": 8, "UL": 4, "US": 2, "UV": 8}
+_SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+_REPAIR_MAX_BYTES = 256 << 20  # a larger file that pydicom cannot parse is refused, never read into memory
+_REPAIR_MAX_ELEMENTS = 8
+_REPAIR_MAX_CANDIDATES = 64
+
+
+class _NeededElementError(ReadError):
+    """An element the image needs is malformed."""
+
+
+@functools.lru_cache(maxsize=1)
+def _needed_tags() -> frozenset:
+    from pydicom.datadict import tag_for_keyword
+
+    return frozenset(tag_for_keyword(k) for k in NEEDED_KEYWORDS)
+
+
+def _private_creator(dataset, tag) -> str | None:
+    if not tag.is_private or tag.element < 0x1000:
+        return None
+    from pydicom.tag import Tag
+
+    try:
+        value = dataset[Tag(tag.group, tag.element >> 8)].value
+    except Exception:  # noqa: BLE001 - an absent or unreadable creator is just unknown
+        return None
+    text = value.decode("latin-1", "replace") if isinstance(value, bytes) else str(value)
+    return text.strip() or None
+
+
+def _element_vr(tag, raw, creator: str | None) -> str | None:
+    """The VR pydicom decodes an element with: the file's (explicit VR), else the dictionary's."""
+    from pydicom import datadict
+
+    vr = getattr(raw, "VR", None)
+    if vr:
+        return str(vr)
+    try:
+        if tag.is_private:
+            return datadict.private_dictionary_VR(tag, creator) if creator else "UN"
+        return datadict.dictionary_VR(tag)
+    except KeyError:
+        return "UN"
+
+
+def _describe_element(dataset, tag) -> str:
+    """``(0045,1053) WideCone Corner Blending Radius [GEMS_HELIOS_01]``: tag, name, private creator."""
+    from pydicom import datadict
+
+    label = f"({tag.group:04X},{tag.element:04X})"
+    creator = _private_creator(dataset, tag)
+    try:
+        name = datadict.get_private_entry(tag, creator)[2] if creator else (
+            "" if tag.is_private else datadict.dictionary_description(tag))
+    except KeyError:
+        name = ""
+    if tag.is_private:
+        name = (name + " " if name else "") + (f"[{creator}]" if creator else "[no private creator]")
+    return f"{label} {name}".strip()
+
+
+def _why_malformed(dataset, tag, raw, err: BaseException) -> str:
+    creator = _private_creator(dataset, tag)
+    vr = _element_vr(tag, raw, creator)
+    length = getattr(raw, "length", None)
+    if isinstance(length, int) and length != 0xFFFFFFFF and vr in _VALUE_BYTES and length % _VALUE_BYTES[vr]:
+        return f"{length} bytes, not a whole number of the {_VALUE_BYTES[vr]}-byte values of VR {vr}"
+    text = str(err).strip()
+    while text.startswith("With tag ") and " got exception: " in text:  # pydicom's nested prefixes
+        text = text.split(" got exception: ", 1)[1]
+    text = (text.splitlines() or [type(err).__name__])[0].split(". ")[0].rstrip(".")
+    return f"VR {vr}" + (f", {length} bytes" if isinstance(length, int) and length != 0xFFFFFFFF else "") + \
+        f": {text[:160] or type(err).__name__}"
+
+
+def _decode_tolerantly(dataset, needed: frozenset, notes: list[str], base: str, within_needed=True) -> None:
+    """Decode every element of ``dataset`` now (pydicom decodes on first access), recursing into
+    sequences; drop, with a note, each element pydicom cannot decode that the image does not need.
+
+    A malformed needed element (one of ``NEEDED_KEYWORDS``, at the top level or inside a needed
+    sequence) raises :class:`_NeededElementError`. Elements inside other sequences (private ones,
+    say) are never needed, whatever their tag.
+    """
+    for tag in list(dataset.keys()):
+        is_needed = within_needed and tag in needed
+        raw = dataset.get_item(tag)
+        try:
+            element = dataset[tag]
+            if element.VR == "SQ":
+                for item in element.value or ():
+                    _decode_tolerantly(item, needed, notes, base, is_needed)
+        except _NeededElementError:
+            raise
+        except Exception as err:  # noqa: BLE001 - pydicom raises many types for one malformed value
+            what = _describe_element(dataset, tag)
+            why = _why_malformed(dataset, tag, raw, err)
+            if is_needed:
+                raise _NeededElementError(f"cannot read DICOM file {base}: {what} is malformed ({why})") from err
+            del dataset[tag]
+            notes.append(f"{what}: {why}")
+
+
+def _parse_meta(blob: bytes) -> tuple[int, str] | None:
+    """``(offset of the data set, transfer syntax UID)`` of a file with a preamble and a meta group."""
+    if len(blob) < 132 or blob[128:132] != b"DICM":
+        return None
+    pos, syntax = 132, None
+    while pos + 8 <= len(blob) and int.from_bytes(blob[pos:pos + 2], "little") == 2:
+        element = int.from_bytes(blob[pos + 2:pos + 4], "little")
+        vr = blob[pos + 4:pos + 6]
+        if vr in (b"OB", b"OW", b"OF", b"SQ", b"UN", b"UT", b"UC", b"UR", b"OD", b"OL", b"OV", b"SV", b"UV"):
+            length, value_at = int.from_bytes(blob[pos + 8:pos + 12], "little"), pos + 12
+        else:
+            length, value_at = int.from_bytes(blob[pos + 6:pos + 8], "little"), pos + 8
+        if length == 0xFFFFFFFF or value_at + length > len(blob):
+            return None
+        if element == 0x0010:
+            syntax = blob[value_at:value_at + length].rstrip(b"\x00 ").decode("ascii", "replace")
+        pos = value_at + length
+    return (pos, syntax) if syntax else None
+
+
+def _scan_top_level(blob: bytes, start: int, implicit: bool, after: int = -1) -> tuple[int | None, list]:
+    """Walk the top-level elements from ``start`` with pydicom's parser.
+
+    Returns ``(failure, elements)``: ``failure`` is the offset of the first element that cannot be
+    parsed, whose tag is not above the previous one (the first: above ``after``) or that is an item /
+    delimiter tag at the top level (None when the walk reaches the end of the data); ``elements``
+    are ``(offset, tag)`` before it.
+    """
+    from pydicom.filereader import data_element_generator
+
+    fp = _BoundedFile(blob)
+    fp.seek(start)
+    at, seen, last = start, [], after
+    try:
+        for element in data_element_generator(fp, implicit, True, defer_size=1 << 20):
+            tag = int(element.tag)
+            if tag <= last or (tag >> 16) == 0xFFFE:
+                return at, seen
+            seen.append((at, tag))
+            last, at = tag, fp.tell()
+    except Exception:  # noqa: BLE001 - the element at ``at`` is where the parser gave up
+        return at, seen
+    return (at if fp.truncated else None), seen
+
+
+def _undefined_private_at(blob: bytes, at: int, implicit: bool) -> int | None:
+    """The value offset of the undefined-length private element starting at ``at``, else None."""
+    if at + 8 > len(blob) or not int.from_bytes(blob[at:at + 2], "little") % 2:
+        return None
+    if implicit:
+        length, value_at = int.from_bytes(blob[at + 4:at + 8], "little"), at + 8
+    else:
+        length, value_at = int.from_bytes(blob[at + 8:at + 12], "little"), at + 12
+    return value_at if length == 0xFFFFFFFF else None
+
+
+def _repair_private(file: str) -> tuple[bytes, list[tuple[int, int]]] | None:
+    """The file's bytes without the undefined-length private elements pydicom cannot parse, and the
+    ``(tag, bytes)`` of each element removed.
+
+    Such an element (a vendor's private sequence whose items are encoded with the other VR
+    convention, say) ends at one of the sequence delimiters that follow it: the first after which the
+    rest of the data set parses, with ascending tags, is taken as its end. Returns None when the
+    file has no such element, or removing them does not make it parse.
+    """
+    if os.path.getsize(file) > _REPAIR_MAX_BYTES:
+        return None
+    with open(file, "rb") as f:
+        blob = f.read()
+    meta = _parse_meta(blob)
+    if meta is None:
+        return None
+    start, syntax = meta
+    if syntax in ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2"):  # deflated, big endian
+        return None
+    implicit = syntax == "1.2.840.10008.1.2"
+    skipped: list[tuple[int, int]] = []
+    for _ in range(_REPAIR_MAX_ELEMENTS):
+        failure, elements = _scan_top_level(blob, start, implicit)
+        if failure is None:
+            return (blob, skipped) if skipped else None
+        suspect = failure
+        if _undefined_private_at(blob, suspect, implicit) is None:
+            # a sequence that swallowed what follows it: the last undefined-length private element
+            suspect = next((at for at, _ in reversed(elements) if _undefined_private_at(blob, at, implicit)),
+                           None)
+            if suspect is None:
+                return None
+        value_at = _undefined_private_at(blob, suspect, implicit)
+        tag = int.from_bytes(blob[suspect:suspect + 2], "little") << 16 | \
+            int.from_bytes(blob[suspect + 2:suspect + 4], "little")
+        end, searched, tries = None, value_at, 0
+        while tries < _REPAIR_MAX_CANDIDATES:
+            hit = blob.find(_SEQUENCE_DELIMITER, searched)
+            if hit < 0:
+                break
+            tries += 1
+            searched = hit + 1
+            next_failure, _ = _scan_top_level(blob, hit + 8, implicit, after=tag)
+            if next_failure is None or next_failure > hit + 8:  # what follows the cut parses
+                end = hit + 8
+                break
+        if end is None:
+            return None
+        skipped.append((tag, end - suspect))
+        blob = blob[:suspect] + blob[end:]
+    return None
+
+
+def _dcmread(file: str, pydicom) -> tuple[object, bool, list[str]]:
+    """``(dataset, truncated, notes)``: the file read by pydicom, every element decoded.
+
+    Elements that the image does not need and that pydicom cannot decode (a vendor's private element
+    whose value does not fit the VR of pydicom's private dictionary, an odd length, …) are dropped,
+    each with a note; so are undefined-length private elements that pydicom cannot parse at all
+    (:func:`_repair_private`). Raises for anything else.
+    """
+    notes: list[str] = []
+    try:
+        ds, truncated = _dcmread_once(file, pydicom)
+        failed = None
+    except Exception as err:  # noqa: BLE001 - retried without unparseable private elements below
+        ds, truncated, failed = None, True, err
+    if truncated:
+        repaired = _repair_private(file)
+        if repaired is not None:
+            blob, skipped = repaired
+            ds, truncated = _dcmread_once(blob, pydicom, file)
+            failed = None
+            from pydicom.tag import Tag
+
+            notes = [f"{_describe_element(ds, Tag(tag))}: undefined-length private element of {size} bytes "
+                     "that cannot be parsed, skipped" for tag, size in skipped]
+    if failed is not None:
+        raise failed
+    # pydicom decodes values on first access; decode them all now, so that a corrupt one is dropped
+    # or reported here, with its file, not met as an odd exception later.
+    with catch_warnings():  # pydicom's notes on odd values of elements never used here
+        simplefilter("ignore", UserWarning)
+        _decode_tolerantly(ds, _needed_tags(), notes, os.path.basename(file))
+    return ds, truncated, notes
 
 
 _OTHER_PIXELS = ("FloatPixelData", "DoubleFloatPixelData", "SpectroscopyData")
@@ -328,8 +614,8 @@ def _sop_class_name(ds) -> str | None:
 
 
 def _read_datasets(files, pydicom):
-    """Read every file; return ``([(file, dataset)] for image objects (those with pixel data),
-    [names of the other files])``.
+    """Read every file; return ``([(file, dataset, notes)] for image objects (those with pixel data),
+    [names of the other files])``; ``notes`` name the malformed elements dropped from the file.
 
     A file that should hold an image but has no pixel data (an "… Image Storage" SOP class, or Rows in
     its header), and a truncated file (unless a readable non-image: report, presentation state, …),
@@ -339,12 +625,9 @@ def _read_datasets(files, pydicom):
     for file in files:
         base = os.path.basename(file)
         try:
-            ds, truncated = _dcmread(file, pydicom)
-            # pydicom decodes values on first access; decode them all now, so that a corrupt one (an
-            # unknown VR, say) is reported here, with its file, not as an odd exception later.
-            with catch_warnings():  # pydicom's notes on odd values of elements never used here
-                simplefilter("ignore", UserWarning)
-                ds.walk(lambda dataset, element: None)
+            ds, truncated, notes = _dcmread(file, pydicom)
+        except _NeededElementError:
+            raise
         except Exception as err:
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ReadError(f"cannot read DICOM file {base} (truncated or corrupt?): {reason}") from err
@@ -362,8 +645,25 @@ def _read_datasets(files, pydicom):
                                 "without pixel data (truncated?)")
             others.append(base + (" (truncated)" if truncated else ""))
             continue  # structured reports, presentation states, DICOMDIR: not images
-        out.append((file, ds))
+        out.append((file, ds, notes))
     return out, others
+
+
+MAX_ELEMENT_NOTES = 5
+
+
+def _element_warning(members: list, notes_of: dict) -> str | None:
+    """One warning line for the malformed elements dropped from a series' files, or None."""
+    counts: dict[str, int] = {}
+    for file, _ in members:
+        for note in dict.fromkeys(notes_of.get(file, ())):
+            counts[note] = counts.get(note, 0) + 1
+    if not counts:
+        return None
+    parts = [f"{note} (in {n} of {len(members)} files)" for note, n in list(counts.items())[:MAX_ELEMENT_NOTES]]
+    more = len(counts) - MAX_ELEMENT_NOTES
+    return ("ignored malformed elements that geometry and intensity do not need: " + ", ".join(parts)
+            + (f", and {more} more" if more > 0 else ""))
 
 
 def _apply_rescale(frames: list[_Frame]) -> np.ndarray:
@@ -580,8 +880,10 @@ def read_dicom(source: Source, modality: str | None = None, *, uneven: str = "wa
         raise ReadError(f"{source.path}: no DICOM image (no object with pixel data) among "
                         f"{len(source.files)} files ({names})")
     series: dict[str, list] = {}
-    for file, ds in datasets:
+    notes_of: dict[str, list[str]] = {}
+    for file, ds, notes in datasets:
         series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((file, ds))
+        notes_of[file] = notes
 
     volumes: list[Volume] = []
     skipped: list[str] = []
@@ -595,7 +897,11 @@ def read_dicom(source: Source, modality: str | None = None, *, uneven: str = "wa
                     raise _FatalError(f"{len(members)} files ({names}) declare {declared} voxels, more than "
                                       f"max_voxels={max_voxels}")
             frames = [fr for file, ds in members for fr in _frames_of(ds, file)]
-            volumes.append(_series_volume(frames, source.path, modality, uneven, tilt, duplicates))
+            volume = _series_volume(frames, source.path, modality, uneven, tilt, duplicates)
+            note = _element_warning(members, notes_of)
+            if note:
+                volume.warnings = volume.warnings + (note,)
+            volumes.append(volume)
         except ReadError as err:
             if isinstance(err, _FatalError) or len(series) == 1:
                 raise ReadError(f"{source.path}: series {uid or '(no UID)'}: {err}") from err

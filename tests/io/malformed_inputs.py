@@ -184,6 +184,47 @@ def dicom_bytes(_base: str = "CT_small.dcm", **tags) -> bytes:
     return blob
 
 
+def dicom_with_private_block(block: bytes, group: int = 0x0045) -> bytes:
+    """CT_small.dcm (explicit VR little endian) with the raw bytes ``block`` (elements of private
+    ``group``, creator first, as a scanner wrote them: pydicom refuses to write malformed values) in
+    place of that group."""
+    import io
+
+    import pydicom
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    ds = pydicom.dcmread(ct_small_path())
+    for tag in [t for t in ds.keys() if t.group == group]:
+        del ds[tag]
+    marker, tag = b"SPLICE-HERE!", Tag(group, 0x0099)
+    ds._dict[tag] = RawDataElement(tag, "OB", len(marker), marker, 0, False, True)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    placeholder = struct.pack("<HH", group, 0x0099) + b"OB\0\0" + struct.pack("<I", len(marker)) + marker
+    assert out.getvalue().count(placeholder) == 1
+    return out.getvalue().replace(placeholder, block)
+
+
+def explicit_element(group: int, element: int, vr: str, value: bytes, length: int | None = None) -> bytes:
+    """One explicit-VR little-endian element; ``length`` overrides the length field (0xFFFFFFFF)."""
+    length = len(value) if length is None else length
+    if vr in ("OB", "OW", "SQ", "UN", "UT"):
+        return struct.pack("<HH2sxxI", group, element, vr.encode(), length) + value
+    return struct.pack("<HH2sH", group, element, vr.encode(), length) + value
+
+
+_VENDOR_CREATOR = explicit_element(0x0045, 0x0010, "LO", b"GEMS_HELIOS_01")
+_SEQUENCE_END = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+
+
+def _private_sequence(content: bytes) -> bytes:
+    """An undefined-length private sequence (0045,1010) holding one undefined-length item."""
+    return _VENDOR_CREATOR + explicit_element(0x0045, 0x1010, "SQ", b"\xfe\xff\x00\xe0\xff\xff\xff\xff" + content
+                                              + b"\xfe\xff\x0d\xe0\x00\x00\x00\x00" + _SEQUENCE_END,
+                                              length=0xFFFFFFFF)
+
+
 def pixel_data_offset(blob: bytes) -> int:
     """Offset of the (7FE0,0010) PixelData element's tag in an explicit-VR little-endian file."""
     at = blob.rfind(b"\xe0\x7f\x10\x00")
@@ -278,6 +319,14 @@ def _control_cases() -> list[Case]:
         Case("control-nii2", lambda: {"c.nii": nifti_bytes(2)}, "c.nii", expect="ok"),
         Case("control-dcm", lambda: {"c.dcm": ct_small_path().read_bytes()}, ".", expect="ok"),
         Case("control-dcm-rle", lambda: {"c.dcm": dicom_bytes(_base="MR_small_RLE.dcm")}, ".", expect="ok"),
+        # Malformed elements the image does not need (issue 15): read, with a warning.
+        Case("control-dcm-private-fd-holding-4-byte-ds",  # pydicom's private dictionary also says FD
+             lambda: {"c.dcm": dicom_with_private_block(
+                 _VENDOR_CREATOR + explicit_element(0x0045, 0x1053, "FD", b"1.5 "))}, ".", expect="ok"),
+        Case("control-dcm-private-sequence-holding-garbage",
+             lambda: {"c.dcm": dicom_with_private_block(_VENDOR_CREATOR + explicit_element(
+                 0x0045, 0x1010, "SQ", b"\x11\x22\x33\x44\x05\x00\x00\x00abcde" + _SEQUENCE_END, length=0xFFFFFFFF))},
+             ".", expect="ok"),
         # Discovery only takes extension-less files with the DICM magic: stray bytes beside a slice are
         # not part of the source.
         Case("control-dcm-with-stray-extensionless-file",
@@ -639,6 +688,10 @@ def _dicom_cases() -> list[Case]:
         Case("dcm-random-bytes-after-magic", lambda: {"r.dcm": with_dicm_magic(random_bytes(20, 3000))}, "."),
         Case("dcm-extensionless-random-with-magic", lambda: {"IM0001": with_dicm_magic(random_bytes(21))}, "."),
     ]
+    for seed in range(4):  # random bytes inside an undefined-length private sequence: read, or refused
+        cases.append(Case(f"dcm-random-bytes-in-private-sequence-{seed}",
+                          lambda seed=seed: {"p.dcm": dicom_with_private_block(
+                              _private_sequence(random_bytes(500 + seed, 64 + 32 * seed)))}, ".", expect="any"))
     for seed in range(4):  # bytes of the data set (not the pixels) overwritten at random
         cases.append(Case(f"dcm-bitflips-{seed}",
                           lambda seed=seed: {"f.dcm": flip_bytes(ct(), 400 + seed, 132, pixel_data_offset(ct()))},
