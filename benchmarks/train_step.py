@@ -1,36 +1,40 @@
-"""Benchmark: one training step of the Ray Train + DeepSpeed loop against a bare PyTorch loop.
+"""Benchmark: the real pretraining loop (Ray Data input, Ray Train, the DeepSpeed engine) against a bare PyTorch loop.
 
-Claim measured (issue: training): the step time of the Ray Train + DeepSpeed loop is within 10 % of a
-bare PyTorch loop on the same model, batch and machine, and what one vs two Train workers give on
-this machine. Every configuration trains the ``cpu-tiny`` U-Net 3D + classification head (``--width``,
-``--classes``) in bf16 (parameters cast with ``.to(torch.bfloat16)``, as
-:mod:`semgen_ray.train.loop` does) with Adam on one fixed in-memory batch of ``--batch`` random cubes
-in [0, 1] (same seed, same initial weights everywhere); loss = the ``semantic_genesis`` objective
-(λ_rec · MSE + λ_cls · CE, λ = 1, 0.01). One step = forward, loss, backward, optimiser step,
-``loss.item()``; ``--warmup`` untimed steps, then ``--steps`` timed ones.
+Claim measured (issue 15): with ZeRO-1, the default, the training loop of the ``train`` stage trains
+within 10 % of the cubes/s of a bare PyTorch loop on the same model, cubes, batch size, threads and
+machine.
 
-* ``bare``: a plain loop in the driver process (``loss.backward()``, ``torch.optim.Adam.step()``),
-  once per thread count used by the Ray rows, so every Ray row has a bare reference with the same
-  per-worker thread count and batch.
-* ``ray+ds``: a ``TorchTrainer`` (gloo, ``resources_per_worker={"CPU": 1}``) whose workers build the
-  model like :func:`semgen_ray.train.loop.train_loop` (``make_optimizer``, ``deepspeed.initialize``
-  with :func:`semgen_ray.train.deepspeed_config.deepspeed_config`, ZeRO ``--zero``) and step
-  ``engine(x)`` → ``loss_terms`` → ``engine.backward`` → ``engine.step``; with W workers each trains
-  the same per-worker batch (global batch W × ``--batch``), and the step includes the gradient
-  all-reduce. Timings come from inside the workers (rank 0's, the ranks being in lock step).
+* **The real loop** is :func:`semgen_ray.train.run_pretraining`, unchanged: the pattern manifest's
+  cubes cut from the volume store by Ray Data (crop-on-read), streamed to the Train workers
+  (``get_dataset_shard`` through the local shuffle buffer), the DeepSpeed engine (ZeRO ``--zero``,
+  bf16), the ``semantic_genesis`` objective, corruptions where ``--corrupt-on`` puts them. Its
+  throughput is each epoch's ``cubes_per_s`` from ``train.json``'s history: training cubes over the
+  epoch's training time, data waits included, validation and checkpoints excluded.
+* **Bare PyTorch** runs in this process, no Ray, no DeepSpeed: the same cubes (cut from the same
+  store once, before timing, and held in memory), a seeded permutation per epoch, the same batch
+  size, the same corruptions (``--corrupt-on device``: the torch back end inside the loop, as the real
+  loop does; ``data``: the numpy back end inside the loop, serially), the same model and loss, torch
+  Adam, and the number of torch threads a Train worker gets (probed with a Ray task holding the
+  worker's CPUs). Two recipes, both measured: **bf16 + fp32 masters** (bf16 weights for forward and
+  backward, Adam on fp32 master copies: what DeepSpeed's bf16 does) and **bf16 only** (Adam on the
+  bf16 weights: less work than DeepSpeed does, so the overhead against it is an upper bound).
 
-Threads: ``--threads 0`` (default) gives each worker ``max(1, cores // W)`` torch threads (2 then 1
-on a 2-core machine, so 1 and 2 workers use the same cores); the bare loop runs at each of those
-counts. Reported: seconds/step (median, mean), global cubes/s and ``vs bare`` = t / t_bare − 1 at the
-same thread count (the overhead target, ≤ 10 %, is for the 1-worker row); the 2-worker row's
-``vs bare`` also holds the all-reduce and the two workers sharing the machine. Run it on an idle
-machine: with another job on the cores, multi-threaded steps slow down by 10-100× (OpenMP threads
-waiting on a descheduled sibling) and the comparison means nothing; the JSON records the load average
-at start and ``machine_busy_at_start``.
+Each of ``--rounds`` rounds runs the bare loops and then the real loop (one fresh run per ZeRO stage),
+``--epochs`` epochs each; the first epoch of every run is warm-up and not counted; a run's figure
+is the median of its other epochs. Reported: per configuration the median over rounds (and the
+range), and the overhead = bare cubes/s ÷ loop cubes/s − 1 taken within each round, median over rounds.
 
-    ./venv-run python benchmarks/train_step.py                    # about 2-4 min on 2 idle cores
-    ./venv-run python benchmarks/train_step.py --width 4 --cube 16 16 8 --batch 2 --steps 3 --warmup 1 \\
-        --out /tmp/train_step_smoke.json                          # smoke run
+**Idle machine required.** Another process on the cores makes the figures meaningless (OpenMP
+threads wait on descheduled siblings). Before the first round the 1-minute load average must be at most
+``--max-load`` × cores, and before, between and during the rounds the CPU used by processes outside
+this benchmark's own process tree (Ray's processes are inside it) is sampled every second; above
+``--max-foreign`` cores the run stops with a message and exit status 3, writing nothing.
+``--allow-busy`` records the run anyway, flagged ``machine_busy`` with the reason; such a record is
+never quoted as the figure (``benchmarks/readme_tables.py``).
+
+    ./venv-run python benchmarks/train_step.py                  # ~15 min on 2 idle cores; writes the record
+    ./venv-run python benchmarks/train_step.py --rounds 1 --epochs 2 --train-cubes 32 --allow-busy \\
+        --out /tmp/train_step_smoke.json                        # smoke run
 
 Writes JSON (default ``benchmarks/results/train_step.json``) and prints a markdown table.
 """
@@ -47,236 +51,429 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe as machine  # noqa: E402
+from machine import describe  # noqa: E402
 
-LAMBDA_CLS, LAMBDA_REC = 0.01, 1.0
-
-
-def make_batch(seed: int, batch: int, cube, classes: int):
-    """The fixed batch: ``(x, labels)``, x float32 (N, 1, X, Y, Z) in [0, 1], the same for a seed."""
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(batch, 1, *cube, generator=g)
-    labels = torch.randint(0, classes, (batch,), generator=g)
-    return x, labels
+EXIT_BUSY = 3
 
 
-def summary(times: list[float]) -> dict:
-    return {"step_s": [round(t, 4) for t in times], "step_s_median": statistics.median(times),
-            "step_s_mean": statistics.fmean(times)}
+# ------------------------------------------------------------------------------------------- machine load
 
 
-def bare_loop(width: int, cube, batch: int, classes: int, warmup: int, steps: int, threads: int,
-              lr: float, seed: int) -> dict:
-    """The plain PyTorch loop on this process: bf16 model, torch Adam, the same loss."""
-    import torch
-
-    from semgen_ray.models import build_model
-    from semgen_ray.train.objectives import loss_terms, objective
-
-    torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    model = build_model("cpu-tiny", width=width, num_classes=classes).to(torch.bfloat16).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    obj = objective("semantic_genesis")
-    x, labels = make_batch(seed, batch, cube, classes)
-    inp = x.to(torch.bfloat16)
-
-    def one_step() -> float:
-        t0 = time.perf_counter()
-        restored, logits = model(inp)
-        loss, _ = loss_terms(obj, restored, x, logits, labels, LAMBDA_CLS, LAMBDA_REC)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss.item()
-        return time.perf_counter() - t0
-
-    for _ in range(warmup):
-        one_step()
-    times = [one_step() for _ in range(steps)]
-    return {"threads": torch.get_num_threads(), "omp_num_threads_env": os.environ.get("OMP_NUM_THREADS"),
-            "cpu_affinity": sorted(os.sched_getaffinity(0)),
-            "parallel_info": torch.__config__.parallel_info().splitlines()[1:4],
-            "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3), **summary(times)}
+class BusyMachine(RuntimeError):
+    """Other processes use the CPU: timings would not be representative."""
 
 
-def ds_worker(cfg: dict) -> None:
-    """Ray Train worker: the model as :func:`semgen_ray.train.loop.train_loop` builds it, fixed batch."""
-    import deepspeed
-    import ray.train
-    import torch
+def _own_pids(root: int) -> set[int]:
+    """``root`` and its descendants: this benchmark, Ray's processes and their workers."""
+    import psutil
 
-    from semgen_ray.models import build_model
-    from semgen_ray.train.deepspeed_config import deepspeed_config, make_optimizer
-    from semgen_ray.train.objectives import loss_terms, objective
-
-    torch.set_num_threads(cfg["threads"])
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    train_cfg = cfg["train_config"]
-    t0 = time.perf_counter()
-    torch.manual_seed(cfg["seed"])  # the same initial weights on every rank and in the bare loop
-    model = build_model("cpu-tiny", width=cfg["width"], num_classes=cfg["classes"]).to(torch.bfloat16)
-    optimizer = make_optimizer(train_cfg, model.parameters())
-    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # no JIT build of the CPU shm op
-    engine, optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer,
-                                                   config=deepspeed_config(train_cfg, gpu=False),
-                                                   dist_init_required=False)
-    setup_s = time.perf_counter() - t0
-    engine.train()
-    obj = objective("semantic_genesis")
-    x, labels = make_batch(cfg["seed"], train_cfg.batch_size, cfg["cube"], cfg["classes"])
-    inp = x.to(torch.bfloat16)
-
-    def one_step() -> float:
-        t = time.perf_counter()
-        restored, logits = engine(inp)
-        loss, _ = loss_terms(obj, restored, x, logits, labels, train_cfg.lambda_cls, train_cfg.lambda_rec)
-        engine.backward(loss)
-        engine.step()
-        loss.item()
-        return time.perf_counter() - t
-
-    for _ in range(cfg["warmup"]):
-        one_step()
-    times = [one_step() for _ in range(cfg["steps"])]
-    out = {"rank": rank, "world": world, "threads": torch.get_num_threads(),
-           "omp_num_threads_env": os.environ.get("OMP_NUM_THREADS"), "cpu_affinity": sorted(os.sched_getaffinity(0)),
-           "parallel_info": torch.__config__.parallel_info().splitlines()[1:4], "setup_s": round(setup_s, 3),
-           "zero_stage": engine.zero_optimization_stage(), "bf16": bool(engine.bfloat16_enabled()),
-           **summary(times)}
-    Path(cfg["result_dir"], f"rank_{rank}.json").write_text(json.dumps(out))
-    ray.train.report({k: v for k, v in out.items() if k != "step_s"})  # metrics only, no checkpoint
+    try:
+        me = psutil.Process(root)
+        return {root} | {c.pid for c in me.children(recursive=True)}
+    except psutil.Error:
+        return {root}
 
 
-def ray_ds(workers: int, args, threads: int, tmp: str) -> dict:
-    """One TorchTrainer run of :func:`ds_worker` with ``workers`` workers; rank 0's timings."""
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
+def _cpu_times() -> dict[int, float]:
+    import psutil
+
+    out = {}
+    for p in psutil.process_iter(["pid"]):
+        try:
+            t = p.cpu_times()
+            out[p.pid] = t.user + t.system
+        except psutil.Error:
+            pass
+    return out
+
+
+def foreign_cpu(interval: float = 1.0, root: int | None = None) -> tuple[float, list[tuple[str, float]]]:
+    """CPU cores used over ``interval`` s by processes outside ``root``'s process tree, and the top users."""
+    import psutil
+
+    root = os.getpid() if root is None else root
+    a = _cpu_times()
+    time.sleep(interval)
+    b = _cpu_times()
+    own = _own_pids(root) | {os.getpid()}
+    used = {pid: (b[pid] - a.get(pid, 0.0)) / interval for pid in b if pid not in own}
+    total = sum(max(0.0, u) for u in used.values())
+    top = []
+    for pid, u in sorted(used.items(), key=lambda kv: -kv[1])[:3]:
+        if u < 0.05:
+            break
+        try:
+            top.append((psutil.Process(pid).name(), round(u, 2)))
+        except psutil.Error:
+            top.append((str(pid), round(u, 2)))
+    return total, top
+
+
+def _watch(root: int, conn, stop) -> None:
+    """Child process of :class:`LoadWatch`: one foreign-CPU sample per second until ``stop`` is set."""
+    samples, top = [], []
+    while not stop.is_set():
+        used, t = foreign_cpu(1.0, root)
+        samples.append(used)
+        if t and used >= max(samples):
+            top = t
+    conn.send((samples, top))
+
+
+class LoadWatch:
+    """Samples the foreign CPU use every second while a round runs, in a child process (so that the
+    sampling costs neither loop any time in this process)."""
+
+    def __init__(self) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self._recv, send = ctx.Pipe(duplex=False)
+        self._stop = ctx.Event()
+        self._proc = ctx.Process(target=_watch, args=(os.getpid(), send, self._stop), daemon=True)
+        self.samples: list[float] = []
+        self.top: list = []
+
+    def __enter__(self):
+        self._proc.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._recv.poll(10):
+            self.samples, self.top = self._recv.recv()
+        self._proc.join(timeout=5)
+
+    def summary(self) -> dict:
+        s = self.samples or [0.0]
+        return {"foreign_cores_mean": round(statistics.fmean(s), 3), "foreign_cores_max": round(max(s), 3),
+                "samples": len(self.samples), "top_foreign": self.top}
+
+
+def check_idle(args, where: str, log: list, busy: list) -> None:
+    """Refuse (raise :class:`BusyMachine`) or, with ``--allow-busy``, note the reason in ``busy``."""
+    cores = os.cpu_count() or 1
+    reasons = []
+    if where == "start":
+        load1 = os.getloadavg()[0]
+        if load1 > args.max_load * cores:
+            reasons.append(f"1-minute load average {load1:.2f} > {args.max_load} × {cores} cores")
+    used, top = foreign_cpu(args.sample_s)
+    log.append({"where": where, "foreign_cores": round(used, 3), "top_foreign": top, "loadavg": os.getloadavg()})
+    if used > args.max_foreign:
+        reasons.append(f"other processes use {used:.2f} cores (> {args.max_foreign}): "
+                       + ", ".join(f"{n} {u}" for n, u in top))
+    if reasons:
+        _busy(args, where, "; ".join(reasons), busy)
+
+
+def _busy(args, where: str, reason: str, busy: list) -> None:
+    msg = f"machine busy ({where}): {reason}"
+    if not args.allow_busy:
+        raise BusyMachine(msg)
+    print(f"WARNING: {msg}; recording anyway (--allow-busy): the record is flagged machine_busy", flush=True)
+    busy.append(msg)
+
+
+# ------------------------------------------------------------------------------------------- workload
+
+
+def manifest_rows(shapes: dict, splits: dict, cube, classes: int, train_cubes: int, val_cubes: int,
+                  seed: int) -> list[dict]:
+    """Native crops (resolution 1) at random places: ``train_cubes`` + ``val_cubes`` rows, classes cycled."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    pids = {s: sorted(p for p in shapes if splits[p] == s) for s in ("train", "val")}
+    rows = []
+    for split, count in (("train", train_cubes), ("val", val_cubes)):
+        for i in range(count):
+            pid = pids[split][i % len(pids[split])]
+            lo = [int(rng.integers(0, n - c + 1)) for c, n in zip(cube, shapes[pid])]
+            rows.append({"row_id": len(rows), "class_id": i % classes, "reference_id": pid, "patient_id": pid,
+                         "x0": lo[0], "y0": lo[1], "z0": lo[2], "x1": lo[0] + cube[0], "y1": lo[1] + cube[1],
+                         "z1": lo[2] + cube[2], "resolution": 1, "split": split, "rank": 0, "distance": 0.0})
+    return rows
+
+
+def make_workload(args, work: Path):
+    from dataclasses import replace
 
     from semgen_ray.config import load_config
+    from semgen_ray.discovery.manifest import write_manifest
+    from semgen_ray.phantoms.cohort import write_cohort
+    from semgen_ray.store import open_store
 
-    train_cfg = load_config("cpu-tiny", [f"train.zero_stage={args.zero}", f"train.batch_size={args.batch}"]).train
-    result_dir = Path(tmp, f"timings_w{workers}")
-    result_dir.mkdir(parents=True, exist_ok=True)
-    cfg = {"train_config": train_cfg, "width": args.width, "classes": args.classes, "cube": list(args.cube),
-           "seed": args.seed, "warmup": args.warmup, "steps": args.steps, "threads": threads,
-           "result_dir": str(result_dir)}
-    trainer = TorchTrainer(
-        ds_worker, train_loop_config=cfg, torch_config=TorchConfig(backend="gloo"),
-        scaling_config=ScalingConfig(num_workers=workers, use_gpu=False, resources_per_worker={"CPU": 1}),
-        run_config=RunConfig(name=f"train_step_w{workers}", storage_path=str(Path(tmp, "ray_storage"))))
+    config = load_config("cpu-tiny", [
+        f"train.batch_size={args.batch}", f"train.num_workers={args.workers}",
+        f"train.cpus_per_worker={args.cpus_per_worker}", f"train.corrupt_on={args.corrupt_on}",
+        f"train.max_epochs={args.epochs}", f"train.patience={args.epochs + 1}", "train.max_steps=0",
+        "train.cls_warmup_epochs=0", "train.objective=semantic_genesis", "train.precision=bf16",
+        f"model.width={args.width}", f"data.cube_size={list(args.cube)}", f"seed={args.seed}"])
+    store_uri = str(work / "store.zarr")
+    write_cohort(replace(config.phantoms, n=args.patients, shape=tuple(args.shape)),
+                 replace(config.store, uri=store_uri), config.ingest, config.ray, progress=False)
+    store = open_store(store_uri)
+    shapes = store.shapes()
+    splits = {p: ("val" if store.meta(p).get("split") == "val" else "train") for p in shapes}
+    if "val" not in splits.values():  # hash splits of a small cohort: make one validation patient
+        splits[sorted(shapes)[-1]] = "val"
+    rows = manifest_rows(shapes, splits, args.cube, args.classes, args.train_cubes, args.val_cubes, args.seed)
+    manifest = str(work / "patterns.parquet")
+    write_manifest(rows, manifest, {"benchmark": "train_step"}, config_hash="benchmark")
+    return config, store_uri, manifest, rows
+
+
+def worker_threads(cpus: float) -> int:
+    """The torch thread count a Ray process holding ``cpus`` CPUs gets (Ray sets OMP_NUM_THREADS)."""
+    import ray
+
+    @ray.remote(num_cpus=cpus)
+    def probe() -> int:
+        import torch
+
+        return torch.get_num_threads()
+
+    return int(ray.get(probe.remote()))
+
+
+# ------------------------------------------------------------------------------------------- bare loop
+
+
+def load_cubes(store_uri: str, rows: list[dict]):
+    """The training rows' cubes as one float32 tensor (N, 1, X, Y, Z) in [0, 1], labels, row ids."""
+    import numpy as np
+    import torch
+
+    from semgen_ray.store import open_store
+
+    store = open_store(store_uri)
+    train = [r for r in rows if r["split"] == "train"]
+    cubes = [store.read(r["patient_id"], region=((r["x0"], r["x1"]), (r["y0"], r["y1"]), (r["z0"], r["z1"])),
+                        normalize=True)[0] for r in train]
+    x = torch.from_numpy(np.stack(cubes).astype(np.float32)).unsqueeze(1)
+    labels = torch.tensor([r["class_id"] for r in train], dtype=torch.long)
+    ids = np.array([r["row_id"] for r in train], dtype=np.int64)
+    return x, labels, ids
+
+
+def bare_loop(config, data, threads: int, epochs: int, masters: bool) -> list[float]:
+    """Cubes/s of each epoch of a plain PyTorch loop (see the module docstring)."""
+    import numpy as np
+    import torch
+
+    from semgen_ray.models import build_model
+    from semgen_ray.train.objectives import corruption_overrides, loss_terms, objective
+    from semgen_ray.transforms import make_corruption, sample_seed
+
+    t = config.train
+    x_all, labels_all, ids = data
+    torch.set_num_threads(threads)
+    torch.manual_seed(config.seed)
+    model = build_model({**_model_dict(config), "num_classes": int(labels_all.max()) + 1}).to(torch.bfloat16).train()
+    params = list(model.parameters())
+    if masters:  # DeepSpeed's bf16 recipe: Adam on fp32 copies, copied back into the bf16 weights
+        master = [p.detach().float().clone().requires_grad_(True) for p in params]
+        optimizer = torch.optim.Adam(master, lr=t.lr)
+    else:
+        optimizer = torch.optim.Adam(params, lr=t.lr)
+    obj = objective(t.objective)
+    backend = "torch" if t.corrupt_on == "device" else "numpy"
+    corrupt = make_corruption(t.corruption, backend=backend,
+                              **corruption_overrides(t.objective, t.corruption_overrides))
+    rates = []
+    for epoch in range(1, epochs + 1):
+        order = np.random.default_rng([config.seed, epoch]).permutation(len(ids))
+        n = 0
+        t0 = time.perf_counter()
+        for start in range(0, len(order), t.batch_size):
+            idx = order[start:start + t.batch_size]
+            cube = x_all[idx]
+            seeds = np.array([sample_seed(config.seed, epoch, int(i)) for i in ids[idx]], dtype=np.uint64)
+            if backend == "torch":
+                inp, cp = corrupt(cube, seeds)
+                target = corrupt.target(cube, cp)
+            else:
+                c = cube.numpy()
+                inp, cp = corrupt(c, seeds)
+                inp, target = torch.from_numpy(np.ascontiguousarray(inp)), torch.from_numpy(
+                    np.ascontiguousarray(corrupt.target(c, cp)))
+            restored, logits = model(inp.to(torch.bfloat16))
+            loss, _ = loss_terms(obj, restored, target, logits, labels_all[idx], t.lambda_cls, t.lambda_rec)
+            if masters:
+                for p in params:
+                    p.grad = None
+                loss.backward()
+                for m, p in zip(master, params):
+                    m.grad = p.grad.float()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                with torch.no_grad():
+                    for m, p in zip(master, params):
+                        p.copy_(m)
+            else:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            loss.item()
+            n += len(idx)
+        rates.append(n / (time.perf_counter() - t0))
+    return rates
+
+
+def _model_dict(config) -> dict:
+    from dataclasses import asdict
+
+    return {**asdict(config.model), "head": config.model.head or "torch"}
+
+
+# ------------------------------------------------------------------------------------------- the real loop
+
+
+def real_loop(config, store_uri: str, manifest: str, zero: int, out: Path) -> dict:
+    """One fresh ``run_pretraining``; the cubes/s of each epoch from its history."""
+    from dataclasses import replace
+
+    from semgen_ray.train import run_pretraining
+
+    cfg = replace(config, train=replace(config.train, zero_stage=zero))
     t0 = time.perf_counter()
-    result = trainer.fit()
-    fit_s = time.perf_counter() - t0
-    if result.error is not None:
-        raise RuntimeError(f"{workers}-worker run failed: {result.error}") from result.error
-    ranks = [json.loads((result_dir / f"rank_{r}.json").read_text()) for r in range(workers)]
-    rank0 = ranks[0]
-    metrics = result.metrics or {}
-    # Ray Train V2 fills result.metrics only from reports that carried a checkpoint: then the files
-    source = "result.metrics" if metrics.get("step_s_median") is not None else "rank_0.json"
-    median = metrics["step_s_median"] if source == "result.metrics" else rank0["step_s_median"]
-    return {"threads": rank0["threads"], "omp_num_threads_env": rank0["omp_num_threads_env"],
-            "cpu_affinity": rank0["cpu_affinity"], "parallel_info": rank0["parallel_info"],
-            "zero_stage": rank0["zero_stage"], "bf16": rank0["bf16"],
-            "setup_s": rank0["setup_s"], "fit_s": round(fit_s, 1), "timings_from": source,
-            "rank_step_s_median": [round(r["step_s_median"], 4) for r in ranks],
-            "step_s": rank0["step_s"], "step_s_median": median, "step_s_mean": rank0["step_s_mean"]}
+    record = run_pretraining(cfg, store_uri, manifest, str(out), log=lambda *_: None, force=True)
+    return {"rates": [h["cubes_per_s"] for h in record["history"]],
+            "data_wait_fraction": [round(h.get("data_wait_fraction", 0.0), 4) for h in record["history"]],
+            "steps": record["steps"], "run_s": round(time.perf_counter() - t0, 1)}
+
+
+def steady(rates: list[float]) -> float:
+    """A run's figure: the median epoch after the first (the first when there is only one)."""
+    return statistics.median(rates[1:] or rates)
+
+
+# ------------------------------------------------------------------------------------------- main
+
+
+BARE = {"bare_masters": "bare PyTorch, bf16 + fp32 masters (DeepSpeed's recipe)",
+        "bare_bf16": "bare PyTorch, bf16 weights only"}
+
+
+def summarise(rounds: list[dict], zeros: list[int], workers: int) -> list[dict]:
+    out = []
+    for key, label in BARE.items():
+        vals = [r[key]["cubes_per_s"] for r in rounds]
+        out.append({"config": "bare", "key": key, "label": label, "cubes_per_s_rounds": [round(v, 2) for v in vals],
+                    "cubes_per_s_median": round(statistics.median(vals), 2)})
+    for z in zeros:
+        key = f"zero{z}"
+        vals = [r[key]["cubes_per_s"] for r in rounds]
+        over = [r["bare_masters"]["cubes_per_s"] / r[key]["cubes_per_s"] - 1 for r in rounds]
+        over_bf16 = [r["bare_bf16"]["cubes_per_s"] / r[key]["cubes_per_s"] - 1 for r in rounds]
+        out.append({"config": "ray+ds", "key": key, "zero_stage": z,
+                    "label": f"real loop: Ray Data + Ray Train ({workers} worker{'s' if workers > 1 else ''}) + "
+                             f"DeepSpeed ZeRO-{z}",
+                    "cubes_per_s_rounds": [round(v, 2) for v in vals], "cubes_per_s_median": round(statistics.median(vals), 2),
+                    "overhead_rounds": [round(o, 4) for o in over], "overhead_median": round(statistics.median(over), 4),
+                    "overhead_min": round(min(over), 4), "overhead_max": round(max(over), 4),
+                    "overhead_vs_bf16_only_median": round(statistics.median(over_bf16), 4),
+                    "data_wait_fraction_median": round(statistics.median(
+                        w for r in rounds for w in (r[key]["data_wait_fraction"][1:] or r[key]["data_wait_fraction"])), 4)})
+    return out
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--width", type=int, default=8, help="U-Net base width (cpu-tiny: 8)")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=3, help="epochs per run; the first is warm-up")
+    p.add_argument("--zero", type=int, nargs="+", default=[1], choices=[0, 1, 2, 3], help="ZeRO stages of the real loop")
+    p.add_argument("--workers", type=int, default=1, help="Ray Train workers")
+    p.add_argument("--cpus-per-worker", type=float, default=1.0)
+    p.add_argument("--corrupt-on", choices=("device", "data"), default="device")
+    p.add_argument("--width", type=int, default=8, help="U-Net width (cpu-tiny: 8)")
     p.add_argument("--cube", type=int, nargs=3, default=[32, 32, 16], metavar=("X", "Y", "Z"))
     p.add_argument("--batch", type=int, default=8, help="cubes per worker per step")
-    p.add_argument("--classes", type=int, default=4, help="classification head classes C")
-    p.add_argument("--zero", type=int, default=2, choices=[0, 1, 2, 3], help="DeepSpeed ZeRO stage")
-    p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
-    p.add_argument("--steps", type=int, default=20, help="timed steps")
-    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="Ray Train worker counts")
-    p.add_argument("--threads", type=int, default=0,
-                   help="torch threads per worker (and of the bare loop); 0: max(1, cores // workers)")
+    p.add_argument("--classes", type=int, default=4)
+    p.add_argument("--train-cubes", type=int, default=400,
+                   help="training cubes per epoch (long epochs: the per-epoch start of Ray Data is amortised as in real runs)")
+    p.add_argument("--val-cubes", type=int, default=16)
+    p.add_argument("--patients", type=int, default=8)
+    p.add_argument("--shape", type=int, nargs=3, default=[128, 128, 64])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-load", type=float, default=0.25, help="at start: 1-minute load average per core, at most")
+    p.add_argument("--max-foreign", type=float, default=0.25,
+                   help="CPU cores other processes may use (sampled before, between and during rounds)")
+    p.add_argument("--sample-s", type=float, default=3.0, help="seconds of each between-round load sample")
+    p.add_argument("--allow-busy", action="store_true", help="record a busy-machine run, flagged machine_busy")
+    p.add_argument("--work", help="folder for the store and runs (default: temporary)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_step.json"))
     args = p.parse_args(argv)
 
-    import torch
+    started = time.perf_counter()
+    load_log: list = []
+    busy: list = []
+    try:
+        check_idle(args, "start", load_log, busy)  # before anything of ours runs (or is imported)
+    except BusyMachine as err:
+        print(f"REFUSED: {err}.\nRun on an idle machine (or pass --allow-busy to record a run flagged "
+              f"machine_busy, which is never quoted as the figure). Nothing written.", file=sys.stderr)
+        return EXIT_BUSY
+    desc = describe()
 
-    from semgen_ray.config import RayConfig, load_config
     from semgen_ray.runtime import init_ray
 
-    started = time.perf_counter()
-    desc = machine()  # before anything runs: the load average at start
-    cores = os.cpu_count() or 1
-    busy = desc["loadavg_at_start"][0] > 0.25 * cores  # another job on the cores: OpenMP threads get descheduled
-    threads_of = {w: args.threads or max(1, cores // w) for w in args.workers}
-    lr = load_config("cpu-tiny").train.lr
-
-    # bare loops first, before Ray starts (nothing else of ours on the cores)
-    bare = {}
-    for threads in sorted(set(threads_of.values()), reverse=True):
-        bare[threads] = bare_loop(args.width, args.cube, args.batch, args.classes, args.warmup, args.steps,
-                                  threads, lr, args.seed)
-        print(f"  bare, {threads} thread(s): {bare[threads]['step_s_median']:.4f} s/step", flush=True)
-    rows = [{"config": "bare", "workers": 1, "zero_stage": None, **b} for b in bare.values()]
-
-    init_ray(RayConfig(num_cpus=4, object_store_mb=512))
-    import ray
-
+    tmp = tempfile.TemporaryDirectory(prefix="train_step_")
+    work = Path(args.work or tmp.name)
+    config, store_uri, manifest, rows = make_workload(args, work)
+    ray = init_ray(config.ray)
+    rounds = []
     try:
-        with tempfile.TemporaryDirectory(prefix="train_step_") as tmp:
-            for w in args.workers:
-                r = ray_ds(w, args, threads_of[w], tmp)
-                rows.append({"config": "ray+ds", "workers": w, **r})
-                print(f"  ray+ds, {w} worker(s) × {r['threads']} thread(s): {r['step_s_median']:.4f} s/step "
-                      f"(fit {r['fit_s']} s)", flush=True)
+        threads = worker_threads(args.cpus_per_worker)
+        data = load_cubes(store_uri, rows)
+        for i in range(args.rounds):
+            check_idle(args, f"before round {i + 1}", load_log, busy)
+            rnd: dict = {}
+            with LoadWatch() as watch:
+                for key in BARE:
+                    rates = bare_loop(config, data, threads, args.epochs, masters=key == "bare_masters")
+                    rnd[key] = {"epoch_cubes_per_s": [round(r, 2) for r in rates], "cubes_per_s": steady(rates)}
+                    print(f"  round {i + 1}: {BARE[key]}: {rnd[key]['cubes_per_s']:.1f} cubes/s", flush=True)
+                for z in args.zero:
+                    r = real_loop(config, store_uri, manifest, z, work / f"run_r{i}_z{z}")
+                    rnd[f"zero{z}"] = {"epoch_cubes_per_s": [round(v, 2) for v in r["rates"]],
+                                       "cubes_per_s": steady(r["rates"]), **{k: r[k] for k in r if k != "rates"}}
+                    print(f"  round {i + 1}: real loop, ZeRO-{z}: {rnd[f'zero{z}']['cubes_per_s']:.1f} cubes/s "
+                          f"(run {r['run_s']} s)", flush=True)
+            rnd["load"] = watch.summary()
+            rounds.append(rnd)
+            if rnd["load"]["foreign_cores_mean"] > args.max_foreign:
+                _busy(args, f"during round {i + 1}",
+                      f"other processes used {rnd['load']['foreign_cores_mean']:.2f} cores on average "
+                      f"(> {args.max_foreign}): {rnd['load']['top_foreign']}", busy)
+    except BusyMachine as err:
+        print(f"REFUSED: {err}.\nThe run stopped; nothing written. Run on an idle machine (or pass --allow-busy).",
+              file=sys.stderr)
+        return EXIT_BUSY
     finally:
         ray.shutdown()
+        tmp.cleanup()
 
-    for r in rows:
-        r["batch_per_worker"] = args.batch
-        r["cubes_per_s"] = round(r["workers"] * args.batch / r["step_s_median"], 2)
-        ref = bare.get(r["threads"])
-        r["vs_bare"] = round(r["step_s_median"] / ref["step_s_median"] - 1, 4) if ref else None
-        r["step_s_median"], r["step_s_mean"] = round(r["step_s_median"], 4), round(r["step_s_mean"], 4)
-    one = next((r for r in rows if r["config"] == "ray+ds" and r["workers"] == 1), None)
-    result = {"benchmark": "train_step",
-              "command": " ".join(["python", "benchmarks/train_step.py", *(argv or sys.argv[1:])]),
-              "machine": desc, "torch_threads_default": torch.get_num_threads(),
-              "threads_per_worker": {str(w): t for w, t in threads_of.items()},
-              "model": {"preset": "cpu-tiny", "width": args.width, "classes": args.classes,
-                        "params_m": rows[0]["params_m"], "dtype": "bf16"},
-              "args": vars(args), "rows": rows,
-              "overhead_1_worker": one["vs_bare"] if one else None, "overhead_target": 0.10,
-              "machine_busy_at_start": busy,
+    summary = summarise(rounds, args.zero, args.workers)
+    result = {"benchmark": "train_step", "method": "real_loop",
+              "command": " ".join(["python", "benchmarks/train_step.py", *(argv if argv is not None else sys.argv[1:])]),
+              "machine": desc, "machine_busy": bool(busy), "busy_reason": "; ".join(busy) or None,
+              "load_checks": load_log, "args": vars(args), "rounds": len(rounds), "train_cubes": args.train_cubes,
+              "torch_threads": threads, "round_records": rounds, "summary": summary, "overhead_target": 0.10,
               "total_s": round(time.perf_counter() - started, 1)}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out.write_text(json.dumps(result, indent=2, default=float) + "\n")
 
-    m = desc
-    if busy:
-        print(f"\nWARNING: load average {m['loadavg_at_start'][0]:.2f} on {cores} cores at start: the machine "
-              "was not idle; timings (multi-threaded ones above all) are not representative")
-    print(f"\n{m['cpu']}, {m['cores']} cores; load {m['loadavg_at_start'][0]:.2f} at start; "
-          f"cpu-tiny width {args.width}, C = {args.classes}, {rows[0]['params_m']} M params, bf16, "
-          f"cube {'×'.join(map(str, args.cube))}; {args.warmup} warm-up + {args.steps} timed steps; "
-          f"{result['total_s']} s total")
-    print("\n| config | workers | threads/worker | ZeRO | batch/worker | s/step (median) | s/step (mean) | "
-          "cubes/s (global) | vs bare |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        vs = "—" if r["config"] == "bare" or r["vs_bare"] is None else f"{r['vs_bare']:+.1%}"
-        zero = "—" if r["zero_stage"] is None else r["zero_stage"]
-        print(f"| {r['config']} | {r['workers']} | {r['threads']} | {zero} | {r['batch_per_worker']} | "
-              f"{r['step_s_median']} | {r['step_s_mean']} | {r['cubes_per_s']} | {vs} |")
-    if one is not None:
-        verdict = "meets" if one["vs_bare"] <= 0.10 else "misses"
-        print(f"\n1-worker overhead {one['vs_bare']:+.1%} vs bare at {one['threads']} thread(s): {verdict} "
-              f"the ≤ 10 % target")
+    print(f"\n{desc['cpu']}, {desc['cores']} cores; {threads} torch thread(s) per loop; {len(rounds)} rounds × "
+          f"{args.epochs} epochs of {args.train_cubes} cubes; {result['total_s']} s"
+          + ("; MACHINE BUSY: " + result["busy_reason"] if busy else ""))
+    print("\n| loop | cubes/s (median over rounds) | rounds | overhead vs bare (bf16 + masters) |")
+    print("|---|---|---|---|")
+    for r in summary:
+        vs = "–" if r["config"] == "bare" else f"{r['overhead_median']:+.1%}"
+        print(f"| {r['label']} | {r['cubes_per_s_median']} | {r['cubes_per_s_rounds']} | {vs} |")
     print(f"wrote {out}")
     return 0
 

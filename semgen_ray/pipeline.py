@@ -7,8 +7,10 @@ credentials are checked before any stage runs. Stages in this release:
 
 - ``data``: make sure the volume store exists. A run-local store (``store.uri`` relative to the run
   directory, the default) is filled with the built-in phantom cohort (``config.phantoms``); a store
-  given by absolute path or URI must already hold patients (``python -m semgen_ray.ingest``), so
-  that a mistyped ``s3://`` address fails instead of silently training on phantoms.
+  given by absolute path or URI is the user's: it must already hold patients (``python -m
+  semgen_ray.ingest`` or ``python -m semgen_ray.phantoms``) and is only read, never written, whatever
+  patients it holds, so that a mistyped ``s3://`` address fails instead of silently training on
+  phantoms.
 - ``stream`` (a check, not in the default chain): stream the store through Ray Data as later stages
   will: whole volumes resized to ``data.volume_shape`` (auto-encoder input), random ``data.cube_size``
   sub-volumes (crop-on-read), and those cubes as restoration pairs (``train.corruption``), checking
@@ -21,6 +23,13 @@ credentials are checked before any stage runs. Stages in this release:
   manifest into ``run_dir/train``: Ray Train + DeepSpeed, checkpoints (resumed when the run stopped),
   the exported weights and model card (``train/export``), the report (``train/report``) and
   ``train.json``; skipped when ``train.json`` exists for the same config.
+
+Reuse records (``discovery/discovery.json``, ``train/train.json``) are written last, only when the
+stage has finished; ``force`` deletes a stage's record before the stage starts (and, for ``train``,
+the export and report that described the checkpoints it deletes), so an interrupted forced run is
+never mistaken for a finished one. :func:`preflight` checks the stages, every URI's protocol and
+package, buckets and credentials, and that a store named by the user holds patients, before the run
+folder is created or anything is written.
 
 - ``evaluate`` (not in the default chain; also ``python -m semgen_ray.evaluate``): ten seeded
   fine-tuning trials per arm on the target tasks with Ray Tune, statistics and the report
@@ -56,6 +65,60 @@ def resolve(run_dir: str, uri: str) -> str:
     return posixpath.join(run_dir.rstrip("/"), uri)
 
 
+def run_local_store(config: SemGenConfig) -> bool:
+    """True when ``store.uri`` is relative, i.e. the run folder's own store (the only one the pipeline
+    fills with phantoms); a store given by absolute path or URI is the user's and only read."""
+    return "://" not in config.store.uri and not config.store.uri.startswith("/")
+
+
+# stages that read config.store (the others read the run folder's artefacts)
+READS_STORE = ("data", "stream", "discover", "train")
+
+
+def preflight(config: SemGenConfig, stages: tuple[str, ...]) -> None:
+    """Every check that needs no writing, so that a configuration error stops the run before the run
+    folder is created or ``config.yaml`` written: known stage names; for every URI of the config
+    (run folder, store, ``train.storage_path``, ``evaluate.target_store``) a protocol fsspec knows
+    and its package installed; a remote run folder's bucket writable (a probe object, removed); the
+    store's bucket readable; and a store named by the user holding patients. Raises ``StageError``.
+    """
+    from semgen_ray import runfolder
+
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise StageError(f"unknown stage(s) {unknown}; available: {list(STAGES)}")
+    store = resolve(config.run_dir, config.store.uri)
+    uris = [config.run_dir, store, config.train.storage_path, config.evaluate.target_store]
+    try:
+        for uri in uris:
+            if uri:
+                runfolder.check_backend(uri)
+        if runfolder.is_remote(config.run_dir):  # a local one is created by prepare(), later
+            runfolder.prepare(config.run_dir)
+        runfolder.check_readable(store)  # not "no patients" later
+    except runfolder.RunFolderError as err:
+        raise StageError(str(err)) from err
+    if not run_local_store(config) and any(s in READS_STORE for s in stages):
+        _named_store_patients(store)
+
+
+def _named_store_patients(uri: str) -> list[str]:
+    """The patients of the user's store ``uri`` (opened read-only); a ``StageError`` when it has none."""
+    from semgen_ray.store import StoreError, open_store
+
+    try:
+        existing = open_store(uri).patient_ids
+    except StoreError:
+        existing = []
+    if not existing:
+        raise StageError(
+            f"store {uri} has no patients: ingest scans into it first (python -m semgen_ray.ingest), "
+            "or leave store.uri relative to the run directory to generate the phantom cohort; a store "
+            "given by path or URI is only read, never filled"
+        )
+    return existing
+
+
 def _write_json(uri: str, data: dict) -> None:
     from semgen_ray import runfolder
 
@@ -63,21 +126,23 @@ def _write_json(uri: str, data: dict) -> None:
 
 
 def stage_data(config: SemGenConfig, log=print, force: bool = False) -> dict:
-    """Use the configured store, generating the phantom cohort into it when it has no patients."""
+    """Use the configured store; only the run folder's own store is filled with the phantom cohort.
+
+    A store named by the user (absolute path or URI) is read, never written, whatever it holds
+    (phantoms made with ``python -m semgen_ray.phantoms`` included); it must hold patients.
+    """
     from semgen_ray.phantoms.cohort import write_cohort
     from semgen_ray.store import StoreError, open_store
 
     uri = resolve(config.run_dir, config.store.uri)
+    if not run_local_store(config):
+        existing = _named_store_patients(uri)
+        log(f"[data] using the existing store {uri}: {len(existing)} patients (read only)")
+        return {"store": uri, "patients": len(existing), "generated": 0}
     try:
         existing = open_store(uri).patient_ids
     except StoreError:
         existing = []
-    run_local = uri != config.store.uri  # a relative store.uri: the phantom cohort may fill it
-    if not existing and not run_local:
-        raise StageError(
-            f"store {uri} has no patients: ingest scans into it first (python -m semgen_ray.ingest), "
-            "or leave store.uri relative to the run directory to generate the phantom cohort"
-        )
     phantom_ids = [i for i in existing if i.startswith("phantom_")]
     if existing and len(phantom_ids) < len(existing):
         log(f"[data] using the existing store {uri}: {len(existing)} patients")
@@ -192,6 +257,9 @@ def stage_train(config: SemGenConfig, log=print, force: bool = False) -> dict:
                            "data": to_dict(config.data), "seed": config.seed,
                            "manifest": runfolder.sha256(manifest)})  # content: mtimes do not travel
     done_path = runfolder.join(out, "train.json")
+    if force:  # the record first: a forced run that stops (Ctrl-C, a crash) leaves no finished-looking run
+        for stale in ("train.json", "export", "report"):  # they describe the checkpoints force deletes
+            runfolder.remove(runfolder.join(out, stale))
     done = None if force else runfolder.read_json(done_path)
     if done:
         if done.get("key") == key:
@@ -202,7 +270,7 @@ def stage_train(config: SemGenConfig, log=print, force: bool = False) -> dict:
     except PretrainError as err:
         raise StageError(str(err)) from err
     record["key"] = key
-    _write_json(done_path, record)
+    _write_json(done_path, record)  # last: the record marks the stage finished
     log(f"[train] weights and model card: {record['export']}; report: {record['report']}")
     return {k: record[k] for k in ("export", "report", "best_val_loss", "steps", "epochs", "fit_seconds")}
 
@@ -229,12 +297,9 @@ def run_pipeline(config: SemGenConfig, stages: tuple[str, ...] = DEFAULT_STAGES,
     from semgen_ray import runfolder
     from semgen_ray.runtime import init_ray
 
-    unknown = [s for s in stages if s not in STAGES]
-    if unknown:
-        raise StageError(f"unknown stage(s) {unknown}; available: {list(STAGES)}")
+    preflight(config, stages)  # nothing is created or written before the config passes
     try:  # a local folder is created; a URI's bucket and credentials are checked, never created
         runfolder.prepare(config.run_dir)
-        runfolder.check_readable(resolve(config.run_dir, config.store.uri))  # not "no patients" later
     except runfolder.RunFolderError as err:
         raise StageError(str(err)) from err
     init_ray(config.ray)

@@ -8,6 +8,7 @@ With no arguments it runs every available stage on the built-in phantom cohort w
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -20,11 +21,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="config override such as train.lr=3e-4 (repeatable)")
     p.add_argument("--run-dir", help="where artefacts go: a folder or a URI such as s3://bucket/run "
                                      "(overrides run_dir)")
-    p.add_argument("--store", help="volume store to use: a path or a URI (overrides store.uri)")
+    p.add_argument("--store", help="your volume store: a path (relative to the current folder) or a URI "
+                                   "(overrides store.uri); it must hold patients and is only read, never written")
     p.add_argument("--stages", default=",".join(DEFAULT_STAGES),
                    help=f"comma-separated stages to run, in order, from {','.join(STAGES)} "
                         f"(default {','.join(DEFAULT_STAGES)})")
-    p.add_argument("--force", action="store_true", help="redo stages whose artefacts already exist")
+    p.add_argument("--force", action="store_true",
+                   help="redo stages whose artefacts already exist (their reuse records are deleted first)")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue the stopped run in RUN_DIR with the config it was started with "
                         "(RUN_DIR/config.yaml; RUN_DIR a folder or a URI; --set still applies on top, "
@@ -36,13 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from semgen_ray import runfolder
     from semgen_ray.config import ConfigError, load_config, to_dict
-    from semgen_ray.pipeline import StageError, resolve, run_pipeline
+    from semgen_ray.pipeline import StageError, preflight, resolve, run_pipeline
 
     overrides = list(args.set)
     saved = None
     if args.resume:  # a local run folder or a URI (s3://…): the config is read from there
         saved = runfolder.join(args.resume, "config.yaml")
         try:
+            runfolder.check_backend(saved)
             runfolder.check_readable(saved)
             found = runfolder.isfile(saved)
         except runfolder.RunFolderError as err:
@@ -59,8 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         overrides.append(f"run_dir={args.resume}")
     if args.run_dir:
         overrides.append(f"run_dir={args.run_dir}")
-    if args.store:
-        overrides.append(f"store.uri={args.store}")
+    if args.store:  # a path on the command line is the user's, relative to the current folder,
+        # not a run-local store inside the run directory (which the data stage may fill with phantoms)
+        store = os.path.abspath(args.store) if "://" not in args.store else args.store
+        overrides.append(f"store.uri={store}")
     try:
         if saved:
             with runfolder.local_copy(saved) as local:
@@ -76,9 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     from semgen_ray.gpus import GpuUnavailableError
 
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
-    try:  # a local folder is created; a URI's bucket and credentials are checked first
-        runfolder.prepare(config.run_dir)
-    except runfolder.RunFolderError as err:
+    try:  # configuration errors (stages, URIs, packages, buckets, the user's store) before any write
+        preflight(config, stages)
+        runfolder.prepare(config.run_dir)  # a local folder is created; a URI's bucket was checked
+    except (StageError, runfolder.RunFolderError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     # what --resume reads (URIs and options only: credentials never enter a config)

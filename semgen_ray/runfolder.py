@@ -53,10 +53,39 @@ def join(base: str | os.PathLike, *parts: str) -> str:
     return posixpath.join(base.rstrip("/"), *parts)
 
 
+def _protocols(uri: str) -> list[str]:
+    """The fsspec protocols ``uri`` names, chained ones included (``simplecache::s3://…``)."""
+    parts = uri.split("::")
+    return [p.split("://", 1)[0] if "://" in p else p for p in parts[:-1]] + [parts[-1].split("://", 1)[0]]
+
+
+def check_backend(uri: str | os.PathLike) -> None:
+    """Fail with a clear message when ``uri`` names a protocol fsspec does not know, or one whose
+    package (s3fs, gcsfs, …) is not installed. Contacts nothing and writes nothing: a run checks
+    every URI of its config this way before it creates or writes anything."""
+    uri = str(uri)
+    if not is_remote(uri):
+        return
+    import fsspec
+    from fsspec.registry import known_implementations
+
+    for protocol in _protocols(uri):
+        try:
+            fsspec.get_filesystem_class(protocol)
+        except ImportError as err:
+            hint = known_implementations.get(protocol, {}).get("err") or f"install the package for {protocol}://"
+            raise RunFolderError(f"{uri}: {protocol}:// needs a package that is not installed: {hint} "
+                                 f"({type(err).__name__}: {err})") from err
+        except ValueError as err:
+            raise RunFolderError(f"{uri}: unknown storage protocol {protocol!r}: give a local path or a URI "
+                                 "of a protocol fsspec knows (s3://, gs://, file://, …)") from err
+
+
 def filesystem(uri: str | os.PathLike):
     """``(fsspec file system, path)`` of ``uri``; a missing backend (s3fs, gcsfs) is a clear error."""
     import fsspec
 
+    check_backend(uri)
     try:
         return fsspec.core.url_to_fs(str(uri))
     except (ImportError, ValueError) as err:

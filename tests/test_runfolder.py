@@ -70,5 +70,5 @@ def test_s3_without_credentials_says_so(s3, monkeypatch, tmp_path):
 
 
 def test_unknown_scheme_is_a_clear_error():
-    with pytest.raises(RunFolderError, match="nosuch://b/run: no file system for this URI"):
+    with pytest.raises(RunFolderError, match="nosuch://b/run: unknown storage protocol 'nosuch'"):
         runfolder.prepare("nosuch://b/run")

@@ -81,6 +81,12 @@ class IngestConfig:
         min_extent: reject images with fewer voxels than this along any axis.
         max_spacing_mm: reject spacings above this (a broken header).
         allow_failures: exit 0 even when some sources failed (they are still reported).
+        mr_intensity: how MR (and ``OT``) volumes are mapped to [0, 1] on read, recorded per
+            patient at ingest: ``foreground_percentile`` (default: per volume, clip to the 0.5th and
+            99.5th percentiles of its foreground; any scale works) or ``fixed`` (``mr_window``).
+            CT always uses the HU window [-1000, 1000] (:mod:`semgen_ray.store.intensity`).
+        mr_window: the fixed MR window (lo, hi) of ``mr_intensity: fixed`` (Models Genesis'
+            [0, 4000], which assumes raw scanner units).
     """
 
     modality: str | None = None
@@ -92,9 +98,15 @@ class IngestConfig:
     min_extent: int = 8
     max_spacing_mm: float = 50.0
     allow_failures: bool = False
+    mr_intensity: str = "foreground_percentile"
+    mr_window: tuple[float, float] = (0.0, 4000.0)
 
     def __post_init__(self) -> None:
         _choice("ingest.modality", self.modality, MODALITY_OVERRIDES)
+        _choice("ingest.mr_intensity", self.mr_intensity, ("foreground_percentile", "fixed"))
+        _require(len(self.mr_window) == 2 and all(isinstance(v, (int, float)) for v in self.mr_window)
+                 and self.mr_window[0] < self.mr_window[1],
+                 f"ingest.mr_window must be two numbers lo < hi, got {self.mr_window!r}")
         if self.target_spacing is not None:
             _positive_triple("ingest.target_spacing", self.target_spacing, integer=False)
         _choice("ingest.uneven_spacing", self.uneven_spacing, ("warn", "resample", "error"))
@@ -163,13 +175,18 @@ class DiscoveryConfig:
         border_xy, border_z: margins of the coordinate draw (100, 30 voxels).
         lung_threshold_hu, lung_max: the "mostly lung" test: at most ``lung_max`` of the window
             (weighted) at or above ``lung_threshold_hu`` (-150 HU, 0.15).
-        min_distance: minimum voxel distance between the coordinates of a reference (5).
+        min_distance: minimum Euclidean voxel distance between class coordinates (5, SPEC.md §2.1):
+            each new class's coordinate keeps at least this far from every earlier class's.
         max_tries: coordinate draws per reference before another reference is taken (200).
         autoencoder: ``bottleneck`` (no skips, default) or ``unet`` (skips; can copy its input).
-        coordinates: ``voxel`` (raw index, the paper) or ``body_box`` (relative to the body box).
-        index: ``hnsw``, ``exact`` or ``auto`` (exact below ``exact_below`` patients, where it is
-            cheaper, RAY_NOTES.md §4) neighbour search.
-        exact_below: the cohort size under which ``auto`` uses exact search.
+        coordinates: ``voxel`` (the same raw voxel index in every neighbour, the paper) or
+            ``body_box`` (the class coordinate taken relative to the reference's body bounding box,
+            CT voxels > -500 HU, other modalities above Otsu's threshold, and mapped into each
+            neighbour's body box).
+        index: ``hnsw``, ``exact`` or ``auto``: the cheaper of the two by a cost model over
+            (references, patients, dimension) calibrated on ``benchmarks/results/neighbours*.json``
+            (``semgen_ray.discovery.neighbours.choose_index``); the choice and the estimated costs
+            are recorded in ``discovery.json``.
         hnsw_m, hnsw_ef_construction, hnsw_ef: HNSW graph degree, build and query beam widths.
         hnsw_pca_dim: 0 (default) builds the graph over the full embeddings; > 0 over their leading
             principal components, candidates re-ranked by full-dimension distance (faster for
@@ -198,7 +215,6 @@ class DiscoveryConfig:
     autoencoder: str = "bottleneck"
     coordinates: str = "voxel"
     index: str = "auto"
-    exact_below: int = 50_000
     hnsw_m: int = 16
     hnsw_ef_construction: int = 200
     hnsw_ef: int = 400
@@ -225,7 +241,6 @@ class DiscoveryConfig:
         _choice("discovery.autoencoder", self.autoencoder, ("bottleneck", "unet"))
         _choice("discovery.coordinates", self.coordinates, ("voxel", "body_box"))
         _choice("discovery.index", self.index, ("hnsw", "exact", "auto"))
-        _require(self.exact_below >= 0, "discovery.exact_below must be >= 0")
         _require(self.hnsw_pca_dim >= 0, "discovery.hnsw_pca_dim must be >= 0 (0 = no PCA)")
         _require(self.ae_lr > 0, "discovery.ae_lr must be positive")
 

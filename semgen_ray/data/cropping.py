@@ -22,7 +22,9 @@ def bounding_region(lo: np.ndarray, hi: np.ndarray) -> tuple[tuple[int, int], ..
 
 
 def window_for(normalize, modality: str):
-    """The :class:`~semgen_ray.store.IntensityWindow` for ``normalize`` (None when False)."""
+    """The :class:`~semgen_ray.store.IntensityWindow` for ``normalize`` (None when False); True: the
+    modality's fixed reference window. Store reads use the patient's recorded mapping instead
+    (:meth:`~semgen_ray.store.VolumeStore.intensity_window`)."""
     from semgen_ray.store import IntensityWindow, default_window
 
     if normalize is False or normalize is None:
@@ -94,7 +96,7 @@ def read_patient_crops(store, patient_id: str, lo: np.ndarray, hi: np.ndarray,
         region, meta = store.read(patient_id, region=region_box, normalize=False)
     except StoreError as err:  # e.g. the array changed since the manifest was read
         raise BoxError(f"patient {patient_id!r}: {err}") from err
-    window = window_for(normalize, meta["modality"])
+    window = store.intensity_window(patient_id, normalize, meta)  # the patient's recorded mapping
     origin = [r[0] for r in region_box]
     step = rows_per_chunk or len(lo)
     for s in range(0, len(lo), step):

@@ -4,20 +4,19 @@ recorded and replayed (ARCHITECTURE.md, "randomness")."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from semgen_ray.data.boxes import BOX_COLUMNS, BoxError
+from semgen_ray.seeds import patient_seed
 
 
 def patient_rng(seed: int, epoch: int, patient_id: str) -> np.random.Generator:
     """The generator of one patient's draws; stable across processes and Python versions."""
     if int(seed) < 0 or int(epoch) < 0:
         raise ValueError(f"seed and epoch must be >= 0, got seed={seed}, epoch={epoch}")
-    key = int.from_bytes(hashlib.sha256(patient_id.encode()).digest()[:8], "little")
-    return np.random.default_rng(np.random.SeedSequence([int(seed), int(epoch), key]))
+    return np.random.default_rng(np.random.SeedSequence([int(seed), int(epoch), patient_seed(patient_id)]))
 
 
 def draw_subvolume_boxes(shapes: Mapping[str, Sequence[int]], size: Sequence[int] = (64, 64, 32),

@@ -7,7 +7,6 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from semgen_ray.data import _source
-from semgen_ray.data.cropping import window_for
 from semgen_ray.data.resize import resize
 
 
@@ -19,7 +18,7 @@ def _volume_task(store_uri: str, patient_ids: Sequence[str], shape, normalize, a
     store = _source.cached_store(store_uri)
     for pid in patient_ids:
         raw, meta = store.read(pid, normalize=False)
-        window = window_for(normalize, meta["modality"])
+        window = store.intensity_window(pid, normalize, meta)
         vol = window.apply(raw) if window is not None else raw.astype(np.float32)
         del raw
         src = np.asarray(meta["shape"], np.int64)

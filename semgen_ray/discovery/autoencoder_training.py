@@ -274,7 +274,10 @@ def train_autoencoder(store_uri: str, patient_ids_train: Sequence[str], patient_
 
     model = _build(model_kwargs)
     load_weights(model, best_ckpt)
+    from semgen_ray.store import store_card_entry
+
     card = {"input_size": list(shape), "name": "self-discovery auto-encoder",
+            "intensity": store_card_entry(str(store_uri)),
             "description": "whole-scan auto-encoder (SPEC.md §1.3); embedding = pooled bottleneck",
             "epoch": int(latest["best_epoch"]),
             "lineage": {"store_uri": str(store_uri),

@@ -5,9 +5,9 @@
 
 - candidates are inclusive uniform integers ``x ∈ [bxy, X-cx-1-bxy]``, ``y ∈ [bxy, Y-cy-1-bxy]``,
   ``z ∈ [bz, Z-cz-len_depth-1-bz]`` (the paper: 100, 30 voxels; 64×64×32 cubes, ``len_depth=3``);
-- a candidate closer than ``min_distance`` (Euclidean, voxels) to a previous coordinate of the same
-  reference is rejected **for that try only** (the reference never resets its collision flag, so
-  after one collision every later try failed);
+- a candidate closer than ``min_distance`` (Euclidean, voxels) to a coordinate already chosen (the
+  discovery run passes those of every earlier class) is rejected **for that try only** (the
+  reference never resets its collision flag, so after one collision every later try failed);
 - the foreground test of :mod:`semgen_ray.discovery.foreground` (``lung`` for CT, ``fraction`` for
   other modalities unless ``rule`` says otherwise);
 - ``None`` when no try succeeds or when the volume is too small for the margins (the reference
@@ -79,7 +79,7 @@ def draw_coordinate(volume: np.ndarray, rng: np.random.Generator, previous: Sequ
         volume: the reference volume, HU (``normalized=False``, the store's CT arrays) or the [0, 1]
             CT window (``normalized=True``: the HU threshold is converted with ``hu_to_unit``).
         rng: a ``numpy.random.Generator`` (all draws come from it: a fixed seed gives a fixed result).
-        previous: coordinates already chosen in this reference (kept ``min_distance`` apart).
+        previous: coordinates already chosen (the earlier classes'; kept ``min_distance`` apart).
         cube: cube size (X, Y, Z) in voxels.
         config: a ``DiscoveryConfig`` (or dict) for border_xy, border_z, lung_threshold_hu,
             lung_max, min_distance, max_tries; keyword arguments override it.
@@ -141,6 +141,16 @@ def body_box(volume: np.ndarray, threshold: float = BODY_HU, normalized: bool = 
         idx = np.flatnonzero(mask.any(axis=other))
         box.append((int(idx[0]), int(idx[-1]) + 1) if len(idx) else (0, int(v.shape[axis])))
     return tuple(box)  # type: ignore[return-value]
+
+
+def patient_body_box(volume: np.ndarray, modality: str = "CT") -> Box:
+    """The body box used by ``coordinates: body_box`` for a stored (un-normalised) volume: voxels
+    > -500 HU for CT, above Otsu's threshold of the volume for other modalities (any intensity scale)."""
+    if str(modality).upper() == "CT":
+        return body_box(volume, BODY_HU)
+    from semgen_ray.discovery.foreground import otsu_threshold
+
+    return body_box(volume, otsu_threshold(np.asarray(volume, dtype=np.float32)))
 
 
 def map_coordinate(coord: Sequence[int], ref_box: Box, nbr_box: Box,

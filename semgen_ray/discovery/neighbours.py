@@ -11,24 +11,118 @@ import numpy as np
 
 from semgen_ray.discovery.index import EmbeddingIndex, exact_knn, recall_at_k
 
-#: Below this many patients exact search is the default. RAY_NOTES §4 measured exact numpy search at
-#: ~1 ms/query at 20k×256 and 208 ms for 64 queries at 100k×256, with no build cost, while an HNSW
-#: build costs seconds (4–5 s at 20k, 35 s at 100k on 2 cores). benchmarks/neighbours.py (D=512,
-#: K=200, 2 cores): build 2.9 s at 10k and 84 s at 100k; exact 0.2 ms/ref at 10k, 1.9 ms/ref at 100k,
-#: 58–70 ms/ref at 1M. With few references (C = 44–200) exact stays cheaper than building HNSW even
-#: at 100k; HNSW pays off when many references are asked of one index, or at ~1M patients.
-EXACT_THRESHOLD = 50_000
+#: The cost model of ``discovery.index: auto`` is calibrated on these benchmark results
+#: (``benchmarks/neighbours.py``: synthetic embeddings, K = 200, M = 16, ef_construction = 200,
+#: 2 threads), relative to the repository root; :func:`fit_cost_model` re-derives the constants below
+#: from them (a test keeps the two in step).
+COST_MODEL_FILES = ("benchmarks/results/neighbours.json",
+                    "benchmarks/results/neighbours_1e6_isotropic_m32.json",
+                    "benchmarks/results/neighbours_1e6_isotropic_pca64.json",
+                    "benchmarks/results/neighbours_1e6_latent_m16.json",
+                    "benchmarks/results/neighbours_1e6_latent_pca64.json")
+#: Exact search, seconds per reference = EXACT_S * patients * dim: the median over every exact row
+#: of those files (2.1e-11 to 5.4e-11 across N = 1e4..1e6; a blocked matmul is linear in N·D).
+EXACT_S = 2.76e-11
+#: HNSW build, seconds = BUILD_S * patients**BUILD_N_EXP * graph_dim**BUILD_D_EXP: least squares in
+#: log space over the M = 16 builds (the default ``hnsw_m``; the M = 32 file gives exact rows only) (N = 1e4..1e6, graph dim 512, or 64 with PCA); it reproduces them
+#: within a factor 1.7 (2.9 s at 1e4, 84 s at 1e5, 183-802 s at 1e6).
+BUILD_S, BUILD_N_EXP, BUILD_D_EXP = 3.32e-6, 1.122, 0.577
+#: HNSW query, seconds per reference = QUERY_S * graph_dim * log2(patients): the median over the
+#: M = 16 HNSW rows (0.23-1.25 ms per reference at ef 200-400).
+QUERY_S = 1.21e-7
+#: Discovery checks an HNSW index against exact search on this many sampled references
+#: (:func:`measure_recall`): that check alone costs as many exact queries as the index would save
+#: for up to this many references, which is why ``auto`` keeps exact search for C = 44-200 classes.
+RECALL_SAMPLE = 200
 
 
-def choose_method(n: int, k: int, threshold: int = EXACT_THRESHOLD, override: str | None = None) -> str:
-    """``"exact"`` for ``n < threshold`` patients, ``"hnsw"`` otherwise; ``override`` wins if given."""
-    if k > n:
-        raise ValueError(f"k={k} neighbours asked for, but there are only N={n} patients")
+def fit_cost_model(paths=None, root=None) -> dict:
+    """The cost-model constants fitted on the benchmark JSON files (:data:`COST_MODEL_FILES`)."""
+    import json
+    from pathlib import Path
+
+    root = Path(root) if root is not None else Path(__file__).resolve().parents[2]
+    exact, builds, queries = [], set(), []
+    for name in paths or COST_MODEL_FILES:
+        data = json.loads((root / name).read_text())
+        pca = int(data["params"].get("pca_dim") or 0)
+        m = int(data["params"].get("M", 16))
+        for r in data["rows"]:
+            n, dim = int(r["n"]), int(r["dim"])
+            if r["method"] == "exact":
+                exact.append(r["query_ms_per_ref"] / 1e3 / (n * dim))
+            elif m == 16:
+                graph = pca or dim
+                builds.add((n, graph, float(r["build_s"])))
+                queries.append(r["query_ms_per_ref"] / 1e3 / (graph * np.log2(n)))
+    builds = sorted(builds)
+    a = np.array([[1.0, np.log(n), np.log(g)] for n, g, _ in builds])
+    coef = np.linalg.lstsq(a, np.log([t for *_, t in builds]), rcond=None)[0]
+    return {"EXACT_S": float(np.median(exact)), "BUILD_S": float(np.exp(coef[0])),
+            "BUILD_N_EXP": float(coef[1]), "BUILD_D_EXP": float(coef[2]), "QUERY_S": float(np.median(queries))}
+
+
+def exact_seconds(references: int, patients: int, dim: int) -> float:
+    """Estimated seconds of exact search for ``references`` queries among ``patients`` of ``dim``."""
+    return float(references) * EXACT_S * float(patients) * float(dim)
+
+
+def hnsw_build_seconds(patients: int, graph_dim: int) -> float:
+    return BUILD_S * float(patients) ** BUILD_N_EXP * float(graph_dim) ** BUILD_D_EXP if patients > 1 else 0.0
+
+
+def hnsw_query_seconds(references: int, patients: int, graph_dim: int) -> float:
+    return float(references) * QUERY_S * float(graph_dim) * np.log2(max(patients, 2))
+
+
+def index_costs(references: int, patients: int, dim: int, val_patients: int = 0,
+                graph_dim: int | None = None, recall_sample: int = RECALL_SAMPLE) -> dict:
+    """Estimated seconds of discovery's neighbour search with either index (:data:`COST_MODEL_FILES`).
+
+    ``exact``: every reference searched among the ``patients`` train and ``val_patients`` validation
+    embeddings. ``hnsw``: both graphs built (over ``graph_dim`` dimensions, the PCA dimension when
+    one is used), the references queried on both, and the recall check (``recall_sample`` sampled
+    train patients searched both ways). Build threads as in the benchmark (2 cores).
+    """
+    g = int(graph_dim or dim)
+    sample = min(int(recall_sample), int(patients))
+    exact = exact_seconds(references, patients, dim) + exact_seconds(references, val_patients, dim)
+    hnsw = (hnsw_build_seconds(patients, g) + hnsw_build_seconds(val_patients, g)
+            + hnsw_query_seconds(references, patients, g) + hnsw_query_seconds(references, val_patients, g)
+            + exact_seconds(sample, patients, dim) + hnsw_query_seconds(sample, patients, g))
+    return {"exact": float(f"{exact:.4g}"), "hnsw": float(f"{hnsw:.4g}")}
+
+
+def choose_index(references: int, patients: int, dim: int, k: int, val_patients: int = 0,
+                 graph_dim: int | None = None, override: str | None = None) -> dict:
+    """The index for ``discovery.index``: ``{"method", "mode", "estimated_s", "reason", "calibration"}``.
+
+    ``override`` (``exact``/``hnsw``, from the config) wins; otherwise (``auto``) the cheaper of the
+    two estimates of :func:`index_costs` (exact on a tie).
+    """
+    if k > patients:
+        raise ValueError(f"k={k} neighbours asked for, but there are only N={patients} patients")
+    costs = index_costs(references, patients, dim, val_patients, graph_dim)
+    sizes = f"{references} references, {patients} + {val_patients} patients, dim {dim}"
     if override is not None:
         if override not in ("exact", "hnsw"):
             raise ValueError(f"override must be 'exact' or 'hnsw', got {override!r}")
-        return override
-    return "exact" if n < threshold else "hnsw"
+        method, mode = override, "configured"
+        reason = f"discovery.index: {override} (estimated {costs[override]:.3g} s; {sizes})"
+    else:
+        method = "exact" if costs["exact"] <= costs["hnsw"] else "hnsw"
+        other = "hnsw" if method == "exact" else "exact"
+        mode = "auto"
+        reason = (f"{method}: estimated {costs[method]:.3g} s against {costs[other]:.3g} s for {other} "
+                  f"({sizes}" + (", HNSW build and recall check included)" if method == "exact" else ")"))
+    return {"method": method, "mode": mode, "estimated_s": costs, "reason": reason,
+            "calibration": list(COST_MODEL_FILES)}
+
+
+def choose_method(n: int, k: int, references: int = 200, dim: int = 512, override: str | None = None,
+                  val_patients: int = 0, graph_dim: int | None = None) -> str:
+    """The method of :func:`choose_index` for ``n`` patients (``override`` wins if given)."""
+    return choose_index(references, n, dim, k, val_patients, graph_dim, override)["method"]
 
 
 def _query_block(index: EmbeddingIndex, refs: np.ndarray, k: int, num_threads: int | None):

@@ -1,9 +1,13 @@
 """The self-discovery stage end to end (SPEC.md §1-§2; ``python -m semgen_ray.discover``).
 
 1. train the auto-encoder on whole scans (Ray Train) and embed every patient (Ray Data actors);
-2. index the train and validation embeddings (HNSW or exact) and record recall against exact search;
-3. per class: a fresh reference patient, a coordinate that passes the foreground test, its K train /
-   K_val validation neighbours, and crop boxes at that coordinate in each (resolutions 1-3);
+2. index the train and validation embeddings (HNSW or exact; ``auto`` by the cost model of
+   :func:`semgen_ray.discovery.neighbours.choose_index`, its estimates recorded) and record recall
+   against exact search;
+3. per class: a fresh reference patient, a coordinate that passes the foreground test and keeps
+   ``min_distance`` from the earlier classes' coordinates, its K train / K_val validation neighbours,
+   and crop boxes at that coordinate in each (resolutions 1-3; ``coordinates: body_box`` maps it into
+   each neighbour's body box);
 4. write the pattern manifest, a montage per class and a distance plot.
 
 Every artefact goes to the output directory, a local folder or a URI (:mod:`semgen_ray.runfolder`;
@@ -14,7 +18,8 @@ train patient as a reference, against chance, timings per step).
 Finished work is reused, keyed by hashes of what produced it: a finished run with the same config
 hash returns its record; otherwise the auto-encoder export (``autoencoder.json``: key of store, splits,
 model and training options, seed) and the embeddings (keyed by the export they came from) are reused
-and only the cheap steps re-run. ``force=True`` redoes everything.
+and only the cheap steps re-run. ``force=True`` redoes everything, and first deletes those records
+(and the pattern manifest), so a forced run that is interrupted is never taken for a finished one.
 """
 
 from __future__ import annotations
@@ -84,6 +89,28 @@ def all_reference_purity(store, ids: list[str], emb: np.ndarray, k: int) -> dict
     return habitus_purity(store, list(ids), [[ids[j] for j in row] for row in order], pool=list(ids))
 
 
+def _body_boxes_task(store_uri: str, ids: list[str]) -> dict:
+    from semgen_ray.discovery.coordinates import patient_body_box
+    from semgen_ray.store import open_store
+
+    store = open_store(store_uri)
+    out = {}
+    for pid in ids:
+        volume, meta = store.read(pid)
+        out[pid] = [list(b) for b in patient_body_box(volume, meta["modality"])]
+    return out
+
+
+def body_boxes(store_uri: str, ids: list[str], per_task: int = 8) -> dict[str, tuple]:
+    """Body box of every patient in ``ids`` (``coordinates: body_box``), one Ray task per ``per_task``
+    patients (each reads its patients' whole volumes once)."""
+    import ray
+
+    task = ray.remote(num_cpus=1)(_body_boxes_task)
+    parts = ray.get([task.remote(store_uri, ids[s:s + per_task]) for s in range(0, len(ids), per_task)])
+    return {pid: tuple(tuple(b) for b in box) for part in parts for pid, box in part.items()}
+
+
 def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print, force: bool = False) -> dict:
     """Run self-discovery on ``store_uri`` and write its artefacts to ``out_dir``; returns the record.
 
@@ -91,12 +118,12 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print,
     """
     from semgen_ray import runfolder
     from semgen_ray.discovery.autoencoder_training import train_autoencoder
-    from semgen_ray.discovery.coordinates import draw_coordinate
+    from semgen_ray.discovery.coordinates import correspond, draw_coordinate
     from semgen_ray.discovery.embedding import embed_patients, load_embeddings, save_embeddings
     from semgen_ray.discovery.index import EmbeddingIndex
     from semgen_ray.discovery.manifest import config_hash, write_manifest
     from semgen_ray.discovery.montage import write_distance_plot, write_montage
-    from semgen_ray.discovery.neighbours import choose_method, measure_recall, neighbours_for_references
+    from semgen_ray.discovery.neighbours import choose_index, measure_recall, neighbours_for_references
     from semgen_ray.discovery.patterns import class_boxes
     from semgen_ray.gpus import decide_gpus
     from semgen_ray.runtime import init_ray
@@ -127,6 +154,9 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print,
                                      "volume_shape": list(config.data.volume_shape),
                                      "seed": config.seed, "store": store_uri,
                                      "patients": [train_ids, val_ids]})
+    if force:  # the finished-run record first: a forced run that stops must not look finished later
+        for name in ("discovery.json", "patterns.parquet", "autoencoder.json", "embeddings.parquet"):
+            runfolder.remove(at(name))
     done = runfolder.read_json(at("discovery.json"))
     if not force and done and done.get("config_hash") == chash and runfolder.isfile(at("patterns.parquet")):
         log(f"[discover] {out} already holds this discovery (config hash {chash[:12]}); reusing it")
@@ -193,7 +223,11 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print,
     row = {pid: i for i, pid in enumerate(ids)}
     tr = np.array([row[p] for p in train_ids])
     va = np.array([row[p] for p in val_ids])
-    method = d.index if d.index != "auto" else choose_method(len(train_ids), d.k_train, threshold=d.exact_below)
+    graph_dim = d.hnsw_pca_dim if 0 < d.hnsw_pca_dim < emb.shape[1] else None
+    choice = choose_index(d.num_classes, len(train_ids), int(emb.shape[1]), d.k_train, val_patients=len(val_ids),
+                          graph_dim=graph_dim, override=None if d.index == "auto" else d.index)
+    method = choice["method"]
+    log(f"[discover] index: {choice['reason']}")
     params = dict(M=d.hnsw_m, ef_construction=d.hnsw_ef_construction, ef=d.hnsw_ef)
     # PCA needs more patients than components: a small validation set gets a full-dimension graph
     def pca_dim(n: int) -> int:
@@ -203,7 +237,7 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print,
     val_index = EmbeddingIndex.build(emb[va], val_ids, method=method, pca_dim=pca_dim(len(va)), **params)
     with runfolder.workdir(at("index_train")) as local:  # hnswlib writes local files
         train_index.save(local)
-    record["index"] = {"method": method, **params}
+    record["index"] = {"method": method, **params, "choice": choice}
     if method == "hnsw":
         if d.hnsw_pca_dim:
             record["index"].update(pca_dim=train_index.pca_dim, val_pca_dim=val_index.pca_dim,
@@ -229,7 +263,9 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print,
             )
         ref = candidates.pop(0)
         volume, meta = store.read(ref)
-        coord = draw_coordinate(volume, rng, [], cube=cube, config=d, modality=meta["modality"])
+        # SPEC §2.1: at least min_distance voxels from every coordinate chosen for an earlier class
+        coord = draw_coordinate(volume, rng, [c for _, c in classes], cube=cube, config=d,
+                                modality=meta["modality"])
         if coord is None:
             skipped.append(ref)
             continue
@@ -247,14 +283,26 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print,
     shapes = store.shapes()
     rows, dropped = [], 0
     neighbour_ids = []
+    # coordinates: voxel = the class coordinate in every neighbour; body_box = mapped from the
+    # reference's body box into each neighbour's (the cube centre keeps its relative position)
+    boxes_of = None
+    if d.coordinates == "body_box":
+        needed = sorted(set(refs) | {train_ids[i] for r in tr_nb for i in r} | {val_ids[i] for r in va_nb for i in r})
+        boxes_of = body_boxes(store_uri, needed)
+    at_coords = []  # per class: patient -> its crop corner
     for class_id, ((ref, coord), nb, dist, vnb, vdist) in enumerate(zip(classes, tr_nb, tr_dist, va_nb, va_dist)):
         train_n = [train_ids[i] for i in nb]
+        val_n = [val_ids[i] for i in vnb]
         neighbour_ids.append(train_n)
+        at_coords.append({pid: (tuple(coord) if boxes_of is None else
+                                correspond(coord, "body_box", boxes_of[ref], boxes_of[pid], cube))
+                          for pid in train_n + val_n})
         for split, names, dists, res in (("train", train_n, dist, d.resolutions),
-                                         ("val", [val_ids[i] for i in vnb], vdist, 1)):
+                                         ("val", val_n, vdist, 1)):
             boxes, n_dropped = class_boxes(class_id, ref, coord, names, dists, shapes, rng, cube=cube,
                                            resolutions=res, min_patch=d.min_patch, max_patch=d.max_patch,
-                                           max_offset=d.max_offset, split=split)
+                                           max_offset=d.max_offset, split=split,
+                                           neighbour_coords=at_coords[-1])
             rows += boxes
             dropped += n_dropped
     manifest_path = at("patterns.parquet")
@@ -262,8 +310,12 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print,
                                               "index": record["index"], "classes": len(classes)},
                    config_hash=chash)
     record.update(manifest=str(manifest_path), cubes=len(rows), crops_dropped_out_of_bounds=dropped,
-                  config_hash=chash, classes=[{"class_id": i, "reference": r, "coordinate": list(c)}
-                                              for i, (r, c) in enumerate(classes)])
+                  config_hash=chash, coordinates=d.coordinates, min_distance=d.min_distance,
+                  classes=[{"class_id": i, "reference": r, "coordinate": list(c)}
+                           for i, (r, c) in enumerate(classes)])
+    if boxes_of is not None:
+        for entry in record["classes"]:
+            entry["reference_body_box"] = [list(b) for b in boxes_of[entry["reference"]]]
     record["habitus_purity"] = habitus_purity(store, refs, neighbour_ids, pool=train_ids)
     if record["habitus_purity"] is not None and len(train_ids) <= 5000:  # O(N^2) distances
         record["habitus_purity"]["all_references"] = all_reference_purity(store, train_ids, emb[tr], d.k_train)
@@ -274,8 +326,8 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print,
         for class_id, ((ref, coord), names) in enumerate(zip(classes, neighbour_ids)):
             crops = []
             for pid in names[:8]:
-                box = tuple((c, c + s) for c, s in zip(coord, cube))
-                if all(hi <= n for (_, hi), n in zip(box, shapes[pid])):
+                box = tuple((c, c + s) for c, s in zip(at_coords[class_id][pid], cube))
+                if all(0 <= lo and hi <= n for (lo, hi), n in zip(box, shapes[pid])):
                     crops.append(store.read(pid, region=box, normalize=True)[0])
             write_montage(local / "montages" / f"class_{class_id:03d}.png", crops,
                           title=f"class {class_id}: reference {ref} at {coord}")

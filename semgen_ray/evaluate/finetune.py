@@ -26,8 +26,8 @@ import numpy as np
 
 #: Keys of the row :func:`run_trial` returns (the report and the trial grid rely on them).
 ROW_KEYS = ("task", "arm", "seed", "label_fraction", "auc", "dice", "iou", "mean_iou", "val_loss", "steps",
-            "best_step", "validations", "collapsed", "train_cases", "test_cases", "test_pos", "test_neg",
-            "lr_final", "seconds")
+            "best_step", "validations", "collapsed", "train_cases", "train_patients", "subset_draws", "test_cases",
+            "test_pos", "test_neg", "lr_final", "seconds")
 
 #: A classification trial whose test probabilities have a standard deviation below this is collapsed.
 COLLAPSE_STD = 1e-3
@@ -169,10 +169,13 @@ def run_trial(data, task: str, arm: str, weights: str | None, seed: int, model_c
     Returns:
         A row with :data:`ROW_KEYS` (``auc`` for classification; ``dice``, ``iou``, ``mean_iou``
         for segmentation). ``test_pos`` / ``test_neg``: test positives / negatives, or segmentation
-        test cubes with / without foreground.
+        test cubes with / without foreground. ``train_patients``: patients of the training subset;
+        ``subset_draws``: draws it took (0: all labels; more than 1: earlier draws lacked a class).
 
     Raises:
-        ValueError: ``lr_patience >= patience``, a setting below 1, an unknown task or an empty split.
+        ValueError: ``lr_patience >= patience``, a setting below 1, an unknown task or an empty split;
+            :class:`~semgen_ray.evaluate.tasks.TaskError` when no subset of ``label_fraction`` holds
+            both classes.
     """
     import torch
 
@@ -231,7 +234,8 @@ def run_trial(data, task: str, arm: str, weights: str | None, seed: int, model_c
     _, pred = _evaluate(model, task, te["x"], te["y"], batch_size, device)
     row = {"task": task, "arm": arm, "seed": int(seed), "label_fraction": float(label_fraction),
            "val_loss": float(best), "steps": steps, "best_step": best_step, "validations": validations,
-           "train_cases": int(n), "test_cases": int(len(te["x"])),
+           "train_cases": int(n), "train_patients": int(len(np.unique(tr["patient"]))),
+           "subset_draws": int(data.info.get("subset_draws", 0)), "test_cases": int(len(te["x"])),
            "lr_final": float(opt.param_groups[0]["lr"])}
     if task == "classification":
         y = np.asarray(te["y"]).astype(bool)

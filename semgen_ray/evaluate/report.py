@@ -25,9 +25,10 @@ import numpy as np
 HEADLINE = {"classification": "auc", "segmentation": "dice"}
 EXTRA = {"classification": (), "segmentation": ("iou", "mean_iou")}
 COLUMNS = ("task", "arm", "seed", "label_fraction", "auc", "dice", "iou", "mean_iou", "val_loss", "steps",
-           "best_step", "validations", "collapsed", "train_cases", "test_cases", "test_pos", "test_neg",
-           "lr_final", "seconds")
-_INT_COLUMNS = {"seed", "steps", "best_step", "validations", "train_cases", "test_cases", "test_pos", "test_neg"}
+           "best_step", "validations", "collapsed", "train_cases", "train_patients", "subset_draws", "test_cases",
+           "test_pos", "test_neg", "lr_final", "seconds")
+_INT_COLUMNS = {"seed", "steps", "best_step", "validations", "train_cases", "train_patients", "subset_draws",
+                "test_cases", "test_pos", "test_neg"}
 _STR_COLUMNS = {"task", "arm"}
 #: Statistical power at which the minimum detectable difference is reported.
 POWER = 0.8

@@ -98,8 +98,11 @@ def _rel(run_dir: str, path: str) -> str:
 
 def task_settings(config: SemGenConfig, store: str) -> dict:
     """Everything the target-task cubes depend on: the cache key of ``tasks_<task>.npz``."""
+    from semgen_ray.evaluate.tasks import SAMPLING_VERSION
+
     e = config.evaluate
-    return {"store": store, "cube": list(config.data.cube_size), "seed": config.seed, "min_voxels": e.min_voxels,
+    return {"sampling": SAMPLING_VERSION, "store": store, "cube": list(config.data.cube_size), "seed": config.seed,
+            "min_voxels": e.min_voxels,
             "negatives": e.negatives, "negatives_per_positive": e.negatives_per_positive,
             "cube_mm": list(e.cube_mm) if e.cube_mm else None, "seg_jitter": e.seg_jitter,
             "seg_background": e.seg_background, "target_shape": list(e.target_shape or config.phantoms.shape)}
@@ -168,6 +171,7 @@ def _evaluate(config: SemGenConfig, out: Path, folder: str, log=print, force: bo
     from semgen_ray import runfolder
     from semgen_ray.evaluate.progress import Progress, tune_callback
     from semgen_ray.evaluate.report import write_report
+    from semgen_ray.evaluate.tasks import TaskError
     from semgen_ray.evaluate.trials import run_trials
     from semgen_ray.gpus import decide_gpus
 
@@ -178,7 +182,10 @@ def _evaluate(config: SemGenConfig, out: Path, folder: str, log=print, force: bo
     data = load_tasks(config, store, out, log=log, force=force)
     tune_base = folder if runfolder.is_remote(folder) else out  # Tune writes a URI itself
     if force:
-        runfolder.remove(runfolder.join(str(tune_base), "tune"))
+        tune_dir = runfolder.join(str(tune_base), "tune")
+        if runfolder.exists(tune_dir):
+            log(f"[evaluate] --force: deleting the earlier trials in {tune_dir} (superseded ones included)")
+        runfolder.remove(tune_dir)
     gpu = decide_gpus(e.use_gpu, "evaluate", e.gpus_per_trial, config.ray.gpu_wait_s, log)
     settings = fine_tune_settings(config, gpu.use)
     per_arm = e.trials + (len(settings["label_fractions"]) - 1) * min(e.trials, settings["curve_trials"])
@@ -187,8 +194,11 @@ def _evaluate(config: SemGenConfig, out: Path, folder: str, log=print, force: bo
         f"{e.label_fraction}" + (f" + {settings['curve_trials']} at each of {list(e.curve_fractions)})"
                                  if e.curve_fractions else ")"))
     progress = Progress(total, log=log)
-    rows, failed = run_trials(data, arms, settings, tune_base, e.trials, cpus_per_trial=e.cpus_per_trial, log=log,
-                              callbacks=[tune_callback(progress)])
+    try:
+        rows, failed = run_trials(data, arms, settings, tune_base, e.trials, cpus_per_trial=e.cpus_per_trial,
+                                  log=log, callbacks=[tune_callback(progress)])
+    except TaskError as err:  # a label fraction whose subsets lack a class: found before any trial ran
+        raise EvaluationError(str(err)) from err
     if failed:
         raise EvaluationError(f"{len(failed)} of {len(failed) + len(rows)} trials failed (finished ones are "
                               f"kept; a re-run retries the rest). First error: {failed[0][-800:]}")

@@ -41,6 +41,9 @@ TASKS = ("classification", "segmentation")
 NEGATIVES = ("candidates", "random")
 #: Candidates drawn per patient before the negatives are matched to the positives.
 POOL_SIZE = 128
+#: Version of the cube sampling: part of the task cache key, so that cubes cached by an earlier
+#: sampling are rebuilt (2: per-patient streams seeded from the whole patient id).
+SAMPLING_VERSION = 2
 
 
 class TaskError(ValueError):
@@ -58,6 +61,18 @@ class TaskData:
 
     def sizes(self) -> dict:
         return {s: int(len(v["x"])) for s, v in self.splits.items()}
+
+    def digest(self) -> str:
+        """SHA-256 (hex) of the cubes, labels and patients of every split: which cubes trials saw."""
+        import hashlib
+
+        h = hashlib.sha256(self.task.encode())
+        for s in sorted(self.splits):
+            for k in ("x", "y", "patient"):
+                a = np.ascontiguousarray(self.splits[s][k])
+                h.update(f"{s}/{k}/{a.dtype.str}/{a.shape}".encode())
+                h.update(a.tobytes())
+        return h.hexdigest()
 
     def save(self, path: str | Path) -> None:
         arrays = {f"{s}_{k}": v[k] for s, v in self.splits.items() for k in ("x", "y", "patient")}
@@ -250,7 +265,10 @@ def _candidate_negatives(grid: _Grid, volume: np.ndarray, label: np.ndarray, lun
 
 # ------------------------------------------------------------------------------------------- build
 def _patient_rng(seed: int, pid: str, *stream: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([seed, int.from_bytes(pid.encode()[:8], "little"), *stream]))
+    """Patient ``pid``'s generator for ``stream``: from the whole id (:func:`semgen_ray.seeds.patient_seed`)."""
+    from semgen_ray.seeds import patient_seed
+
+    return np.random.default_rng(np.random.SeedSequence([int(seed), patient_seed(pid), *stream]))
 
 
 def _seg_counts(y: np.ndarray, n_objects: int) -> dict:
@@ -386,17 +404,60 @@ def _body_points(body: np.ndarray, count: int, rng: np.random.Generator) -> np.n
     return out[:count].astype(float)
 
 
+#: Draws of a low-label subset before a fraction whose subsets lack a class is refused.
+SUBSET_DRAWS = 100
+
+
+def subset_patients(patients, labels, task: str, fraction: float, seed: int) -> tuple[list[str], int]:
+    """The training patients of the low-label regime and the number of draws it took.
+
+    ``round(fraction × patients)`` patients (at least one) drawn without replacement from a generator
+    seeded with ``seed``. A classification subset must hold both classes: a subset that lacks one is
+    redrawn, same size, up to :data:`SUBSET_DRAWS` times (the first draw is the one kept whenever it
+    holds both); the subset never grows beyond the fraction.
+
+    Args:
+        patients: the patient of each training cube.
+        labels: the label of each training cube (class for classification; unused otherwise).
+        task: ``classification`` or ``segmentation``.
+
+    Returns:
+        (sorted patient ids, draws: 1 when the first draw was kept, 0 for ``fraction >= 1``).
+
+    Raises:
+        TaskError: no draw of that many patients held both classes (the message names the fraction,
+            the subset size and the seed).
+    """
+    patients = np.asarray(patients)
+    everyone = np.unique(patients)
+    if fraction >= 1.0:
+        return everyone.tolist(), 0
+    n = max(1, int(round(fraction * len(everyone))))
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    for draw in range(1, SUBSET_DRAWS + 1):
+        keep = rng.choice(everyone, size=n, replace=False)
+        if task != "classification" or len(np.unique(labels[np.isin(patients, keep)])) >= 2:
+            return sorted(keep.tolist()), draw
+    raise TaskError(f"{task}: label fraction {fraction} keeps {n} of {len(everyone)} training patients, and no "
+                    f"draw of {n} patients (seed {seed}, {SUBSET_DRAWS} draws) holds both classes; raise the "
+                    f"label fraction or add training patients with both classes")
+
+
 def subsample(data: TaskData, fraction: float, seed: int) -> TaskData:
-    """The low-label regime: a ``fraction`` of the training *patients* (all their cubes), seeded."""
+    """The low-label regime: a ``fraction`` of the training *patients* (all their cubes), seeded.
+
+    See :func:`subset_patients`, which chooses them (a classification subset holds both classes,
+    redrawn within the fraction when needed; never widened). ``info`` gains ``label_fraction``,
+    ``train_patients`` and ``subset_draws``.
+
+    Raises:
+        TaskError: the fraction's subsets lack a class.
+    """
     if fraction >= 1.0:
         return data
     train = data.splits["train"]
-    patients = np.unique(train["patient"])
-    rng = np.random.default_rng(seed)
-    n = max(1, int(round(fraction * len(patients))))
-    keep = set(rng.choice(patients, size=n, replace=False).tolist())
-    mask = np.array([p in keep for p in train["patient"]])
-    if data.task == "classification" and len(set(train["y"][mask].tolist())) < 2:
-        mask = np.ones(len(mask), bool)  # too few patients to hold both classes: keep them all
-    info = {**data.info, "label_fraction": float(fraction), "train_patients": int(len(set(train["patient"][mask])))}
+    keep, draws = subset_patients(train["patient"], train["y"], data.task, fraction, seed)
+    mask = np.isin(train["patient"], keep)
+    info = {**data.info, "label_fraction": float(fraction), "train_patients": len(keep), "subset_draws": draws}
     return TaskData(data.task, {**data.splits, "train": {k: v[mask] for k, v in train.items()}}, info)

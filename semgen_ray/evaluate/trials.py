@@ -6,7 +6,9 @@ trials run in parallel as CPUs allow (``evaluate.cpus_per_trial``), with actor r
 0.6 s instead of 4.9 s per trial), and show in the Tune / Ray dashboard. The task cubes go to the
 object store once (``tune.with_parameters``). Results are kept under ``<out>/tune/evaluate``; running
 again on the same folder with the same settings restores the experiment and runs only the trials that
-had not finished (changed settings start afresh).
+had not finished. Changed settings start afresh: the earlier experiment is moved, never deleted, to
+``<out>/tune/superseded/evaluate-<UTC time>`` with ``superseded.json`` naming the settings that changed,
+and a log line says so. Low-label subsets are chosen (and checked) before any trial starts.
 """
 
 from __future__ import annotations
@@ -59,6 +61,82 @@ def _no_credentials_in_runtime_env():
         class_cache.ENV_VARS_TO_PROPAGATE = saved
 
 
+def check_subsets(data: dict, cells, log=print) -> None:
+    """Every cell's low-label training subset, chosen before any trial starts: a fraction whose subsets
+    lack a class fails here (:class:`~semgen_ray.evaluate.tasks.TaskError`), and a subset that had
+    to be redrawn is logged (its trial row records ``subset_draws``)."""
+    from semgen_ray.evaluate.tasks import subset_patients
+
+    for task, fraction, seed in cells:
+        if fraction >= 1.0:
+            continue
+        train = data[task].splits["train"]
+        keep, draws = subset_patients(train["patient"], train["y"], task, fraction, seed)
+        if draws > 1:
+            log(f"[evaluate] {task}, label fraction {fraction}, seed {seed}: {draws - 1} draw(s) of {len(keep)} "
+                f"training patients lacked a class; redrawn within the fraction (draw {draws})")
+
+
+def _changes(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the entries that differ between two experiment keys."""
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _changes(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}")
+    return out
+
+
+def claim(storage: str, key: str, log=print) -> str | None:
+    """Make ``<storage>/evaluate`` the experiment of ``key`` (the trial settings, as JSON): an
+    experiment there of other settings (or without a settings record) is set aside first
+    (:func:`set_aside`); ``<storage>/experiment.json`` then holds ``key``. Returns where an earlier
+    experiment went, or None."""
+    from semgen_ray import runfolder
+
+    path = f"{storage}/{NAME}"
+    key_file = runfolder.join(storage, "experiment.json")
+    moved = None
+    if runfolder.exists(path) and (not runfolder.isfile(key_file) or runfolder.read_text(key_file) != key):
+        moved = set_aside(storage, key, log)
+    runfolder.write_text(key_file, key)
+    return moved
+
+
+def set_aside(storage: str, key: str, log=print) -> str:
+    """Move the experiment of other settings, ``<storage>/evaluate``, to
+    ``<storage>/superseded/evaluate-<UTC time>`` (never deleted: its trials stay readable there), with
+    ``superseded.json`` saying what changed; log what was set aside and why. Returns the new place."""
+    import datetime as _dt
+    import posixpath
+
+    from semgen_ray import runfolder
+
+    path = f"{storage}/{NAME}"
+    key_file = runfolder.join(storage, "experiment.json")
+    try:
+        old = json.loads(runfolder.read_text(key_file)) if runfolder.isfile(key_file) else None
+    except ValueError:
+        old = None
+    changed = _changes(old, json.loads(key)) if isinstance(old, dict) else ["(no settings record)"]
+    fs, fs_path = runfolder.filesystem(path)
+    finished = len(fs.glob(posixpath.join(fs_path, "*", "result.json")))
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    dest = f"{storage}/superseded/{NAME}-{stamp}"
+    fs_dest = runfolder.filesystem(dest)[1]
+    if runfolder.local_path(dest) is not None:
+        fs.makedirs(posixpath.dirname(fs_dest), exist_ok=True)
+    fs.mv(fs_path, fs_dest, recursive=True)
+    record = {"moved_from": path, "at": stamp, "changed": changed, "trial_folders": finished, "settings": old}
+    runfolder.write_text(f"{dest}/superseded.json", json.dumps(record, indent=2, default=str))
+    log(f"[evaluate] the trial settings changed since {path} was started ({', '.join(changed[:8])}"
+        + (f" and {len(changed) - 8} more" if len(changed) > 8 else "") + f"): its {finished} trial folder(s) "
+        f"were moved to {dest} (kept, not resumed; superseded.json there says why); starting the trials afresh")
+    return dest
+
+
 def _trial(config: dict, data: dict) -> None:
     from ray import tune
 
@@ -93,7 +171,8 @@ def run_trials(data: dict, arms: dict[str, str | None], settings: dict, out_dir:
         label fraction and seed.
 
     Raises:
-        ValueError: invalid per-task settings (checked before any trial starts).
+        ValueError: invalid per-task settings, or (:class:`~semgen_ray.evaluate.tasks.TaskError`) a label
+            fraction whose training subsets lack a class (both checked before any trial starts).
     """
     from ray import tune
 
@@ -103,6 +182,7 @@ def run_trials(data: dict, arms: dict[str, str | None], settings: dict, out_dir:
     primary, curve_trials = settings.get("primary_fraction"), settings.get("curve_trials") or trials
     cells = [(task, f, seed) for task in sorted(data) for f in fractions
              for seed in range(trials if primary is None or f == primary else min(trials, curve_trials))]
+    check_subsets(data, cells, log)
     from semgen_ray import runfolder
 
     # a URI (s3://…) is Tune's storage as it is: trial results and the experiment state live there
@@ -113,12 +193,9 @@ def run_trials(data: dict, arms: dict[str, str | None], settings: dict, out_dir:
     trainable = tune.with_resources(tune.with_parameters(_trial, data=data), resources)
     settings = {**settings, "weights": dict(arms)}
     key = json.dumps({"settings": settings, "tasks": sorted(data), "trials": trials,
-                      "sizes": {t: d.sizes() for t, d in data.items()}}, sort_keys=True, default=str)
-    key_file = runfolder.join(storage, "experiment.json")
-    if runfolder.exists(path) and (not runfolder.isfile(key_file) or runfolder.read_text(key_file) != key):
-        log(f"[evaluate] the trial settings changed since {path} was started: starting the trials afresh")
-        runfolder.remove(path)
-    runfolder.write_text(key_file, key)
+                      "sizes": {t: d.sizes() for t, d in data.items()},
+                      "cubes": {t: d.digest() for t, d in data.items()}}, sort_keys=True, default=str)
+    claim(storage, key, log)
     run_config = tune.RunConfig(name=NAME, storage_path=storage, verbose=0, callbacks=list(callbacks))
     if tune.Tuner.can_restore(path):
         log(f"[evaluate] resuming the trials in {path}")

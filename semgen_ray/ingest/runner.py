@@ -11,7 +11,9 @@ Guarantees (README, "Ingest"):
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 
 from semgen_ray.config.schema import IngestConfig, RayConfig, StoreConfig
@@ -19,7 +21,7 @@ from semgen_ray.ingest.checks import check_volume
 from semgen_ray.ingest.jobs import Job
 from semgen_ray.ingest.split import assign_split
 from semgen_ray.io.volume import ReadError
-from semgen_ray.store import InvalidPatientId, StoreError, check_patient_id, open_store
+from semgen_ray.store import IntensityWarning, InvalidPatientId, StoreError, check_patient_id, open_store
 
 
 def _one_line(err: BaseException) -> str:
@@ -62,7 +64,8 @@ def run_job(store: StoreConfig, job: Job, config: IngestConfig, known: dict[str,
         vol_store = open_store(store.uri, mode="a", chunks=store.chunks, clevel=store.clevel)
         fingerprint = job.fingerprint()
         candidates = known or {job.patient_id: fingerprint}
-        if all(vol_store.is_current(pid, fingerprint) for pid in candidates):
+        if all(vol_store.is_current(pid, fingerprint, config.mr_intensity, config.mr_window)
+               for pid in candidates):
             out["rows"] = [vol_store.row_from_meta(pid, vol_store.meta(pid)) for pid in candidates]
             out["skipped"] = True
             return out
@@ -84,8 +87,11 @@ def run_job(store: StoreConfig, job: Job, config: IngestConfig, known: dict[str,
                                          order=0).array
                 check_volume(volume, config)
                 split = item.split or assign_split(item.patient_id, config.split_fractions)
-                out["rows"].append(vol_store.write(item.patient_id, volume, label=label, split=split,
-                                                   source_sha256=fingerprint))
+                with warnings.catch_warnings():  # the driver warns (run_jobs), not the worker
+                    warnings.simplefilter("ignore", IntensityWarning)
+                    out["rows"].append(vol_store.write(
+                        item.patient_id, volume, label=label, split=split, source_sha256=fingerprint,
+                        mr_intensity=config.mr_intensity, mr_window=config.mr_window))
                 out["bytes"] += int(item.volume.array.nbytes)
             except Exception as err:  # noqa: BLE001 - one bad series must not drop its siblings
                 out["rows"].append(_failed(item.patient_id, job.source, _one_line(err)))
@@ -189,6 +195,8 @@ def run_jobs(jobs: list[Job], store: StoreConfig, config: IngestConfig | None = 
                     (report.skipped if result["skipped"] else report.written).append(row["patient_id"])
                     if row.get("warnings") and not result["skipped"]:
                         report.warnings.append((row["patient_id"], row["warnings"]))
+                        for note in json.loads(row.get("intensity") or "{}").get("warnings", []):
+                            warnings.warn(f"{row['patient_id']}: {note}", IntensityWarning, stacklevel=2)
                 else:
                     report.failed.append((row["patient_id"], row["source"], row["error"]))
             report.bytes_written += result["bytes"]

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
+from semgen_ray.seeds import patient_unit
 
 SPLITS = ("train", "val", "test")
 
 
 def assign_split(patient_id: str, fractions: tuple[float, float, float]) -> str:
-    """The split of ``patient_id`` from a hash of the id alone.
+    """The split of ``patient_id`` from a hash of the id alone (:func:`semgen_ray.seeds.patient_unit`).
 
     The same id always gets the same split, and adding patients to a cohort never moves existing
     ones (unlike shuffling a list).
     """
-    digest = hashlib.sha256(patient_id.encode("utf-8")).digest()
-    u = int.from_bytes(digest[:8], "big") / 2.0 ** 64
+    u = patient_unit(patient_id)
     edge = 0.0
     for name, frac in zip(SPLITS, fractions):
         edge += frac

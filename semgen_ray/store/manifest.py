@@ -17,6 +17,8 @@ has_label       bool           a ``labels/<patient_id>`` array exists
 source          string         path or URI the patient came from
 source_sha256   string         hash of the source bytes, used to skip unchanged sources
 warnings        string         reader notes joined by ``; `` (gantry tilt, uneven spacing, …)
+intensity       string (null)  JSON: the intensity mapping reads apply (``rule``, ``window``,
+                               ``fill``), its statistics and check (semgen_ray.store.intensity)
 updated_at      timestamp[ms]  when the row was written (UTC)
 =============== ============== ===============================================================
 """
@@ -44,6 +46,7 @@ SCHEMA = pa.schema(
         ("source", pa.string()),
         ("source_sha256", pa.string()),
         ("warnings", pa.string()),
+        ("intensity", pa.string()),
         ("updated_at", pa.timestamp("ms", tz="UTC")),
     ]
 )

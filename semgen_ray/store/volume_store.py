@@ -14,7 +14,9 @@ stores voxels first and that attribute last, so an interrupted write never reads
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import threading
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -23,7 +25,7 @@ import numpy as np
 from semgen_ray import AXIS_ORDER, ORIENTATION
 from semgen_ray.io.volume import Volume
 from semgen_ray.store import layout, manifest
-from semgen_ray.store.intensity import IntensityWindow, default_window
+from semgen_ray.store.intensity import IntensityWarning, IntensityWindow, describe, mapping_of
 
 Region = Sequence[tuple[int, int]]  # ((x0, x1), (y0, y1), (z0, z1)), half-open voxel ranges
 
@@ -66,6 +68,7 @@ class VolumeStore:
         self._manifest_path = self._fs.sep.join([self._root_path.rstrip(self._fs.sep), layout.MANIFEST])
         self._lock = threading.Lock()
         self._rows_cache: list[dict] | None = None
+        self._computed_windows: dict[str, IntensityWindow] = {}  # patients stored without statistics
 
         if mode == "r":
             try:
@@ -170,24 +173,63 @@ class VolumeStore:
         Args:
             patient_id: the array name.
             region: optional half-open voxel box ``((x0, x1), (y0, y1), (z0, z1))`` inside the volume.
-            normalize: False returns stored values (int16 HU for CT). True applies the modality's
-                default window (CT: HU [-1000, 1000] → [0, 1]); an :class:`IntensityWindow` applies
-                that window. Normalised arrays are float32.
+            normalize: False returns stored values (int16 HU for CT). True applies the patient's
+                recorded intensity mapping (:meth:`intensity_window`: CT HU [-1000, 1000] → [0, 1];
+                MR per volume from its foreground percentiles unless ingest chose a fixed window),
+                the same for the whole volume and for any region; an :class:`IntensityWindow`
+                applies that window. Normalised arrays are float32.
 
         Returns:
             ``(array, meta)``: the array in (x, y, z) order and its metadata; ``meta["spacing"]``
-            is in mm (x, y, z), ``meta["region"]`` the box that was read.
+            is in mm (x, y, z), ``meta["region"]`` the box that was read; when normalised,
+            ``meta["window"]`` = (lo, hi) and ``meta["mapping"]`` the mapping applied.
         """
         arr = self._array(layout.VOLUMES, patient_id)
         meta = self._meta_of(patient_id, arr)
         sl = _region_slices(region, meta["shape"], patient_id)
         data = np.asarray(arr[sl])
         meta["region"] = tuple((s.start, s.stop) for s in sl)
-        if normalize is not False:
-            window = normalize if isinstance(normalize, IntensityWindow) else default_window(meta["modality"])
+        window = self.intensity_window(patient_id, normalize, meta)
+        if window is not None:
             data = window.apply(data)
             meta["window"] = (window.lo, window.hi)
+            meta["mapping"] = window.as_dict()
         return data, meta
+
+    def intensity_window(self, patient_id: str, normalize: bool | IntensityWindow = True,
+                         meta: dict | None = None) -> IntensityWindow | None:
+        """The mapping a read with ``normalize`` applies to this patient (None for ``False``).
+
+        ``True``: the mapping recorded when the patient was written (``meta["intensity"]``). A
+        non-CT patient written before the statistics were recorded gets them computed here from its
+        whole volume, once per store object, with an :class:`IntensityWarning`; persist them with
+        :meth:`add_intensity_stats` (a store opened with ``mode="a"``) or by re-running the ingest,
+        which rewrites such patients.
+        """
+        if normalize is False or normalize is None:
+            return None
+        if isinstance(normalize, IntensityWindow):
+            return normalize
+        if normalize is not True:
+            raise ValueError(f"normalize must be True, False or an IntensityWindow, got {normalize!r}")
+        meta = meta if meta is not None else self.meta(patient_id)
+        window = mapping_of(meta.get("intensity"), meta["modality"])
+        if window is not None:
+            return window
+        with self._lock:
+            window = self._computed_windows.get(patient_id)
+        if window is None:
+            record = describe(np.asarray(self._array(layout.VOLUMES, patient_id)[...]), meta["modality"],
+                              warn=False)
+            window = IntensityWindow.from_dict(record)
+            with self._lock:
+                self._computed_windows[patient_id] = window
+            warnings.warn(
+                f"patient {patient_id!r} of store {self.uri} has no recorded intensity statistics (written "
+                f"by an older semgen_ray): computed its mapping {window.as_dict()} from the whole volume "
+                "for this session; store them once with open_store(uri, mode='a').add_intensity_stats() "
+                "or by re-running the ingest", IntensityWarning, stacklevel=3)
+        return window
 
     def has_label(self, patient_id: str) -> bool:
         layout.check_patient_id(patient_id)
@@ -201,13 +243,23 @@ class VolumeStore:
         arr = self._array(layout.LABELS, patient_id)
         return np.asarray(arr[_region_slices(region, meta["shape"], patient_id)])
 
-    def is_current(self, patient_id: str, source_sha256: str) -> bool:
-        """True when the patient is stored completely from a source with this hash."""
+    def is_current(self, patient_id: str, source_sha256: str, mr_intensity: str | None = None,
+                   mr_window: Sequence[float] | None = None) -> bool:
+        """True when the patient is stored completely from a source with this hash and, when
+        ``mr_intensity`` is given, a non-CT patient carries intensity statistics recorded with that
+        rule (and ``mr_window`` for ``fixed``)."""
         try:
             meta = self.meta(patient_id)
         except StoreError:
             return False
-        return meta.get("source_sha256") == source_sha256
+        if meta.get("source_sha256") != source_sha256:
+            return False
+        if mr_intensity is None or meta["modality"] == "CT":
+            return True
+        record = meta.get("intensity")
+        if not record or record.get("rule") != mr_intensity:
+            return False
+        return mr_intensity != "fixed" or [float(v) for v in record["window"]] == [float(v) for v in mr_window]
 
     # ------------------------------------------------------------------ writing
     def _require_writable(self) -> None:
@@ -215,11 +267,17 @@ class VolumeStore:
             raise StoreError(f"store {self.uri} was opened read-only (mode='r')")
 
     def write(self, patient_id: str, volume: Volume, label: np.ndarray | None = None,
-              split: str = "train", source_sha256: str = "", extra: dict | None = None) -> dict:
+              split: str = "train", source_sha256: str = "", extra: dict | None = None,
+              mr_intensity: str = "foreground_percentile",
+              mr_window: Sequence[float] = (0.0, 4000.0)) -> dict:
         """Store one patient atomically and return its manifest row (the manifest is not written).
 
         CT is stored as int16 HU (values are rounded and must fit int16), anything else as float32.
-        Any previous version of the patient is replaced.
+        Any previous version of the patient is replaced. The intensity statistics and the mapping
+        reads will apply (CT: HU window; MR/OT: ``mr_intensity``, see
+        :mod:`semgen_ray.store.intensity`) are computed here, once, and recorded with the patient;
+        a mapping under which the volume is nearly blank adds a warning and an
+        :class:`IntensityWarning`.
         """
         import zarr
         from zarr.codecs import BloscCodec
@@ -265,6 +323,7 @@ class VolumeStore:
             create(layout.LABELS, label)
         elif patient_id in label_group.array_keys():
             del label_group[patient_id]
+        intensity = describe(data, volume.modality, mr_intensity, tuple(mr_window))
         arr = create(layout.VOLUMES, data)
         vmin, vmax = (float(data.min()), float(data.max())) if data.size else (0.0, 0.0)
         attrs = {
@@ -282,7 +341,8 @@ class VolumeStore:
             "has_label": label is not None,
             "min": vmin,
             "max": vmax,
-            "warnings": list(volume.warnings),
+            "warnings": [*volume.warnings, *intensity["warnings"]],
+            "intensity": intensity,
             "extra": {**volume.extra, **(extra or {})},
         }
         arr.attrs[layout.ATTRS_KEY] = attrs  # the commit point
@@ -296,9 +356,43 @@ class VolumeStore:
             shape=[int(s) for s in meta["shape"]], spacing=[float(s) for s in meta["spacing"]],
             dtype=meta["dtype"], has_label=bool(meta.get("has_label")), source=meta.get("source"),
             source_sha256=meta.get("source_sha256"), warnings="; ".join(meta.get("warnings", ())),
+            intensity=json.dumps(meta["intensity"]) if meta.get("intensity") else None,
             updated_at=_dt.datetime.now(_dt.timezone.utc),
         )
         return row
+
+    def add_intensity_stats(self, patient_ids: Iterable[str] | None = None, force: bool = False,
+                            mr_intensity: str = "foreground_percentile",
+                            mr_window: Sequence[float] = (0.0, 4000.0)) -> list[str]:
+        """Record intensity statistics and mappings for patients stored without them (``force``:
+        for every patient), from their stored voxels, and update the manifest. Returns the ids done.
+
+        For stores written before the statistics existed; reads then need not compute them.
+        """
+        self._require_writable()
+        done, rows = [], []
+        for pid in (self.patient_ids if patient_ids is None else list(patient_ids)):
+            arr = self._array(layout.VOLUMES, pid)
+            meta = self._meta_of(pid, arr)
+            if meta.get("intensity") and not force:
+                continue
+            record = describe(np.asarray(arr[...]), meta["modality"], mr_intensity, tuple(mr_window))
+            attrs = dict(dict(arr.attrs)[layout.ATTRS_KEY])
+            old = [w for w in attrs.get("warnings", []) if not w.startswith("intensity:")]
+            attrs.update(intensity=record, warnings=[*old, *record["warnings"]])
+            zarr_arr = self._writable_array(pid)
+            zarr_arr.attrs[layout.ATTRS_KEY] = attrs
+            rows.append(self.row_from_meta(pid, {**attrs, "shape": meta["shape"], "dtype": meta["dtype"]}))
+            self._computed_windows.pop(pid, None)
+            done.append(pid)
+        if rows:
+            self.update_manifest(rows)
+        return done
+
+    def _writable_array(self, patient_id: str):
+        import zarr
+
+        return zarr.open_array(self.uri, path=f"{layout.VOLUMES}/{patient_id}", mode="r+")
 
     def delete(self, patient_id: str) -> None:
         """Remove a patient's arrays (the manifest is not written)."""

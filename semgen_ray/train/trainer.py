@@ -129,6 +129,15 @@ def check_corruption(config: SemGenConfig) -> None:
         raise PretrainError(f"train.corruption does not fit {tuple(config.data.cube_size)} cubes: {err}") from err
 
 
+def finished(state: dict, t) -> bool:
+    """True when the checkpoint ``state`` ends a run of the ``TrainConfig`` ``t``: an epoch end at
+    which the loop stopped (max epochs, patience or max steps reached). A run that Ray Train aborted
+    (Ctrl-C) returns its last checkpoint, mid-epoch or before the end: not finished."""
+    stop = (state["epoch"] >= t.max_epochs or state["bad_epochs"] >= t.patience
+            or (bool(t.max_steps) and state["step"] >= t.max_steps))
+    return bool(state.get("stopped")) and state.get("batch_in_epoch", 0) == 0 and stop
+
+
 def run_pretraining(config: SemGenConfig, store_uri: str, manifest_path: str, out_dir: str, log=print,
                     force: bool = False, fault_injection: dict | None = None) -> dict:
     """Pretrain on the pattern manifest's cubes; export the best weights and write the report.
@@ -222,6 +231,10 @@ def _finish(config: SemGenConfig, cfg: dict, data, result, seconds: float, store
         raise PretrainError("pretraining reported no checkpoint")
     with result.checkpoint.as_directory() as d:
         state = json.loads((Path(d) / STATE_FILE).read_text())
+    if not finished(state, t):  # Ctrl-C: Ray Train aborts gracefully and fit() returns the last checkpoint
+        raise PretrainError(
+            f"pretraining was interrupted at step {state['step']} (epoch {state['epoch']}) before it finished: "
+            f"nothing exported, no train.json; run it again (or --resume) to continue from {result.checkpoint.path}")
     for resume in state["log"]:
         log(f"[train] recovered from a failure: resumed at step {resume['resumed_at_step']} (epoch "
             f"{resume['epoch']}, batch {resume['batch_in_epoch']}) from {resume['checkpoint']}")
@@ -232,8 +245,10 @@ def _finish(config: SemGenConfig, cfg: dict, data, result, seconds: float, store
     from semgen_ray.config import to_dict
     from semgen_ray.discovery.manifest import manifest_metadata
 
+    from semgen_ray.store import store_card_entry
+
     card = {"name": f"semgen_ray {t.objective}", "input_size": list(config.data.cube_size),
-            "epoch": state["best_epoch"],
+            "epoch": state["best_epoch"], "intensity": store_card_entry(store_uri),
             "description": f"U-Net 3D pretrained with the {t.objective} objective (Semantic Genesis, SPEC.md §5)",
             "lineage": {"store_uri": store_uri, "pattern_manifest": str(manifest_path),
                         "pattern_manifest_config_hash": data.config_hash,

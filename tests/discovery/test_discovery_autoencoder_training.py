@@ -35,8 +35,13 @@ def test_train_reports_finite_losses_and_exports_best(trained):
     assert result["epochs"] == 2 and [h["epoch"] for h in result["history"]] == [1, 2]
     losses = [h[k] for h in result["history"] for k in ("train_loss", "val_loss")]
     assert all(math.isfinite(v) and v >= 0 for v in losses)
-    # training reduces the train loss on average (2 epochs, lr 1e-3)
-    assert result["history"][-1]["train_loss"] <= result["history"][0]["train_loss"] * 1.05
+    # training reduces the loss: epoch 1's train loss is that of the initial weights (one step per
+    # epoch here: 2 train patients per worker, batch 2), epoch 2's that after one Adam step; measured
+    # 0.1119 -> 0.1002 (-10 %) on this seed. Without training (lr 0) the same batches repeat: measured
+    # 0.11191 -> 0.11193, so a 5 % decrease is required. (The validation loss is no such witness: the
+    # batch-norm running statistics alone moved it from 0.1310 to 0.1294 at lr 0.)
+    first, last = result["history"][0], result["history"][-1]
+    assert last["train_loss"] < 0.95 * first["train_loss"]
     assert result["best_val_loss"] == min(h["val_loss"] for h in result["history"])
     assert Path(result["best_checkpoint"]).is_dir()
     assert Path(result["best_checkpoint"]).name == f"ckpt_{result['best_epoch']:06d}"

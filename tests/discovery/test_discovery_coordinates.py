@@ -103,3 +103,17 @@ def test_body_box_and_mapping():
     assert correspond((5, 10, 3), "body_box", ref, nbr) == (20, 10, 3)
     with pytest.raises(ValueError):
         correspond((1, 2, 3), "body_box")
+
+
+def test_patient_body_box_by_modality():
+    """CT: voxels > -500 HU; MR (any scale, here z-scored-like values around 0): above Otsu's threshold."""
+    from semgen_ray.discovery.coordinates import patient_body_box
+
+    ct = np.full((20, 30, 10), -1000, dtype=np.int16)
+    ct[4:14, 5:25, 2:8] = 40
+    ct[0, 0, 0] = -600  # lung-like: not body
+    assert patient_body_box(ct, "CT") == ((4, 14), (5, 25), (2, 8))
+    mr = np.full((20, 30, 10), -1.2, dtype=np.float32)
+    mr[3:9, 6:20, 1:9] = 1.5
+    assert patient_body_box(mr, "MR") == ((3, 9), (6, 20), (1, 9))
+    assert body_box(mr) == ((0, 20), (0, 30), (0, 10))  # the CT rule would take the whole MR volume

@@ -69,13 +69,48 @@ def test_measure_recall(index, data):
 
 
 def test_choose_method():
-    assert choose_method(10_000, 200) == "exact"
-    assert choose_method(49_999, 200) == "exact"
-    assert choose_method(50_000, 200) == "hnsw"
-    assert choose_method(1_000_000, 200) == "hnsw"
-    assert choose_method(1_000, 200, threshold=500) == "hnsw"
-    assert choose_method(1_000_000, 200, override="exact") == "exact"
+    # discovery's 44-200 references: exact search even at 10^6 and 10^7 patients (the benchmark's
+    # 1e6 exact search of 100 references took 1.1-1.8 s, an HNSW build 3-13 minutes)
+    for n in (30, 10_000, 49_999, 50_000, 1_000_000, 10_000_000):
+        for refs in (44, 200):
+            assert choose_method(n, 3, references=refs) == "exact", (n, refs)
+    # the fixed 50,000-patient threshold is gone: the patients alone never switch to HNSW
+    assert choose_method(50_000, 200, references=200) == choose_method(49_999, 200, references=200) == "exact"
+    # many references on one large index: the build pays for itself
+    assert choose_method(1_000_000, 200, references=100_000) == "hnsw"
+    assert choose_method(1_000_000, 200, references=10_000) == "exact"  # 141 s exact < ~670 s build
+    assert choose_method(1_000_000, 200, override="hnsw") == "hnsw"
+    assert choose_method(1_000_000, 200, references=100_000, override="exact") == "exact"
     with pytest.raises(ValueError):
         choose_method(100, 200)
     with pytest.raises(ValueError):
         choose_method(1000, 10, override="annoy")
+
+
+def test_choose_index_costs_grow_with_every_size_and_say_why():
+    from semgen_ray.discovery.neighbours import choose_index, index_costs
+
+    base = index_costs(200, 100_000, 512)
+    for bigger in (index_costs(400, 100_000, 512), index_costs(200, 200_000, 512), index_costs(200, 100_000, 1024)):
+        assert bigger["exact"] > base["exact"] and bigger["hnsw"] > base["hnsw"]
+    # a PCA graph is cheaper to build than a full-dimension one
+    assert index_costs(200, 1_000_000, 512, graph_dim=64)["hnsw"] < index_costs(200, 1_000_000, 512)["hnsw"]
+    # the benchmark's own points (benchmarks/results/neighbours*.json): exact 100 refs at 1e6, D = 512
+    # took 1.07-1.79 s; M = 16 builds took 409-802 s
+    est = index_costs(100, 1_000_000, 512, recall_sample=0)
+    assert 1.0 < est["exact"] < 1.8 and 400 < est["hnsw"] < 900
+    choice = choose_index(44, 1_000_000, 512, 200, val_patients=200_000)
+    assert choice["method"] == "exact" and choice["mode"] == "auto"
+    assert choice["estimated_s"]["exact"] < choice["estimated_s"]["hnsw"]
+    assert "estimated" in choice["reason"] and choice["calibration"][0].startswith("benchmarks/results/")
+    forced = choose_index(44, 1_000_000, 512, 200, override="hnsw")
+    assert forced["method"] == "hnsw" and forced["mode"] == "configured"
+
+
+def test_cost_model_constants_are_those_fitted_on_the_benchmark_results():
+    """The constants in the code are the fit of the files they name (re-run the fit after a new benchmark)."""
+    from semgen_ray.discovery import neighbours as nb
+
+    fitted = nb.fit_cost_model()
+    for name, value in fitted.items():
+        assert getattr(nb, name) == pytest.approx(value, rel=0.01), name

@@ -2,8 +2,8 @@
 
 One scratch-only evaluation on a 16-phantom target cohort: progress lines, the report with paths
 relative to the run folder, task validity, the label-efficiency curve; then the same folder with
-``evaluate.negatives=random`` rebuilds the task cubes (the cache follows the settings) and the
-shortcut statistics show the difference.
+``evaluate.negatives=random`` rebuilds the task cubes (the cache follows the settings), the
+shortcut statistics show the difference, and the trials of the first cubes are set aside, not resumed.
 """
 
 import json
@@ -11,6 +11,8 @@ import json
 import pytest
 
 from semgen_ray.evaluate.__main__ import main
+
+from figures import check_evaluation_figures
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
@@ -38,7 +40,7 @@ def test_evaluate_cli_reports_progress_relative_paths_and_follows_its_options(tm
     report = (run / "evaluate" / "report.md").read_text()
     assert str(tmp_path) not in report  # paths relative to the run folder
     assert "target.zarr" in report and "random init" in report
-    assert (run / "evaluate" / "curve.png").stat().st_size > 1000
+    check_evaluation_figures(run / "evaluate", ("classification", "segmentation"), arms=1, bars=False)
     record = json.loads((run / "evaluate" / "evaluate.json").read_text())
     assert record["report"] == "evaluate/report.md" and record["target_store"] == "target.zarr"
     assert set(record["valid"]) == {"classification", "segmentation"}
@@ -50,3 +52,9 @@ def test_evaluate_cli_reports_progress_relative_paths_and_follows_its_options(tm
     info = json.loads((run / "evaluate" / "evaluate.json").read_text())["task_info"]["classification"]
     assert info["settings"]["negatives"] == "random"
     assert info["shortcut_auc"]["best"] > candidates_best  # random boxes: "is this lung?" separates them
+    # other cubes, other trials: the 8 trials of the first run are set aside (not resumed, not deleted)
+    assert "[evaluate] trials 8/8 done" in out and "resuming" not in out
+    (aside,) = (run / "evaluate" / "tune" / "superseded").iterdir()
+    record = json.loads((aside / "superseded.json").read_text())
+    assert record["trial_folders"] == 8 and "cubes.classification" in record["changed"]
+    assert f"its 8 trial folder(s) were moved to {aside}" in out

@@ -155,6 +155,66 @@ def test_pretrained_export_loads_under_the_linear_head(tmp_path):
     assert row["arm"] == "pre" and row["steps"] == 2
 
 
+def _first_training_state(monkeypatch):
+    """Record the model's state dict when the first training batch reaches it (before any step)."""
+    real, seen = finetune._forward, []
+
+    def spy(model, task, x):
+        if not seen and model.training:
+            seen.append({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+        return real(model, task, x)
+
+    monkeypatch.setattr(finetune, "_forward", spy)
+    return seen
+
+
+@pytest.mark.parametrize("task", ["classification", "segmentation"])
+def test_trials_start_from_the_exported_encoder_with_a_fresh_head(task, tmp_path, monkeypatch):
+    """What a Tune trial fine-tunes, read when its first batch arrives: every encoder (and, for
+    segmentation, decoder) tensor equals the export's ``model.safetensors``; the classification head
+    is not loaded, although the export holds one of the very same kind and shape (linear, 2 classes):
+    it is the seeded fresh head the scratch arm of that seed starts from."""
+    from safetensors.torch import load_file
+
+    from semgen_ray.evaluate import trials
+    from semgen_ray.models import build_model, export_weights
+
+    torch.manual_seed(11)
+    pre = build_model(MODEL, num_classes=2, head="linear")
+    with torch.no_grad():  # away from any fresh initialisation, BatchNorm statistics included
+        for v in pre.state_dict().values():
+            if v.is_floating_point():
+                v.add_(torch.rand_like(v) + 0.5)
+    export_weights(pre, tmp_path / "pre", {"input_size": list(CUBE)})
+    exported = load_file(str(tmp_path / "pre" / "model.safetensors"))
+    head = {k for k in exported if k.startswith("clc_out.")}
+    assert head  # the export has a head that would fit
+
+    data = make_data(task)
+    seen = _first_training_state(monkeypatch)
+    reported = []
+    monkeypatch.setattr("ray.tune.report", reported.append)
+    settings = {"model": MODEL, "head": "linear", "threads": 1, "weights": {"pre": str(tmp_path / "pre")},
+                **{k: v for k, v in FAST.items() if k != "threads"}, "max_steps": 1}
+    trials._trial({"settings": settings, "cell": (task, 1.0, 0), "arm": "pre"}, {task: data})
+    assert len(reported) == 1 and reported[0]["arm"] == "pre" and reported[0]["steps"] == 1
+    start = seen[0]
+    body = set(start) - {k for k in start if k.startswith("clc_out.")}
+    assert body == set(exported) - head  # encoder and decoder: every tensor of the export, nothing else
+    for key in body:
+        assert torch.equal(start[key], exported[key]), key
+    if task == "classification":
+        seen.clear()
+        run_trial(data, task, "scratch", None, 0, MODEL, head="linear", **{**FAST, "max_steps": 1})
+        scratch = seen[0]
+        assert {k for k in start if k.startswith("clc_out.")} == head
+        for key in head:
+            assert not torch.equal(start[key], exported[key]), key
+            assert torch.equal(start[key], scratch[key]), key  # the seed's fresh head, as scratch's
+    else:
+        assert not any(k.startswith("clc_out.") for k in start)
+
+
 @pytest.mark.parametrize("head", ["torch", "keras"])
 def test_pretraining_heads_still_fine_tune(head):
     row = run_trial(make_data("classification"), "classification", "scratch", None, 0, MODEL, head=head,
@@ -221,3 +281,4 @@ def test_same_seed_same_row():
     assert strip(a) == strip(b)
     assert strip(a) != strip(c)
     assert a["train_cases"] == 4  # 2 of the 3 training patients (2 cubes each)
+    assert a["train_patients"] == 2 and a["subset_draws"] == 1

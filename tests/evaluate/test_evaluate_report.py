@@ -10,6 +10,8 @@ import pytest
 from semgen_ray.evaluate.report import COLUMNS, primary_fraction, read_csv, write_report
 from semgen_ray.evaluate.statistics import brown_forsythe, compare_paired, mdd_two_sample
 
+from figures import check_evaluation_figures
+
 GATES = {"auc": 0.80, "dice": 0.5, "max_shortcut_auc": 0.75}
 SHIFT = {"scratch": 0.0, "restoration": 0.01, "semantic_genesis": 0.03}
 
@@ -62,6 +64,10 @@ def test_table_collapsed_counts_and_summary(tmp_path):
     seg = summary["segmentation"]
     assert set(seg["extras"]) == {"iou", "mean_iou"} and "| arm | iou | mean_iou |" in text
     assert seg["extras"]["iou"]["scratch"][2] == 5
+    for metric in ("iou", "mean_iou"):  # the other metrics' s.d. is the sample s.d., as the headline's
+        v = np.array([r[metric] for r in rows if r["task"] == "segmentation" and r["arm"] == "restoration"])
+        assert seg["extras"][metric]["restoration"] == (pytest.approx(v.mean()), pytest.approx(v.std(ddof=1)), 5)
+        assert f"{100 * v.mean():.2f} ± {100 * v.std(ddof=1):.2f} [5]" in text
 
 
 def test_paired_mdd_and_spread_in_summary(tmp_path):
@@ -130,9 +136,7 @@ def test_gate_not_measured_without_full_label_scratch_rows(tmp_path):
 def test_curve_written_for_several_fractions(tmp_path):
     rows = make_rows(fractions=(0.1, 0.2, 0.5, 1.0))
     summary = write_report(tmp_path, rows, 0.05, gates=GATES)
-    assert (tmp_path / "curve.png").stat().st_size > 0
-    for name in ("box_classification.png", "bars_classification.png", "box_segmentation.png"):
-        assert (tmp_path / name).is_file()
+    check_evaluation_figures(tmp_path, tasks=("classification", "segmentation"), arms=len(SHIFT))
     s = summary["classification"]
     assert s["label_fraction"] == 1.0  # None: the largest fraction
     assert all(len(v) == 5 for v in s["values"].values())  # only the primary fraction's trials

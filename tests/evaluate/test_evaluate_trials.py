@@ -8,6 +8,8 @@ from semgen_ray.evaluate.report import write_report
 from semgen_ray.evaluate.tasks import TaskData, build_tasks, subsample
 from semgen_ray.evaluate.trials import run_trials
 
+from figures import check_evaluation_figures
+
 pytestmark = pytest.mark.usefixtures("ray_local")
 
 CUBE = (16, 16, 8)
@@ -112,5 +114,22 @@ def test_two_arm_two_trial_grid_reports_and_resumes(labelled_store, tmp_path):
     text = (tmp_path / "report" / "report.md").read_text()
     assert "Student t" in text and "Mann-Whitney" in text and "**" in text
     assert summary["classification"]["comparisons"]["best"] in arms
-    for name in ("results.csv", "box_classification.png", "bars_segmentation.png", "curve.png"):
-        assert (tmp_path / "report" / name).stat().st_size > 100
+    assert (tmp_path / "report" / "results.csv").stat().st_size > 100
+    check_evaluation_figures(tmp_path / "report", ("classification", "segmentation"), arms=2, bars=False)
+    assert all(r["subset_draws"] == (0 if r["label_fraction"] == 1.0 else 1) for r in again)
+    patients = {t: len(set(d.splits["train"]["patient"])) for t, d in data.items()}
+    assert all(r["train_patients"] == (patients[r["task"]] if r["label_fraction"] == 1.0
+                                       else round(0.5 * patients[r["task"]])) for r in again)
+
+    # other settings set these 20 trials aside, counted from the folders Tune wrote (no new grid run)
+    import json
+
+    from semgen_ray.evaluate.trials import claim
+
+    storage = str((tmp_path / "eval" / "tune").resolve())
+    key = json.loads((tmp_path / "eval" / "tune" / "experiment.json").read_text())
+    key["settings"]["lr"] = 1e-2
+    moved = claim(storage, json.dumps(key, sort_keys=True), logs.append)
+    assert "settings.lr" in logs[-1] and "its 20 trial folder(s) were moved" in logs[-1]
+    assert json.loads((tmp_path / moved / "superseded.json").read_text())["trial_folders"] == 20
+

@@ -1,13 +1,30 @@
-"""The preview PNG is written."""
+"""The preview PNG: one row of five CT panels per patient, each a windowed slice, all different."""
 
 from __future__ import annotations
 
+import itertools
+
+import numpy as np
 import pytest
 
 from semgen_ray.phantoms.preview import save_preview
+
+from figures import crop, grid, load, panels
 
 
 def test_save_preview(tmp_path):
     pytest.importorskip("matplotlib")
     path = save_preview(tmp_path / "p.png", indices=(0, 1), shape=(64, 64, 32), dpi=30)
     assert path.exists() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    img = load(path)
+    assert img.shape == (2 * 3 * 30, 5 * 3 * 30, 3)           # figsize 3 in per panel, at 30 dpi
+    boxes = panels(img)
+    assert grid(boxes) == (2, 5)                               # a row per patient: 3 axial, coronal, sagittal
+    grey = img.astype(int).mean(axis=2)
+    inside = [crop(grey, b) for b in boxes]
+    for p in inside:
+        # the lung window [-1000, 400] HU shows air black and soft tissue / bone light
+        assert p.std() > 40 and (p < 40).mean() > 0.1 and (p > 150).mean() > 0.15
+    centres = [p[(p.shape[0] - 40) // 2:][:40, (p.shape[1] - 40) // 2:][:, :40] for p in inside]
+    for a, b in itertools.combinations(range(len(centres)), 2):
+        assert np.abs(centres[a] - centres[b]).mean() > 5, f"panels {a} and {b} show the same picture"

@@ -114,8 +114,8 @@ def test_a_new_checkpoint_never_reuses_a_folder(tmp_path):
 @pytest.mark.usefixtures("ray_local")
 def test_training_resumes_from_the_newest_good_checkpoint(train_store, train_manifest, tmp_path):
     """Default retention; a bit-rotten newest checkpoint and a newer one cut short by a crash (never
-    registered with Ray): the run goes back to step 4, writes into no folder that exists, and a
-    later run's controller finds every checkpoint it lists."""
+    registered with Ray): the run goes back to step 4 with its optimizer state, writes into no
+    folder that exists, and a later run's controller finds every checkpoint it lists."""
     from semgen_ray.config import load_config
     from semgen_ray.train import run_pretraining
     from train_helpers import TINY
@@ -142,6 +142,10 @@ def test_training_resumes_from_the_newest_good_checkpoint(train_store, train_man
     (resume,) = again["resumes"]
     assert resume["resumed_at_step"] == 4 and resume["batch_in_epoch"] == 4
     assert resume["checkpoint"].endswith("step_00000004")
+    # the optimizer state came back with the weights (its fingerprint as saved, not a fresh one)
+    assert resume["loaded_optimizer_fingerprint"] == pytest.approx(resume["saved_optimizer_fingerprint"], rel=1e-9)
+    assert resume["saved_optimizer_fingerprint"] != 0
+    assert [h["epoch"] for h in again["history"]] == [1, 2]
     assert again["steps"] == 8 and again["epochs"] == 2  # the planned steps
     assert any("resumed at step 4" in m for m in messages)
     assert cut.stat().st_size == 100  # the resumed run wrote its step 5 elsewhere

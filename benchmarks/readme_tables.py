@@ -1,0 +1,477 @@
+"""README figures from the results files: rewrite the README's generated sections from ``benchmarks/results``.
+
+Every benchmark table of README.md sits between two markers::
+
+    <!-- generated: NAME -->
+    ...
+    <!-- /generated: NAME -->
+
+and is written by :data:`SECTIONS` ``[NAME]`` from the JSON (and CSV) files in ``benchmarks/results``.
+After a benchmark run, regenerate; ``--check`` changes nothing and exits 1 (naming each section) when
+a section of the README differs from what would be written, when a marker has no writer, or when a
+writer has no marker (``tests/test_readme_figures.py`` runs the check)::
+
+    ./venv-run python benchmarks/readme_tables.py            # rewrite README.md's generated sections
+    ./venv-run python benchmarks/readme_tables.py --check    # exit 1 if any section is stale
+
+Only the standard library is used, so the check runs anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import difflib
+import json
+import re
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+README = ROOT / "README.md"
+
+MARKER = re.compile(r"(<!-- generated: (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /generated: (?P=name) -->)",
+                    re.S)
+OPEN = re.compile(r"<!-- generated: ([\w.-]+) -->")
+
+
+class ResultsError(RuntimeError):
+    """A results file is missing or lacks a field a README section needs."""
+
+
+def load(name: str, results: Path) -> dict:
+    path = results / name
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise ResultsError(f"{path} is missing") from err
+
+
+def rows_csv(name: str, results: Path) -> list[dict]:
+    with open(results / name, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def fmt(x: float, digits: int = 3) -> str:
+    """``x`` to ``digits`` significant figures, without exponent, thousands with commas."""
+    if x == 0:
+        return "0"
+    from math import floor, log10
+
+    decimals = max(0, digits - 1 - floor(log10(abs(x))))
+    s = f"{x:,.{decimals}f}"
+    return s
+
+
+def rng(values, digits: int = 3) -> str:
+    lo, hi = min(values), max(values)
+    return fmt(lo, digits) if fmt(lo, digits) == fmt(hi, digits) else f"{fmt(lo, digits)}-{fmt(hi, digits)}"
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def pct(x: float) -> str:
+    return f"{x * 100:+.1f} %"
+
+
+def mmss(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m} min {s:02d} s" if m else f"{s} s"
+
+
+# ---------------------------------------------------------------------------------------------- sections
+
+
+def ingest(results: Path) -> str:
+    d = load("ingest.json", results)
+    by = {r["format"]: r for r in d["ingest"]}
+    names = {"metaimage": "MetaImage `.mha`", "nifti": "NIfTI `.nii.gz`"}
+    out = []
+    for key in ("metaimage", "nifti"):
+        r = by[key]
+        ratio = f"1 : {r['raw_int16_bytes'] / r['store_bytes']:.2f}"
+        if key == "nifti":
+            ratio += f" (the `.nii.gz` files are 1 : {r['raw_int16_bytes'] / r['source_bytes']:.2f})"
+        out.append([names[key], f"{r['volumes_per_s']:.2f}", fmt(r["MB_per_s"]), f"{r['rerun_all_skipped_seconds']:.2f} s",
+                    ratio])
+    dcm = next(r for k, r in by.items() if k.startswith("dicom"))
+    out.append([f"DICOM ({dcm['volumes']} real LIDC slabs)", f"{dcm['volumes_per_s']:.2f}", fmt(dcm["MB_per_s"]),
+                f"{dcm['rerun_all_skipped_seconds']:.2f} s", f"1 : {dcm['raw_int16_bytes'] / dcm['store_bytes']:.2f}"])
+    ref = d["reference_float64_npy"]
+    out.append(["*reference data prep* (SimpleITK read → float64 [0, 1] → `np.save`, one process)",
+                f"{ref['volumes_per_s']:.2f}", "–", "–",
+                f"{ref['bytes'] / d['raw_int16_bytes']:.0f} : 1 ({d['size_ratio_float64_npy_vs_store']}× our store)"])
+    return ("`benchmarks/results/ingest.json`:\n\n"
+            + table(["source", "volumes/s", "MB/s (int16 voxels)", "re-run, all unchanged", "store size vs raw int16"],
+                    out))
+
+
+CROP_ROWS = [
+    ("ray-datasource", "`read_crops` through Ray Data to the driver (Datasource, 2 read tasks)"),
+    ("ray-items", "same, `from_items` + `map_batches` construction"),
+    ("store-loop", "same per-patient crop-on-read in one process, no Ray"),
+    ("npy-mmap", "**baseline**: the same crops cut from uncompressed `np.load(mmap_mode=\"r\")` arrays"),
+    ("zarr-per-crop", "naive: one Zarr read per crop"),
+]
+
+
+def crop_read(results: Path) -> str:
+    d = load("crop_read.json", results)
+    by = {r["name"]: r for r in d["rows"]}
+
+    def cell(name: str) -> str:
+        r = by.get(name)
+        if r is None:
+            return "–"
+        return f"{fmt(r['cubes_per_s_median'])} ({rng(r['cubes_per_s_passes'])})"
+
+    rows = [[label, cell(f"{key}-native"), cell(f"{key}-rescaled")] for key, label in CROP_ROWS]
+    med = {k: r["cubes_per_s_median"] for k, r in by.items()}
+    resize = d["resize"]["crops32_72x72x40_to_64x64x32_ms"]
+    text = ("`benchmarks/results/crop_read.json`; cubes/s, median of the passes (range over passes):\n\n"
+            + table(["pipeline", "native cubes/s", "rescaled cubes/s"], rows) + "\n")
+    text += (f"Cutting crops from the compressed store (one process) runs at "
+             f"{med['store-loop-native'] / med['npy-mmap-native']:.2f}× the speed of an uncompressed memory-mapped "
+             f"array for native crops and {med['store-loop-rescaled'] / med['npy-mmap-rescaled']:.2f}× for rescaled "
+             f"ones (where the resize dominates), while the store is {d['store']['compression_ratio']}× smaller than "
+             f"raw int16. Reading each patient's region once is "
+             f"{med['ray-datasource-native'] / med['zarr-per-crop-native']:.1f}× (through Ray Data) to "
+             f"{med['store-loop-native'] / med['zarr-per-crop-native']:.1f}× (one process) faster than one read per "
+             f"crop. Resize (torch trilinear) of 32 crops of 72×72×40 → 64×64×32: {resize['torch_trilinear']:.0f} ms "
+             f"against {resize['scipy_zoom_order1']:.0f} ms for `scipy.ndimage.zoom`.\n")
+    return text
+
+
+def phantoms(results: Path) -> str:
+    d = load("phantoms.json", results)
+    label = {(128, 128, 64): "", (256, 256, 128): " (default)", (512, 512, 192): " (`paper` preset)"}
+    rows = sorted(d["rows"], key=lambda r: r["shape"][0] * r["shape"][1] * r["shape"][2])
+    return ("`benchmarks/results/phantoms.json`:\n\n"
+            + table(["shape", "seconds per patient (median)"],
+                    [["×".join(map(str, r["shape"])) + label.get(tuple(r["shape"]), ""), f"{r['seconds_median']:.2f}"]
+                     for r in rows]))
+
+
+def corruptions(results: Path) -> str:
+    d = load("corruptions.json", results)
+    by = {(r["preset"], r["implementation"]): r for r in d["rows"]}
+    rows, verdict = [], []
+    for preset in ("sg", "mg", "sg_keras"):
+        b, n, t = by[(preset, "baseline")], by[(preset, "numpy")], by[(preset, "torch")]
+        rows.append([f"`{preset}`", fmt(b["cubes_per_cpu_s"]), fmt(n["cubes_per_cpu_s"]),
+                     f"{n['speedup_vs_baseline']:.1f} ({n['speedup_min']:.1f}-{n['speedup_max']:.1f})",
+                     fmt(t["cubes_per_cpu_s"]),
+                     f"{t['speedup_vs_baseline']:.1f} ({t['speedup_min']:.1f}-{t['speedup_max']:.1f})"])
+        verdict.append((preset, n["speedup_vs_baseline"] >= 10, n["speedup_min"] >= 10))
+    met = [p for p, median_ok, _ in verdict if median_ok]
+    missed = [p for p, median_ok, _ in verdict if not median_ok]
+    dips = [p for p, median_ok, min_ok in verdict if median_ok and not min_ok]
+    text = (f"`benchmarks/results/corruptions.json` ({d['rounds']} rounds; cubes per CPU-second):\n\n"
+            + table(["preset", "baseline", "numpy back end", "× baseline (median, range over rounds)",
+                     "torch back end (CPU)", "× baseline (median, range)"], rows) + "\n")
+    text += "The numpy back end meets the 10× target at the median for " + (
+        ", ".join(f"`{p}`" for p in met) if met else "no preset")
+    if missed:
+        text += "; it misses it for " + ", ".join(f"`{p}`" for p in missed)
+    text += "."
+    if dips:
+        text += " Single rounds dip below 10× for " + ", ".join(f"`{p}`" for p in dips) + "."
+    return text + "\n"
+
+
+def unet(results: Path) -> str:
+    d = load("unet.json", results)
+    rows = []
+    name = {"cpu-tiny": "`cpu-tiny`", "paper": "`paper`"}
+    for r in d["rows"]:
+        rows.append([f"{name[r['preset']]} (width {r['width']}, C = {r['classes']})", f"{r['params_m']:.2f} M",
+                     "×".join(map(str, r["cube"])), r["batch"], r["dtype"], fmt(r["cubes_per_s"]), fmt(r["gflop_per_s"])])
+    paper = next(r for r in d["rows"] if r["preset"] == "paper")
+    return (f"`benchmarks/results/unet.json` ({d['torch_threads']} torch threads):\n\n"
+            + table(["preset", "params", "cube", "batch", "dtype", "cubes/s", "GFLOP/s"], rows)
+            + f"\nA `paper` training step costs {paper['gflop_per_step'] / paper['batch']:.0f} GFLOP per cube.\n")
+
+
+def train_step(results: Path) -> str:
+    """The step-overhead record (``train_step.py``, the real loop): only a run on an idle machine counts."""
+    path = results / "train_step.json"
+    d = json.loads(path.read_text()) if path.exists() else {}
+    cmd = "`./venv-run python benchmarks/train_step.py`"
+    if d.get("method") != "real_loop":
+        what = ("is missing" if not d else
+                "holds an earlier measurement (a fixed in-memory batch, not the real loop, made on a busy machine)")
+        return (f"No step-overhead figure is recorded yet: `benchmarks/results/train_step.json` {what}. "
+                f"Run {cmd} on an idle machine to record one.\n")
+    if d.get("machine_busy"):
+        return (f"No step-overhead figure: the only record (`benchmarks/results/train_step.json`) was made on a busy "
+                f"machine ({d.get('busy_reason', 'load check failed')}) and is not quoted. Run {cmd} on an idle "
+                f"machine.\n")
+    rows = []
+    for r in d["summary"]:
+        rate = f"{r['cubes_per_s_median']:.1f} ({rng(r['cubes_per_s_rounds'], 2)})"
+        if r["config"] == "bare":
+            rows.append([r["label"], rate, "–", "–", "–"])
+        else:
+            rows.append([r["label"], rate,
+                         f"{pct(r['overhead_median'])} ({pct(r['overhead_min'])} to {pct(r['overhead_max'])})",
+                         pct(r["overhead_vs_bf16_only_median"]), f"{r['data_wait_fraction_median'] * 100:.0f} %"])
+    a = d["args"]
+    target = d["overhead_target"]
+    zero1 = next((r for r in d["summary"] if r["config"] == "ray+ds" and r.get("zero_stage") == 1), None)
+    text = (f"`benchmarks/results/train_step.json`: {d['rounds']} rounds, each the bare loops and the real loop "
+            f"back to back; {a['epochs']} epochs of {d['train_cubes']} cubes per run, the first not counted; "
+            f"{d['torch_threads']} torch thread(s) per loop; a run's figure is its median epoch, the table gives "
+            f"the median (range) over rounds; overhead = bare cubes/s ÷ loop cubes/s − 1 within each round:\n\n"
+            + table(["loop", "cubes/s", "overhead vs bare (bf16 + fp32 masters)", "vs bare bf16 only",
+                     "data wait"], rows))
+    if zero1 is not None:
+        ok = zero1["overhead_median"] <= target
+        text += (f"\nZeRO-1 (the default) {'meets' if ok else 'misses'} the ≤ {target * 100:.0f} % overhead target: "
+                 f"{pct(zero1['overhead_median'])} at the median of {d['rounds']} rounds against the bare loop "
+                 f"with fp32 master weights (the same optimizer work), "
+                 f"{pct(zero1['overhead_vs_bf16_only_median'])} against the bare bf16-only loop.\n")
+    return text
+
+
+def train_data(results: Path) -> str:
+    a, b = load("train_data.json", results), load("train_data_crops_only.json", results)
+    rows = [["`sg` on Ray Data CPU workers (`train.corrupt_on: data`)", fmt(a["steady_cubes_per_s"]),
+             fmt(a["cubes_per_s_per_core"]), f"**~{a['cores_per_h100']:.0f}**"],
+            ["none on the CPU (`train.corrupt_on: device`: crop-on-read only)", fmt(b["steady_cubes_per_s"]),
+             fmt(b["cubes_per_s_per_core"]), f"**~{b['cores_per_h100']:.0f}**"]]
+    h100 = a["h100_paper_cubes_per_s_estimate"]
+    return (f"`benchmarks/results/train_data.json`, `train_data_crops_only.json` (median of the passes after the "
+            f"first):\n\n"
+            + table([f"corruptions", f"cubes/s on {a['cores']} cores", "per core",
+                     f"cores per H100 (paper U-Net, ~{h100:.0f} cubes/s)"], rows)
+            + f"\nAn H100 training the `paper` U-Net consumes about {h100:.0f} cubes/s (754 GFLOP per cube at ~40 % of "
+              f"990 TFLOP/s bf16; an estimate, no GPU was measured). Feeding it takes about "
+              f"{a['cores_per_h100']:.0f} CPU cores when the `sg` corruptions (mostly the elastic deformation) run on "
+              f"the CPU, and about {b['cores_per_h100']:.0f} when they run on the GPU with the torch back end: on GPU "
+              f"nodes with fewer than ~{a['cores_per_h100']:.0f} cores per GPU, use `train.corrupt_on: device`.\n")
+
+
+def _seconds(s: float) -> str:
+    return f"{s:.2f} s" if s < 0.1 else f"{s:.1f} s" if s < 10 else f"{s:.0f} s"
+
+
+def neighbours(results: Path) -> str:
+    d = load("neighbours.json", results)
+    rows = []
+    pw = {10_000: "10⁴", 100_000: "10⁵", 1_000_000: "10⁶"}
+    for n in (10_000, 100_000):
+        for refs in (100, 10_000):
+            ex = next(r for r in d["rows"] if r["n"] == n and r["refs"] == refs and r["method"] == "exact")
+            hn = next(r for r in d["rows"] if r["n"] == n and r["refs"] == refs and r["method"] == "hnsw")
+            rows.append([pw[n], f"{refs:,}", _seconds(ex["query_s"]) + (" (extrapolated)" if ex["extrapolated"] else ""),
+                         _seconds(hn["build_s"]), _seconds(hn["query_s"]),
+                         f"{ex['query_ms_per_ref'] / hn['query_ms_per_ref']:.1f}×", f"{hn['recall_at_k']:.4g}"])
+    return ("`benchmarks/results/neighbours.json`:\n\n"
+            + table(["N", "references", "exact (blocked matmul)", "HNSW build", "HNSW query", "speed-up of the query",
+                     "recall@200"], rows))
+
+
+NEIGHBOURS_1E6 = [  # (file, data, index label); the isotropic M = 16 rows come from neighbours.json
+    ("neighbours.json", "isotropic", "M = 16"),
+    ("neighbours_1e6_isotropic_m32.json", "isotropic", "M = 32"),
+    ("neighbours_1e6_isotropic_pca64.json", "isotropic", "M = 16, PCA 64"),
+    ("neighbours_1e6_latent_m16.json", "latent", "M = 16"),
+    ("neighbours_1e6_latent_pca64.json", "latent", "M = 16, PCA 64"),
+]
+
+
+def neighbours_1e6(results: Path) -> str:
+    rows = []
+    for name, data, label in NEIGHBOURS_1E6:
+        d = load(name, results)
+        rs = [r for r in d["rows"] if r["n"] == 1_000_000]
+        ex = {r["refs"]: r for r in rs if r["method"] == "exact"}
+        hn = [r for r in rs if r["method"] == "hnsw"]
+        efs = sorted({r["ef"] for r in hn})
+        for i, ef in enumerate(efs):
+            h = {r["refs"]: r for r in hn if r["ef"] == ef}
+            var = h[10_000].get("pca_variance")
+            head = [data, label + (f" ({var * 100:.1f} % of the variance)" if var else ""), f"{h[10_000]['build_s']:.0f} s"] \
+                if i == 0 else ["", "", ""]
+            rows.append(head + [ef, f"{h[10_000]['query_ms_per_ref']:.2f} ms", f"{ex[10_000]['query_ms_per_ref']:.1f} ms",
+                                f"{ex[10_000]['query_ms_per_ref'] / h[10_000]['query_ms_per_ref']:.1f}×",
+                                f"{ex[100]['query_ms_per_ref'] / h[100]['query_ms_per_ref']:.1f}×",
+                                f"{h[10_000]['recall_at_k']:.3f} / {h[100]['recall_at_k']:.3f}"])
+    return ("`benchmarks/results/neighbours*.json`:\n\n"
+            + table(["data", "index", "build", "ef", "HNSW per ref. (10,000 refs)", "exact per ref.",
+                     "speed-up, 10,000 refs", "speed-up, 100 refs", "recall@200 (10,000 / 100 refs)"], rows))
+
+
+def discovery(results: Path) -> str:
+    d = load("discovery.json", results)
+    t = load("pretrain_cpu_tiny/discovery.json", results)
+    p = d["params"]
+    s = d["stage_seconds"]
+    hp, tp = d["habitus_purity"], t["habitus_purity"]
+    rows = [[f"`benchmarks/discovery.py`: {p['n']} phantoms of {'×'.join(map(str, p['shape']))}, "
+             f"{p['ae_epochs']} auto-encoder epochs, K = {p['k_train']}, C = {p['classes']}",
+             f"{hp['purity']:.2f} (chance {hp['chance']:.2f}, earlier definition)",
+             f"auto-encoder {s['autoencoder']:.0f} s, embedding {s['embedding']:.0f} s, index + neighbours "
+             f"{s['index'] + s['neighbours']:.1f} s, boxes + manifest {s['patterns']:.1f} s, montages "
+             f"{s['montages']:.1f} s; {d['total_seconds']:.0f} s in all"],
+            [f"no-argument run (`cpu-tiny`, {t['train_patients']} train patients, "
+             f"{t['autoencoder']['epochs']} auto-encoder epochs)",
+             f"{tp['purity']:.2f} (chance {tp['chance']:.3f}, {tp['chance_selected']:.2f} by the earlier definition; "
+             f"{tp['all_references']['purity']:.2f} against {tp['all_references']['chance']:.3f} over all references)",
+             f"auto-encoder {t['seconds']['autoencoder']:.0f} s, embedding {t['seconds']['embedding']:.0f} s, "
+             f"montages {t['seconds']['montages']:.1f} s"]]
+    return ("`benchmarks/results/discovery.json`, `pretrain_cpu_tiny/discovery.json` (2 cores, shared with other "
+            "jobs: times are upper bounds):\n\n"
+            + table(["run", "neighbour purity", "stage times"], rows))
+
+
+def evaluate_wall(results: Path) -> str:
+    d = load("evaluate.json", results)
+    cls, seg = d["per_task"]["classification"], d["per_task"]["segmentation"]
+    rows = [[f"whole no-argument evaluation (2 baseline pretrainings, target cohort, {d['trials']} trials)",
+             f"{mmss(d['wall_s'])}; driver peak RSS {d['peak_driver_rss_mb'] / 1000:.1f} GB"],
+            ["one classification trial (median, min-max)", f"{cls['median_s']:.0f} s ({cls['min_s']:.0f}-{cls['max_s']:.0f} s)"],
+            ["one segmentation trial", f"{seg['median_s']:.0f} s ({seg['min_s']:.0f}-{seg['max_s']:.0f} s)"],
+            ["trials running at once (mean)",
+             f"{d['mean_concurrent_trials']:.1f}: {d['sum_of_trial_s'] / 60:.0f} trial-minutes in "
+             f"{d['trials_span_s'] / 60:.0f} minutes"]]
+    return ("`benchmarks/results/evaluate.json`:\n\n"
+            + table(["what", "measured (2-core VM, other tests sharing the cores: upper bounds)"], rows))
+
+
+def evaluate_cases(results: Path) -> str:
+    """Training and test cubes per trial of the cpu-tiny evaluation, from its per-trial rows."""
+    rows = rows_csv("evaluate_cpu_tiny/results.csv", results)
+
+    def span(task: str, col: str) -> str:
+        v = sorted({int(r[col]) for r in rows if r["task"] == task})
+        return str(v[0]) if len(v) == 1 else f"{v[0]}-{v[-1]}"
+
+    return (f"Cubes per trial (`benchmarks/results/evaluate_cpu_tiny/results.csv`): classification "
+            f"{span('classification', 'train_cases')} training and {span('classification', 'test_cases')} test "
+            f"cubes, segmentation {span('segmentation', 'train_cases')} training and "
+            f"{span('segmentation', 'test_cases')} test cubes.\n")
+
+
+def bezier_error(results: Path) -> str:
+    d = load("bezier_error.json", results)
+    r, g = d["random"], d["degenerate"]
+    text = (f"Bézier intensity map against the reference (`./venv-run python benchmarks/bezier_error.py` → "
+            f"`benchmarks/results/bezier_error.json`: {r['curves']} random curves, each at "
+            f"{d['values_per_curve']:,} voxel values): largest difference {r['max_abs_diff']:.1e}, median over "
+            f"curves of the largest difference {r['median_of_max']:.0e}")
+    if g.get("curves"):
+        text += (f"; {g['curves']} near-degenerate curves (a or 1 − c in 1e-4..1e-2, a vertical tangent at an "
+                 f"end): up to {g['max_abs_diff']:.1e} next to an end point")
+    return text + ".\n"
+
+
+SECTIONS = {
+    "ingest": ingest,
+    "crop_read": crop_read,
+    "phantoms": phantoms,
+    "corruptions": corruptions,
+    "bezier_error": bezier_error,
+    "unet": unet,
+    "train_step": train_step,
+    "train_data": train_data,
+    "neighbours": neighbours,
+    "neighbours_1e6": neighbours_1e6,
+    "discovery": discovery,
+    "evaluate_wall": evaluate_wall,
+    "evaluate_cases": evaluate_cases,
+}
+
+
+# ---------------------------------------------------------------------------------------------- driver
+
+
+def wrap(text: str, width: int = 100) -> str:
+    """Prose paragraphs wrapped at ``width`` like the rest of the README; table lines left alone."""
+    out = []
+    for block in text.split("\n\n"):
+        if block.lstrip().startswith("|") or not block.strip():
+            out.append(block)
+        else:
+            end = "\n" if block.endswith("\n") else ""
+            out.append(textwrap.fill(" ".join(block.split()), width, break_long_words=False,
+                                     break_on_hyphens=False) + end)
+    return "\n\n".join(out)
+
+
+def render(text: str, results: Path = RESULTS) -> tuple[str, list[str]]:
+    """``(new text, problems)``: every generated section rewritten; problems name unknown or missing markers."""
+    problems = []
+    opened = OPEN.findall(text)
+    found = [m.group("name") for m in MARKER.finditer(text)]
+    for name in opened:
+        if name not in found:
+            problems.append(f"marker '<!-- generated: {name} -->' has no closing '<!-- /generated: {name} -->'")
+    for name in found:
+        if name not in SECTIONS:
+            problems.append(f"README section '{name}' has no writer in benchmarks/readme_tables.py")
+        if found.count(name) > 1:
+            problems.append(f"README section '{name}' appears {found.count(name)} times")
+    for name in SECTIONS:
+        if name not in found:
+            problems.append(f"no README section '{name}' (markers <!-- generated: {name} --> … "
+                            f"<!-- /generated: {name} -->)")
+
+    def sub(m: re.Match) -> str:
+        writer = SECTIONS.get(m.group("name"))
+        if writer is None:
+            return m.group(0)
+        return m.group(1) + wrap(writer(results)) + m.group(4)
+
+    return MARKER.sub(sub, text), sorted(set(problems))
+
+
+def stale_sections(text: str, results: Path = RESULTS) -> list[str]:
+    """Names of the generated sections whose README text differs from what would be written."""
+    new, _ = render(text, results)
+    old_bodies = {m.group("name"): m.group("body") for m in MARKER.finditer(text)}
+    new_bodies = {m.group("name"): m.group("body") for m in MARKER.finditer(new)}
+    return [n for n in old_bodies if old_bodies[n] != new_bodies.get(n)]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--check", action="store_true", help="change nothing; exit 1 if a generated section is stale")
+    ap.add_argument("--readme", default=str(README))
+    ap.add_argument("--results", default=str(RESULTS))
+    args = ap.parse_args(argv)
+    path, results = Path(args.readme), Path(args.results)
+    text = path.read_text()
+    new, problems = render(text, results)
+    for p in problems:
+        print(f"error: {p}", file=sys.stderr)
+    if args.check:
+        stale = stale_sections(text, results)
+        for name in stale:
+            old = next(m.group("body") for m in MARKER.finditer(text) if m.group("name") == name)
+            fresh = next(m.group("body") for m in MARKER.finditer(new) if m.group("name") == name)
+            sys.stderr.writelines(difflib.unified_diff(old.splitlines(True), fresh.splitlines(True),
+                                                       f"README.md ({name})", f"from benchmarks/results ({name})"))
+            print(f"stale: README section '{name}' differs from benchmarks/results; run "
+                  f"./venv-run python benchmarks/readme_tables.py", file=sys.stderr)
+        if not stale and not problems:
+            print(f"{path.name}: {len(SECTIONS)} generated sections match benchmarks/results")
+        return 1 if stale or problems else 0
+    if problems:
+        return 1
+    if new != text:
+        path.write_text(new)
+        print(f"rewrote {len(stale_sections(text, results))} section(s) of {path}")
+    else:
+        print(f"{path}: up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
