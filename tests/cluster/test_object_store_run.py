@@ -124,7 +124,7 @@ def test_documented_smoke_run_on_s3_resumes_and_evaluates(s3, tmp_path):
     assert evaluation["report"] == "evaluate/report.md" and evaluation["trials"] == 2
     assert evaluation["arms"] == {"semantic_genesis": "train/export"}
     assert f"run directory: {run}" in outputs[2] and "'report': 'evaluate/report.md'" in outputs[2]
-    assert "unchanged (skipped)" in outputs[1]  # the data stage found the phantom store as written
+    assert "8 patients (read only)" in outputs[1]  # the data stage read the store the first command wrote
 
     # nothing landed on local disk in place of the bucket
     assert not [p for p in tmp_path.rglob("*") if "s3:" in str(p) or name in str(p)]

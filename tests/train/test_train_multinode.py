@@ -1,7 +1,7 @@
 """Pretraining across two Ray nodes on this machine (``ray start --head`` + ``ray start --address``).
 
 The two Train workers are placed on different nodes (``train.placement=STRICT_SPREAD``); the driver
-joins the cluster through ``RAY_ADDRESS`` as under ``ray job submit``. Then the second node is killed
+joins the cluster through ``RAY_ADDRESS`` as under ``ray job submit``. The second node is killed
 mid-run: the run waits for a replacement node, resumes from its last checkpoint and ends with the
 planned number of steps.
 """
@@ -50,25 +50,9 @@ def cluster():
         c.stop()
 
 
-def test_two_workers_on_two_nodes_train_and_checkpoint_the_full_state(cluster, train_store, train_manifest, tmp_path):
-    nodes = cluster.wait_for_nodes(2)
-    driver = _driver(cluster, train_store, train_manifest, tmp_path / "run", ["train.max_epochs=1"])
-    out, _ = driver.communicate(timeout=600)
-    assert driver.returncode == 0, out[-6000:]
-    record = json.loads((tmp_path / "run" / "train.json").read_text())
-    assert record["steps"] == 4 and record["workers"] == 2
-    assert sorted(record["nodes"]) == sorted(nodes)  # rank 0 and rank 1 on different nodes
-    # the last checkpoint holds both ranks' state: two RNG files, two optimizer shards, records of both
-    last = record["latest_checkpoint"]
-    assert checkpoint_problem(fsspec.filesystem("file"), last) is None and verify_checkpoint(last) is None
-    fs = fsspec.filesystem("file")
-    names = sorted(p.rsplit("/", 1)[-1] for p in fs.find(last))
-    assert sum(n.endswith("optim_states.pt") for n in names) == 2
-    assert names.count("rank_0.json") == 2 and names.count("rank_1.json") == 2  # rng/ and integrity/
-    assert record["history"][0]["train_loss"] > 0
-
-
 def test_a_killed_node_costs_only_time(cluster, train_store, train_manifest, tmp_path):
+    """Two workers on two nodes, the second node killed after the step-2 checkpoint: the run resumes on
+    a replacement node, ends at the planned steps, and its last checkpoint holds both ranks' state."""
     before = cluster.wait_for_nodes(2)
     run = tmp_path / "run"
     driver = _driver(cluster, train_store, train_manifest, run, ["train.max_epochs=2", "train.max_failures=2"])
@@ -95,3 +79,10 @@ def test_a_killed_node_costs_only_time(cluster, train_store, train_manifest, tmp
     assert len(set(record["nodes"])) == 2 and set(record["nodes"]) == set(after)
     assert set(before) & set(after) and set(before) != set(after)  # the head stayed, the second node is new
     assert f"recovered from a failure: resumed at step {resume['resumed_at_step']}" in out
+    # the last checkpoint holds both ranks' state: two RNG files, two optimizer shards, records of both
+    assert record["workers"] == 2 and record["history"][0]["train_loss"] > 0
+    last = record["latest_checkpoint"]
+    assert checkpoint_problem(fs, last) is None and verify_checkpoint(last) is None
+    names = sorted(p.rsplit("/", 1)[-1] for p in fs.find(last))
+    assert sum(n.endswith("optim_states.pt") for n in names) == 2
+    assert names.count("rank_0.json") == 2 and names.count("rank_1.json") == 2  # rng/ and integrity/

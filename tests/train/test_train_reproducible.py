@@ -1,6 +1,9 @@
-"""Pretraining is a function of its config and seed: the same command twice, the same weights; a run
-whose worker is killed and resumed sees the same data and ends at the same weights within bf16
-precision."""
+"""Two-worker ZeRO-2 bf16 pretraining learns and exports, and is a function of its config and seed:
+the same command twice, the same weights; a run whose worker is killed and resumed sees the same data
+and ends at the same weights within bf16 precision."""
+
+import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,8 +27,29 @@ def _run(store, manifest, out, extra=(), **kwargs):
 
 @pytest.fixture(scope="module")
 def whole(train_store, train_manifest, tmp_path_factory):
-    """One uninterrupted run, the reference of both tests."""
+    """One uninterrupted run (two workers, ZeRO-2, bf16): checked on its own and the reference of the
+    reproducibility tests."""
     return _run(train_store, train_manifest, tmp_path_factory.mktemp("whole"))
+
+
+def test_two_workers_zero2_bf16_learn_export_and_report(whole):
+    """ZeRO-2 bf16 on two gloo workers: the loss on the fixed validation corruptions falls; the export
+    holds fp32 weights with the reference names, and the card, report and TensorBoard files exist."""
+    rec, weights = whole
+    run = Path(rec["export"]).parent
+    hist = rec["history"]
+    assert [h["epoch"] for h in hist] == [1, 2] and rec["workers"] == 2
+    assert [h["phase"] for h in hist] == ["joint"] * 2 and rec["cls_warmup_epochs"] == 0  # no warm-up
+    assert hist[-1]["val_rec_loss"] < hist[0]["val_rec_loss"]
+    assert all(0 <= h["data_wait_fraction"] <= 1 and h["cubes_per_s"] > 0 for h in hist)
+    assert "down_tr64.ops.0.bn1.weight" in weights and any(k.startswith("clc_out.") for k in weights)
+    assert {str(v.dtype) for v in weights.values()} == {"torch.float32", "torch.int64"}  # int: BN counters
+    card = json.loads((run / "export" / "model_card.json").read_text())
+    assert card["lineage"]["pattern_manifest_config_hash"] == "test"
+    assert card["lineage"]["training_config"]["train"]["zero_stage"] == 2
+    for name in ("loss_curves.png", "samples.png", "history.json"):
+        assert (run / "report" / name).stat().st_size > 100  # their pictures: tests/train/test_train_report.py
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
 
 
 def test_two_runs_with_one_seed_export_the_same_weights(whole, train_store, train_manifest, tmp_path):
