@@ -121,21 +121,21 @@ def test_training_resumes_from_the_newest_good_checkpoint(train_store, train_man
     from train_helpers import TINY
 
     def run(epochs, log=lambda *_: None):
-        config = load_config("cpu-tiny", [*TINY, f"train.max_epochs={epochs}", "train.checkpoint_every=1"])
+        config = load_config("cpu-tiny", [*TINY, f"train.max_epochs={epochs}", "train.checkpoint_every=2"])
         return run_pretraining(config, train_store, train_manifest, str(tmp_path / "run"), log=log)
 
     first = run(1)
     assert first["steps"] == 4
     root = tmp_path / "run" / "checkpoints" / "pretrain"
-    # step 4 ends the epoch: a step checkpoint and the epoch-end one; retention deleted steps 1-3
+    # step 4 ends the epoch: a step checkpoint and the epoch-end one; retention deleted step 2
     assert sorted(p.name for p in root.glob("step_*")) == ["step_00000004", "step_00000004_epoch_end"]
     shard = next((root / "step_00000004_epoch_end" / "ds").glob("*rank_1*optim_states.pt"))
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 0xFF  # bit rot: same size, other content
     shard.write_bytes(bytes(data))
-    shutil.copytree(root / "step_00000004", root / "step_00000005")
-    cut = root / "step_00000005" / "ds" / "mp_rank_00_model_states.pt"
-    cut.write_bytes(cut.read_bytes()[:100])  # a crash during the write of step 5
+    shutil.copytree(root / "step_00000004", root / "step_00000006")
+    cut = root / "step_00000006" / "ds" / "mp_rank_00_model_states.pt"
+    cut.write_bytes(cut.read_bytes()[:100])  # a crash during the write of step 6
 
     messages = []
     again = run(2, log=messages.append)
@@ -148,7 +148,7 @@ def test_training_resumes_from_the_newest_good_checkpoint(train_store, train_man
     assert [h["epoch"] for h in again["history"]] == [1, 2]
     assert again["steps"] == 8 and again["epochs"] == 2  # the planned steps
     assert any("resumed at step 4" in m for m in messages)
-    assert cut.stat().st_size == 100  # the resumed run wrote its step 5 elsewhere
+    assert cut.stat().st_size == 100  # the resumed run wrote its step 6 elsewhere
     # what a later run's controller loads first: Ray's list of checkpoints (it fails on a missing one)
     from ray.train import Result
 

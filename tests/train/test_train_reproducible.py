@@ -1,6 +1,5 @@
-"""Two-worker ZeRO-2 bf16 pretraining learns and exports, and is a function of its config and seed:
-the same command twice, the same weights; a run whose worker is killed and resumed sees the same data
-and ends at the same weights within bf16 precision."""
+"""Two-worker ZeRO-2 bf16 pretraining learns and exports; a run whose worker is killed and resumed
+sees the same data as an uninterrupted one and ends at its weights within bf16 precision."""
 
 import json
 from pathlib import Path
@@ -28,7 +27,7 @@ def _run(store, manifest, out, extra=(), **kwargs):
 @pytest.fixture(scope="module")
 def whole(train_store, train_manifest, tmp_path_factory):
     """One uninterrupted run (two workers, ZeRO-2, bf16): checked on its own and the reference of the
-    reproducibility tests."""
+    killed-and-resumed run."""
     return _run(train_store, train_manifest, tmp_path_factory.mktemp("whole"))
 
 
@@ -50,30 +49,6 @@ def test_two_workers_zero2_bf16_learn_export_and_report(whole):
     for name in ("loss_curves.png", "samples.png", "history.json"):
         assert (run / "report" / name).stat().st_size > 100  # their pictures: tests/train/test_train_report.py
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
-
-
-def test_two_runs_with_one_seed_export_the_same_weights(whole, train_store, train_manifest, tmp_path):
-    """Two runs of the same config into two folders give bit-identical exported weights.
-
-    The runs exercise every seeded source at once: two gloo ranks with DeepSpeed ZeRO-2 in bf16,
-    corruptions on Ray Data CPU workers (seeded by run seed, epoch from the epoch clock, row id),
-    a per-epoch seeded block order, a local shuffle buffer smaller than the shard (seeded by run seed,
-    epoch and rank), Ray Data's preserved order and the order-dependent split between the ranks.
-
-    Tolerance: none (``torch.equal``), measured on this 2-core machine. Every Train worker computes
-    with the same fixed number of intra-op threads (Ray sets it from the worker's CPUs), the same
-    batches arrive in the same order, and the two-rank gloo all-reduce adds two operands, which is
-    order-independent; bf16 rounds the same inputs the same way. What is not promised: equality
-    across machines, CPU kinds, thread counts or library versions (other kernels, other reduction
-    orders), nor for more than two ranks, where a ring all-reduce may sum in a different order; there
-    the weights agree to bf16 precision (relative ~1e-2 per step) at best.
-    """
-    (a, wa), (b, wb) = whole, _run(train_store, train_manifest, tmp_path)
-    assert a["steps"] == b["steps"] == 8 and wa.keys() == wb.keys()
-    different = [k for k in wa if not torch.equal(wa[k], wb[k])]
-    assert different == [], f"{len(different)} tensors differ, e.g. {different[:5]}"
-    keys = ("train_loss", "val_loss", "train_rec_loss", "train_cls_loss", "val_acc", "rows_digest")
-    assert [{k: h[k] for k in keys} for h in a["history"]] == [{k: h[k] for k in keys} for h in b["history"]]
 
 
 def test_a_killed_and_resumed_run_sees_the_same_data_as_an_uninterrupted_one(whole, train_store, train_manifest,
