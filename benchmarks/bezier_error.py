@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from math import comb
@@ -80,7 +81,7 @@ def main(argv=None) -> int:
     degen_invert = rng.random(args.degenerate) < 0.5
     e = errors(points, invert, values)
     ed = errors(degen, degen_invert, values) if args.degenerate else np.zeros(0)
-    result = {"benchmark": "bezier_error", "machine": describe(), "args": vars(args),
+    result = {"benchmark": "bezier_error", "machine": describe(), "args": {**vars(args), "out": os.path.relpath(args.out, Path(__file__).parents[1])},
               "lut_knots": 8193, "reference_samples": REFERENCE_SAMPLES, "values_per_curve": int(values.size),
               "random": {"curves": args.curves, "max_abs_diff": float(e.max()), "median_of_max": float(np.median(e)),
                          "p95_of_max": float(np.quantile(e, 0.95))},
