@@ -21,21 +21,6 @@ def bounding_region(lo: np.ndarray, hi: np.ndarray) -> tuple[tuple[int, int], ..
     return tuple((int(s), int(e)) for s, e in zip(a, b))
 
 
-def window_for(normalize, modality: str):
-    """The :class:`~semgen_ray.store.IntensityWindow` for ``normalize`` (None when False); True: the
-    modality's fixed reference window. Store reads use the patient's recorded mapping instead
-    (:meth:`~semgen_ray.store.VolumeStore.intensity_window`)."""
-    from semgen_ray.store import IntensityWindow, default_window
-
-    if normalize is False or normalize is None:
-        return None
-    if isinstance(normalize, IntensityWindow):
-        return normalize
-    if normalize is True:
-        return default_window(modality)
-    raise ValueError(f"normalize must be True, False or an IntensityWindow, got {normalize!r}")
-
-
 def cut_crops(region: np.ndarray, origin: Sequence[int], lo: np.ndarray, hi: np.ndarray,
               cube_size: Sequence[int], window=None, antialias: bool = True) -> np.ndarray:
     """Cut boxes ``[lo, hi)`` (volume coordinates) out of ``region`` (which starts at ``origin``).
