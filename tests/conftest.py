@@ -7,31 +7,41 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 for _key, _value in {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
                      "RAY_TRAIN_ENABLE_PRINT_PATCH": "0", "RAY_DEDUP_LOGS": "1", "RAY_AUTH_MODE": "disabled"}.items():
     os.environ.setdefault(_key, _value)
 
 
-def real_data_dir() -> Path:
-    """The real-data folder: ``$SEMGEN_REAL_DATA`` or ``<repo>/../shared/data/real``."""
+def real_data_dir() -> Path | None:
+    """The optional real-data folder: ``$SEMGEN_REAL_DATA``, else ``shared/data/real`` beside the
+    checkout (the development machines' layout) when it exists; None otherwise.
+
+    README, "Tests and the real-data folder", lists what it holds and which tests use it.
+    """
     env = os.environ.get("SEMGEN_REAL_DATA")
-    return Path(env) if env else (REPO_ROOT / ".." / "shared" / "data" / "real").resolve()
+    if env:
+        return Path(env)
+    beside = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+    return beside if beside.is_dir() else None
 
 
 @pytest.fixture(scope="session")
 def real_data() -> Path:
     path = real_data_dir()
+    if path is None:
+        pytest.skip("real test images: set SEMGEN_REAL_DATA to the folder holding lidc_slabs/, metaimage/ "
+                    "and mri_nrrd/ (README, 'Tests and the real-data folder')")
     if not path.is_dir():
-        pytest.skip(f"real test images not found at {path} (set SEMGEN_REAL_DATA to the folder "
-                    "described in shared/data/real/README.md)")
+        pytest.skip(f"real test images: SEMGEN_REAL_DATA={path} is not a folder (README, 'Tests and the "
+                    "real-data folder')")
     return path
 
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """A small in-process Ray (4 logical CPUs on the 2-core box, RAY_NOTES.md §7), stopped at the end."""
+    """A small in-process Ray (4 logical CPUs on the 2-core box, docs/operations.md §7), stopped at the
+    end."""
     from semgen_ray.config import RayConfig
     from semgen_ray.runtime import init_ray
 
