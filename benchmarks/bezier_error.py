@@ -1,7 +1,7 @@
 """Benchmark: how far the Bézier intensity map's lookup table is from the reference map.
 
 Claim measured (README, "Self-restoration corruptions"): :class:`semgen_ray.transforms.NonlinearIntensity`
-(an 8,193-knot table per sample) agrees with the reference (SPEC.md §3.1 step 3: the cubic Bézier
+(an 8,193-knot table per sample) agrees with the reference (docs/method.md §3.1 step 3: the cubic Bézier
 sampled at 100,000 parameter values, sorted, ``np.interp``) to a small absolute difference. ``--curves``
 random curves (control points ~ U[0, 1), inverted with probability 0.5, as drawn in training) are
 each evaluated at ``--values`` uniform random voxel values plus 600 values within 1e-9..1e-2 of 0 and

@@ -1,10 +1,10 @@
 """Ingest throughput and store compression (issue: foundation; README "Benchmarks").
 
-Writes N phantom patients as NIfTI (.nii.gz) and MetaImage (.mha) files (and takes the real LIDC
-DICOM slabs of ../shared/data/real when present), then measures
+Writes N phantom patients as NIfTI (.nii.gz) and MetaImage (.mha) files (and takes real DICOM
+series from ``--dicom``, by default ``$SEMGEN_REAL_DATA/lidc_slabs``, when present), then measures
 ``python -m semgen_ray.ingest``'s library path (one Ray task per file) into a fresh store:
 volumes/s and MB/s of int16 voxels. Alongside, the reference's data preparation as users had to
-write it (SPEC.md §1.1: SimpleITK read → transpose → clip → float64 [0, 1] → ``np.save``), timed
+write it (docs/method.md §1.1: SimpleITK read → transpose → clip → float64 [0, 1] → ``np.save``), timed
 on the same files, and the bytes on disk of each representation.
 
     ./venv-run python benchmarks/ingest.py --n 8 --shape 256 256 128
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -48,8 +49,10 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--shape", type=int, nargs=3, default=(256, 256, 128))
     ap.add_argument("--num-cpus", type=int, default=2)
-    ap.add_argument("--dicom", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
-                                           / "lidc_slabs"), help="a folder of DICOM series to time too")
+    real = os.environ.get("SEMGEN_REAL_DATA")
+    ap.add_argument("--dicom", default=str(Path(real) / "lidc_slabs") if real else "",
+                    help="a folder of DICOM series to time too (default: $SEMGEN_REAL_DATA/lidc_slabs,"
+                         " if set)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "ingest.json"))
     args = ap.parse_args(argv)
 

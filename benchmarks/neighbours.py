@@ -4,8 +4,8 @@ Claim measured: exact search (semgen_ray.discovery.index.exact_knn) is the cheap
 cohorts (no build), HNSW pays off for large N, and how recall@K and query time of HNSW trade against
 each other through M (graph degree, one build each) and ef (search beam, one query pass each).
 
-Data (``--data``), float32, ``--dim`` 512 like the auto-encoder features of SPEC §1.3, in chunks of
-100k rows; references are stored rows (each its own rank 0, SPEC §1.4):
+Data (``--data``), float32, ``--dim`` 512 like the auto-encoder features of docs/method.md §1.3, in chunks of
+100k rows; references are stored rows (each its own rank 0, docs/method.md §1.4):
 
   isotropic  ``--clusters`` Gaussian clusters whose spread fills all ``--dim`` dimensions: the worst
              case for a graph index (within a cluster every direction matters, neighbours are almost

@@ -263,7 +263,7 @@ def bare_loop(config, data, threads: int, epochs: int, masters: bool) -> list[fl
     import torch
 
     from semgen_ray.models import build_model
-    from semgen_ray.train.objectives import corruption_overrides, loss_terms, objective
+    from semgen_ray.train.objectives import loss_terms, objective
     from semgen_ray.transforms import make_corruption, sample_seed
 
     t = config.train
@@ -279,8 +279,7 @@ def bare_loop(config, data, threads: int, epochs: int, masters: bool) -> list[fl
         optimizer = torch.optim.Adam(params, lr=t.lr)
     obj = objective(t.objective)
     backend = "torch" if t.corrupt_on == "device" else "numpy"
-    corrupt = make_corruption(t.corruption, backend=backend,
-                              **corruption_overrides(t.objective, t.corruption_overrides))
+    corrupt = make_corruption(t.corruption_policy, backend=backend)
     rates = []
     for epoch in range(1, epochs + 1):
         order = np.random.default_rng([config.seed, epoch]).permutation(len(ids))
@@ -338,7 +337,7 @@ def real_loop(config, store_uri: str, manifest: str, zero: int, out: Path) -> di
 
     cfg = replace(config, train=replace(config.train, zero_stage=zero))
     t0 = time.perf_counter()
-    record = run_pretraining(cfg, store_uri, manifest, str(out), log=lambda *_: None, force=True)
+    record = run_pretraining(cfg, store_uri, manifest, str(out), force=True)
     return {"rates": [h["cubes_per_s"] for h in record["history"]],
             "data_wait_fraction": [round(h.get("data_wait_fraction", 0.0), 4) for h in record["history"]],
             "steps": record["steps"], "run_s": round(time.perf_counter() - t0, 1)}

@@ -4,7 +4,7 @@ Claim measured: what one self-classification + self-restoration step costs on CP
 ``paper`` preset (width 32, 64×64×32 cubes, C = 44, torch head: 19.07 M + 14.2 M parameters) and the
 ``cpu-tiny`` preset (width 8, 32×32×16 cubes, C = 4), in fp32 and bf16 (``torch.autocast("cpu",
 bfloat16)``). One step = forward, loss (MSE on the sigmoid reconstruction + 0.01 · cross-entropy on
-the logits, SPEC.md §5), backward; no optimiser step. Rows report cubes/s (median over timed steps,
+the logits, docs/method.md §5), backward; no optimiser step. Rows report cubes/s (median over timed steps,
 after one warm-up step) and GFLOP/s, with FLOPs counted by ``torch.utils.flop_counter.FlopCounterMode``
 on the meta device (convolutions and matmuls, forward + backward; the same count for both dtypes).
 

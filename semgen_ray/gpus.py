@@ -11,16 +11,19 @@ Each stage that trains or runs a model (``discovery``, ``train``, ``evaluate``) 
   they are up waits for them instead of training on CPUs). The driver's own CUDA is never asked: the
   head node of a cluster usually has none.
 
-The decision and its reason are printed and recorded in the stage's JSON record.
+The decision and its reason are logged and recorded in the stage's JSON record.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import asdict, dataclass
 
 CHOICES = ("auto", "true", "false")
+
+logger = logging.getLogger(__name__)
 
 
 class GpuUnavailableError(RuntimeError):
@@ -69,7 +72,7 @@ def provisionable_gpus() -> float:
         return 0.0
 
 
-def decide_gpus(setting, stage: str, gpus: float, wait_s: float, log=print, poll_s: float = 5.0) -> GpuDecision:
+def decide_gpus(setting, stage: str, gpus: float, wait_s: float, poll_s: float = 5.0) -> GpuDecision:
     """Decide GPU use for ``stage``, which needs ``gpus`` GPUs in all; waits for them when required.
 
     Raises:
@@ -79,31 +82,31 @@ def decide_gpus(setting, stage: str, gpus: float, wait_s: float, log=print, poll
     setting = normalise_use_gpu(setting)
     if setting == "false":
         decision = GpuDecision(False, setting, 0.0, f"{stage}.use_gpu is false")
-        log(f"[{stage}] CPUs only ({decision.reason})")
+        logger.info(f"[{stage}] CPUs only ({decision.reason})")
         return decision
     now, most = cluster_gpus(), provisionable_gpus()
     if setting == "auto" and now == 0 and most == 0:
         decision = GpuDecision(False, setting, 0.0, "no GPU in the cluster and no GPU node type to scale up")
-        log(f"[{stage}] CPUs only: {decision.reason} ({stage}.use_gpu: auto)")
+        logger.info(f"[{stage}] CPUs only: {decision.reason} ({stage}.use_gpu: auto)")
         return decision
     if most and max(now, most) < gpus:
         raise GpuUnavailableError(
             f"{stage}.use_gpu: {setting}: the stage needs {gpus:g} GPU(s), the cluster's node types provide "
             f"at most {max(now, most):g}; use fewer workers or {stage}.use_gpu: false")
-    _wait_for_gpus(setting, stage, gpus, wait_s, log, poll_s)
+    _wait_for_gpus(setting, stage, gpus, wait_s, poll_s)
     decision = GpuDecision(True, setting, float(gpus), f"{cluster_gpus():g} GPU(s) in the cluster")
-    log(f"[{stage}] on GPUs: {gpus:g} for this stage, {decision.reason} ({stage}.use_gpu: {setting})")
+    logger.info(f"[{stage}] on GPUs: {gpus:g} for this stage, {decision.reason} ({stage}.use_gpu: {setting})")
     return decision
 
 
-def _wait_for_gpus(setting: str, stage: str, gpus: float, wait_s: float, log, poll_s: float) -> None:
+def _wait_for_gpus(setting: str, stage: str, gpus: float, wait_s: float, poll_s: float) -> None:
     """Ask the autoscaler for ``gpus`` GPUs and wait until the cluster has them, or raise."""
     if cluster_gpus() >= gpus:
         return
     from ray.autoscaler.sdk import request_resources
 
     request_resources(bundles=[{"GPU": 1}] * math.ceil(gpus))
-    log(f"[{stage}] waiting up to {wait_s:g} s (ray.gpu_wait_s) for {gpus:g} GPU(s); the cluster has "
+    logger.info(f"[{stage}] waiting up to {wait_s:g} s (ray.gpu_wait_s) for {gpus:g} GPU(s); the cluster has "
         f"{cluster_gpus():g} now, the autoscaler was asked for them")
     start = last_note = time.monotonic()
     try:
@@ -115,7 +118,7 @@ def _wait_for_gpus(setting: str, stage: str, gpus: float, wait_s: float, log, po
                     f"after waiting {wait_s:g} s (ray.gpu_wait_s). Start GPU nodes (or let the autoscaler "
                     f"reach them), wait longer, or set {stage}.use_gpu: false to run on CPUs")
             if now - last_note >= 60:
-                log(f"[{stage}] still waiting for GPUs: {cluster_gpus():g} of {gpus:g} after {now - start:.0f} s")
+                logger.info(f"[{stage}] still waiting for GPUs: {cluster_gpus():g} of {gpus:g} after {now - start:.0f} s")
                 last_note = now
             time.sleep(min(poll_s, max(0.05, wait_s - (now - start))))
     finally:

@@ -1,4 +1,4 @@
-"""The stage chain behind ``python -m semgen_ray.pretrain`` (ARCHITECTURE.md, "The pipeline").
+"""The stage chain behind ``python -m semgen_ray.pretrain`` (docs/design.md, "Stages and artefacts").
 
 Stages read the previous stage's artefact and write their own under the run directory, and skip
 work whose artefact is already there. The run directory and the store are local paths or fsspec URIs
@@ -38,7 +38,7 @@ folder is created or anything is written.
 
 from __future__ import annotations
 
-import posixpath
+import logging
 import time
 from dataclasses import replace
 
@@ -46,6 +46,8 @@ from semgen_ray.config.schema import SemGenConfig
 
 STAGES = ("data", "stream", "discover", "train", "evaluate")
 DEFAULT_STAGES = ("data", "discover", "train")
+
+logger = logging.getLogger(__name__)
 
 
 class StageError(RuntimeError):
@@ -58,11 +60,12 @@ def resolve(run_dir: str, uri: str) -> str:
     A relative path with ``..`` would put artefacts outside the run folder: it is refused (an
     absolute path or a URI says so explicitly).
     """
-    if "://" in uri or uri.startswith("/"):
-        return uri
-    if ".." in uri.replace("\\", "/").split("/"):
-        raise StageError(f"{uri!r} leaves the run folder {run_dir}: give an absolute path or a URI instead")
-    return posixpath.join(run_dir.rstrip("/"), uri)
+    from semgen_ray import runfolder
+
+    try:
+        return runfolder.inside(run_dir, uri)
+    except runfolder.RunFolderError as err:
+        raise StageError(str(err)) from err
 
 
 def run_local_store(config: SemGenConfig) -> bool:
@@ -125,7 +128,7 @@ def _write_json(uri: str, data: dict) -> None:
     runfolder.write_json(uri, data)
 
 
-def stage_data(config: SemGenConfig, log=print, force: bool = False) -> dict:
+def stage_data(config: SemGenConfig, force: bool = False) -> dict:
     """Use the configured store; only the run folder's own store is filled with the phantom cohort.
 
     A store named by the user (absolute path or URI) is read, never written, whatever it holds
@@ -137,7 +140,7 @@ def stage_data(config: SemGenConfig, log=print, force: bool = False) -> dict:
     uri = resolve(config.run_dir, config.store.uri)
     if not run_local_store(config):
         existing = _named_store_patients(uri)
-        log(f"[data] using the existing store {uri}: {len(existing)} patients (read only)")
+        logger.info(f"[data] using the existing store {uri}: {len(existing)} patients (read only)")
         return {"store": uri, "patients": len(existing), "generated": 0}
     try:
         existing = open_store(uri).patient_ids
@@ -145,18 +148,18 @@ def stage_data(config: SemGenConfig, log=print, force: bool = False) -> dict:
         existing = []
     phantom_ids = [i for i in existing if i.startswith("phantom_")]
     if existing and len(phantom_ids) < len(existing):
-        log(f"[data] using the existing store {uri}: {len(existing)} patients")
+        logger.info(f"[data] using the existing store {uri}: {len(existing)} patients")
         return {"store": uri, "patients": len(existing), "generated": 0}
-    log(f"[data] phantom cohort: {config.phantoms.n} patients of {config.phantoms.shape} → {uri}")
+    logger.info(f"[data] phantom cohort: {config.phantoms.n} patients of {config.phantoms.shape} → {uri}")
     report = write_cohort(config.phantoms, replace(config.store, uri=uri), config.ingest, config.ray)
-    log(report.summary())
+    logger.info(report.summary())
     if not report.ok:
         raise StageError(f"{len(report.failed)} phantom patients failed; see the manifest of {uri}")
     return {"store": uri, "patients": len(report.written) + len(report.skipped),
             "generated": len(report.written), "seconds": round(report.seconds, 2)}
 
 
-def stage_stream(config: SemGenConfig, log=print, force: bool = False) -> dict:
+def stage_stream(config: SemGenConfig, force: bool = False) -> dict:
     """Stream whole volumes and random cubes through Ray Data and check what arrives."""
     import numpy as np
 
@@ -182,7 +185,7 @@ def stage_stream(config: SemGenConfig, log=print, force: bool = False) -> dict:
     dt = time.perf_counter() - t0
     summary["volumes"] = {"rows": n, "shape": list(config.data.volume_shape), "seconds": round(dt, 2),
                           "per_second": round(n / dt, 2)}
-    log(f"[stream] {n} whole volumes resized to {config.data.volume_shape} in {dt:.1f} s")
+    logger.info(f"[stream] {n} whole volumes resized to {config.data.volume_shape} in {dt:.1f} s")
 
     smallest = np.min(list(store.shapes().values()), axis=0)
     cube = tuple(int(min(c, s)) for c, s in zip(config.data.cube_size, smallest))
@@ -196,21 +199,21 @@ def stage_stream(config: SemGenConfig, log=print, force: bool = False) -> dict:
     dt = time.perf_counter() - t0
     summary["cubes"] = {"rows": n, "shape": list(cube), "seconds": round(dt, 2),
                         "per_second": round(n / dt, 1), "mean_intensity": round(float(np.mean(means)), 4)}
-    log(f"[stream] {n} random {cube} cubes (crop-on-read) in {dt:.1f} s ({n / dt:.0f} cubes/s)")
+    logger.info(f"[stream] {n} random {cube} cubes (crop-on-read) in {dt:.1f} s ({n / dt:.0f} cubes/s)")
 
-    # The same cubes as restoration pairs, corrupted in the read pipeline (SPEC.md §3).
-    from semgen_ray.transforms import PolicyError, make_corruption
+    # The same cubes as restoration pairs, corrupted in the read pipeline (docs/method.md §3).
+    from semgen_ray.transforms.policy import PolicyError, check_geometry
 
+    policy = config.train.corruption_policy  # the object training uses, objective's fields included
     try:  # a policy whose sizes do not fit the cube fails here, not inside a Ray task
-        make_corruption(config.train.corruption, **config.train.corruption_overrides).sample((1, 1, *cube), 0)
+        check_geometry(policy, cube)
     except PolicyError as err:
         raise StageError(f"train.corruption does not fit {cube} cubes: {err}") from err
     t0 = time.perf_counter()
     n, changed = 0, []
     pairs = ds.map_batches(restoration_pairs, batch_format="numpy", batch_size=16, num_cpus=read_cpus,
-                           fn_kwargs={"preset": config.train.corruption,
-                                      "overrides": dict(config.train.corruption_overrides),
-                                      "run_seed": config.seed, "epoch": 0, "target": config.train.target})
+                           fn_kwargs={"policy": policy, "run_seed": config.seed, "epoch": 0,
+                                      "target": config.train.target})
     for batch in pairs.iter_batches(batch_size=32):
         x, y = batch["input"], batch["target"]
         if x.shape != y.shape or x.shape[1:] != (1, *cube) or x.min() < 0 or x.max() > 1:
@@ -218,70 +221,59 @@ def stage_stream(config: SemGenConfig, log=print, force: bool = False) -> dict:
         n += len(x)
         changed.append(float(np.mean(np.abs(x - y) > 1e-6)))
     dt = time.perf_counter() - t0
-    summary["restoration_pairs"] = {"rows": n, "preset": config.train.corruption, "seconds": round(dt, 2),
+    summary["restoration_pairs"] = {"rows": n, "preset": config.train.corruption, "policy": policy.to_dict(),
+                                    "seconds": round(dt, 2),
                                     "per_second": round(n / dt, 1),
                                     "fraction_voxels_changed": round(float(np.mean(changed)), 4)}
-    log(f"[stream] {n} restoration pairs ({config.train.corruption} corruptions) in {dt:.1f} s")
-    _write_json(resolve(config.run_dir, "stream.json"), summary)
+    logger.info(f"[stream] {n} restoration pairs ({config.train.corruption} corruptions) in {dt:.1f} s")
+    summary["record"] = record = resolve(config.run_dir, "stream.json")
+    _write_json(record, summary)
+    logger.info(f"[stream] throughput record: {record}")
     return summary
 
 
-def stage_discover(config: SemGenConfig, log=print, force: bool = False) -> dict:
+def stage_discover(config: SemGenConfig, force: bool = False) -> dict:
     """Self-discovery on the store into ``run_dir/discovery`` (reused when already done)."""
     from semgen_ray.discovery.run import DiscoveryError, run_discovery
 
     uri = resolve(config.run_dir, config.store.uri)
     out = resolve(config.run_dir, "discovery")
     try:
-        record = run_discovery(config, uri, out, log=log, force=force)
+        record = run_discovery(config, uri, out, force=force)
     except DiscoveryError as err:
         raise StageError(str(err)) from err
     keep = ("manifest", "cubes", "config_hash", "habitus_purity", "index", "reused", "reused_steps")
     return {k: record[k] for k in keep if k in record} | {"classes": len(record["classes"])}
 
 
-def stage_train(config: SemGenConfig, log=print, force: bool = False) -> dict:
-    """Pretraining on the discovery's pattern manifest into ``run_dir/train``."""
+def stage_train(config: SemGenConfig, force: bool = False) -> dict:
+    """Pretraining on the discovery's pattern manifest into ``run_dir/train`` (reused when its reuse
+    record holds these settings and this manifest, :func:`semgen_ray.train.pretrain_or_reuse`)."""
     from semgen_ray import runfolder
-    from semgen_ray.config import to_dict
-    from semgen_ray.discovery.manifest import config_hash
-    from semgen_ray.train import PretrainError, run_pretraining
+    from semgen_ray.train import PretrainError, pretrain_or_reuse
 
     uri = resolve(config.run_dir, config.store.uri)
     manifest = resolve(config.run_dir, "discovery/patterns.parquet")
     out = resolve(config.run_dir, "train")
     if not runfolder.isfile(manifest):
         raise StageError(f"no pattern manifest at {manifest}: run the discover stage first")
-    train_settings = {k: v for k, v in to_dict(config.train).items() if k != "use_gpu"}  # not the result's
-    key = config_hash({}, {"train": train_settings, "model": to_dict(config.model),
-                           "data": to_dict(config.data), "seed": config.seed,
-                           "manifest": runfolder.sha256(manifest)})  # content: mtimes do not travel
-    done_path = runfolder.join(out, "train.json")
-    if force:  # the record first: a forced run that stops (Ctrl-C, a crash) leaves no finished-looking run
-        for stale in ("train.json", "export", "report"):  # they describe the checkpoints force deletes
-            runfolder.remove(runfolder.join(out, stale))
-    done = None if force else runfolder.read_json(done_path)
-    if done:
-        if done.get("key") == key:
-            log(f"[train] {out} already holds this pretraining; reusing it (--force redoes it)")
-            return {k: done[k] for k in ("export", "report", "best_val_loss", "steps", "epochs")} | {"reused": True}
     try:
-        record = run_pretraining(config, uri, manifest, out, log=log, force=force)
+        record = pretrain_or_reuse(config, uri, manifest, out, force=force)
     except PretrainError as err:
         raise StageError(str(err)) from err
-    record["key"] = key
-    _write_json(done_path, record)  # last: the record marks the stage finished
-    log(f"[train] weights and model card: {record['export']}; report: {record['report']}")
-    return {k: record[k] for k in ("export", "report", "best_val_loss", "steps", "epochs", "fit_seconds")}
+    if not record["reused"]:
+        logger.info(f"[train] weights and model card: {record['export']}; report: {record['report']}")
+    keep = ("export", "report", "best_val_loss", "steps", "epochs", "fit_seconds", "reused")
+    return {k: record[k] for k in keep if k in record}
 
 
-def stage_evaluate(config: SemGenConfig, log=print, force: bool = False) -> dict:
+def stage_evaluate(config: SemGenConfig, force: bool = False) -> dict:
     """Target-task evaluation of the run's exports against the baselines (Ray Tune)."""
     from semgen_ray.evaluate.run import EvaluationError, run_evaluation
     from semgen_ray.train import PretrainError
 
     try:
-        record = run_evaluation(config, log=log, force=force)
+        record = run_evaluation(config, force=force)
     except (EvaluationError, PretrainError) as err:
         raise StageError(str(err)) from err
     return {k: record[k] for k in ("report", "results", "trials", "best")}
@@ -291,7 +283,7 @@ RUNNERS = {"data": stage_data, "stream": stage_stream, "discover": stage_discove
            "evaluate": stage_evaluate}
 
 
-def run_pipeline(config: SemGenConfig, stages: tuple[str, ...] = DEFAULT_STAGES, log=print,
+def run_pipeline(config: SemGenConfig, stages: tuple[str, ...] = DEFAULT_STAGES,
                  force: bool = False) -> dict:
     """Run ``stages`` in order and return ``{stage: summary}``; Ray is started or joined once."""
     from semgen_ray import runfolder
@@ -307,8 +299,8 @@ def run_pipeline(config: SemGenConfig, stages: tuple[str, ...] = DEFAULT_STAGES,
     for stage in stages:
         t0 = time.perf_counter()
         try:
-            results[stage] = RUNNERS[stage](config, log=log, force=force)
+            results[stage] = RUNNERS[stage](config, force=force)
         except runfolder.RunFolderError as err:  # storage trouble mid-run (e.g. credentials expired)
             raise StageError(f"{stage}: {err}") from err
-        log(f"[{stage}] done in {time.perf_counter() - t0:.1f} s")
+        logger.info(f"[{stage}] done in {time.perf_counter() - t0:.1f} s")
     return results

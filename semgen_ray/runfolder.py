@@ -22,7 +22,7 @@ import posixpath
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 _PROBE = ".semgen_write_check"
@@ -51,6 +51,29 @@ def join(base: str | os.PathLike, *parts: str) -> str:
     if local_path(base) is not None and not base.startswith("file://"):
         return os.path.join(base, *parts)
     return posixpath.join(base.rstrip("/"), *parts)
+
+
+def inside(run_dir: str | os.PathLike, path: str | os.PathLike, absolute: bool = False) -> str:
+    """Where a configured ``path`` lies for the run folder ``run_dir`` (a local path or a URI): as
+    given when it is absolute or a URI, else under ``run_dir``. The one resolver of the run's paths
+    (the stages' artefacts, ``store.uri``, ``train.storage_path``, the evaluation's weights and
+    target store).
+
+    Args:
+        absolute: a local result as an absolute path (Ray Train and Tune work in their own working
+            directories); a URI stays a URI.
+
+    Raises:
+        RunFolderError: a relative path with ``..`` would put artefacts outside the run folder (an
+            absolute path or a URI says so explicitly).
+    """
+    path, run_dir = str(path), str(run_dir)
+    if "://" in path or path.startswith("/"):
+        return path
+    if ".." in path.replace("\\", "/").split("/"):
+        raise RunFolderError(f"{path!r} leaves the run folder {run_dir}: give an absolute path or a URI instead")
+    joined = posixpath.join(run_dir.rstrip("/"), path)
+    return os.path.abspath(joined) if absolute and not is_remote(run_dir) else joined
 
 
 def _protocols(uri: str) -> list[str]:
@@ -165,11 +188,24 @@ def read_bytes(uri: str | os.PathLike) -> bytes:
 
 
 def write_bytes(uri: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``uri`` (parent folders created where the file system has folders)."""
-    fs, path = filesystem(uri)
-    if local_path(uri) is not None:
-        fs.makedirs(posixpath.dirname(path) or ".", exist_ok=True)
-    fs.pipe_file(path, data)
+    """Write ``data`` to ``uri`` atomically (parent folders created where the file system has folders):
+    a local file is written beside its place and renamed into it, so a reader (or a run stopped
+    mid-write) never sees half a file; an object store's single put is atomic already."""
+    local = local_path(uri)
+    if local is None:
+        fs, path = filesystem(uri)
+        fs.pipe_file(path, data)
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(local)), exist_ok=True)
+    tmp = f"{local}.{os.getpid()}-{os.urandom(4).hex()}.part"  # beside it: the rename stays on one device
+    try:
+        with open(tmp, "xb") as f:  # the umask's permissions, as a plain write would have
+            f.write(data)
+        os.replace(tmp, local)
+    except BaseException:
+        with suppress(OSError):
+            os.remove(tmp)
+        raise
 
 
 def read_text(uri: str | os.PathLike) -> str:
@@ -202,6 +238,31 @@ def remove(uri: str | os.PathLike) -> None:
     fs, path = _fresh(uri)
     if fs.exists(path):
         fs.rm(path, recursive=True)
+
+
+def move(src: str | os.PathLike, dest: str | os.PathLike) -> int:
+    """Move the folder ``src`` to ``dest`` (which must not exist yet), keeping relative paths; returns
+    the number of files moved.
+
+    A local folder is renamed. An object store has no folders to rename: every object under ``src``
+    is copied to its place under ``dest``, and ``src`` is deleted only once all copies exist
+    (s3fs's own recursive ``mv`` copies the folder's pseudo-key and fails with "key does not exist").
+    """
+    fs, path = _fresh(src)
+    to = filesystem(dest)[1].rstrip("/")
+    path = path.rstrip("/")
+    if fs.exists(to):
+        raise RunFolderError(f"{dest}: cannot move {src} there, it exists already")
+    files = fs.find(path)
+    if local_path(src) is not None:
+        fs.makedirs(posixpath.dirname(to), exist_ok=True)
+        fs.mv(path, to, recursive=True)
+        return len(files)
+    for f in files:
+        fs.copy(f, posixpath.join(to, posixpath.relpath(f, path)))
+    fs.rm(path, recursive=True)
+    fs.invalidate_cache(path)
+    return len(files)
 
 
 def upload(local_dir: str | os.PathLike, uri: str | os.PathLike) -> str:

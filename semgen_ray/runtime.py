@@ -2,7 +2,7 @@
 
 Local mode (a laptop, the tests, CI) starts Ray in-process, bound to loopback, with a small object
 store. Under ``ray job submit`` (``RAY_ADDRESS`` is set) or with an explicit address, it joins the
-cluster and passes no resources: Ray refuses ``num_cpus`` when connecting (RAY_NOTES.md §5).
+cluster and passes no resources: Ray refuses ``num_cpus`` when connecting (docs/operations.md §5).
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ def init_ray(config: RayConfig | None = None, quiet: bool = True):
     A running session is reused as it is, with a ``RuntimeWarning`` naming every setting of
     ``config`` it does not have (Ray cannot change them without a restart).
 
-    ``quiet`` keeps worker logs and Ray Data's per-dataset INFO lines off the console (they stay in
-    the session's log directory).
+    ``quiet`` (the default; ``--verbose`` turns it off) keeps the workers' output, Ray's INFO lines and
+    Ray Data's per-dataset INFO lines off the console: they stay in the session's log directory
+    (``/tmp/ray/session_latest/logs``). Progress of training runs reaches the driver through
+    :class:`semgen_ray.logs.ReportRelay` instead.
     """
     import ray
 
@@ -47,7 +49,7 @@ def init_ray(config: RayConfig | None = None, quiet: bool = True):
             dashboard_port=config.dashboard_port,
             log_to_driver=not quiet,
             configure_logging=True,
-            logging_level="WARNING",
+            logging_level="ERROR" if quiet else "INFO",  # quiet: not even the warnings of local setup
         )
     import logging
 
@@ -55,7 +57,8 @@ def init_ray(config: RayConfig | None = None, quiet: bool = True):
 
     ray.data.DataContext.get_current().enable_progress_bars = False
     if quiet:
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        # local mode: errors only (a cluster job keeps Ray Data's warnings, e.g. about resources)
+        logging.getLogger("ray.data").setLevel(logging.WARNING if address else logging.ERROR)
     return ray
 
 

@@ -1,5 +1,6 @@
 """GPU use per stage (``use_gpu: auto | true | false``) on a machine without GPUs (local Ray)."""
 
+import logging
 import time
 
 import pytest
@@ -22,24 +23,26 @@ def test_an_unknown_setting_is_refused():
 
 
 @pytest.mark.usefixtures("ray_local")
-def test_auto_without_gpus_runs_on_cpus_and_says_why():
-    notes = []
-    decision = decide_gpus("auto", "train", 2, wait_s=60, log=notes.append)
+def test_auto_without_gpus_runs_on_cpus_and_says_why(caplog):
+    caplog.set_level(logging.INFO, logger="semgen_ray")
+    decision = decide_gpus("auto", "train", 2, wait_s=60)
     assert not decision.use and decision.setting == "auto"
     assert "no GPU in the cluster and no GPU node type" in decision.reason
-    assert notes == [f"[train] CPUs only: {decision.reason} (train.use_gpu: auto)"]
-    assert not decide_gpus(False, "evaluate", 1, wait_s=60, log=notes.append).use
+    said = [r.getMessage() for r in caplog.records if r.name == "semgen_ray.gpus"]
+    assert said == [f"[train] CPUs only: {decision.reason} (train.use_gpu: auto)"]
+    assert not decide_gpus(False, "evaluate", 1, wait_s=60).use
 
 
 @pytest.mark.usefixtures("ray_local")
-def test_required_gpus_are_waited_for_then_refused_with_the_setting_named():
-    notes = []
+def test_required_gpus_are_waited_for_then_refused_with_the_setting_named(caplog):
+    caplog.set_level(logging.INFO, logger="semgen_ray")
     t0 = time.monotonic()
     with pytest.raises(GpuUnavailableError, match=r"train.use_gpu: true: 2 GPU\(s\) needed, the cluster has 0 "
                                                    r"after waiting 1 s \(ray.gpu_wait_s\)"):
-        decide_gpus("true", "train", 2, wait_s=1, log=notes.append, poll_s=0.2)
+        decide_gpus("true", "train", 2, wait_s=1, poll_s=0.2)
     assert 1 <= time.monotonic() - t0 < 10
-    assert "waiting up to 1 s (ray.gpu_wait_s) for 2 GPU(s)" in notes[0]
+    said = [r.getMessage() for r in caplog.records if r.name == "semgen_ray.gpus"]
+    assert "waiting up to 1 s (ray.gpu_wait_s) for 2 GPU(s)" in said[0]
 
 
 @pytest.mark.usefixtures("ray_local")

@@ -104,5 +104,5 @@ def test_an_aborted_fit_exports_nothing_and_writes_no_record(tmp_path):
     out.mkdir()
     config = load_config(None, ["train.max_epochs=10"])
     with pytest.raises(PretrainError, match="interrupted at step 24"):
-        _finish(config, {}, None, result, 1.0, "store", "manifest", out, str(tmp_path), None, print)
+        _finish(config, {}, None, result, 1.0, "store", "manifest", out, str(tmp_path), None)
     assert list(out.iterdir()) == []

@@ -13,12 +13,14 @@ pytestmark = pytest.mark.usefixtures("ray_local")
 def test_pretrain_runs_available_stages_and_reruns_idempotently(tmp_path, capsys):
     args = ["--run-dir", str(tmp_path / "run"), "--set", "phantoms.n=3", "--stages", "data,stream",
             "--set", "phantoms.shape=[64, 64, 32]", "--set", "data.volume_shape=[32, 32, 16]"]
-    assert main(args) == 0
+    assert main(args + ["--set", "train.objective=inpainting_classification"]) == 0
     out = capsys.readouterr().out
     assert "run directory:" in out
+    assert f"stream check: {tmp_path / 'run' / 'stream.json'}" in out   # says where the record went
     store = open_store(tmp_path / "run" / "store.zarr")
     assert store.patient_ids == ["phantom_00000", "phantom_00001", "phantom_00002"]
     assert store.has_label("phantom_00000")
+    assert set(store.shapes().values()) == {(64, 64, 32)}  # phantoms.shape (cpu-tiny: 128x128x64)
     stream = json.loads((tmp_path / "run" / "stream.json").read_text())
     assert stream["volumes"]["rows"] == 3 and stream["cubes"]["rows"] == 3 * 8
     assert stream["cubes"]["shape"] == [32, 32, 16]
@@ -28,6 +30,14 @@ def test_pretrain_runs_available_stages_and_reruns_idempotently(tmp_path, capsys
     # textured tissue nearly every voxel differs (0.98 measured)
     assert 0.8 <= stream["restoration_pairs"]["fraction_voxels_changed"] <= 1.0
     assert (tmp_path / "run" / "config.yaml").is_file()
+    # Issue 16: the stream check corrupts with the policy training gets, the objective's fields included
+    # (in-painting only), not with the preset and the user's overrides alone.
+    from semgen_ray.config import load_config
+    from semgen_ray.train.trainer import loop_config
+
+    trains = loop_config(load_config(tmp_path / "run" / "config.yaml"), 3, False, None)["corruption_policy"]
+    assert stream["restoration_pairs"]["policy"] == trains.to_dict()
+    assert stream["restoration_pairs"]["policy"]["one_of_weights"] == [0.0, 0.0, 1.0, 0.0]
     # A second run finds every phantom unchanged.
     assert main(args + ["--stages", "data"]) == 0
     assert "3 unchanged (skipped)" in capsys.readouterr().out
@@ -59,6 +69,8 @@ def test_pretrain_streams_an_ingested_store(tmp_path, real_data, capsys):
     assert "using the existing store" in capsys.readouterr().out
     stream = json.loads((tmp_path / "run" / "stream.json").read_text())
     assert stream["patients"] == 3 and stream["cubes"]["rows"] == 24
+    # data.volume_shape / data.cube_size: the stage checks every streamed batch against them
+    assert stream["volumes"]["shape"] == [32, 32, 8] == stream["cubes"]["shape"]
 
 
 def test_pretrain_refuses_unknown_stages_and_bad_config(tmp_path, capsys):
@@ -115,7 +127,7 @@ def test_a_store_named_with_store_is_read_never_written(tmp_path, make_phantom_s
 
 def _fake_training(calls, steps=60, interrupt_at=None):
     """Stands in for run_pretraining: the stage's record logic is under test, not the training."""
-    def run_pretraining(config, store_uri, manifest, out, log=print, force=False, fault_injection=None):
+    def run_pretraining(config, store_uri, manifest, out, force=False, fault_injection=None):
         calls.append(force)
         if interrupt_at is not None:
             raise KeyboardInterrupt(f"Ctrl-C at step {interrupt_at}")
@@ -133,29 +145,38 @@ def _fake_training(calls, steps=60, interrupt_at=None):
 def test_a_forced_train_stage_that_is_interrupted_is_never_reused(tmp_path, monkeypatch, capsys):
     """Issue 15: `--stages train --force`, Ctrl-C at step 24, then `--resume`: the stage runs again
     (resuming from its checkpoints) instead of reporting the old 60-step run it replaced."""
-    import semgen_ray.train
+    import os
+
+    import semgen_ray.train.trainer
 
     run = tmp_path / "run"
     (run / "discovery").mkdir(parents=True)
     (run / "discovery" / "patterns.parquet").write_bytes(b"a pattern manifest")
     args = ["--run-dir", str(run), "--stages", "train"]
     calls = []
-    monkeypatch.setattr(semgen_ray.train, "run_pretraining", _fake_training(calls))
+    monkeypatch.setattr(semgen_ray.train.trainer, "run_pretraining", _fake_training(calls))
     assert main(args) == 0 and main(args) == 0  # the second run reuses the first
     assert calls == [False] and "already holds this pretraining" in capsys.readouterr().out
     assert json.loads((run / "train" / "train.json").read_text())["steps"] == 60
+    # Issue 16: the key is the manifest's content, not its timestamps; a changed export is not reused
+    os.utime(run / "discovery" / "patterns.parquet", (1, 1))
+    assert main(args) == 0 and calls == [False] and "already holds this pretraining" in capsys.readouterr().out
+    (run / "train" / "export" / "model_card.json").write_text('{"checkpoint": "elsewhere"}')
+    assert main(args) == 0 and calls == [False, False] and "already holds" not in capsys.readouterr().out
 
-    monkeypatch.setattr(semgen_ray.train, "run_pretraining", _fake_training(calls, interrupt_at=24))
-    with pytest.raises(KeyboardInterrupt):
-        main(args + ["--force"])
-    assert calls == [False, True]
+    monkeypatch.setattr(semgen_ray.train.trainer, "run_pretraining", _fake_training(calls, interrupt_at=24))
+    # Ctrl-C: one line saying how to continue (the stages this command ran), no traceback
+    assert main(args + ["--force"]) == 130
+    assert f"interrupted: continue with `python -m semgen_ray.pretrain --resume {run} --stages train`" \
+        in capsys.readouterr().err
+    assert calls == [False, False, True]
     # the record and the export that pointed at the deleted checkpoints are gone
     assert not (run / "train" / "train.json").exists() and not (run / "train" / "export").exists()
 
-    monkeypatch.setattr(semgen_ray.train, "run_pretraining", _fake_training(calls, steps=61))
+    monkeypatch.setattr(semgen_ray.train.trainer, "run_pretraining", _fake_training(calls, steps=61))
     assert main(["--resume", str(run), "--stages", "train"]) == 0
     out = capsys.readouterr().out
-    assert "already holds" not in out and calls == [False, True, False]
+    assert "already holds" not in out and calls == [False, False, True, False]
     assert "'steps': 61" in out and json.loads((run / "train" / "train.json").read_text())["steps"] == 61
 
 
@@ -174,7 +195,7 @@ def test_a_forced_discovery_deletes_its_records_before_it_starts(tmp_path, make_
         raise KeyboardInterrupt("Ctrl-C while the auto-encoder trains")
 
     monkeypatch.setattr(ae, "train_autoencoder", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        main(["--run-dir", str(tmp_path / "run"), "--store", store, "--stages", "discover", "--force",
-              "--set", "discovery.k_train=2", "--set", "discovery.k_val=2"])
+    assert main(["--run-dir", str(tmp_path / "run"), "--store", store, "--stages", "discover", "--force",
+                 "--set", "discovery.k_train=2", "--set", "discovery.k_val=2", "--set", "discovery.num_classes=4"]) == 130
+    assert "--resume" in capsys.readouterr().err
     assert [name for name in records if (disc / name).exists()] == []

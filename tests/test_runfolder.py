@@ -72,3 +72,26 @@ def test_s3_without_credentials_says_so(s3, monkeypatch, tmp_path):
 def test_unknown_scheme_is_a_clear_error():
     with pytest.raises(RunFolderError, match="nosuch://b/run: unknown storage protocol 'nosuch'"):
         runfolder.prepare("nosuch://b/run")
+
+
+def test_one_resolver_for_every_configured_path(tmp_path, monkeypatch):
+    """Issue 16: the stages' artefacts, the store, Ray Train's storage and the evaluation's paths are
+    resolved by one function: relative ones inside the run folder (absolute on request, for Ray Train
+    and Tune), absolute paths and URIs as given, and nothing climbs out with ``..``."""
+    import os
+
+    from semgen_ray.config import ConfigError, load_config
+    from semgen_ray.train.trainer import _storage
+
+    monkeypatch.chdir(tmp_path)
+    assert runfolder.inside("runs/a", "store.zarr") == "runs/a/store.zarr"
+    assert runfolder.inside("runs/a", "checkpoints", absolute=True) == str(tmp_path / "runs" / "a" / "checkpoints")
+    assert runfolder.inside("s3://b/run/", "checkpoints", absolute=True) == "s3://b/run/checkpoints"
+    assert runfolder.inside("runs/a", "/data/s.zarr") == "/data/s.zarr"
+    assert runfolder.inside("runs/a", "gs://b/s.zarr", absolute=True) == "gs://b/s.zarr"
+    with pytest.raises(RunFolderError, match="leaves the run folder runs/a"):
+        runfolder.inside("runs/a", "x/../../y")
+    config = load_config(None, ["train.storage_path=ckpt"])
+    assert _storage(config, "runs/a/train") == os.path.join(str(tmp_path), "runs", "a", "train", "ckpt")
+    with pytest.raises(ConfigError, match="train.storage_path: '../x' leaves the run folder"):
+        load_config(None, ["train.storage_path=../x"])

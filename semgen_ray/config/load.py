@@ -172,20 +172,23 @@ def parse_override(text: str) -> dict:
     return out
 
 
-def load_config(source: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> SemGenConfig:
+def load_config(source: str | Path | dict | None = None, overrides: typing.Sequence[str] = ()) -> SemGenConfig:
     """Load a config from a preset name or a YAML file, apply overrides, validate.
 
     A YAML file may start from a preset with a top-level ``preset: cpu-tiny`` key; its other keys
     override that preset.
 
     Args:
-        source: ``None`` (the ``cpu-tiny`` preset), a preset name, or a path to a YAML file.
+        source: ``None`` (the ``cpu-tiny`` preset), a preset name, a path to a YAML file, or a dict
+            of sections (``{}``: the schema's defaults).
         overrides: ``section.key=value`` strings, applied in order.
 
     Raises:
         ConfigError: unknown keys (with the closest known key), wrong types, out-of-range values.
     """
-    if source is None or str(source) in PRESETS:
+    if isinstance(source, dict):
+        data = dict(source)
+    elif source is None or str(source) in PRESETS:
         data = preset_dict(str(source or "cpu-tiny"))
     else:
         path = Path(source)

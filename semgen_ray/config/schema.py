@@ -1,13 +1,14 @@
 """Typed configuration of every pipeline stage.
 
 Each section is a frozen dataclass that validates itself in ``__post_init__`` and does nothing else
-(no directories, no files, no Ray). Values and their sources are in SPEC.md; the ``paper`` preset
+(no directories, no files, no Ray). Values and their sources are in docs/method.md; the ``paper`` preset
 reproduces the reference sizes and ``cpu-tiny`` shrinks the same pipeline to run on 2 CPU cores.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 MODALITY_OVERRIDES = (None, "CT", "MR", "OT")
 
@@ -50,7 +51,7 @@ class StoreConfig:
     Args:
         uri: local path or fsspec URI (``s3://bucket/cohort.zarr``). Relative paths are relative to
             the run directory.
-        chunks: Zarr chunk shape (x, y, z); large chunks suit whole-region reads (RAY_NOTES.md §2).
+        chunks: Zarr chunk shape (x, y, z); large chunks suit whole-region reads (docs/operations.md §2).
         clevel: Blosc/zstd compression level, 1-9.
     """
 
@@ -71,7 +72,7 @@ class IngestConfig:
     Args:
         modality: force ``CT``/``MR``/``OT`` instead of detecting it.
         target_spacing: resample every volume to this spacing in mm (x, y, z); None keeps native
-            spacing, as the reference does (SPEC.md §1.1).
+            spacing, as the reference does (docs/method.md §1.1).
         uneven_spacing: DICOM series with uneven slice steps: ``warn`` (keep, note it), ``resample``
             (onto the median step) or ``error`` (reject the series).
         id_from: patient ids from file/folder ``name`` or the DICOM ``PatientID`` tag (``dicom``).
@@ -165,7 +166,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class DiscoveryConfig:
-    """Self-discovery of anatomical patterns (SPEC.md §1.3-§2).
+    """Self-discovery of anatomical patterns (docs/method.md §1.3-§2).
 
     Args:
         num_classes: C, reference patients = pseudo-classes (paper 44).
@@ -175,7 +176,7 @@ class DiscoveryConfig:
         border_xy, border_z: margins of the coordinate draw (100, 30 voxels).
         lung_threshold_hu, lung_max: the "mostly lung" test: at most ``lung_max`` of the window
             (weighted) at or above ``lung_threshold_hu`` (-150 HU, 0.15).
-        min_distance: minimum Euclidean voxel distance between class coordinates (5, SPEC.md §2.1):
+        min_distance: minimum Euclidean voxel distance between class coordinates (5, docs/method.md §2.1):
             each new class's coordinate keeps at least this far from every earlier class's.
         max_tries: coordinate draws per reference before another reference is taken (200).
         autoencoder: ``bottleneck`` (no skips, default) or ``unet`` (skips; can copy its input).
@@ -191,7 +192,7 @@ class DiscoveryConfig:
         hnsw_pca_dim: 0 (default) builds the graph over the full embeddings; > 0 over their leading
             principal components, candidates re-ranked by full-dimension distance (faster for
             embeddings of low intrinsic dimension; the recall is measured and recorded each run).
-        ae_epochs, ae_batch_size, ae_lr, ae_patience: the auto-encoder's training (SPEC.md §1.3:
+        ae_epochs, ae_batch_size, ae_lr, ae_patience: the auto-encoder's training (docs/method.md §1.3:
             up to 10,000 epochs, batch 8, Adam 1e-3, early stopping after 50 epochs).
         ae_workers: Ray Train workers for the auto-encoder.
         use_gpu: ``auto`` (GPUs when the cluster has or can scale up GPU nodes), ``true`` (wait for
@@ -247,7 +248,7 @@ class DiscoveryConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The U-Net 3D with its classification head (SPEC.md §4); built by ``semgen_ray.models.build_model``.
+    """The U-Net 3D with its classification head (docs/method.md §4); built by ``semgen_ray.models.build_model``.
 
     Args:
         width: channels of the first convolution (reference 32; the levels are 2w, 4w, 8w, 16w).
@@ -255,14 +256,14 @@ class ModelConfig:
             reference), ``group`` or ``instance``.
         head: ``torch`` (conv 1024 → GAP → fc, the PyTorch reference), ``keras``
             (conv 512 → GAP → fc 1024 → fc) or ``linear`` (GAP → fc, the fine-tuning head of
-            SPEC.md §6.1); ``None``: no head.
+            docs/method.md §6.1); ``None``: no head.
         num_classes: C, outputs of the classification head; ``None`` (default) builds no head. The
             pretraining stage sets it from ``discovery.num_classes``.
         depth: resolution levels (reference 4 = 3 poolings); inputs must be divisible by 2**(depth-1).
         in_channels: input channels (1 for CT).
         out_channels: reconstruction / segmentation channels (1 in the reference).
         embed_dim: bottleneck channels, also the size of the auto-encoder's patient embedding
-            (SPEC.md §1.3); ``None``: width·2**depth (512 at width 32).
+            (docs/method.md §1.3); ``None``: width·2**depth (512 at width 32).
         out_activation: ``sigmoid`` on the decoder output (the reference) or ``None`` for logits.
     """
 
@@ -296,11 +297,17 @@ class ModelConfig:
 #: Pretraining objectives (``train.objective``); see :mod:`semgen_ray.train.objectives`.
 OBJECTIVES = ("semantic_genesis", "restoration", "classification", "inpainting_classification",
               "shuffling_classification")
+#: Corruption policy fields an objective fixes on top of ``train.corruption_overrides``: the paper's
+#: add-ons restore from one corruption, always (``one_of`` mode with a single non-zero weight).
+OBJECTIVE_CORRUPTION = {
+    "inpainting_classification": {"mode": "one_of", "one_of_weights": (0.0, 0.0, 1.0, 0.0)},
+    "shuffling_classification": {"mode": "one_of", "one_of_weights": (1.0, 0.0, 0.0, 0.0)},
+}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Self-classification + self-restoration pretraining (SPEC.md §5).
+    """Self-classification + self-restoration pretraining (docs/method.md §5).
 
     Args:
         batch_size: cubes per worker per step (reference 64).
@@ -405,9 +412,12 @@ class TrainConfig:
         _use_gpu(self, "train.use_gpu")
         _require(self.shuffle_buffer >= 0, "train.shuffle_buffer must be >= 0")
         _require(bool(self.storage_path), "train.storage_path must not be empty")
-        _require("://" in self.storage_path or self.storage_path.startswith("/")
-                 or ".." not in self.storage_path.replace("\\", "/").split("/"),
-                 f"train.storage_path {self.storage_path!r} leaves the run folder: give an absolute path or a URI")
+        from semgen_ray.runfolder import RunFolderError, inside  # the run's one path resolver (stdlib only)
+
+        try:
+            inside("<run_dir>/train", self.storage_path)
+        except RunFolderError as err:
+            raise ConfigError(f"train.storage_path: {err}") from err
         _require(self.lr > 0, "train.lr must be positive")
         _require(self.lambda_cls >= 0 and self.lambda_rec >= 0, "train loss weights must be >= 0")
         _require(self.patience >= 1 and self.max_epochs >= 1, "train.patience and max_epochs must be >= 1")
@@ -415,18 +425,31 @@ class TrainConfig:
         _choice("train.precision", self.precision, ("bf16", "fp16", "fp32"))
         _choice("train.zero_stage", self.zero_stage, (0, 1, 2, 3))
         _choice("train.corruption", self.corruption, ("sg", "mg", "sg_keras"))
-        from semgen_ray.transforms.policy import PolicyError, policy_from_preset  # numpy only
+        _require(isinstance(self.corruption_overrides, dict),
+                 f"train.corruption_overrides must be a mapping of policy fields, got {self.corruption_overrides!r}")
+        from semgen_ray.transforms.policy import PolicyError  # numpy only
 
         try:
-            policy_from_preset(self.corruption, **self.corruption_overrides)
+            self.corruption_policy  # built (and checked) once, with the config
         except PolicyError as err:
             raise ConfigError(f"train.corruption_overrides: {err}") from err
         _choice("train.target", self.target, ("original", "deformed"))
 
+    @cached_property
+    def corruption_policy(self):
+        """The run's :class:`~semgen_ray.transforms.CorruptionPolicy`: the ``corruption`` preset with
+        ``corruption_overrides`` and then the objective's own fields (:data:`OBJECTIVE_CORRUPTION`) on
+        top. The only place they are merged; built once per config and handed as this object to the
+        stream check, the Ray Data workers, the training workers and the report."""
+        from semgen_ray.transforms.policy import policy_from_preset
+
+        return policy_from_preset(self.corruption, **{**self.corruption_overrides,
+                                                      **OBJECTIVE_CORRUPTION.get(self.objective, {})})
+
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    """Target-task evaluation (SPEC.md §6): seeded fine-tuning trials per arm.
+    """Target-task evaluation (docs/method.md §6): seeded fine-tuning trials per arm.
 
     Args:
         trials: runs per arm, task and label fraction (paper 10), seeds 0 .. trials-1.
@@ -442,17 +465,17 @@ class EvaluateConfig:
         curve_fractions: more label fractions run for the label-efficiency curve (empty: none).
         curve_trials: seeds per arm and task at each curve fraction (0: ``trials``); fewer make the
             curve cheaper without touching the primary comparison.
-        lr, batch_size: fine-tuning (SPEC.md §6.2: Adam 1e-3).
+        lr, batch_size: fine-tuning (docs/method.md §6.2: Adam 1e-3).
         max_steps: optimizer steps per trial at most (the budget counts steps, not epochs).
         eval_every: validate on the whole validation split every this many steps.
         patience: validations without improvement before early stopping.
         lr_patience: validations without improvement before the LR is halved (< ``patience``,
             so the schedule acts before training stops).
         per_task: per-task overrides of the fine-tuning settings above, task → {setting: value}, e.g.
-            ``{classification: {batch_size: 24, patience: 10}}`` (the ``paper`` preset holds SPEC.md
+            ``{classification: {batch_size: 24, patience: 10}}`` (the ``paper`` preset holds docs/method.md
             §6.2's per-task values).
         head: classification head for fine-tuning: ``linear`` (global pooling of the encoder
-            output + one linear layer, SPEC.md §6.1) or the pretraining heads ``torch`` / ``keras``.
+            output + one linear layer, docs/method.md §6.1) or the pretraining heads ``torch`` / ``keras``.
         cpus_per_trial: CPUs per Tune trial (trials run in parallel as CPUs allow).
         use_gpu: ``auto`` / ``true`` / ``false`` for the fine-tuning trials (:mod:`semgen_ray.gpus`).
         gpus_per_trial: GPUs per trial when on GPUs (a fraction shares a GPU between trials).

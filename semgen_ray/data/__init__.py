@@ -20,7 +20,7 @@ Design notes:
   8 patients of 256×256×128, 768 cubes of 64×64×32 per pass to the driver, two runs): Datasource
   520-580 native / 234-325 rescaled cubes/s, from_items 445-568 / 267-273, i.e. equal within the noise
   of this shared machine. The Datasource was kept: it is the plug-in shape of Ray's own readers, and its
-  size estimates let the streaming executor budget memory. (RAY_NOTES.md §2 found a Datasource 2×
+  size estimates let the streaming executor budget memory. (docs/operations.md §2 found a Datasource 2×
   slower, with output split into tiny blocks and projected by a separate ``select_columns``; here
   ``override_num_blocks`` = tasks and ``columns=`` projects inside the read task.) For scale: the same
   crop-on-read in one process without Ray ran at 726-852 / 288-374 cubes/s, uncompressed ``.npy`` +
@@ -28,7 +28,7 @@ Design notes:
 * Resources: each read task reserves ``num_cpus=1`` by default (override per call); ``concurrency``
   caps parallel tasks (each holds one patient's region). With Ray Train on the same 2-CPU node,
   give train workers ``resources_per_worker={"CPU": 0.5}`` or start Ray with more logical CPUs, or
-  Data gets a budget of 0 and hangs (RAY_NOTES.md §2).
+  Data gets a budget of 0 and hangs (docs/operations.md §2).
 * Edges: boxes must lie inside the volume; an out-of-range box raises ``BoxError`` naming patient and
   box (checked against the manifest in the driver, and against the array in the task).
 * Every task opens the store from its URI (local path or fsspec URI), so the same call runs in local

@@ -122,8 +122,8 @@ def build_dataset(specs: Sequence[ReadSpec], name: str, *, num_cpus: float = 1.0
         import pickle
 
         items = [{"spec": pickle.dumps(s)} for s in specs]
+        compute = ray.data.TaskPoolStrategy(size=concurrency) if concurrency else None
         return ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
-            _run_pickled, batch_size=1, batch_format="pyarrow", num_cpus=num_cpus,
-            concurrency=concurrency, **remote,
+            _run_pickled, batch_size=1, batch_format="pyarrow", num_cpus=num_cpus, compute=compute, **remote,
         )
     raise ValueError(f"construction must be 'datasource' or 'items', got {construction!r}")

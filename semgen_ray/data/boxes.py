@@ -1,6 +1,6 @@
 """The crop-box table: which voxels of which patient make each training cube.
 
-Contract (the pattern manifest of ARCHITECTURE.md carries these columns):
+Contract (the pattern manifest of docs/design.md carries these columns):
 
 =============== ======= ================================================================
 column          type    meaning

@@ -1,7 +1,7 @@
 """Crop-on-read for one patient, without Ray: read the bounding region of its boxes once, cut every
 box in memory, window the intensities and resize the crops whose size differs from the cube size.
 
-Measured (RAY_NOTES.md §2): many small unaligned Zarr reads are about 13× slower than one read of a
+Measured (docs/operations.md §2): many small unaligned Zarr reads are about 13× slower than one read of a
 volume or slab followed by in-memory cropping, so a read task handles all boxes of a patient together.
 """
 

@@ -105,7 +105,7 @@ def read_crops(store_uri: str, boxes, cube_size: Sequence[int] = (64, 64, 32), n
         max_boxes_per_task: split patients with more boxes into several tasks (each reads its own
             bounding region once). None: one task per patient.
         num_cpus: CPUs reserved per read task (default 1). With Ray Train on the same small node,
-            leave CPUs to Data (RAY_NOTES.md §2: train workers at 0.5 CPU, or logical ``num_cpus``).
+            leave CPUs to Data (docs/operations.md §2: train workers at 0.5 CPU, or logical ``num_cpus``).
         concurrency: cap on concurrent read tasks (each holds one patient region in memory).
         ray_remote_args: extra ``ray.remote`` options for read tasks (memory, label_selector, …).
         validate: check patients and bounds against the store manifest in the driver (default);

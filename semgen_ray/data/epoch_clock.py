@@ -1,6 +1,6 @@
 """The epoch clock: tells Ray Data workers which training epoch they are producing data for.
 
-Per-sample corruption seeds derive from (run seed, epoch, sample id) (ARCHITECTURE.md, "Decisions").
+Per-sample corruption seeds derive from (run seed, epoch, sample id) (docs/design.md, "Decisions and why").
 On the training device the epoch is known; a ``map_batches`` function on a Ray Data CPU worker does
 not know it, because Ray Train re-executes the same dataset every epoch. Drawing fresh OS entropy
 per pass instead made pretraining irreproducible. The clock is a tiny named actor (no CPU) owned by

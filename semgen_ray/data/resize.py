@@ -28,7 +28,8 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def _target(shape: Sequence[int]) -> tuple[int, int, int]:
+def target_shape(shape: Sequence[int]) -> tuple[int, int, int]:
+    """``shape`` as three positive ints (the resize target), else a ``ValueError``."""
     out = tuple(int(s) for s in shape)
     if len(out) != 3 or min(out) < 1:
         raise ValueError(f"target shape must be 3 positive ints, got {tuple(shape)!r}")
@@ -54,7 +55,7 @@ def resize(array: np.ndarray, shape: Sequence[int], antialias: bool = True) -> n
     import torch
     import torch.nn.functional as F
 
-    target = _target(shape)
+    target = target_shape(shape)
     x = np.asarray(array)
     if x.ndim not in (3, 4):
         raise ValueError(f"resize takes (X, Y, Z) or (N, X, Y, Z), got shape {x.shape}")
@@ -94,7 +95,7 @@ def resize_crops(crops: Sequence[np.ndarray], shape: Sequence[int], antialias: b
 
     Returns a float32 array ``(len(crops), *shape)`` in the order of ``crops``.
     """
-    target = _target(shape)
+    target = target_shape(shape)
     out = np.empty((len(crops), *target), dtype=np.float32)
     by_shape: dict[tuple[int, ...], list[int]] = {}
     for i, c in enumerate(crops):

@@ -1,6 +1,6 @@
 """Random sub-volumes: draw boxes from a seed derived from (seed, epoch, patient id), then read them
 with the crop-on-read machinery. Drawing is separate from reading, so a draw can be inspected,
-recorded and replayed (ARCHITECTURE.md, "randomness")."""
+recorded and replayed (docs/design.md, "Decisions and why": randomness)."""
 
 from __future__ import annotations
 

@@ -63,10 +63,10 @@ def read_volumes(store_uri: str, shape: Sequence[int] = (128, 128, 64),
         so the resampled grid's spacing is ``spacing / scale``.
     """
     from semgen_ray.data.boxes import BoxError
-    from semgen_ray.data.resize import _target
+    from semgen_ray.data.resize import target_shape
     from semgen_ray.store import open_store
 
-    target = _target(shape)
+    target = target_shape(shape)
     shapes = open_store(store_uri).shapes()
     pids = sorted(shapes) if patient_ids is None else [str(p) for p in patient_ids]
     unknown = [p for p in pids if p not in shapes]

@@ -1,4 +1,4 @@
-"""Training the self-discovery auto-encoder on whole scans with Ray Train (SPEC.md §1.3).
+"""Training the self-discovery auto-encoder on whole scans with Ray Train (docs/method.md §1.3).
 
 Whole scans are read and resized by :func:`semgen_ray.data.volumes.read_volumes` (only the numeric
 ``volume`` column) and handed to a Ray Train :class:`~ray.train.torch.TorchTrainer` as the ``train``
@@ -22,7 +22,7 @@ in tests/discovery). A resumed run restarts the execution index, so its later ep
 (still seeded) orders than an uninterrupted run.
 
 Resources: on the 2-core machine a Train worker that takes a whole CPU leaves Ray Data no budget and
-the run hangs (RAY_NOTES.md §1/§2); the default ``cpus_per_worker=0.5`` avoids it.
+the run hangs (docs/operations.md §1/§2); the default ``cpus_per_worker=0.5`` avoids it.
 """
 
 from __future__ import annotations
@@ -48,6 +48,13 @@ def _build(model_kwargs: Mapping[str, Any]):
     kwargs = dict(model_kwargs or {})
     preset = kwargs.pop("preset_or_config", None)
     return build_autoencoder(preset, **kwargs)
+
+
+def epoch_line(metrics: dict, max_epochs: int) -> str:
+    """The console line of one auto-encoder epoch (from rank 0's reported metrics)."""
+    return (f"[discover] auto-encoder epoch {metrics['epoch']}/{max_epochs}: train loss {metrics['train_loss']:.5f}, "
+            f"val loss {metrics['val_loss']:.5f} (best {metrics['best_val_loss']:.5f} at epoch "
+            f"{metrics['best_epoch']}), lr {metrics['lr']:.1e}")
 
 
 def lr_patience_for(patience: int) -> int:
@@ -164,7 +171,7 @@ def train_autoencoder(store_uri: str, patient_ids_train: Sequence[str], patient_
 
     Args:
         store_uri: the volume store.
-        patient_ids_train, patient_ids_val: the splits (SPEC.md §1.2); both must be non-empty.
+        patient_ids_train, patient_ids_val: the splits (docs/method.md §1.2); both must be non-empty.
         model_kwargs: :func:`semgen_ray.models.build_autoencoder` arguments; the optional key
             ``preset_or_config`` (a preset name, YAML path, ``ModelConfig`` or dict) is its first
             argument, the rest are overrides (``width``, ``depth``, ``norm``, ``skips``, …).
@@ -205,6 +212,7 @@ def train_autoencoder(store_uri: str, patient_ids_train: Sequence[str], patient_
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
 
     import copy
+    import functools
 
     import ray.data
     import torch
@@ -215,6 +223,7 @@ def train_autoencoder(store_uri: str, patient_ids_train: Sequence[str], patient_
     from semgen_ray.data.volumes import read_volumes
     from semgen_ray.models import export_weights, load_weights
     from semgen_ray.gpus import decide_gpus
+    from semgen_ray.logs import ReportRelay
     from semgen_ray.runtime import init_ray
 
     init_ray(ray_config)
@@ -245,20 +254,23 @@ def train_autoencoder(store_uri: str, patient_ids_train: Sequence[str], patient_
               "max_epochs": int(max_epochs), "patience": int(patience),
               "lr_patience": int(lr_patience if lr_patience is not None else lr_patience_for(patience)),
               "seed": int(seed), "precision": precision}
+    datasets = {"train": volumes(patient_ids_train, True), "val": volumes(patient_ids_val, False)}
+    relay = ReportRelay("discover", functools.partial(epoch_line, max_epochs=int(max_epochs)), __name__)
     trainer = TorchTrainer(
         _train_loop,
         train_loop_config=config,
         torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=int(num_workers), use_gpu=gpu,
                                      resources_per_worker={"CPU": float(cpus_per_worker)}),
-        run_config=RunConfig(name=name, storage_path=str(run_dir),
+        run_config=RunConfig(name=name, storage_path=str(run_dir), callbacks=relay.callbacks,
                              checkpoint_config=CheckpointConfig(num_to_keep=2,
                                                                 checkpoint_score_attribute="val_loss",
                                                                 checkpoint_score_order="min")),
-        datasets={"train": volumes(patient_ids_train, True), "val": volumes(patient_ids_val, False)},
+        datasets=datasets,
         dataset_config=DataConfig(execution_options=ingest),
     )
-    result = trainer.fit()
+    with relay:  # the epoch lines, from Ray Train's controller to this log
+        result = trainer.fit()
     if result.error is not None:
         raise RuntimeError(f"auto-encoder training failed: {result.error}") from result.error
     if result.checkpoint is None:
@@ -278,7 +290,7 @@ def train_autoencoder(store_uri: str, patient_ids_train: Sequence[str], patient_
 
     card = {"input_size": list(shape), "name": "self-discovery auto-encoder",
             "intensity": store_card_entry(str(store_uri)),
-            "description": "whole-scan auto-encoder (SPEC.md §1.3); embedding = pooled bottleneck",
+            "description": "whole-scan auto-encoder (docs/method.md §1.3); embedding = pooled bottleneck",
             "epoch": int(latest["best_epoch"]),
             "lineage": {"store_uri": str(store_uri),
                         "training_config": {**config, "num_workers": int(num_workers),

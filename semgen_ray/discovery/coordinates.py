@@ -1,7 +1,7 @@
-"""The class coordinate in a reference volume, and its correspondence in the neighbours (SPEC.md §2.1).
+"""The class coordinate in a reference volume, and its correspondence in the neighbours (docs/method.md §2.1).
 
 :func:`draw_coordinate` follows ``get_random_coordinate`` of the reference with its defects fixed
-(SPEC.md §10.13):
+(docs/method.md §10.13):
 
 - candidates are inclusive uniform integers ``x ∈ [bxy, X-cx-1-bxy]``, ``y ∈ [bxy, Y-cy-1-bxy]``,
   ``z ∈ [bz, Z-cz-len_depth-1-bz]`` (the paper: 100, 30 voxels; 64×64×32 cubes, ``len_depth=3``);
@@ -55,7 +55,7 @@ def _param(name: str, config: Any, overrides: dict) -> Any:
 
 def candidate_ranges(shape: Sequence[int], cube: Sequence[int], border_xy: int, border_z: int,
                      len_depth: int = LEN_DEPTH) -> tuple[tuple[int, int], ...] | None:
-    """Inclusive (lo, hi) ranges of x, y, z for the draw, or None when a range is empty (SPEC §2.1)."""
+    """Inclusive (lo, hi) ranges of x, y, z for the draw, or None when a range is empty (docs/method.md §2.1)."""
     X, Y, Z = (int(s) for s in shape)
     cx, cy, cz = (int(c) for c in cube)
     ranges = ((border_xy, X - cx - 1 - border_xy),

@@ -1,4 +1,4 @@
-"""Patient embeddings from the trained auto-encoder (SPEC.md §1.3) with Ray Data batch inference.
+"""Patient embeddings from the trained auto-encoder (docs/method.md §1.3) with Ray Data batch inference.
 
 :func:`embed_patients` reads whole scans with :func:`semgen_ray.data.volumes.read_volumes` and maps
 them through :class:`Embedder`, a callable class run by a fixed pool of ``concurrency`` actors, each
@@ -90,6 +90,8 @@ def embed_patients(store_uri: str, model_dir: str | os.PathLike, volume_shape: S
         EmbeddingError: a non-finite embedding (names the patients) or a missing patient.
         ValueError: ``volume_shape`` differs from the model card's input size.
     """
+    import ray.data
+
     from semgen_ray import runfolder
     from semgen_ray.data.volumes import read_volumes
     from semgen_ray.models import read_card
@@ -112,9 +114,12 @@ def embed_patients(store_uri: str, model_dir: str | os.PathLike, volume_shape: S
     # the same patients share a model call every run: batched kernels (and batch-statistics norms)
     # then give the same numbers, and the neighbours do not move between identical runs
     ds.context.execution_options.preserve_order = True
+    # max_restarts=0: a lost embedding actor fails this short step, which the discover stage redoes
+    # (reusing the trained auto-encoder); Ray Data's default restarts make Ray's core worker print an
+    # error line on every run (ray-project/ray#57733)
     out = ds.map_batches(Embedder, fn_constructor_kwargs={"model_dir": model_dir, "use_gpu": num_gpus > 0},
-                         concurrency=int(concurrency), batch_size=int(batch_size), batch_format="numpy",
-                         num_gpus=num_gpus, num_cpus=num_cpus)
+                         compute=ray.data.ActorPoolStrategy(size=int(concurrency)), batch_size=int(batch_size),
+                         batch_format="numpy", num_gpus=num_gpus, num_cpus=num_cpus, max_restarts=0)
     rows = out.take_all()
     rows.sort(key=lambda r: str(r["patient_id"]))
     ids = [str(r["patient_id"]) for r in rows]

@@ -1,4 +1,4 @@
-"""Foreground tests for the coordinate draw of self-discovery (SPEC.md §2.1).
+"""Foreground tests for the coordinate draw of self-discovery (docs/method.md §2.1).
 
 Two rules, selectable by name with :func:`make_foreground_test`:
 

@@ -1,4 +1,4 @@
-"""Patient-level K-nearest-neighbour index over auto-encoder embeddings (SPEC §1.4, RAY_NOTES §4).
+"""Patient-level K-nearest-neighbour index over auto-encoder embeddings (docs/method.md §1.4, docs/operations.md §4).
 
 Self-discovery sorts patients by Euclidean (L2) distance between their 512-d features. This module
 answers that question two ways behind one interface:
@@ -48,7 +48,9 @@ def _as_float32_2d(x, name: str) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
-def _check_k(k: int, n: int) -> int:
+def check_k(k: int, n: int) -> int:
+    """``k`` as an int when it is a positive integer no larger than the ``n`` rows of an index (else a
+    ``ValueError`` saying which); shared by the exact search, the index and the reference queries."""
     if int(k) != k or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     if k > n:
@@ -72,7 +74,7 @@ def exact_knn(queries, data, k: int, block: int = 8192, query_block: int = 1024,
     if q.shape[1] != x.shape[1]:
         raise ValueError(f"queries have dim {q.shape[1]} but data has dim {x.shape[1]}")
     n = x.shape[0]
-    k = _check_k(k, n)
+    k = check_k(k, n)
     block = max(int(block), k)
     x_sq = (np.einsum("ij,ij->i", x, x) if data_sq_norms is None
             else np.asarray(data_sq_norms, dtype=np.float32))
@@ -183,7 +185,7 @@ class EmbeddingIndex:
         if pca_dim and method != "hnsw":
             raise ValueError(f"pca_dim applies to method='hnsw' only (got method={method!r}, pca_dim={pca_dim})")
         if space != "l2":
-            raise ValueError(f"only space='l2' (Euclidean, SPEC §1.4) is supported, got {space!r}")
+            raise ValueError(f"only space='l2' (Euclidean, docs/method.md §1.4) is supported, got {space!r}")
         x = _as_float32_2d(embeddings, "embeddings")
         ids = [str(i) for i in ids]
         if len(ids) != x.shape[0]:
@@ -265,7 +267,7 @@ class EmbeddingIndex:
             raise ValueError(f"query vectors have dim {q.shape[1]}, the index has dim {self.dim}")
         if not np.isfinite(q).all():
             raise ValueError("query vectors contain NaN/inf")
-        k = _check_k(k, len(self))
+        k = check_k(k, len(self))
         if q.shape[0] == 0:
             return np.empty((0, k), dtype=np.int64), np.empty((0, k), dtype=np.float32)
         if self.method == "exact":

@@ -1,4 +1,4 @@
-"""The pattern manifest: Parquet, one row per training or validation cube (ARCHITECTURE.md).
+"""The pattern manifest: Parquet, one row per training or validation cube (docs/design.md, "Artefact formats").
 
 =============== ======= ================================================================
 column          type    meaning
@@ -24,7 +24,6 @@ partial manifest.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import posixpath
 import uuid
@@ -60,10 +59,11 @@ class ManifestError(ValueError):
 
 
 def config_hash(discovery_cfg: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> str:
-    """sha256 (hex) of the canonical JSON (sorted keys, no spaces) of the config and ``extra``."""
-    payload = {"discovery": dict(discovery_cfg), "extra": dict(extra or {})}
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    """sha256 (hex) of the canonical JSON (sorted keys, no spaces) of the config and ``extra``: the
+    reuse key scheme of every stage (:func:`semgen_ray.reuse.digest`)."""
+    from semgen_ray.reuse import digest
+
+    return digest({"discovery": dict(discovery_cfg), "extra": dict(extra or {})})
 
 
 def to_table(rows: Any, config_hash: str | None = None) -> pa.Table:

@@ -1,8 +1,8 @@
-"""K nearest patients of many reference patients, in parallel on Ray (SPEC §1.4).
+"""K nearest patients of many reference patients, in parallel on Ray (docs/method.md §1.4).
 
 Self-discovery asks the K (=200) nearest train patients of each of C reference patients. The index
 is put in the object store **once** (``ray.put``) and each Ray task answers a block of references
-with one batched ``query`` (one ``knn_query`` call for HNSW), as RAY_NOTES §4 recommends.
+with one batched ``query`` (one ``knn_query`` call for HNSW), as docs/operations.md §4 recommends.
 """
 
 from __future__ import annotations
@@ -162,9 +162,9 @@ def neighbours_for_references(index: EmbeddingIndex, reference_rows, k: int, bat
     setting, i.e. all cores). Needs an initialised Ray when ``ray=True``.
     """
     refs = _normalise_refs(index, reference_rows)
-    from semgen_ray.discovery.index import _check_k
+    from semgen_ray.discovery.index import check_k
 
-    k = _check_k(k, len(index))
+    k = check_k(k, len(index))
     if batch_per_task < 1:
         raise ValueError(f"batch_per_task must be ≥ 1, got {batch_per_task}")
     n_refs = refs.shape[0]

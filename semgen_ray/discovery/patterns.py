@@ -1,4 +1,4 @@
-"""Crop boxes of one pseudo-class (SPEC.md §2.2): the rows of the pattern manifest for a class.
+"""Crop boxes of one pseudo-class (docs/method.md §2.2): the rows of the pattern manifest for a class.
 
 For each neighbour j (rank = position in ``neighbours``; the reference itself is usually rank 0) at
 the class coordinate (x, y, z) (the same raw voxel in every patient, or a per-neighbour coordinate from

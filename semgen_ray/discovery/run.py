@@ -1,4 +1,4 @@
-"""The self-discovery stage end to end (SPEC.md §1-§2; ``python -m semgen_ray.discover``).
+"""The self-discovery stage end to end (docs/method.md §1-§2; ``python -m semgen_ray.discover``).
 
 1. train the auto-encoder on whole scans (Ray Train) and embed every patient (Ray Data actors);
 2. index the train and validation embeddings (HNSW or exact; ``auto`` by the cost model of
@@ -15,21 +15,25 @@ hnswlib's index and the PNGs are written locally and uploaded); ``discovery.json
 done (method, recall, neighbour purity on the phantom cohort, for the class references and for every
 train patient as a reference, against chance, timings per step).
 
-Finished work is reused, keyed by hashes of what produced it: a finished run with the same config
-hash returns its record; otherwise the auto-encoder export (``autoencoder.json``: key of store, splits,
-model and training options, seed) and the embeddings (keyed by the export they came from) are reused
-and only the cheap steps re-run. ``force=True`` redoes everything, and first deletes those records
+Finished work is reused, keyed by hashes of what produced it (reuse records, :mod:`semgen_ray.reuse`):
+a finished run with the same config hash and an unchanged pattern manifest returns its record;
+otherwise the auto-encoder export (``autoencoder.json``: key of store, splits, model and training
+options, seed; the export unchanged) and the embeddings (keyed by the export they came from) are
+reused and only the cheap steps re-run. ``force=True`` redoes everything, and first deletes those records
 (and the pattern manifest), so a forced run that is interrupted is never taken for a finished one.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
 
 from semgen_ray.config import to_dict
 from semgen_ray.config.schema import SemGenConfig
+
+logger = logging.getLogger(__name__)
 
 
 class DiscoveryError(RuntimeError):
@@ -40,13 +44,41 @@ def _split_ids(rows: list[dict]) -> tuple[list[str], list[str]]:
     ok = [r for r in rows if r["status"] == "ok"]
     modalities = sorted({r["modality"] for r in ok})
     if len(modalities) > 1:
+        counts = {m: sum(r["modality"] == m for r in ok) for m in modalities}
         raise DiscoveryError(
-            f"the store mixes modalities {modalities}: self-discovery compares whole scans, so run it "
-            "on a store (or CSV selection) of one modality"
+            f"the store mixes modalities {modalities} ({', '.join(f'{n} {m}' for m, n in counts.items())} "
+            "patients): self-discovery compares whole scans of one modality, so ingest the scans of one "
+            "modality into a store of their own (a CSV list of only those scans, or only their folders, "
+            "with --out NEW_STORE) and pass that store"
         )
     train = sorted(r["patient_id"] for r in ok if r["split"] == "train")
     val = sorted(r["patient_id"] for r in ok if r["split"] == "val")
     return train, val
+
+
+def _check_cohort_size(d, n_train: int, n_val: int, store_uri: str) -> None:
+    """The smallest cohort discovery runs on: ``max(k_train, num_classes)`` train patients (each class
+    has its own reference patient, which is its own first neighbour) and ``k_val`` validation
+    patients. Raises a DiscoveryError naming the settings that fit the cohort."""
+    short = []
+    if n_train < d.k_train:
+        short.append(f"{n_train} train patients in {store_uri}, fewer than discovery.k_train={d.k_train}")
+    if n_train < d.num_classes:
+        short.append(f"{n_train} train patients, fewer than discovery.num_classes={d.num_classes} (each class "
+                     "needs a reference patient of its own)")
+    if n_val < d.k_val:
+        short.append(f"{n_val} validation patients in {store_uri}, fewer than discovery.k_val={d.k_val}")
+    if not short:
+        return
+    fits = {"k_train": min(d.k_train, n_train), "num_classes": min(d.num_classes, n_train),
+            "k_val": min(d.k_val, n_val)}
+    if min(fits.values()) >= 1:
+        fix = ("or run this small cohort with smaller values: "
+               + " ".join(f"--set discovery.{k}={v}" for k, v in fits.items()))
+    else:
+        fix = ("and give every split patients (ingest.split_fractions, or a split column in a CSV list); "
+               "a store needs at least 1 train and 1 validation patient")
+    raise DiscoveryError("; ".join(short) + f": ingest more patients, {fix}")
 
 
 def habitus_purity(store, references: list[str], neighbours: list[list[str]],
@@ -111,18 +143,18 @@ def body_boxes(store_uri: str, ids: list[str], per_task: int = 8) -> dict[str, t
     return {pid: tuple(tuple(b) for b in box) for part in parts for pid, box in part.items()}
 
 
-def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print, force: bool = False) -> dict:
+def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, force: bool = False) -> dict:
     """Run self-discovery on ``store_uri`` and write its artefacts to ``out_dir``; returns the record.
 
     Reuses finished work in ``out_dir`` (see the module docstring) unless ``force``.
     """
-    from semgen_ray import runfolder
+    from semgen_ray import reuse, runfolder
     from semgen_ray.discovery.autoencoder_training import train_autoencoder
     from semgen_ray.discovery.coordinates import correspond, draw_coordinate
     from semgen_ray.discovery.embedding import embed_patients, load_embeddings, save_embeddings
     from semgen_ray.discovery.index import EmbeddingIndex
     from semgen_ray.discovery.manifest import config_hash, write_manifest
-    from semgen_ray.discovery.montage import write_distance_plot, write_montage
+    from semgen_ray.discovery.montage import neighbour_labels, write_distance_plot, write_montage
     from semgen_ray.discovery.neighbours import choose_index, measure_recall, neighbours_for_references
     from semgen_ray.discovery.patterns import class_boxes
     from semgen_ray.gpus import decide_gpus
@@ -141,12 +173,7 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print,
 
     store = open_store(store_uri)
     train_ids, val_ids = _split_ids(store.manifest_rows())
-    if len(train_ids) < d.k_train:
-        raise DiscoveryError(f"{len(train_ids)} train patients in {store_uri}, fewer than "
-                             f"discovery.k_train={d.k_train}: ingest more or lower K")
-    if len(val_ids) < d.k_val:
-        raise DiscoveryError(f"{len(val_ids)} validation patients in {store_uri}, fewer than "
-                             f"discovery.k_val={d.k_val}: ingest more, change ingest.split_fractions or lower it")
+    _check_cohort_size(d, len(train_ids), len(val_ids), store_uri)
     model_kwargs = {"width": config.model.width, "depth": config.model.depth,
                     "norm": config.model.norm, "skips": d.autoencoder == "unet"}
     settings = {k: v for k, v in to_dict(d).items() if k != "use_gpu"}  # where it ran does not change it
@@ -157,9 +184,9 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print,
     if force:  # the finished-run record first: a forced run that stops must not look finished later
         for name in ("discovery.json", "patterns.parquet", "autoencoder.json", "embeddings.parquet"):
             runfolder.remove(at(name))
-    done = runfolder.read_json(at("discovery.json"))
-    if not force and done and done.get("config_hash") == chash and runfolder.isfile(at("patterns.parquet")):
-        log(f"[discover] {out} already holds this discovery (config hash {chash[:12]}); reusing it")
+    done = None if force else reuse.load(at("discovery.json"), chash)  # its manifest unchanged too
+    if done:
+        logger.info(f"[discover] {out} already holds this discovery (config hash {chash[:12]}); reusing it")
         return {**done, "reused": True}
     record = {"store": store_uri, "train_patients": len(train_ids), "val_patients": len(val_ids),
               "seconds": {}, "reused_steps": []}
@@ -170,7 +197,7 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print,
         now = time.perf_counter()
         record["seconds"][name] = round(now - t, 2)
         t = now
-        log(f"[discover] {name}: {record['seconds'][name]} s")
+        logger.info(f"[discover] {name}: {record['seconds'][name]} s")
 
     # 1. auto-encoder + embeddings, on GPUs as discovery.use_gpu decides (asked once, when needed)
     gpu = None
@@ -179,15 +206,17 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print,
         nonlocal gpu
         if gpu is None:
             init_ray(config.ray)
-            gpu = decide_gpus(d.use_gpu, "discovery", d.ae_workers, config.ray.gpu_wait_s, log)
+            gpu = decide_gpus(d.use_gpu, "discovery", d.ae_workers, config.ray.gpu_wait_s)
             record["gpu_decision"] = gpu.as_dict()
         return gpu.use
 
     ae_key = config_hash({k: v for k, v in settings.items() if k.startswith("ae_")},
                          {"model": model_kwargs, "volume_shape": list(config.data.volume_shape),
                           "seed": config.seed, "store": store_uri, "patients": [train_ids, val_ids]})
-    ae = runfolder.read_json(at("autoencoder.json"))
-    if force or not ae or ae.get("key") != ae_key or not runfolder.exists(ae.get("model_dir") or at("missing")):
+    ae = None if force else reuse.load(at("autoencoder.json"), ae_key)  # its export unchanged too
+    if ae is None:
+        logger.info(f"[discover] training the auto-encoder on {len(train_ids)} + {len(val_ids)} (val) whole scans "
+                    f"of {list(config.data.volume_shape)}: at most {d.ae_epochs} epochs, patience {d.ae_patience}")
         ae = train_autoencoder(
             store_uri, train_ids, val_ids, model_kwargs=model_kwargs,
             volume_shape=config.data.volume_shape, batch_size=d.ae_batch_size, lr=d.ae_lr,
@@ -195,11 +224,12 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print,
             run_dir=at("autoencoder_run"), seed=config.seed, name=f"autoencoder_{ae_key[:12]}",
             use_gpu=use_gpu(),
         )
-        ae = {"key": ae_key, **{k: v for k, v in ae.items() if k in ("epochs", "best_val_loss", "model_dir")}}
-        runfolder.write_json(at("autoencoder.json"), ae)
+        ae = reuse.save(at("autoencoder.json"), ae_key,
+                        {k: v for k, v in ae.items() if k in ("epochs", "best_val_loss", "model_dir")},
+                        outputs=[reuse.relative(at("autoencoder.json"), ae["model_dir"])])
     else:
         record["reused_steps"].append("autoencoder")
-        log(f"[discover] reusing the trained auto-encoder {ae['model_dir']}")
+        logger.info(f"[discover] reusing the trained auto-encoder {ae['model_dir']}")
     record["autoencoder"] = ae
     lap("autoencoder")
     emb_path = at("embeddings.parquet")
@@ -207,8 +237,9 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print,
     if previous and previous[2].get("ae_key") == ae_key and previous[0] == sorted(train_ids + val_ids):
         ids, emb, _ = previous
         record["reused_steps"].append("embedding")
-        log(f"[discover] reusing the embeddings {emb_path}")
+        logger.info(f"[discover] reusing the embeddings {emb_path}")
     else:
+        logger.info(f"[discover] embedding {len(train_ids) + len(val_ids)} patients with the auto-encoder")
         ids, emb = embed_patients(store_uri, ae["model_dir"], config.data.volume_shape,
                                   patient_ids=train_ids + val_ids, num_gpus=1 if use_gpu() else 0)
         save_embeddings(emb_path, ids, emb, {"model_dir": str(ae["model_dir"]), "ae_key": ae_key})
@@ -227,7 +258,7 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print,
     choice = choose_index(d.num_classes, len(train_ids), int(emb.shape[1]), d.k_train, val_patients=len(val_ids),
                           graph_dim=graph_dim, override=None if d.index == "auto" else d.index)
     method = choice["method"]
-    log(f"[discover] index: {choice['reason']}")
+    logger.info(f"[discover] index: {choice['reason']}")
     params = dict(M=d.hnsw_m, ef_construction=d.hnsw_ef_construction, ef=d.hnsw_ef)
     # PCA needs more patients than components: a small validation set gets a full-dimension graph
     def pca_dim(n: int) -> int:
@@ -244,9 +275,9 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print,
                                    pca_variance=train_index.pca_variance)
         rec = record["index"]["recall"] = measure_recall(train_index, emb[tr], k=d.k_train, seed=config.seed)
         if rec["recall_at_k"] < 0.99:
-            log(f"[discover] warning: HNSW recall@{d.k_train} = {rec['recall_at_k']:.3f} on "
-                f"{rec['queries']} sampled references (< 0.99): raise discovery.hnsw_ef or hnsw_m, "
-                "lower or switch off hnsw_pca_dim, or use discovery.index: exact")
+            logger.warning(f"[discover] HNSW recall@{d.k_train} = {rec['recall_at_k']:.3f} on "
+                           f"{rec['queries']} sampled references (< 0.99): raise discovery.hnsw_ef or hnsw_m, "
+                           "lower or switch off hnsw_pca_dim, or use discovery.index: exact")
     lap("index")
 
     # 3. references, coordinates, neighbours
@@ -263,7 +294,7 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print,
             )
         ref = candidates.pop(0)
         volume, meta = store.read(ref)
-        # SPEC §2.1: at least min_distance voxels from every coordinate chosen for an earlier class
+        # docs/method.md §2.1: at least min_distance voxels from every coordinate chosen for an earlier class
         coord = draw_coordinate(volume, rng, [c for _, c in classes], cube=cube, config=d,
                                 modality=meta["modality"])
         if coord is None:
@@ -324,14 +355,17 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, log=print,
     # 5. montages (PNGs drawn locally, uploaded to a URI run folder)
     with runfolder.workdir(out) as local:
         for class_id, ((ref, coord), names) in enumerate(zip(classes, neighbour_ids)):
-            crops = []
-            for pid in names[:8]:
+            crops, shown = [], []
+            for rank, pid in enumerate(names[:8]):
                 box = tuple((c, c + s) for c, s in zip(at_coords[class_id][pid], cube))
                 if all(0 <= lo and hi <= n for (lo, hi), n in zip(box, shapes[pid])):
                     crops.append(store.read(pid, region=box, normalize=True)[0])
+                    shown.append((pid, float(tr_dist[class_id][rank]), box[2][0] + cube[2] // 2))
             write_montage(local / "montages" / f"class_{class_id:03d}.png", crops,
-                          title=f"class {class_id}: reference {ref} at {coord}")
+                          title=f"class {class_id}: reference {ref} at {tuple(map(int, coord))}\n"
+                                f"axial slices (z) of the crops; d: embedding distance",
+                          labels=neighbour_labels(*zip(*shown)) if shown else None)
         write_distance_plot(local / "neighbour_distances.png", [list(map(float, x)) for x in tr_dist])
     lap("montages")
-    runfolder.write_json(at("discovery.json"), record)  # last: it marks the discovery as finished
+    reuse.save(at("discovery.json"), chash, record, outputs=["patterns.parquet"])  # last: marks it finished
     return record

@@ -1,8 +1,8 @@
-"""Target-task evaluation (SPEC.md §6): the metrics and the statistics of the ten-trial protocol.
+"""Target-task evaluation (docs/method.md §6): the metrics and the statistics of the ten-trial protocol.
 
 Modules:
     :mod:`semgen_ray.evaluate.metrics`: AUC (NCC), Dice and foreground IoU, the reference's
-        background-inclusive threshold-averaged IoU (NCS/LCS/BMS, SPEC.md §6.2) and the soft Dice loss;
+        background-inclusive threshold-averaged IoU (NCS/LCS/BMS, docs/method.md §6.2) and the soft Dice loss;
         numpy only.
     :mod:`semgen_ray.evaluate.statistics`: two-arm comparisons over trials (Student and Welch t-tests,
         Mann-Whitney U, Cohen's d, confidence intervals, the paper's significance stars) and Holm's

@@ -1,8 +1,8 @@
-"""One fine-tuning trial on a target task (SPEC.md §6.2), the body of each Ray Tune trial.
+"""One fine-tuning trial on a target task (docs/method.md §6.2), the body of each Ray Tune trial.
 
 - classification: the pretrained encoder + a fresh 2-class head on the bottleneck (the decoder is
   unused), cross-entropy, AUC on the test split from the softmax probability of class 1. The default
-  ``linear`` head is global average pooling + one linear layer (SPEC.md §6.1, the SG usage snippet
+  ``linear`` head is global average pooling + one linear layer (docs/method.md §6.1, the SG usage snippet
   GAP → Dense), so the comparison measures the encoder, not a big fresh head; ``torch`` / ``keras``
   are the pretraining heads (§4.2, §4.3).
 - segmentation: the whole pretrained encoder-decoder (sigmoid output), loss 1 − soft Dice (smooth 1);

@@ -1,4 +1,4 @@
-"""Target-task metrics (SPEC.md §6.2), numpy only and vectorised.
+"""Target-task metrics (docs/method.md §6.2), numpy only and vectorised.
 
 - :func:`auc`: ROC AUC for classification (NCC), from ranks (Mann-Whitney U).
 - :func:`dice`, :func:`iou`: foreground overlap of two boolean masks, over the whole array.
@@ -85,7 +85,7 @@ def iou(pred_mask, true_mask) -> float:
 
 
 def mean_iou_thresholded(probs, true_mask, thresholds=IOU_THRESHOLDS) -> float:
-    """The reference's segmentation "IoU" (SPEC.md §6.2): background-inclusive, threshold-averaged.
+    """The reference's segmentation "IoU" (docs/method.md §6.2): background-inclusive, threshold-averaged.
 
     For each threshold t the prediction is ``probs > t`` (strictly greater, as the Keras metric of
     Models Genesis used ``y_pred > t``), and the two-class mean IoU is
@@ -129,7 +129,7 @@ def mean_iou_thresholded(probs, true_mask, thresholds=IOU_THRESHOLDS) -> float:
 
 
 def mean_iou_per_batch(probs, true_mask, batch_size: int, thresholds=IOU_THRESHOLDS) -> float:
-    """The reference's reported segmentation "IoU" (SPEC.md §6.2): :func:`mean_iou_thresholded` per batch.
+    """The reference's reported segmentation "IoU" (docs/method.md §6.2): :func:`mean_iou_thresholded` per batch.
 
     Keras' ``model.evaluate`` computed the metric on consecutive batches of ``batch_size`` cubes (in
     test order) and averaged the batch values weighted by the batch's size (``outs += value * len(batch)``,
@@ -161,7 +161,7 @@ def mean_iou_per_batch(probs, true_mask, batch_size: int, thresholds=IOU_THRESHO
 def soft_dice_loss(probs, true_mask, smooth: float = 1.0) -> float:
     """The reference's segmentation loss 1 - (2 Σ y p + s) / (Σ y + Σ p + s), over the whole array.
 
-    numpy version of the training loss (SPEC.md §6.1), for tests and reference values.
+    numpy version of the training loss (docs/method.md §6.1), for tests and reference values.
     """
     probs, true = _pair(probs, true_mask, ("probs", "true_mask"))
     p, y = probs.astype(np.float64), true.astype(np.float64)

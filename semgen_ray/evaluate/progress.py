@@ -10,7 +10,10 @@ earlier, interrupted session count as done but not in the rate).
 
 from __future__ import annotations
 
+import logging
 import time
+
+logger = logging.getLogger(__name__)
 
 
 def _clock(seconds: float) -> str:
@@ -28,8 +31,8 @@ class Progress:
     ``finished_here`` counts those finished in this session, which set the rate of the estimate.
     """
 
-    def __init__(self, total: int, log=print, every_s: float = 60.0, clock=time.monotonic) -> None:
-        self.total, self.log, self.every_s, self.clock = int(total), log, float(every_s), clock
+    def __init__(self, total: int, every_s: float = 60.0, clock=time.monotonic) -> None:
+        self.total, self.every_s, self.clock = int(total), float(every_s), clock
         self.t0 = self.last_line = clock()
         self.done = self.running = self.failed = self.finished_here = 0
 
@@ -51,13 +54,7 @@ class Progress:
 
     def report(self) -> None:
         self.last_line = self.clock()
-        (self.log or print)(self.line())
-
-    def __getstate__(self) -> dict:
-        # Tune pickles its run config, callbacks included, into the experiment folder. The console
-        # function is no part of the state, and ``print`` cannot be pickled once Ray's progress bars
-        # have replaced ``builtins.print`` in the driver (a copy reports through ``print``).
-        return {**self.__dict__, "log": None}
+        logger.info(self.line())
 
     def heartbeat(self) -> None:
         """Report if nothing was reported for ``every_s`` seconds."""

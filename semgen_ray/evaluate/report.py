@@ -283,8 +283,13 @@ def _fraction_label(f: float) -> str:
     return f"{100 * f:g} %"
 
 
+def _pp(value: float, sign: str = "+") -> str:
+    """A difference (or s.d.) of a metric in [0, 1] in percentage points, the unit of the means."""
+    return f"{100 * value:{sign}.2f}"
+
+
 def _comparison_lines(c, alpha) -> str:
-    return (f"| {c.a} | {c.b} | {c.diff:+.4f} [{c.diff_ci_low:+.4f}, {c.diff_ci_high:+.4f}] | "
+    return (f"| {c.a} | {c.b} | {_pp(c.diff)} [{_pp(c.diff_ci_low)}, {_pp(c.diff_ci_high)}] | "
             f"{c.student_t:.3f} ({c.student_df:.0f}) | {_fmt_p(c.student_p)} {c.stars(alpha)} | "
             f"{c.welch_t:.3f} ({c.welch_df:.1f}) | {_fmt_p(c.welch_p)} | {_fmt_p(c.mannwhitney_p)} | "
             f"{c.cohens_d:.2f} [{c.d_ci_low:.2f}, {c.d_ci_high:.2f}] |")
@@ -300,7 +305,8 @@ def _gate_text(g: dict) -> str:
     if g["scratch_mean"] is None:
         return f"not measured (no scratch trials at label fraction {g['label_fraction']:g})"
     sign = "≥" if g["learnable"] else "<"
-    return (f"mean {g['metric']} {g['scratch_mean']:.3f} [{g['scratch_n']}] {sign} {g['threshold']}: "
+    return (f"mean {g['metric']} {100 * g['scratch_mean']:.2f} % [{g['scratch_n']}] {sign} "
+            f"{100 * g['threshold']:g} %: "
             f"{'passed' if g['learnable'] else 'FAILED'}")
 
 
@@ -308,9 +314,10 @@ def _shortcut_text(g: dict) -> str:
     if g["shortcut_auc"] is None:
         return "not measured"
     if g["max_shortcut_auc"] is None:
-        return f"{g['shortcut_auc']:.3f} (no limit set)"
+        return f"{100 * g['shortcut_auc']:.2f} % (no limit set)"
     sign = "<" if g["no_shortcut"] else "≥"
-    return f"{g['shortcut_auc']:.3f} {sign} {g['max_shortcut_auc']}: {'passed' if g['no_shortcut'] else 'FAILED'}"
+    return (f"{100 * g['shortcut_auc']:.2f} % {sign} {100 * g['max_shortcut_auc']:g} %: "
+            f"{'passed' if g['no_shortcut'] else 'FAILED'}")
 
 
 def _split_text(t: dict) -> str:
@@ -382,7 +389,7 @@ def _task_section(task: str, s: dict, alpha: float) -> list[str]:
     if not comp:
         return lines
     note = " (task INVALID: not interpretable)" if s["valid"] is False else ""
-    head = ("| arm | vs | difference [95 % CI] | Student t (df) | p | Welch t (df) | Welch p | "
+    head = ("| arm | vs | difference, points [95 % CI] | Student t (df) | p | Welch t (df) | Welch p | "
             "Mann-Whitney p | Cohen's d [95 % CI] |")
     rule = "|---|---|---|---|---|---|---|---|---|"
     lines += ["", f"### Against the best arm, unpaired{note}", "", f"Best: **{comp['best']}**.", "", head, rule]
@@ -393,10 +400,10 @@ def _task_section(task: str, s: dict, alpha: float) -> list[str]:
     if s["paired"] or s["paired_skipped"]:
         lines += ["", f"### Against scratch, paired by seed{note}", "",
                   "Same seed: same labelled subset, data order and head initialisation in both arms.", "",
-                  "| arm | vs | pairs | mean paired difference [95 % CI] | paired t (df) | p | "
+                  "| arm | vs | pairs | mean paired difference, points [95 % CI] | paired t (df) | p | "
                   "Wilcoxon W (non-zero) | Wilcoxon p |", "|---|---|---|---|---|---|---|---|"]
         for p in s["paired"]:
-            lines.append(f"| {p.a} | {p.b} | {p.n} | {p.diff:+.4f} [{p.diff_ci_low:+.4f}, {p.diff_ci_high:+.4f}] | "
+            lines.append(f"| {p.a} | {p.b} | {p.n} | {_pp(p.diff)} [{_pp(p.diff_ci_low)}, {_pp(p.diff_ci_high)}] | "
                          f"{p.t:.3f} ({p.df}) | {_fmt_p(p.p)} | {p.wilcoxon_w:g} ({p.wilcoxon_n}) | "
                          f"{_fmt_p(p.wilcoxon_p)} |")
         lines += [f"| {a} | scratch | – | not paired: {why} | | | | |" for a, why in s["paired_skipped"].items()]
@@ -405,18 +412,19 @@ def _task_section(task: str, s: dict, alpha: float) -> list[str]:
                   "The true difference from scratch the test would detect with this power if the true spread "
                   "were the observed one (exact noncentral t). An observed difference below the MDD that is "
                   "not significant says little either way.", "",
-                  "| arm | vs | observed difference | MDD unpaired (pooled s.d., n arm / scratch) | "
-                  "MDD paired (s.d. of differences, pairs) |", "|---|---|---|---|---|"]
+                  "| arm | vs | observed difference, points | MDD unpaired, points (pooled s.d., n arm / scratch) | "
+                  "MDD paired, points (s.d. of differences, pairs) |", "|---|---|---|---|---|"]
         for arm, m in s["mdd"].items():
-            paired = (f"{m['paired']:.4f} ({m['sd_diff']:.4f}, {m['pairs']})" if m["paired"] is not None
+            paired = (f"{_pp(m['paired'], '')} ({_pp(m['sd_diff'], '')}, {m['pairs']})" if m["paired"] is not None
                       else "–")
-            lines.append(f"| {arm} | scratch | {m['observed']:+.4f} | {m['unpaired']:.4f} ({m['sd_pooled']:.4f}, "
+            lines.append(f"| {arm} | scratch | {_pp(m['observed'])} | {_pp(m['unpaired'], '')} "
+                         f"({_pp(m['sd_pooled'], '')}, "
                          f"{m['n_a']} / {m['n_b']}) | {paired} |")
     if s["spread"]:
         lines += ["", "### Spread against scratch (Brown-Forsythe)", "",
-                  "| arm | vs | s.d. arm | s.d. scratch | F (df1, df2) | p |", "|---|---|---|---|---|---|"]
+                  "| arm | vs | s.d. arm, points | s.d. scratch, points | F (df1, df2) | p |", "|---|---|---|---|---|---|"]
         for arm, b in s["spread"].items():
-            lines.append(f"| {arm} | scratch | {b.sds[0]:.4f} | {b.sds[1]:.4f} | {b.statistic:.3f} "
+            lines.append(f"| {arm} | scratch | {_pp(b.sds[0], '')} | {_pp(b.sds[1], '')} | {b.statistic:.3f} "
                          f"({b.df1}, {b.df2}) | {_fmt_p(b.p)} |")
     return lines
 
@@ -446,7 +454,9 @@ def write_markdown(path: Path, summary: dict, alpha: float, header: str = "", fi
         lines += [f"Primary label fraction **{_fraction_label(primary)}**: the table and every test use the trials "
                   "at this fraction" + (f"; the trials at {', '.join(map(_fraction_label, others))} feed the "
                                         "label-efficiency curve (`curve.png`)." if others else "."), ""]
-    lines += [f"Mean ± s.d. over trials in % (n in brackets). Headline metrics: "
+    lines += [f"Mean ± s.d. over trials in % (n in brackets); every difference, confidence interval, "
+              "minimum detectable difference and s.d. below is in percentage points of the same metric "
+              "(0.5 → 50.00 %; a difference of 0.0125 → +1.25 points). Headline metrics: "
               + ", ".join(f"{t} `{summary[t]['metric']}`" for t in tasks)
               + f". **Bold**: best arm of the task; †: not significantly different from the best (two-sample "
               f"Student t-test, p ≥ {alpha}); collapsed k/n: trials whose model collapsed, counted and kept in "
@@ -479,9 +489,9 @@ def write_markdown(path: Path, summary: dict, alpha: float, header: str = "", fi
 
 def write_plots(out_dir: Path, summary: dict, alpha: float) -> list[Path]:
     """Box plot and bar chart (mean ± s.d., stars vs scratch) per task at the primary fraction."""
-    from semgen_ray.discovery.montage import _pyplot
+    from semgen_ray.figures import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     paths = []
     for task, s in summary.items():
         arms = list(s["values"])
@@ -497,22 +507,39 @@ def write_plots(out_dir: Path, summary: dict, alpha: float) -> list[Path]:
         fig.savefig(p)
         plt.close(fig)
         paths.append(p)
-        fig, ax = plt.subplots(figsize=(1.4 * len(arms) + 2, 3.2), dpi=80)
-        stats_ = [_mean_sd(s["values"][a]) for a in arms]
-        means, sds = [m for m, _, _ in stats_], [sd for _, sd, _ in stats_]
-        ax.bar(arms, means, yerr=sds, capsize=4, color="#8aa")
-        comp = s["comparisons"]
-        for c in (comp or {}).get("vs_scratch", []):
-            i = arms.index(c.a)
-            ax.text(i, means[i] + sds[i], c.stars(alpha), ha="center", va="bottom")
-        ax.set_ylabel(s["metric"])
-        ax.set_title(f"{task}: mean ± s.d., stars vs scratch{mark}")
-        fig.tight_layout()
+        fig = bars_figure(task, s, alpha)
         p = out_dir / f"bars_{task}.png"
         fig.savefig(p)
         plt.close(fig)
         paths.append(p)
     return paths
+
+
+def bars_figure(task: str, s: dict, alpha: float):
+    """The figure of ``bars_<task>.png`` (the caller closes it): mean ± s.d. per arm, stars (or
+    "n.s.") against scratch above each bar, with head room so that no label reaches the title."""
+    from semgen_ray.figures import pyplot
+
+    plt = pyplot()
+    arms = list(s["values"])
+    mark = " (INVALID task)" if s["valid"] is False else ""
+    fig, ax = plt.subplots(figsize=(1.4 * len(arms) + 2, 3.2), dpi=80)
+    stats_ = [_mean_sd(s["values"][a]) for a in arms]
+    means, sds = [m for m, _, _ in stats_], [0.0 if np.isnan(sd) else sd for _, sd, _ in stats_]
+    ax.bar(arms, means, yerr=sds, capsize=4, color="#8aa")
+    tops = [m + sd for m, sd in zip(means, sds)]
+    low = min(0.0, *[m - sd for m, sd in zip(means, sds)])
+    high = max(tops)
+    room = 0.18 * ((high - low) or 1.0)               # a band above the tallest error bar for the labels
+    ax.set_ylim(low, high + room)
+    comp = s["comparisons"]
+    for c in (comp or {}).get("vs_scratch", []):
+        i = arms.index(c.a)
+        ax.text(i, tops[i] + 0.02 * (high - low or 1.0), c.stars(alpha), ha="center", va="bottom", fontsize=9)
+    ax.set_ylabel(s["metric"])
+    ax.set_title(f"{task}: mean ± s.d., stars vs scratch{mark}", fontsize=9)
+    fig.tight_layout()
+    return fig
 
 
 def write_curve(out_dir: Path, summary: dict) -> Path | None:
@@ -523,9 +550,9 @@ def write_curve(out_dir: Path, summary: dict) -> Path | None:
     fractions = sorted({f for s in summary.values() for f in s["curve"]})
     if len(fractions) < 2:
         return None
-    from semgen_ray.discovery.montage import _pyplot
+    from semgen_ray.figures import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     tasks = sorted(summary)
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), dpi=80, squeeze=False)
     for ax, task in zip(axes[0], tasks):

@@ -1,4 +1,4 @@
-"""The evaluation stage end to end (SPEC.md §6; ``python -m semgen_ray.evaluate``).
+"""The evaluation stage end to end (docs/method.md §6; ``python -m semgen_ray.evaluate``).
 
 1. the arms' weights: ``scratch``; pretraining objectives from the run's exports (``<run>/train`` for
    ``train.objective``, ``<run>/train_<objective>`` for the baselines, pretrained here on the same
@@ -14,11 +14,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import replace
 from pathlib import Path
 
 from semgen_ray.config.schema import OBJECTIVES, SemGenConfig
+
+logger = logging.getLogger(__name__)
 
 
 class EvaluationError(RuntimeError):
@@ -26,20 +29,21 @@ class EvaluationError(RuntimeError):
 
 
 def _abs(run_dir: str, p: str) -> str:
-    """``p`` as an absolute path or URI (Tune trials run in their own working directories)."""
+    """``p`` as an absolute path or URI (Tune trials run in their own working directories):
+    :func:`semgen_ray.runfolder.inside`, the run's one resolver."""
     from semgen_ray import runfolder
 
-    if "://" in p:
-        return p
-    if not p.startswith("/") and runfolder.is_remote(run_dir):
-        return runfolder.join(run_dir, p)
-    return os.path.abspath(p if p.startswith("/") else os.path.join(run_dir, p))
+    try:
+        return runfolder.inside(run_dir, p, absolute=True)
+    except runfolder.RunFolderError as err:
+        raise EvaluationError(str(err)) from err
 
 
-def arm_weights(config: SemGenConfig, log=print, force: bool = False) -> dict[str, str | None]:
-    """Arm name → weights (None for scratch), pretraining missing objective baselines on the way."""
+def arm_weights(config: SemGenConfig, force: bool = False) -> dict[str, str | None]:
+    """Arm name → weights (None for scratch), pretraining objective baselines on the way unless their
+    folder's reuse record holds these settings (:func:`semgen_ray.train.pretrain_or_reuse`)."""
     from semgen_ray import runfolder
-    from semgen_ray.train import run_pretraining
+    from semgen_ray.train import pretrain_or_reuse
 
     run = config.run_dir
     out: dict[str, str | None] = {}
@@ -53,20 +57,19 @@ def arm_weights(config: SemGenConfig, log=print, force: bool = False) -> dict[st
             out[arm] = path
         elif arm in OBJECTIVES:
             folder = runfolder.join(run, "train" if arm == config.train.objective else f"train_{arm}")
+            manifest = runfolder.join(run, "discovery", "patterns.parquet")
+            if not runfolder.isfile(manifest):
+                raise EvaluationError(f"arm {arm!r} needs pretraining, which needs the pattern manifest "
+                                      f"{manifest}: run python -m semgen_ray.pretrain first")
+            logger.info(f"[evaluate] the {arm!r} arm: weights pretrained in {folder}")
+            cfg = replace(config, train=replace(config.train, objective=arm))
+            pretrain_or_reuse(cfg, _abs(run, config.store.uri), manifest, folder, force=force)
             export = runfolder.join(folder, "export")
-            if force or not runfolder.isfile(runfolder.join(export, "model.safetensors")):
-                manifest = runfolder.join(run, "discovery", "patterns.parquet")
-                if not runfolder.isfile(manifest):
-                    raise EvaluationError(f"arm {arm!r} needs pretraining, which needs the pattern manifest "
-                                          f"{manifest}: run python -m semgen_ray.pretrain first")
-                log(f"[evaluate] pretraining the {arm!r} arm into {folder}")
-                cfg = replace(config, train=replace(config.train, objective=arm))
-                run_pretraining(cfg, _abs(run, config.store.uri), manifest, folder, log=log, force=force)
             out[arm] = export if runfolder.is_remote(export) else os.path.abspath(export)
     return out
 
 
-def target_store(config: SemGenConfig, log=print) -> str:
+def target_store(config: SemGenConfig) -> str:
     """The labelled store of the target tasks (a phantom cohort of its own seed by default)."""
     from semgen_ray.phantoms.cohort import write_cohort
 
@@ -78,8 +81,8 @@ def target_store(config: SemGenConfig, log=print) -> str:
                               "pretraining patients")
     shape = e.target_shape or config.phantoms.shape
     uri = _abs(config.run_dir, "target.zarr")
-    log(f"[evaluate] target cohort: {e.target_patients} phantoms {list(shape)} (cohort seed {e.target_seed}) "
-        f"→ {_rel(config.run_dir, uri)}")
+    logger.info(f"[evaluate] target cohort: {e.target_patients} phantoms {list(shape)} (cohort seed {e.target_seed}) "
+                f"→ {_rel(config.run_dir, uri)}")
     report = write_cohort(replace(config.phantoms, n=e.target_patients, seed=e.target_seed, shape=shape),
                           replace(config.store, uri=uri), config.ingest, config.ray, progress=False)
     if not report.ok:
@@ -108,16 +111,22 @@ def task_settings(config: SemGenConfig, store: str) -> dict:
             "seg_background": e.seg_background, "target_shape": list(e.target_shape or config.phantoms.shape)}
 
 
-def load_tasks(config: SemGenConfig, store: str, out: Path, log=print, force: bool = False) -> dict:
-    """Target-task cubes of ``store``, rebuilt when missing or made with other settings."""
+def load_tasks(config: SemGenConfig, store: str, out: Path, force: bool = False) -> dict:
+    """Target-task cubes of ``store``, rebuilt unless the reuse record ``tasks.json``
+    (:mod:`semgen_ray.reuse`) holds these settings (:func:`task_settings`) and the cube files it
+    lists are unchanged."""
+    from semgen_ray import reuse
     from semgen_ray.evaluate.tasks import TaskData, TaskError, build_tasks
 
     e = config.evaluate
-    key = json.dumps(task_settings(config, store), sort_keys=True)
-    key_file = out / "tasks.json"
+    settings = task_settings(config, store)
+    key, key_file = reuse.digest(settings), out / "tasks.json"
     cache = {t: out / f"tasks_{t}.npz" for t in e.tasks}
-    fresh = key_file.is_file() and key_file.read_text() == key and all(p.is_file() for p in cache.values())
-    if force or not fresh:
+    done = None if force else reuse.load(key_file, key)
+    if done and all(f"tasks_{t}.npz" in done["outputs"] for t in e.tasks):
+        logger.info(f"[evaluate] reusing the target-task cubes in {out} (tasks.json holds these settings)")
+    else:
+        reuse.clear(key_file)  # first: a build that stops leaves no record to trust
         try:
             built = build_tasks(store, config.data.cube_size, seed=config.seed, min_voxels=e.min_voxels,
                                 negatives_per_positive=e.negatives_per_positive, negatives=e.negatives,
@@ -126,14 +135,14 @@ def load_tasks(config: SemGenConfig, store: str, out: Path, log=print, force: bo
             raise EvaluationError(str(err)) from err
         for t in e.tasks:
             built[t].save(cache[t])
-        key_file.write_text(key)
+        reuse.save(key_file, key, {"settings": settings}, outputs=[f"tasks_{t}.npz" for t in e.tasks])
     data = {t: TaskData.load(cache[t]) for t in e.tasks}
     for t, d in data.items():
-        log(f"[evaluate] {t}: cubes per split {d.sizes()}")
+        logger.info(f"[evaluate] {t}: cubes per split {d.sizes()}")
         best = (d.info.get("shortcut_auc") or {}).get("best")
         if best is not None and best >= e.max_shortcut_auc:
-            log(f"[evaluate] warning: {t}: a one-number shortcut separates the classes with AUC {best:.3f} "
-                f"(≥ evaluate.max_shortcut_auc {e.max_shortcut_auc}); the task will be reported as invalid")
+            logger.warning(f"[evaluate] {t}: a one-number shortcut separates the classes with AUC {best:.3f} (≥ "
+                           f"evaluate.max_shortcut_auc {e.max_shortcut_auc}); the task will be reported as invalid")
     return data
 
 
@@ -152,7 +161,7 @@ def fine_tune_settings(config: SemGenConfig, gpu: bool = False) -> dict:
             "threads": max(1, int(e.cpus_per_trial)), "gpus_per_trial": e.gpus_per_trial if gpu else 0}
 
 
-def run_evaluation(config: SemGenConfig, log=print, force: bool = False) -> dict:
+def run_evaluation(config: SemGenConfig, force: bool = False) -> dict:
     """Run the evaluation and write its report under ``<run_dir>/evaluate``; returns the record.
 
     The run folder may be a URI (:mod:`semgen_ray.runfolder`): the task cache and the report are then
@@ -163,10 +172,10 @@ def run_evaluation(config: SemGenConfig, log=print, force: bool = False) -> dict
     folder = runfolder.join(config.run_dir, "evaluate")
     cached = ["tasks.json", *(f"tasks_{t}.npz" for t in config.evaluate.tasks)]
     with runfolder.workdir(folder, fetch=cached) as out:
-        return _evaluate(config, out, folder, log=log, force=force)
+        return _evaluate(config, out, folder, force=force)
 
 
-def _evaluate(config: SemGenConfig, out: Path, folder: str, log=print, force: bool = False) -> dict:
+def _evaluate(config: SemGenConfig, out: Path, folder: str, force: bool = False) -> dict:
     """:func:`run_evaluation` with ``out``, a local folder standing for ``folder``."""
     from semgen_ray import runfolder
     from semgen_ray.evaluate.progress import Progress, tune_callback
@@ -177,26 +186,26 @@ def _evaluate(config: SemGenConfig, out: Path, folder: str, log=print, force: bo
 
     e = config.evaluate
     run = config.run_dir
-    arms = arm_weights(config, log=log, force=force)
-    store = target_store(config, log=log)
-    data = load_tasks(config, store, out, log=log, force=force)
+    arms = arm_weights(config, force=force)
+    store = target_store(config)
+    data = load_tasks(config, store, out, force=force)
     tune_base = folder if runfolder.is_remote(folder) else out  # Tune writes a URI itself
     if force:
         tune_dir = runfolder.join(str(tune_base), "tune")
         if runfolder.exists(tune_dir):
-            log(f"[evaluate] --force: deleting the earlier trials in {tune_dir} (superseded ones included)")
+            logger.info(f"[evaluate] --force: deleting the earlier trials in {tune_dir} (superseded ones included)")
         runfolder.remove(tune_dir)
-    gpu = decide_gpus(e.use_gpu, "evaluate", e.gpus_per_trial, config.ray.gpu_wait_s, log)
+    gpu = decide_gpus(e.use_gpu, "evaluate", e.gpus_per_trial, config.ray.gpu_wait_s)
     settings = fine_tune_settings(config, gpu.use)
     per_arm = e.trials + (len(settings["label_fractions"]) - 1) * min(e.trials, settings["curve_trials"])
     total = len(data) * len(arms) * per_arm
-    log(f"[evaluate] {total} trials: {len(data)} tasks × {len(arms)} arms × ({e.trials} seeds at label fraction "
-        f"{e.label_fraction}" + (f" + {settings['curve_trials']} at each of {list(e.curve_fractions)})"
-                                 if e.curve_fractions else ")"))
-    progress = Progress(total, log=log)
+    logger.info(f"[evaluate] {total} trials: {len(data)} tasks × {len(arms)} arms × ({e.trials} seeds at label "
+                f"fraction {e.label_fraction}" + (f" + {settings['curve_trials']} at each of {list(e.curve_fractions)})"
+                                                  if e.curve_fractions else ")"))
+    progress = Progress(total)
     try:
         rows, failed = run_trials(data, arms, settings, tune_base, e.trials, cpus_per_trial=e.cpus_per_trial,
-                                  log=log, callbacks=[tune_callback(progress)])
+                                  callbacks=[tune_callback(progress)])
     except TaskError as err:  # a label fraction whose subsets lack a class: found before any trial ran
         raise EvaluationError(str(err)) from err
     if failed:

@@ -1,4 +1,4 @@
-"""Comparing pre-training arms over repeated fine-tuning trials (SPEC.md §6.2, ten-trial protocol).
+"""Comparing pre-training arms over repeated fine-tuning trials (docs/method.md §6.2, ten-trial protocol).
 
 The papers report mean ± s.d. over 10 trials and mark significance with an independent two-sample
 t-test between the best method and each other row. :func:`compare` gives that test (Student, equal

@@ -1,6 +1,6 @@
 """Target tasks from a labelled store: nodule classification (NCC-like) and segmentation (NCS-like).
 
-SPEC.md §6.2: NCC classifies candidate cubes as nodule / non-nodule (AUC); NCS segments the nodule
+docs/method.md §6.2: NCC classifies candidate cubes as nodule / non-nodule (AUC); NCS segments the nodule
 in cubes around it (IoU). From any CT store with instance or binary labels (the phantom cohort, or
 LIDC-style nodule masks):
 

@@ -1,8 +1,8 @@
-"""N seeded fine-tuning trials per arm, task and label fraction on Ray Tune (SPEC.md §6.2, "ten-trial protocol").
+"""N seeded fine-tuning trials per arm, task and label fraction on Ray Tune (docs/method.md §6.2, "ten-trial protocol").
 
 One Tune trial = one (task, arm, label fraction, seed) fine-tuning run
 (:func:`semgen_ray.evaluate.finetune.run_trial`), a grid over tasks × arms × label fractions × seeds;
-trials run in parallel as CPUs allow (``evaluate.cpus_per_trial``), with actor reuse (RAY_NOTES.md §3:
+trials run in parallel as CPUs allow (``evaluate.cpus_per_trial``), with actor reuse (docs/operations.md §3:
 0.6 s instead of 4.9 s per trial), and show in the Tune / Ray dashboard. The task cubes go to the
 object store once (``tune.with_parameters``). Results are kept under ``<out>/tune/evaluate``; running
 again on the same folder with the same settings restores the experiment and runs only the trials that
@@ -14,12 +14,15 @@ and a log line says so. Low-label subsets are chosen (and checked) before any tr
 from __future__ import annotations
 
 import json
+import logging
 from contextlib import contextmanager
 from pathlib import Path
 
 from semgen_ray.evaluate.finetune import ROW_KEYS
 
 NAME = "evaluate"
+
+logger = logging.getLogger(__name__)
 
 #: Fine-tuning settings that ``settings["per_task"]`` may override per task.
 TUNABLE = ("lr", "batch_size", "max_steps", "eval_every", "patience", "lr_patience")
@@ -61,7 +64,7 @@ def _no_credentials_in_runtime_env():
         class_cache.ENV_VARS_TO_PROPAGATE = saved
 
 
-def check_subsets(data: dict, cells, log=print) -> None:
+def check_subsets(data: dict, cells) -> None:
     """Every cell's low-label training subset, chosen before any trial starts: a fraction whose subsets
     lack a class fails here (:class:`~semgen_ray.evaluate.tasks.TaskError`), and a subset that had
     to be redrawn is logged (its trial row records ``subset_draws``)."""
@@ -73,8 +76,8 @@ def check_subsets(data: dict, cells, log=print) -> None:
         train = data[task].splits["train"]
         keep, draws = subset_patients(train["patient"], train["y"], task, fraction, seed)
         if draws > 1:
-            log(f"[evaluate] {task}, label fraction {fraction}, seed {seed}: {draws - 1} draw(s) of {len(keep)} "
-                f"training patients lacked a class; redrawn within the fraction (draw {draws})")
+            logger.info(f"[evaluate] {task}, label fraction {fraction}, seed {seed}: {draws - 1} draw(s) of "
+                        f"{len(keep)} training patients lacked a class; redrawn within the fraction (draw {draws})")
 
 
 def _changes(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -89,7 +92,7 @@ def _changes(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def claim(storage: str, key: str, log=print) -> str | None:
+def claim(storage: str, key: str) -> str | None:
     """Make ``<storage>/evaluate`` the experiment of ``key`` (the trial settings, as JSON): an
     experiment there of other settings (or without a settings record) is set aside first
     (:func:`set_aside`); ``<storage>/experiment.json`` then holds ``key``. Returns where an earlier
@@ -100,12 +103,12 @@ def claim(storage: str, key: str, log=print) -> str | None:
     key_file = runfolder.join(storage, "experiment.json")
     moved = None
     if runfolder.exists(path) and (not runfolder.isfile(key_file) or runfolder.read_text(key_file) != key):
-        moved = set_aside(storage, key, log)
+        moved = set_aside(storage, key)
     runfolder.write_text(key_file, key)
     return moved
 
 
-def set_aside(storage: str, key: str, log=print) -> str:
+def set_aside(storage: str, key: str) -> str:
     """Move the experiment of other settings, ``<storage>/evaluate``, to
     ``<storage>/superseded/evaluate-<UTC time>`` (never deleted: its trials stay readable there), with
     ``superseded.json`` saying what changed; log what was set aside and why. Returns the new place."""
@@ -125,15 +128,12 @@ def set_aside(storage: str, key: str, log=print) -> str:
     finished = len(fs.glob(posixpath.join(fs_path, "*", "result.json")))
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     dest = f"{storage}/superseded/{NAME}-{stamp}"
-    fs_dest = runfolder.filesystem(dest)[1]
-    if runfolder.local_path(dest) is not None:
-        fs.makedirs(posixpath.dirname(fs_dest), exist_ok=True)
-    fs.mv(fs_path, fs_dest, recursive=True)
+    runfolder.move(path, dest)  # object stores too: object by object (no folder to rename there)
     record = {"moved_from": path, "at": stamp, "changed": changed, "trial_folders": finished, "settings": old}
     runfolder.write_text(f"{dest}/superseded.json", json.dumps(record, indent=2, default=str))
-    log(f"[evaluate] the trial settings changed since {path} was started ({', '.join(changed[:8])}"
-        + (f" and {len(changed) - 8} more" if len(changed) > 8 else "") + f"): its {finished} trial folder(s) "
-        f"were moved to {dest} (kept, not resumed; superseded.json there says why); starting the trials afresh")
+    logger.info(f"[evaluate] the trial settings changed since {path} was started ({', '.join(changed[:8])}"
+                + (f" and {len(changed) - 8} more" if len(changed) > 8 else "") + f"): its {finished} trial folder(s) "
+                f"were moved to {dest} (kept, not resumed; superseded.json there says why); starting the trials afresh")
     return dest
 
 
@@ -151,7 +151,7 @@ def _trial(config: dict, data: dict) -> None:
 
 
 def run_trials(data: dict, arms: dict[str, str | None], settings: dict, out_dir: str | Path, trials: int,
-               cpus_per_trial: float = 1.0, log=print, callbacks=()) -> tuple[list[dict], list[str]]:
+               cpus_per_trial: float = 1.0, callbacks=()) -> tuple[list[dict], list[str]]:
     """Run (or resume) the trial grid; returns (one result row per finished trial, errors of the failed).
 
     Args:
@@ -182,7 +182,7 @@ def run_trials(data: dict, arms: dict[str, str | None], settings: dict, out_dir:
     primary, curve_trials = settings.get("primary_fraction"), settings.get("curve_trials") or trials
     cells = [(task, f, seed) for task in sorted(data) for f in fractions
              for seed in range(trials if primary is None or f == primary else min(trials, curve_trials))]
-    check_subsets(data, cells, log)
+    check_subsets(data, cells)
     from semgen_ray import runfolder
 
     # a URI (s3://…) is Tune's storage as it is: trial results and the experiment state live there
@@ -195,10 +195,10 @@ def run_trials(data: dict, arms: dict[str, str | None], settings: dict, out_dir:
     key = json.dumps({"settings": settings, "tasks": sorted(data), "trials": trials,
                       "sizes": {t: d.sizes() for t, d in data.items()},
                       "cubes": {t: d.digest() for t, d in data.items()}}, sort_keys=True, default=str)
-    claim(storage, key, log)
+    claim(storage, key)
     run_config = tune.RunConfig(name=NAME, storage_path=storage, verbose=0, callbacks=list(callbacks))
     if tune.Tuner.can_restore(path):
-        log(f"[evaluate] resuming the trials in {path}")
+        logger.info(f"[evaluate] resuming the trials in {path}")
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
         local = getattr(tuner, "_local_tuner", None)
         if local is not None:  # the restored run config holds a pickled copy of the first session's callbacks

@@ -30,7 +30,7 @@ def check_volume(volume: Volume, config: IngestConfig) -> None:
     if not np.isfinite(sp).all() or (sp <= 0).any() or (sp > config.max_spacing_mm).any():
         raise ReadError(
             f"spacing {tuple(volume.spacing)} mm is not positive and <= {config.max_spacing_mm} mm "
-            "(a broken header?)"
+            "(ingest.max_spacing_mm; a broken header?)"
         )
     if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
         raise ReadError(f"pixel type {a.dtype} is not a real scalar")

@@ -8,6 +8,7 @@ runner stores scans read from disk (:class:`SourceJob`) and generated phantoms
 from __future__ import annotations
 
 import csv
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,19 +120,21 @@ def jobs_from_paths(paths: list[str], config: IngestConfig) -> tuple[list[Source
     jobs: list[SourceJob] = []
     problems: list[dict] = []
     for raw in paths:
-        path = Path(raw)
+        # absolute (symlinks kept as named): the manifest's ``source`` must not depend on the folder
+        # the ingest ran in; a CSV list's relative entries resolve against the CSV's own folder
+        path = Path(os.path.abspath(raw))
         if path.suffix.lower() == ".csv" and path.is_file():
             rows_jobs, rows_problems = _jobs_from_csv(path)
             jobs += rows_jobs
             problems += rows_problems
             continue
         if not path.exists():
-            problems.append({"patient_id": sanitize_patient_id(path.name), "source": raw,
+            problems.append({"patient_id": sanitize_patient_id(path.name), "source": str(path),
                              "error": f"{raw} does not exist"})
             continue
-        found = find_sources([raw])
+        found = find_sources([str(path)])
         if not found:
-            problems.append({"patient_id": sanitize_patient_id(path.name), "source": raw,
+            problems.append({"patient_id": sanitize_patient_id(path.name), "source": str(path),
                              "error": f"no NIfTI, DICOM, MetaImage or NRRD image found in {raw}"})
         for src in found:
             tag = _dicom_patient_id(src) if config.id_from == "dicom" and src.format == "dicom" else None

@@ -45,15 +45,18 @@ def _check_not_taken(vol_store, patient_id: str, source: str) -> None:
         owner = vol_store.meta(patient_id).get("source", "")
     except StoreError:
         return
-    if owner and owner != source and "://" not in owner and os.path.exists(owner):
+    # stores written before sources were recorded absolute hold paths relative to that ingest's folder
+    if (owner and owner != source and "://" not in owner and os.path.abspath(owner) != source
+            and os.path.exists(owner)):
         raise StoreError(f"patient id {patient_id!r} already holds {owner}; give explicit ids in a CSV list")
 
 
-def run_job(store: StoreConfig, job: Job, config: IngestConfig, known: dict[str, str]) -> dict:
+def run_job(store: StoreConfig, job: Job, config: IngestConfig, known: dict[str, str], force: bool = False) -> dict:
     """Fingerprint, skip or load, check and store one job; never raises for bad input.
 
     Args:
         known: ``{patient_id: source_sha256}`` of the manifest's ok rows for this source.
+        force: store the source again even when the store holds it unchanged.
 
     Returns:
         ``{"rows": [manifest rows], "skipped": bool, "bytes": source bytes, "seconds": float}``.
@@ -64,8 +67,8 @@ def run_job(store: StoreConfig, job: Job, config: IngestConfig, known: dict[str,
         vol_store = open_store(store.uri, mode="a", chunks=store.chunks, clevel=store.clevel)
         fingerprint = job.fingerprint()
         candidates = known or {job.patient_id: fingerprint}
-        if all(vol_store.is_current(pid, fingerprint, config.mr_intensity, config.mr_window)
-               for pid in candidates):
+        if not force and all(vol_store.is_current(pid, fingerprint, config.mr_intensity, config.mr_window)
+                             for pid in candidates):
             out["rows"] = [vol_store.row_from_meta(pid, vol_store.meta(pid)) for pid in candidates]
             out["skipped"] = True
             return out
@@ -134,12 +137,14 @@ class IngestReport:
 
 def run_jobs(jobs: list[Job], store: StoreConfig, config: IngestConfig | None = None,
              ray_config: RayConfig | None = None, problems: list[dict] = (), progress: bool = True,
-             flush_seconds: float = 5.0) -> IngestReport:
+             flush_seconds: float = 5.0, force: bool = False, label: str = "ingest",
+             unit: str = "scan") -> IngestReport:
     """Ingest ``jobs`` into the store with one Ray task each.
 
     Args:
         problems: failures found before any task ran (missing paths, bad lists); reported as rows.
-        progress: show a progress bar (tqdm) on stderr.
+        progress: show a progress bar (tqdm) on stderr, named ``label``, counting in ``unit``.
+        force: store every job again, unchanged ones included.
         flush_seconds: how often the manifest is rewritten while tasks finish.
     """
     from semgen_ray.runtime import init_ray
@@ -172,13 +177,13 @@ def run_jobs(jobs: list[Job], store: StoreConfig, config: IngestConfig | None = 
 
     ray = init_ray(ray_config)
     task = ray.remote(num_cpus=1, max_retries=0)(run_job)
-    futures = {task.remote(store, job, config, by_source.get(job.source, {})): job for job in jobs}
+    futures = {task.remote(store, job, config, by_source.get(job.source, {}), force): job for job in jobs}
 
     bar = None
     if progress and jobs:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(jobs), unit="scan", desc="ingest")
+        bar = tqdm(total=len(jobs), unit=unit, desc=label)
     last_flush = time.perf_counter()
     remaining = list(futures)
     while remaining:

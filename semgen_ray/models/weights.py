@@ -1,11 +1,11 @@
-"""Weight export and the one loader (SPEC.md §7; ARCHITECTURE.md "Artefact formats": Export).
+"""Weight export and the one loader (docs/method.md §7; docs/design.md "Artefact formats": Export).
 
 **Export** (:func:`export_weights`) writes a directory::
 
     model.safetensors   the state dict (reference key names: down_tr64.ops.0.conv1.weight, …)
     model.pt            {"state_dict": …} (+ "epoch" when the card gives one), the same tensors, for
                         code written against the reference
-    model_card.json     the contract: architecture arguments, input size, axis order (x, y, z),
+    model_card.json     the contract: architecture arguments, input size, axis order (x, y, z; x, y in 2D),
                         intensity window, normalisation, class count, lineage, file hashes
 
 **Loading** (:func:`load_weights`) accepts
@@ -252,6 +252,13 @@ def _hints(report: LoadReport, model: nn.Module) -> list[str]:
     if any(k.endswith(stats) and not k.startswith(HEAD_PREFIX) for k in report.missing):
         hints.append("the model expects BatchNorm statistics the file lacks: build it with the file's norm "
                      "(group / instance)")
+    # conv weights are (out, in, *kernel): 5-D in a 3D network, 4-D in a 2D one
+    kernels = {(len(f) - 2, len(m) - 2) for _, f, m in report.mismatched
+               if len(f) != len(m) and min(len(f), len(m)) >= 4}
+    if kernels:
+        file_dims, model_dims = sorted(kernels)[0]
+        hints.append(f"the file holds a {file_dims}D network and the model is {model_dims}D: build it with "
+                     f"spatial_dims={file_dims}")
     body = [k for k, _, _ in report.mismatched if not k.startswith(HEAD_PREFIX)]
     if body:
         hints.append("encoder/decoder shapes differ: check width, depth, in/out channels and embed_dim "
@@ -272,7 +279,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 def load_weights(model: nn.Module, path: Any, strict: bool = True, *, ignore_head: bool = False,
                  return_report: bool = False):
-    """Load an export, a training checkpoint or an official ``.pt`` file into ``model`` (SPEC.md §7).
+    """Load an export, a training checkpoint or an official ``.pt`` file into ``model`` (docs/method.md §7).
 
     Args:
         model: the model to fill (its device and dtype are kept; tensors are cast on copy). A
@@ -377,9 +384,10 @@ def make_card(model: nn.Module, card: Mapping[str, Any] | None = None) -> dict:
     """The model card of ``model``: computed fields plus the caller's (input size, intensity, lineage, …).
 
     Args:
-        model: a :class:`~semgen_ray.models.UNet3D` (or subclass).
-        card: caller fields. ``input_size`` (x, y, z) is required. Optional: ``axis_order``
-            (default ``["x", "y", "z"]``), ``intensity`` (default CT HU [-1000, 1000] → [0, 1]),
+        model: a :class:`~semgen_ray.models.unet.UNet` (``UNet3D``, ``AutoEncoder3D``, … or a 2D one).
+        card: caller fields. ``input_size`` (x, y, z; x, y for a 2D model) is required. Optional:
+            ``axis_order`` (default ``["x", "y", "z"]``, ``["x", "y"]`` in 2D), ``intensity`` (default
+            CT HU [-1000, 1000] → [0, 1]),
             ``lineage`` (``store_uri``, ``pattern_manifest_hash``, ``training_config``: any
             JSON-able data, dataclass configs included), ``name``, ``description``, ``epoch`` and any
             other JSON-able key. ``architecture`` / ``normalisation`` / ``num_classes``, when
@@ -393,18 +401,19 @@ def make_card(model: nn.Module, card: Mapping[str, Any] | None = None) -> dict:
     config = model.config
     size = card.pop("input_size", None)
     multiple = getattr(model, "input_multiple", 1)
-    if (not isinstance(size, (list, tuple)) or len(size) != 3
+    axes = ["x", "y", "z"][: getattr(model, "spatial_dims", 3)]
+    if (not isinstance(size, (list, tuple)) or len(size) != len(axes)
             or not all(isinstance(s, int) and s > 0 and s % multiple == 0 for s in size)):
-        raise WeightsError(f"card['input_size'] must be 3 positive integers (x, y, z) divisible by {multiple}, "
-                           f"got {size!r}")
+        raise WeightsError(f"card['input_size'] must be {len(axes)} positive integers ({', '.join(axes)}) divisible "
+                           f"by {multiple}, got {size!r}")
     computed = {"architecture": _plain(model.arch_args()), "normalisation": config.norm,
                 "num_classes": model.num_classes}
     for key, value in computed.items():
         if key in card and _plain(card.pop(key)) != value:
             raise WeightsError(f"card[{key!r}] contradicts the model ({value!r}); leave it out, it is computed")
-    axis_order = list(card.pop("axis_order", ["x", "y", "z"]))
-    if sorted(axis_order) != ["x", "y", "z"]:
-        raise WeightsError(f"card['axis_order'] must be a permutation of x, y, z, got {axis_order!r}")
+    axis_order = list(card.pop("axis_order", axes))
+    if sorted(axis_order) != axes:
+        raise WeightsError(f"card['axis_order'] must be a permutation of {', '.join(axes)}, got {axis_order!r}")
     lineage = {"store_uri": None, "pattern_manifest_hash": None, "training_config": None}
     lineage.update(card.pop("lineage", None) or {})
     for key in ("format", "files", "num_parameters", "created", "software", "outputs", "input"):

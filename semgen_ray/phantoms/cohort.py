@@ -56,12 +56,14 @@ class PhantomJob:
 
 
 def write_cohort(phantoms: PhantomConfig, store: StoreConfig, ingest: IngestConfig | None = None,
-                 ray_config: RayConfig | None = None, progress: bool = True):
-    """Generate ``phantoms.n`` patients into ``store``; unchanged patients are skipped on re-runs.
+                 ray_config: RayConfig | None = None, progress: bool = True, force: bool = False):
+    """Generate ``phantoms.n`` patients into ``store``; unchanged patients are skipped on re-runs
+    (``force``: generated and stored again).
 
     Returns the :class:`semgen_ray.ingest.IngestReport`.
     """
     from semgen_ray.ingest.runner import run_jobs
 
     jobs = [PhantomJob(i, phantoms.seed, tuple(phantoms.shape)) for i in range(phantoms.n)]
-    return run_jobs(jobs, store, ingest or IngestConfig(), ray_config, progress=progress)
+    return run_jobs(jobs, store, ingest or IngestConfig(), ray_config, progress=progress, force=force,
+                    label="phantoms", unit="patient")

@@ -14,7 +14,7 @@ from semgen_ray.phantoms.generate import DEFAULT_SHAPE, generate_patient
 WINDOW = (-1000.0, 400.0)
 
 
-def save_preview(path: str | Path = "docs/phantom_slices.png", indices: tuple[int, ...] = (0, 2, 5, 1),
+def save_preview(path: str | Path, indices: tuple[int, ...] = (0, 2, 5, 1),
                  cohort_seed: int = 0, shape: tuple[int, int, int] = DEFAULT_SHAPE,
                  dpi: int = 72) -> Path:
     """Render patients ``indices`` and write one row of slices per patient to ``path``.
@@ -27,11 +27,9 @@ def save_preview(path: str | Path = "docs/phantom_slices.png", indices: tuple[in
     Returns:
         The path written.
     """
-    import matplotlib
+    from semgen_ray.figures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     cols = 5
@@ -68,5 +66,27 @@ def save_preview(path: str | Path = "docs/phantom_slices.png", indices: tuple[in
     return path
 
 
-if __name__ == "__main__":  # regenerate the documentation image: python -m semgen_ray.phantoms.preview
-    print(save_preview())
+def main(argv: list[str] | None = None) -> int:
+    """``python -m semgen_ray.phantoms.preview --out PNG``: write the preview (the README's picture is
+    ``--out docs/phantom_slices.png`` from the repository root). The output is always named: nothing
+    is written into the current folder by default, and ``--help`` only prints the help."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m semgen_ray.phantoms.preview",
+                                description="Write a PNG of axial, coronal and sagittal slices of phantom "
+                                            "patients (one habitus cluster per row).")
+    p.add_argument("--out", required=True, metavar="PNG",
+                   help="the PNG to write (the README's: docs/phantom_slices.png, from the repository root)")
+    p.add_argument("--indices", type=int, nargs="+", default=[0, 2, 5, 1], metavar="I",
+                   help="patients of the cohort to show, one row each (default 0 2 5 1)")
+    p.add_argument("--seed", type=int, default=0, help="cohort seed (default 0)")
+    p.add_argument("--shape", type=int, nargs=3, default=list(DEFAULT_SHAPE), metavar=("X", "Y", "Z"),
+                   help=f"voxels per patient (default {' '.join(map(str, DEFAULT_SHAPE))})")
+    p.add_argument("--dpi", type=int, default=72, help="resolution (default 72)")
+    args = p.parse_args(argv)
+    print(save_preview(args.out, tuple(args.indices), args.seed, tuple(args.shape), args.dpi))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,9 +1,9 @@
 """Intensity mappings applied when volumes are read (the store keeps raw HU / scanner units).
 
 Semantic Genesis clips CT to the HU window [-1000, 1000] and maps it linearly to [0, 1]
-(SPEC.md §1.1). CT keeps that fixed window. MR (and ``OT``) has no common unit: it arrives in raw
+(docs/method.md §1.1). CT keeps that fixed window. MR (and ``OT``) has no common unit: it arrives in raw
 scanner units, z-scored per volume, as 8-bit exports, … A fixed window (Models Genesis advises
-[0, 4000], SPEC.md §6.2) turns a z-scored volume into a blank image, so MR is mapped **per volume**
+[0, 4000], docs/method.md §6.2) turns a z-scored volume into a blank image, so MR is mapped **per volume**
 by default, from the percentiles of its foreground (rule ``foreground_percentile``):
 
 1. *Sample*: every voxel, or every k-th voxel in memory order when the volume has more than

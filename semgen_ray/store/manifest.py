@@ -28,29 +28,37 @@ from __future__ import annotations
 import posixpath
 import uuid
 from collections.abc import Iterable
+from functools import lru_cache
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+COLUMNS = ("patient_id", "status", "error", "modality", "split", "shape", "spacing", "dtype", "has_label",
+           "source", "source_sha256", "warnings", "intensity", "updated_at")
 
-SCHEMA = pa.schema(
-    [
-        ("patient_id", pa.string()),
-        ("status", pa.string()),
-        ("error", pa.string()),
-        ("modality", pa.string()),
-        ("split", pa.string()),
-        ("shape", pa.list_(pa.int32())),
-        ("spacing", pa.list_(pa.float64())),
-        ("dtype", pa.string()),
-        ("has_label", pa.bool_()),
-        ("source", pa.string()),
-        ("source_sha256", pa.string()),
-        ("warnings", pa.string()),
-        ("intensity", pa.string()),
-        ("updated_at", pa.timestamp("ms", tz="UTC")),
-    ]
-)
-COLUMNS = tuple(SCHEMA.names)
+
+@lru_cache(maxsize=1)
+def schema():
+    """The Parquet schema (pyarrow imported on first use: reading and writing volumes do not need it)."""
+    import pyarrow as pa
+
+    out = pa.schema(
+        [
+            ("patient_id", pa.string()),
+            ("status", pa.string()),
+            ("error", pa.string()),
+            ("modality", pa.string()),
+            ("split", pa.string()),
+            ("shape", pa.list_(pa.int32())),
+            ("spacing", pa.list_(pa.float64())),
+            ("dtype", pa.string()),
+            ("has_label", pa.bool_()),
+            ("source", pa.string()),
+            ("source_sha256", pa.string()),
+            ("warnings", pa.string()),
+            ("intensity", pa.string()),
+            ("updated_at", pa.timestamp("ms", tz="UTC")),
+        ]
+    )
+    assert tuple(out.names) == COLUMNS
+    return out
 
 
 def empty_row(patient_id: str) -> dict:
@@ -60,15 +68,20 @@ def empty_row(patient_id: str) -> dict:
     return row
 
 
-def to_table(rows: Iterable[dict]) -> pa.Table:
+def to_table(rows: Iterable[dict]):
+    """The rows as a ``pyarrow.Table`` with :func:`schema`, sorted by patient id."""
+    import pyarrow as pa
+
     rows = sorted(rows, key=lambda r: r["patient_id"])
-    return pa.Table.from_pylist([{c: r.get(c) for c in COLUMNS} for r in rows], schema=SCHEMA)
+    return pa.Table.from_pylist([{c: r.get(c) for c in COLUMNS} for r in rows], schema=schema())
 
 
 def read_rows(fs, path: str) -> list[dict]:
     """All rows of the manifest at ``path`` on filesystem ``fs`` ([] when there is none yet)."""
     if not fs.exists(path):
         return []
+    import pyarrow.parquet as pq
+
     with fs.open(path, "rb") as f:
         table = pq.read_table(f)
     return table.to_pylist()
@@ -80,6 +93,8 @@ def write_rows(fs, path: str, rows: Iterable[dict]) -> None:
     The table goes to a temporary name beside the target first and is then moved over it: a rename
     on local disks, a single object put on object stores.
     """
+    import pyarrow.parquet as pq
+
     table = to_table(rows)
     tmp = posixpath.join(posixpath.dirname(path), f".{posixpath.basename(path)}.{uuid.uuid4().hex}.tmp")
     with fs.open(tmp, "wb") as f:

@@ -29,6 +29,8 @@ from semgen_ray.store.intensity import IntensityWarning, IntensityWindow, descri
 
 Region = Sequence[tuple[int, int]]  # ((x0, x1), (y0, y1), (z0, z1)), half-open voxel ranges
 
+#: chunk shape of new arrays unless one is given (``store.chunks``: the schema's default too; the
+#: CPU presets set 64×64×32)
 DEFAULT_CHUNKS = (128, 128, 64)
 
 
@@ -51,7 +53,7 @@ class VolumeStore:
     tasks); the manifest is written by one process, the ingest driver.
     """
 
-    def __init__(self, uri: str, mode: str = "r", chunks: Sequence[int] = DEFAULT_CHUNKS,
+    def __init__(self, uri: str, mode: str = "r", chunks: Sequence[int] | None = None,
                  clevel: int = 3):
         import fsspec
         import zarr
@@ -60,8 +62,8 @@ class VolumeStore:
             raise ValueError(f"mode must be 'r', 'a' or 'w', got {mode!r}")
         self.uri = _to_uri(uri)
         self.mode = mode
-        self.chunks = tuple(int(c) for c in chunks)
-        if len(self.chunks) != 3 or min(self.chunks) < 1:
+        self._chunks = None if chunks is None else tuple(int(c) for c in chunks)
+        if self._chunks is not None and (len(self._chunks) != 3 or min(self._chunks) < 1):
             raise ValueError(f"chunks must be 3 positive ints, got {chunks!r}")
         self.clevel = int(clevel)
         self._fs, self._root_path = fsspec.core.url_to_fs(self.uri)
@@ -122,6 +124,18 @@ class VolumeStore:
             return zarr.open_array(self.uri, path=f"{group}/{patient_id}", mode="r")
         except (FileNotFoundError, KeyError, zarr.errors.ArrayNotFoundError) as err:
             raise StoreError(f"patient {patient_id!r} is not in store {self.uri}") from err
+
+    @property
+    def chunks(self) -> tuple[int, int, int]:
+        """The chunk shape (x, y, z) of this store's arrays: the one given to :func:`open_store`
+        (new arrays get it), else the chunking of the arrays already stored (the first one's; an
+        array thinner than a chunk along an axis is one chunk there, of its own size), else
+        :data:`DEFAULT_CHUNKS` for an empty store."""
+        if self._chunks is None:
+            ids = self.stored_ids()
+            self._chunks = (tuple(int(c) for c in self._array(layout.VOLUMES, ids[0]).chunks) if ids
+                            else DEFAULT_CHUNKS)
+        return self._chunks
 
     def stored_ids(self) -> list[str]:
         """Every patient array in the store, complete or not (the manifest may lag after a crash)."""
@@ -468,7 +482,8 @@ def open_store(uri: str, mode: str = "r", **kwargs) -> VolumeStore:
         uri: where the store lives.
         mode: ``"r"`` read an existing store; ``"a"`` open or create for writing; ``"w"`` create,
             deleting any existing store at ``uri``.
-        **kwargs: ``chunks`` (default (128, 128, 64)) and Blosc/zstd ``clevel`` for new arrays.
+        **kwargs: ``chunks`` for new arrays (default: those of the arrays already stored, else
+            :data:`DEFAULT_CHUNKS` (128, 128, 64)) and their Blosc/zstd ``clevel``.
 
     Example:
         >>> store = open_store("phantom.zarr")            # doctest: +SKIP

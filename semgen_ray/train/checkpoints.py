@@ -20,11 +20,14 @@ the previous good one is used.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import re
 from pathlib import Path
 
 from semgen_ray.models.weights import file_sha256
+
+logger = logging.getLogger(__name__)
 
 DS_TAG = "ds"
 STATE_FILE = "state.json"
@@ -124,10 +127,10 @@ def verify_checkpoint(directory: str | Path) -> str | None:
     return None
 
 
-def complete_checkpoints(root: str, log=print) -> list:
+def complete_checkpoints(root: str, warn: bool = True) -> list:
     """Every complete ``step_*`` checkpoint under ``root`` (a path or URI), newest first.
 
-    Incomplete ones are skipped with a warning through ``log``.
+    Incomplete ones are skipped, with a warning unless ``warn`` is false (ranks other than 0).
     """
     import fsspec
     from ray.train import Checkpoint
@@ -141,8 +144,8 @@ def complete_checkpoints(root: str, log=print) -> list:
         problem = checkpoint_problem(fs, d)
         if problem is None:
             found.append(Checkpoint(root.rstrip("/") + "/" + d.rsplit("/", 1)[-1]) if "://" in root else Checkpoint(d))
-        else:
-            log(f"[train] WARNING: skipping checkpoint {d}: {problem}")
+        elif warn:
+            logger.warning(f"[train] skipping checkpoint {d}: {problem}")
     return found
 
 

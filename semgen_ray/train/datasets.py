@@ -1,4 +1,4 @@
-"""Ray Data inputs of pretraining: the pattern manifest's cubes, cut from the store on read (SPEC.md §2.4).
+"""Ray Data inputs of pretraining: the pattern manifest's cubes, cut from the store on read (docs/method.md §2.4).
 
 The train and validation rows of the manifest become two lazy datasets of ``read_crops`` (one read
 per patient for all its crops; resolutions 2-3 resized to the cube size) with only the numeric columns
@@ -55,7 +55,7 @@ def pattern_datasets(config: SemGenConfig, store_uri: str, manifest_path: str,
     from semgen_ray.data import read_crops, restoration_pairs
     from semgen_ray.discovery.manifest import read_manifest
     from semgen_ray.train.loop import VAL_EPOCH
-    from semgen_ray.train.objectives import corruption_overrides, objective, warmup_epochs
+    from semgen_ray.train.objectives import objective, warmup_epochs
 
     table = read_manifest(manifest_path)
     hashes = set(table.column("config_hash").to_pylist())
@@ -80,7 +80,7 @@ def pattern_datasets(config: SemGenConfig, store_uri: str, manifest_path: str,
             fixed = not train and t.fixed_val_corruption
             ds = ds.map_batches(
                 restoration_pairs, batch_format="numpy", batch_size=16, num_cpus=config.data.read_cpus,
-                fn_kwargs={"preset": t.corruption, "overrides": corruption_overrides(t.objective, t.corruption_overrides),
+                fn_kwargs={"policy": t.corruption_policy,  # the run's policy object, pickled to the workers
                            "run_seed": config.seed, "epoch": VAL_EPOCH if fixed else None,
                            "epoch_clock": None if fixed else epoch_clock, "warmup_epochs": warmup,
                            "keep_cube": fixed and warmup > 0, "id_column": "row_id", "target": t.target})

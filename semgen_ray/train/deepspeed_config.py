@@ -1,7 +1,7 @@
 """The DeepSpeed config of a pretraining run, from :class:`semgen_ray.config.schema.TrainConfig`.
 
 The optimizer is a torch optimizer passed to ``deepspeed.initialize`` (no JIT-compiled FusedAdam,
-RAY_NOTES.md §1); ZeRO stage, precision and gradient accumulation come from the config. fp16 uses
+docs/operations.md §1); ZeRO stage, precision and gradient accumulation come from the config. fp16 uses
 dynamic loss scaling and needs GPUs (DeepSpeed refuses fp16 on CPUs without fp16 kernels).
 """
 

@@ -1,4 +1,4 @@
-"""The Ray Train worker function: DeepSpeed pretraining with full-state checkpoints (SPEC.md §5).
+"""The Ray Train worker function: DeepSpeed pretraining with full-state checkpoints (docs/method.md §5).
 
 Every rank runs :func:`train_loop`. The model (U-Net 3D + classification head, reference names) and a
 torch optimizer go through ``deepspeed.initialize`` (ZeRO stage, bf16 / fp16 / fp32, gradient
@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import random
@@ -47,6 +48,8 @@ from pathlib import Path
 from semgen_ray.train.checkpoints import (DS_TAG, RNG_DIR, STATE_FILE, checkpoint_problem, complete_checkpoints,
                                           set_rng_state, step_of, verify_checkpoint, write_rank_files)
 from semgen_ray.train.objectives import JOINT, WARMUP, phase_of
+
+logger = logging.getLogger(__name__)
 
 #: Seed "epoch" of the validation corruptions (distinct from every training epoch >= 1).
 VAL_EPOCH = 0
@@ -102,7 +105,7 @@ class _Batches:
     """Model inputs from a Ray Data batch: ``(input, target, labels)`` on the device, dtype-cast."""
 
     def __init__(self, cfg: dict, device, dtype) -> None:
-        from semgen_ray.train.objectives import corruption_overrides, objective
+        from semgen_ray.train.objectives import objective
 
         self.obj = objective(cfg["objective"])
         self.device, self.dtype = device, dtype
@@ -112,8 +115,7 @@ class _Batches:
         if self.on_device:
             from semgen_ray.transforms import make_corruption
 
-            self.corruption = make_corruption(cfg["corruption"], backend="torch", device=device,
-                                              **corruption_overrides(cfg["objective"], cfg["corruption_overrides"]))
+            self.corruption = make_corruption(cfg["corruption_policy"], backend="torch", device=device)
 
     def __call__(self, batch: dict, epoch: int, warmup: bool = False):
         import numpy as np
@@ -219,18 +221,18 @@ def _load(engine, rank: int, root: str | None):
     """
     import ray.train
 
-    log = print if rank == 0 else (lambda *_: None)
     candidates = {}
     registered = ray.train.get_checkpoint()
     if registered is not None and checkpoint_problem(*_fs(registered.path)) is None:
         candidates[registered.path.rstrip("/")] = registered
-    for found in complete_checkpoints(root, log=log) if root else []:
+    for found in complete_checkpoints(root, warn=rank == 0) if root else []:
         candidates.setdefault(found.path.rstrip("/"), found)
     for checkpoint in sorted(candidates.values(), key=step_of, reverse=True):
         with checkpoint.as_directory() as d:
             problem = verify_checkpoint(d)
             if problem is not None:
-                log(f"[train] WARNING: skipping checkpoint {checkpoint.path}: {problem}")
+                if rank == 0:
+                    logger.warning(f"[train] skipping checkpoint {checkpoint.path}: {problem}")
                 continue
             _, client = engine.load_checkpoint(d, tag=DS_TAG, load_optimizer_states=True,
                                                load_lr_scheduler_states=False)
@@ -312,8 +314,8 @@ def train_loop(cfg: dict) -> None:
         schedule = LRSchedule.from_state(sched_state)
         state.setdefault("cls_warmup_epochs", 0)  # checkpoints from before the warm-up existed
         if state["cls_warmup_epochs"] != configured_warmup and rank == 0:
-            print(f"[train] resuming with the checkpoint's classification warm-up of {state['cls_warmup_epochs']} "
-                  f"epoch(s), not the configured {configured_warmup}")
+            logger.warning(f"[train] resuming with the checkpoint's classification warm-up of "
+                           f"{state['cls_warmup_epochs']} epoch(s), not the configured {configured_warmup}")
         state["log"].append({"resumed_at_step": state["step"], "epoch": state["epoch"],
                              "checkpoint": state.pop("resumed_from"),
                              "batch_in_epoch": state["batch_in_epoch"],

@@ -1,4 +1,4 @@
-"""Pretraining objectives: which losses, on which inputs (Semantic Genesis paper §2, SPEC.md §5).
+"""Pretraining objectives: which losses, on which inputs (Semantic Genesis paper §2, docs/method.md §5).
 
 ============================== ============================== =====================================
 objective                      loss                           corruptions
@@ -19,14 +19,14 @@ with their joint loss. ``restoration`` (no classification loss) and ``classifica
 warm up) ignore W. See :func:`warmup_epochs` and :func:`phase_of`.
 
 Cross-entropy is computed on logits (stable in bf16/fp16), not as the reference's NLL of log-softmax
-(the same value in exact arithmetic; ARCHITECTURE.md decisions); both losses are computed in fp32.
+(the same value in exact arithmetic; docs/design.md, "Decisions and why"); both losses are computed in fp32.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from semgen_ray.config.schema import OBJECTIVES
+from semgen_ray.config.schema import OBJECTIVE_CORRUPTION, OBJECTIVES
 
 
 @dataclass(frozen=True)
@@ -44,15 +44,12 @@ class Objective:
         return self.restore
 
 
-_ONLY = {"inpainting_classification": (0.0, 0.0, 1.0, 0.0), "shuffling_classification": (1.0, 0.0, 0.0, 0.0)}
-
-
 def objective(name: str) -> Objective:
     """The :class:`Objective` called ``name`` (one of :data:`semgen_ray.config.schema.OBJECTIVES`)."""
     if name not in OBJECTIVES:
         raise ValueError(f"unknown objective {name!r}; choose from {list(OBJECTIVES)}")
-    if name in _ONLY:  # one corruption, always: the "one_of" mode with a single non-zero weight
-        return Objective(name, True, True, (("mode", "one_of"), ("one_of_weights", _ONLY[name])))
+    if name in OBJECTIVE_CORRUPTION:  # one corruption, always; the run's policy merges it in
+        return Objective(name, True, True, tuple(OBJECTIVE_CORRUPTION[name].items()))
     return Objective(name, classify=name != "restoration", restore=name != "classification")
 
 
@@ -74,11 +71,6 @@ def phase_of(epoch: int, warmup: int) -> str:
 def warmup_objective(name: str) -> Objective:
     """The loss of the warm-up phase: objective ``name``'s classification term alone, no corruption."""
     return Objective(name, classify=True, restore=False)
-
-
-def corruption_overrides(name: str, user_overrides: dict) -> dict:
-    """``train.corruption_overrides`` with the objective's own overrides on top."""
-    return {**dict(user_overrides), **dict(objective(name).corruption_overrides)}
 
 
 def loss_terms(obj: Objective, restored, target, logits, labels, lambda_cls: float, lambda_rec: float):

@@ -1,4 +1,4 @@
-"""Per-epoch learning-rate schedules (SPEC.md §5), as plain state so checkpoints can hold them.
+"""Per-epoch learning-rate schedules (docs/method.md §5), as plain state so checkpoints can hold them.
 
 ``step``: StepLR, lr = base · γ^⌊epoch / step_epochs⌋, step_epochs = int(0.8 · patience) = 40 by
 default (the PyTorch reference). ``plateau``: ReduceLROnPlateau on the validation loss (× γ after

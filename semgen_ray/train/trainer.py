@@ -1,4 +1,4 @@
-"""Driver side of pretraining: Ray Train ``TorchTrainer`` + DeepSpeed, export and report (SPEC.md §5).
+"""Driver side of pretraining: Ray Train ``TorchTrainer`` + DeepSpeed, export and report (docs/method.md §5).
 
 :func:`run_pretraining` builds the datasets (:mod:`~semgen_ray.train.datasets`), the DeepSpeed config
 (:mod:`~semgen_ray.train.deepspeed_config`) and a ``TorchTrainer`` running
@@ -18,7 +18,9 @@ report (loss curves, sample cubes, ``train.json``) is written. The stage folder 
 from __future__ import annotations
 
 import copy
+import functools
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -29,9 +31,24 @@ from semgen_ray.config.schema import SemGenConfig
 
 RUN_NAME = "pretrain"
 
+logger = logging.getLogger(__name__)
+
 
 class PretrainError(RuntimeError):
     """Pretraining cannot run as configured, or its run failed; the message says why."""
+
+
+def epoch_line(metrics: dict, max_epochs: int) -> str | None:
+    """The console line of an epoch end (rank 0's reported metrics); ``None`` for mid-epoch checkpoints."""
+    if not metrics.get("epoch_end"):
+        return None
+    best = (f" (best {metrics['best_val_loss']:.4f} at epoch {metrics['best_epoch']})"
+            if metrics.get("best_epoch") else "")
+    acc = f", val acc {metrics['val_acc']:.2f}" if metrics.get("val_cls_loss") else ""
+    stopped = f"; stopping: {metrics['stopped']}" if metrics.get("stopped") else ""
+    return (f"[train] epoch {metrics['epoch']}/{max_epochs} ({metrics.get('phase', 'joint')}): "
+            f"train loss {metrics['train_loss']:.4f}, val loss {metrics['val_loss']:.4f}{best}{acc}, "
+            f"lr {metrics['lr']:.1e}, {metrics['cubes_per_s']:.1f} cubes/s, step {metrics['step']}{stopped}")
 
 
 def loop_config(config: SemGenConfig, num_classes: int, gpu: bool, tensorboard_dir: str | None,
@@ -45,8 +62,9 @@ def loop_config(config: SemGenConfig, num_classes: int, gpu: bool, tensorboard_d
     model = replace(config.model, num_classes=num_classes, head=config.model.head or "torch")
     return {"model": asdict(model), "train_config": t, "deepspeed": deepspeed_config(t, gpu),
             "seed": config.seed, "batch_size": t.batch_size, "shuffle_buffer": t.shuffle_buffer,
-            "objective": t.objective, "corrupt_on": t.corrupt_on, "corruption": t.corruption,
-            "corruption_overrides": dict(t.corruption_overrides), "target": t.target,
+            "objective": t.objective, "corrupt_on": t.corrupt_on,
+            "corruption_policy": t.corruption_policy,  # the run's policy object, pickled to every worker
+            "target": t.target,
             "tensorboard_dir": tensorboard_dir, "fault_injection": fault_injection}
 
 
@@ -55,12 +73,7 @@ def _storage(config: SemGenConfig, run_dir: str) -> str:
     (a local folder or a URI: Ray Train writes checkpoints to object stores through pyarrow)."""
     from semgen_ray import runfolder
 
-    path = config.train.storage_path
-    if "://" in path or path.startswith("/"):
-        return path
-    if runfolder.is_remote(run_dir):
-        return runfolder.join(run_dir, path)
-    return str((Path(run_dir) / path).resolve())
+    return runfolder.inside(run_dir, config.train.storage_path, absolute=True)
 
 
 def _publish(record: dict, local: Path, out_dir: str) -> dict:
@@ -117,14 +130,11 @@ def fp32_state_dict(checkpoint_dir: str | os.PathLike, zero_stage: int) -> dict:
 
 
 def check_corruption(config: SemGenConfig) -> None:
-    """Fail in the driver, not in a Ray task, when the corruption policy does not fit the cube."""
-    from semgen_ray.train.objectives import corruption_overrides
-    from semgen_ray.transforms import PolicyError, make_corruption
+    """Fail in the driver, not in a Ray task, when the run's corruption policy does not fit the cube."""
+    from semgen_ray.transforms.policy import PolicyError, check_geometry
 
-    t = config.train
     try:
-        make_corruption(t.corruption, **corruption_overrides(t.objective, t.corruption_overrides)).sample(
-            (1, 1, *config.data.cube_size), 0)
+        check_geometry(config.train.corruption_policy, tuple(config.data.cube_size))
     except PolicyError as err:
         raise PretrainError(f"train.corruption does not fit {tuple(config.data.cube_size)} cubes: {err}") from err
 
@@ -138,7 +148,49 @@ def finished(state: dict, t) -> bool:
     return bool(state.get("stopped")) and state.get("batch_in_epoch", 0) == 0 and stop
 
 
-def run_pretraining(config: SemGenConfig, store_uri: str, manifest_path: str, out_dir: str, log=print,
+def pretraining_key(config: SemGenConfig, manifest_path: str) -> str:
+    """The reuse key (:mod:`semgen_ray.reuse`) of a pretraining: its settings (``train`` but where it
+    runs, ``model``, ``data``, ``seed``) and the content of the pattern manifest it reads."""
+    from semgen_ray import reuse
+    from semgen_ray.config import to_dict
+
+    train = {k: v for k, v in to_dict(config.train).items() if k != "use_gpu"}  # not the result's
+    return reuse.digest({"train": train, "model": to_dict(config.model), "data": to_dict(config.data),
+                         "seed": config.seed, "manifest": reuse.content(manifest_path)})
+
+
+def finished_pretraining(config: SemGenConfig, manifest_path: str, out_dir: str) -> dict | None:
+    """The record (``out_dir/train.json``) of a finished pretraining of these settings on this
+    manifest whose export is unchanged, or ``None``: weights trained otherwise are never reused."""
+    from semgen_ray import reuse, runfolder
+
+    return reuse.load(runfolder.join(out_dir, "train.json"), pretraining_key(config, manifest_path))
+
+
+def pretrain_or_reuse(config: SemGenConfig, store_uri: str, manifest_path: str, out_dir: str,
+                      force: bool = False) -> dict:
+    """:func:`run_pretraining` into ``out_dir`` unless it holds this pretraining already
+    (:func:`finished_pretraining`); the record (``reused`` says which) is written last.
+
+    ``force`` first deletes the record, and the export and report that described the checkpoints
+    ``run_pretraining`` then deletes, so that forced work that stops is never taken for finished work.
+    """
+    from semgen_ray import reuse, runfolder
+
+    done_path = runfolder.join(out_dir, "train.json")
+    if force:
+        for stale in ("train.json", "export", "report"):
+            runfolder.remove(runfolder.join(out_dir, stale))
+    done = None if force else finished_pretraining(config, manifest_path, out_dir)
+    if done:
+        logger.info(f"[train] {out_dir} already holds this pretraining; reusing it (--force redoes it)")
+        return {**done, "reused": True}
+    record = run_pretraining(config, store_uri, manifest_path, out_dir, force=force)
+    record = reuse.save(done_path, pretraining_key(config, manifest_path), record, outputs=["export"])
+    return {**record, "reused": False}
+
+
+def run_pretraining(config: SemGenConfig, store_uri: str, manifest_path: str, out_dir: str,
                     force: bool = False, fault_injection: dict | None = None) -> dict:
     """Pretrain on the pattern manifest's cubes; export the best weights and write the report.
 
@@ -162,6 +214,7 @@ def run_pretraining(config: SemGenConfig, store_uri: str, manifest_path: str, ou
     from semgen_ray import runfolder
     from semgen_ray.data.epoch_clock import create_epoch_clock
     from semgen_ray.gpus import decide_gpus
+    from semgen_ray.logs import ReportRelay
     from semgen_ray.train.datasets import pattern_datasets
     from semgen_ray.train.loop import train_loop
 
@@ -170,7 +223,7 @@ def run_pretraining(config: SemGenConfig, store_uri: str, manifest_path: str, ou
     out = Path(tempfile.mkdtemp(prefix="semgen_train_")) if remote else Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     check_corruption(config)
-    decision = decide_gpus(t.use_gpu, "train", t.num_workers, config.ray.gpu_wait_s, log)
+    decision = decide_gpus(t.use_gpu, "train", t.num_workers, config.ray.gpu_wait_s)
     gpu = decision.use
     clock_name, clock = create_epoch_clock()
     data = pattern_datasets(config, store_uri, manifest_path, epoch_clock=clock_name)
@@ -190,16 +243,17 @@ def run_pretraining(config: SemGenConfig, store_uri: str, manifest_path: str, ou
     ingest = copy.deepcopy(ray.data.DataContext.get_current().execution_options)
     ingest.preserve_order = True
     resources = {"CPU": t.cpus_per_worker, **({"GPU": 1} if gpu else {})}
-    log(f"[train] {t.objective}: {data.train_rows} train / {data.val_rows} val cubes, {data.num_classes} "
-        f"classes; {t.num_workers} worker(s) × {resources}, DeepSpeed ZeRO-{t.zero_stage} {t.precision}, "
-        f"corruption {t.corruption} on {t.corrupt_on}; checkpoints in {storage}/{RUN_NAME}")
+    logger.info(f"[train] {t.objective}: {data.train_rows} train / {data.val_rows} val cubes, {data.num_classes} "
+                f"classes; {t.num_workers} worker(s) × {resources}, DeepSpeed ZeRO-{t.zero_stage} {t.precision}, "
+                f"corruption {t.corruption} on {t.corrupt_on}; checkpoints in {storage}/{RUN_NAME}")
+    relay = ReportRelay("train", functools.partial(epoch_line, max_epochs=t.max_epochs), __name__)
     trainer = TorchTrainer(
         train_loop, train_loop_config=cfg,
         torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=gpu, resources_per_worker=resources,
                                      placement_strategy=t.placement),
         run_config=RunConfig(
-            name=RUN_NAME, storage_path=storage,
+            name=RUN_NAME, storage_path=storage, callbacks=relay.callbacks,
             failure_config=FailureConfig(max_failures=t.max_failures),
             checkpoint_config=checkpoint_config(t)),
         datasets={"train": data.train, "val": data.val},
@@ -207,9 +261,10 @@ def run_pretraining(config: SemGenConfig, store_uri: str, manifest_path: str, ou
     )
     try:
         t0 = time.perf_counter()
-        result = trainer.fit()
+        with relay:  # the epoch lines, from Ray Train's controller to this log
+            result = trainer.fit()
         seconds = time.perf_counter() - t0
-        record = _finish(config, cfg, data, result, seconds, store_uri, manifest_path, out, storage, decision, log)
+        record = _finish(config, cfg, data, result, seconds, store_uri, manifest_path, out, storage, decision)
         return _publish(record, out, str(out_dir)) if remote else record
     finally:
         ray.kill(clock)
@@ -218,7 +273,7 @@ def run_pretraining(config: SemGenConfig, store_uri: str, manifest_path: str, ou
 
 
 def _finish(config: SemGenConfig, cfg: dict, data, result, seconds: float, store_uri: str, manifest_path: str,
-            out: Path, storage: str, decision, log) -> dict:
+            out: Path, storage: str, decision) -> dict:
     """Export the best joint-phase weights, write the report and ``train.json``; returns the record."""
     from semgen_ray.models import build_model, export_weights
     from semgen_ray.train.checkpoints import STATE_FILE
@@ -236,8 +291,8 @@ def _finish(config: SemGenConfig, cfg: dict, data, result, seconds: float, store
             f"pretraining was interrupted at step {state['step']} (epoch {state['epoch']}) before it finished: "
             f"nothing exported, no train.json; run it again (or --resume) to continue from {result.checkpoint.path}")
     for resume in state["log"]:
-        log(f"[train] recovered from a failure: resumed at step {resume['resumed_at_step']} (epoch "
-            f"{resume['epoch']}, batch {resume['batch_in_epoch']}) from {resume['checkpoint']}")
+        logger.info(f"[train] recovered from a failure: resumed at step {resume['resumed_at_step']} (epoch "
+                    f"{resume['epoch']}, batch {resume['batch_in_epoch']}) from {resume['checkpoint']}")
     best = _best_checkpoint(result)
     model = build_model(cfg["model"])
     with best.as_directory() as d:
@@ -245,12 +300,14 @@ def _finish(config: SemGenConfig, cfg: dict, data, result, seconds: float, store
     from semgen_ray.config import to_dict
     from semgen_ray.discovery.manifest import manifest_metadata
 
+    from semgen_ray import reuse
     from semgen_ray.store import store_card_entry
 
     card = {"name": f"semgen_ray {t.objective}", "input_size": list(config.data.cube_size),
             "epoch": state["best_epoch"], "intensity": store_card_entry(store_uri),
-            "description": f"U-Net 3D pretrained with the {t.objective} objective (Semantic Genesis, SPEC.md §5)",
+            "description": f"U-Net 3D pretrained with the {t.objective} objective (Semantic Genesis, docs/method.md §5)",
             "lineage": {"store_uri": store_uri, "pattern_manifest": str(manifest_path),
+                        "pattern_manifest_hash": reuse.content(manifest_path),  # SHA-256 of its bytes
                         "pattern_manifest_config_hash": data.config_hash,
                         "discovery": manifest_metadata(manifest_path),
                         "training_config": to_dict(config), "checkpoint": best.path,
@@ -264,6 +321,7 @@ def _finish(config: SemGenConfig, cfg: dict, data, result, seconds: float, store
               "best_epoch": state["best_epoch"], "best_val_loss": state["best_val_loss"],
               "cls_warmup_epochs": state.get("cls_warmup_epochs", 0),
               "stopped": state["stopped"], "fit_seconds": round(seconds, 1), "num_classes": data.num_classes,
+              "corruption_policy": t.corruption_policy.to_dict(),
               "train_cubes": data.train_rows, "val_cubes": data.val_rows, "objective": t.objective,
               "workers": t.num_workers, "nodes": state.get("nodes", []), "gpu": decision.use,
               "gpu_decision": decision.as_dict(), "resumes": state["log"], "history": state["history"]}

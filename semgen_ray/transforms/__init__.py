@@ -1,4 +1,4 @@
-"""Self-restoration corruptions of Semantic Genesis / Models Genesis (SPEC.md §3), numpy and torch.
+"""Self-restoration corruptions of Semantic Genesis / Models Genesis (docs/method.md §3), numpy and torch.
 
 Entry point: :func:`make_corruption` ``(preset="sg", backend="numpy", **overrides)`` returns a
 :class:`Corruption` ``f``; ``f(batch, seed) -> (corrupted, params)`` for a batch (N, 1, X, Y, Z) in
@@ -8,7 +8,7 @@ sample id)), recorded in a :class:`CorruptionParams`, and applied deterministica
 end: ``numpy`` (CPU, Ray Data ``map_batches``) or ``torch`` (CPU or GPU, batched). ``f.sample`` /
 ``f.apply`` split the two steps; ``f.target`` gives the restoration target (flipped like the input).
 
-Presets (:data:`PRESETS`, :class:`CorruptionPolicy`): ``sg`` (default; SPEC.md §3.2), ``mg`` (§3.1),
+Presets (:data:`PRESETS`, :class:`CorruptionPolicy`): ``sg`` (default; docs/method.md §3.2), ``mg`` (§3.1),
 ``sg_keras`` (§3.3). The operations, one module each: :class:`Flip`, :class:`ElasticDeformation`,
 :class:`LocalPixelShuffle`, :class:`NonlinearIntensity`, :class:`InPainting`, :class:`OutPainting`.
 

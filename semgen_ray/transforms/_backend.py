@@ -3,7 +3,7 @@
 Every operation's deterministic ``apply`` is written once against this shim, so both back ends run
 the same arithmetic: the numpy back end serves Ray Data ``map_batches`` on CPU workers, the torch back
 end corrupts on the training device. Parameters always arrive as numpy arrays (they are drawn with
-numpy, SPEC.md §3); :meth:`param` moves them to the batch's device.
+numpy, docs/method.md §3); :meth:`param` moves them to the batch's device.
 
 Random *values* that are too many to store as parameters (the noise fill of in-/out-painting, the
 random keys that order the voxels of each shuffled block) come from a counter-based hash: value =

@@ -1,4 +1,4 @@
-"""The self-restoration corruption of a batch: a policy's operations, sampled then applied (SPEC.md §3).
+"""The self-restoration corruption of a batch: a policy's operations, sampled then applied (docs/method.md §3).
 
 ``make_corruption(preset, backend, **overrides)`` returns a :class:`Corruption`:
 
@@ -14,7 +14,7 @@ Per sample the draws are, in order: flips, elastic coefficients, which corruptio
 corruption's parameters. In ``one_of`` mode one corruption is drawn with ``r = random()`` and the
 cumulative weights (the reference's ``r <= 0.25`` shuffle, ``<= 0.5`` non-linear, ``<= 0.75``
 in-painting, else out-painting); in ``chain`` mode shuffle, non-linear and painting are each drawn
-with their rates, and painting is in- or out-painting by ``inpaint_rate`` (SPEC.md §3.1).
+with their rates, and painting is in- or out-painting by ``inpaint_rate`` (docs/method.md §3.1).
 
 In a Ray Data pipeline (numpy batches), with a stable sample id per row so that every epoch, worker
 and rank draws its own stream::

@@ -1,4 +1,4 @@
-"""Elastic deformation of the input (Semantic Genesis, SPEC.md §3.2 step 2).
+"""Elastic deformation of the input (Semantic Genesis, docs/method.md §3.2 step 2).
 
 Reference: per displaced axis (x and y), a field ``α · G_σ * w`` with ``w`` i.i.d. U(−1, 1) voxel
 noise and ``G_σ`` a 3D Gaussian filter (σ = 8, ``mode="constant"``, truncated at 4σ), α = 991; no z
@@ -220,15 +220,19 @@ def resample(batch, disp, axes, xp):
     return out.permute(inverse).contiguous()
 
 
-def deform(batch, coef, sigma: float, alpha: float, axes, xp):
-    """Elastically deform ``batch`` (N, C, X, Y, Z) float32 with field coefficients ``coef``."""
+def deform(batch, coef, sigma: float, alpha: float, axes, xp, overwrite: bool = False):
+    """Elastically deform ``batch`` (N, C, X, Y, Z) float32 with field coefficients ``coef``.
+
+    numpy: with ``overwrite`` the result goes into ``batch`` itself (each cache-sized chunk is
+    resampled from a transposed copy, so nothing is read after it is written), saving a copy.
+    """
     axes = tuple(sorted(axes))
     order = layout(axes)
     perm = (0, 1, *(2 + i for i in order))
     inverse = tuple(int(i) for i in np.argsort(perm))
     shape = tuple(int(s) for s in batch.shape[2:])
     if xp.name == "numpy":
-        out = np.empty_like(batch)
+        out = batch if overwrite else np.empty_like(batch)
         for sl in chunks(int(batch.shape[0]), int(np.prod(shape))):   # cache blocking (see chunks)
             disp = displacement(coef[sl], shape, sigma, alpha, xp, order)      # in layout order
             res = _resample_numpy(np.ascontiguousarray(batch[sl].transpose(perm)), disp, axes)
@@ -240,7 +244,7 @@ def deform(batch, coef, sigma: float, alpha: float, axes, xp):
 
 
 class ElasticDeformation(RandomOperation):
-    """Smooth random displacement of the in-plane axes (SPEC.md §3.2 step 2; see the module docstring).
+    """Smooth random displacement of the in-plane axes (docs/method.md §3.2 step 2; see the module docstring).
 
     Args:
         alpha: displacement scale α (991).
@@ -282,4 +286,4 @@ class ElasticDeformation(RandomOperation):
 
     def _apply(self, x, params: dict):
         """Resample every sample at its displaced coordinates (see :func:`deform`)."""
-        return deform(x, np.asarray(params["coef"]), self.sigma, self.alpha, self.axes, self._xp(x))
+        return deform(x, np.asarray(params["coef"]), self.sigma, self.alpha, self.axes, self._xp(x), overwrite=True)

@@ -1,4 +1,4 @@
-"""Flip: random axis flips of input *and* target (Models Genesis, SPEC.md §3.1 step 1).
+"""Flip: random axis flips of input *and* target (Models Genesis, docs/method.md §3.1 step 1).
 
 The reference flips up to 3 times, each while ``random() < 0.4``, along an axis drawn from {0, 1, 2}
 of the ``(1, X, Y, Z)`` sample. Axis 0 is the channel axis, so that draw changes nothing: only x and y
@@ -15,7 +15,7 @@ from semgen_ray.transforms._operation import RandomOperation
 
 
 class Flip(RandomOperation):
-    """Random flips of rows/columns, applied identically to input and target (SPEC.md §3.1).
+    """Random flips of rows/columns, applied identically to input and target (docs/method.md §3.1).
 
     Args:
         rate: each flip, up to ``max_flips``, happens while ``random() < rate`` (0.4).

@@ -1,4 +1,4 @@
-"""In-painting: cut random holes and fill them (SPEC.md §3.1 step 4, §3.2, §3.3).
+"""In-painting: cut random holes and fill them (docs/method.md §3.1 step 4, §3.2, §3.3).
 
 Reference (Models Genesis): up to 5 holes, each (the first included) cut while ``random() < 0.95``;
 side per axis U{D/6..D/3} (x, y 10–21 and z 5–10 for 64×64×32), corner U{3..D−side−3}; each hole is
@@ -21,7 +21,7 @@ from semgen_ray.transforms.policy import resolve_range
 
 
 class InPainting(RandomOperation):
-    """Fill random boxes with noise or a constant (SPEC.md §3.1 step 4).
+    """Fill random boxes with noise or a constant (docs/method.md §3.1 step 4).
 
     Args:
         max_holes: most holes (5 Models Genesis, 1 Semantic Genesis).

@@ -1,4 +1,4 @@
-"""Local pixel shuffling (Models Genesis / Semantic Genesis, SPEC.md §3.1 step 2, §3.2).
+"""Local pixel shuffling (Models Genesis / Semantic Genesis, docs/method.md §3.1 step 2, §3.2).
 
 Reference: for each of B blocks (10,000 Models Genesis, 5 Semantic Genesis), in order: side
 U{1..D/10} per axis, corner U{0..D−side}; the block's voxels are read from the *unmodified* input,
@@ -205,7 +205,7 @@ def draw_blocks(rng: np.random.Generator, shape, lo, hi, count: int) -> np.ndarr
 
 
 class LocalPixelShuffle(RandomOperation):
-    """Permute the voxels inside random small blocks (SPEC.md §3.1 step 2; 5 blocks in §3.2).
+    """Permute the voxels inside random small blocks (docs/method.md §3.1 step 2; 5 blocks in §3.2).
 
     Args:
         blocks: blocks per sample (10,000 Models Genesis, 5 Semantic Genesis).

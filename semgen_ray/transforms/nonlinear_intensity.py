@@ -1,4 +1,4 @@
-"""Non-linear intensity mapping by a random cubic Bézier curve (SPEC.md §3.1 step 3, §3.2).
+"""Non-linear intensity mapping by a random cubic Bézier curve (docs/method.md §3.1 step 3, §3.2).
 
 Reference: control points P0 = (0, 0), P1 = (a, b), P2 = (c, d), P3 = (1, 1) with a, b, c, d ~
 U[0, 1); the curve is sampled at 100,000 parameter values (from P3 to P0); with probability 0.5 only
@@ -167,7 +167,7 @@ def map_intensity(batch, lut, xp):
 
 
 class NonlinearIntensity(RandomOperation):
-    """Random monotone or inverted Bézier intensity map (SPEC.md §3.1 step 3; see the module docstring).
+    """Random monotone or inverted Bézier intensity map (docs/method.md §3.1 step 3; see the module docstring).
 
     Args:
         invert_rate: probability of the decreasing (inversion-like) map (0.5).

@@ -1,4 +1,4 @@
-"""Out-painting: keep random windows of the cube, replace the rest (SPEC.md §3.1 step 4, §3.2, §3.3).
+"""Out-painting: keep random windows of the cube, replace the rest (docs/method.md §3.1 step 4, §3.2, §3.3).
 
 Reference (Models Genesis): start from a cube of i.i.d. U[0, 1) noise; paste back one window of the
 input with side D − U{3D/7..4D/7} per axis (x, y 28–37 and z 14–19 for 64×64×32) at corner
@@ -21,7 +21,7 @@ from semgen_ray.transforms.policy import resolve_range
 
 
 class OutPainting(RandomOperation):
-    """Keep random windows, fill the outside with noise or a constant (SPEC.md §3.1 step 4).
+    """Keep random windows, fill the outside with noise or a constant (docs/method.md §3.1 step 4).
 
     Args:
         max_windows: most kept windows (5 Models Genesis, 1 Semantic Genesis); the first is always kept.

@@ -1,16 +1,16 @@
-"""The corruption policy: which perturbations run, with which probabilities and sizes (SPEC.md §3).
+"""The corruption policy: which perturbations run, with which probabilities and sizes (docs/method.md §3).
 
 One frozen, self-validating dataclass, :class:`CorruptionPolicy`, holds every probability and size;
 three presets reproduce the reference variants:
 
 ========== =================================================================================
-``sg``     Semantic Genesis, PyTorch (SPEC.md §3.2; the default): elastic deformation of the
+``sg``     Semantic Genesis, PyTorch (docs/method.md §3.2; the default): elastic deformation of the
            input, then exactly one of shuffle (5 blocks) / non-linear / in-painting (1 hole,
            noise fill) / out-painting (1 window, noise background), p = 0.25 each; no flips.
-``mg``     Models Genesis (SPEC.md §3.1): flip (input and target), then shuffle (p 0.5,
+``mg``     Models Genesis (docs/method.md §3.1): flip (input and target), then shuffle (p 0.5,
            10,000 blocks), non-linear (p 0.9), painting (p 0.9: in 0.2 with up to 5 holes,
            out 0.8 with up to 5 windows), chained; no elastic deformation.
-``sg_keras`` Semantic Genesis, Keras (SPEC.md §3.3): as ``sg`` but constant fills, hole sides
+``sg_keras`` Semantic Genesis, Keras (docs/method.md §3.3): as ``sg`` but constant fills, hole sides
            U{10..20} voxels on all axes, kept window D − U{10..20}.
 ========== =================================================================================
 
@@ -103,22 +103,22 @@ def _count(name: str, value, minimum: int) -> int:
 
 @dataclass(frozen=True)
 class CorruptionPolicy:
-    """Every switch, probability and size of the self-restoration corruptions (SPEC.md §3).
+    """Every switch, probability and size of the self-restoration corruptions (docs/method.md §3).
 
-    The defaults are the ``sg`` preset (SPEC.md §3.2). The input is transformed in this order:
+    The defaults are the ``sg`` preset (docs/method.md §3.2). The input is transformed in this order:
     flip → elastic deformation → local pixel shuffle → non-linear intensity → in-painting →
     out-painting. The restoration target is the (flipped) original: flips apply to input and target,
     everything else only to the input.
 
     Args:
         name: a label recorded with the parameters (the preset name, or ``"custom"``).
-        flip: flip input and target (Models Genesis, SPEC.md §3.1 step 1).
+        flip: flip input and target (Models Genesis, docs/method.md §3.1 step 1).
         flip_rate: each flip, up to ``flip_max`` of them, happens while ``random() < flip_rate``.
         flip_max: most flips per sample.
         flip_axes: axes of the ``(C, X, Y, Z)`` sample drawn uniformly for each flip, as the reference
             draws them: 0 is the channel axis (a no-op), so ``(0, 1, 2)`` flips x or y with
             probability 1/3 each and never z.
-        elastic: elastically deform the input (Semantic Genesis, SPEC.md §3.2 step 2).
+        elastic: elastically deform the input (Semantic Genesis, docs/method.md §3.2 step 2).
         elastic_alpha: displacement scale α (the reference's 991).
         elastic_sigma: Gaussian smoothing σ of the displacement noise in voxels (8).
         elastic_axes: spatial axes displaced (0 = x, 1 = y, 2 = z); the reference moves x and y.
@@ -240,7 +240,7 @@ class CorruptionPolicy:
 
 _SG = CorruptionPolicy(name="sg")
 
-#: The reference variants (SPEC.md §3.1-3.3).
+#: The reference variants (docs/method.md §3.1-3.3).
 PRESETS: dict[str, CorruptionPolicy] = {
     "sg": _SG,
     "mg": CorruptionPolicy(

@@ -1,11 +1,11 @@
 """Per-sample random streams: every draw derives from (seed, sample), never from global RNG state.
 
-ARCHITECTURE.md, "Decisions": randomness derives from (run seed, epoch, sample id), so a batch can be
+docs/design.md, "Decisions and why": randomness derives from (run seed, epoch, sample id), so a batch can be
 replayed and no two Ray Data workers or DeepSpeed ranks repeat each other's streams. A corruption
 call takes either
 
 * an int ``seed``: sample ``i`` of the batch draws from ``SeedSequence([seed, i])``; or
-* an array of N per-sample seeds, e.g. ``sample_seed(run_seed, epoch, sample_id)`` for each sample:
+* an array or a list of N per-sample int seeds, e.g. ``sample_seed(run_seed, epoch, sample_id)`` for each sample:
   sample ``i`` draws from ``SeedSequence(seeds[i])``, so its corruption does not depend on which
   other samples share its batch, or in which order; or
 * an (N, k) array of seed rows (``CorruptionParams.entropy``): sample ``i`` draws from
@@ -54,7 +54,10 @@ def seed_rows(seed, n: int) -> np.ndarray:
         rows[:, 0] = int(seed)
         rows[:, 1] = np.arange(n, dtype=np.uint64)
         return rows
-    arr = np.asarray(seed)
+    if isinstance(seed, (list, tuple)):
+        arr = _int_seed_array(seed, n)
+    else:
+        arr = np.asarray(seed)
     if arr.dtype.kind not in "iu" or arr.ndim not in (1, 2) or arr.shape[0] != n:
         raise ValueError(f"seed must be an int, an array of {n} per-sample int seeds, or an ({n}, k) array "
                          f"of seed rows; got {type(seed).__name__} with shape {getattr(arr, 'shape', None)} "
@@ -62,6 +65,23 @@ def seed_rows(seed, n: int) -> np.ndarray:
     if arr.dtype.kind == "i" and arr.size and arr.min() < 0:
         raise ValueError("per-sample seeds must be >= 0")
     return arr.astype(np.uint64).reshape(n, -1)
+
+
+def _int_seed_array(seeds: list | tuple, n: int) -> np.ndarray:
+    """A list of Python ints (e.g. ``[sample_seed(...) for ...]``, up to 2^64 - 1), or a list of int
+    rows, as a uint64 array; numpy alone would turn ints of 2^63 and more into float64."""
+    flat = [v for row in seeds for v in (row if isinstance(row, (list, tuple, np.ndarray)) else [row])]
+    for v in flat:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise ValueError(f"per-sample seeds must be ints, e.g. from sample_seed(run_seed, epoch, sample_id); "
+                             f"got {type(v).__name__} {v!r} among the {n} seeds")
+        if not 0 <= int(v) < 2 ** 64:
+            raise ValueError(f"per-sample seeds must be in [0, 2^64), got {v}")
+    try:
+        return np.array([[int(v) for v in row] if isinstance(row, (list, tuple, np.ndarray)) else int(row)
+                         for row in seeds], dtype=np.uint64)
+    except ValueError as err:  # ragged rows
+        raise ValueError(f"seed rows must all have the same length: {err}") from None
 
 
 def sample_rng(row) -> np.random.Generator:

@@ -263,7 +263,7 @@ def test_image_matches_ray(name):
     docker = _load(name)["docker"]
     assert docker["image"] == f"rayproject/ray:{ray.__version__}-py311-gpu"
     assert _pins()["ray"] == ray.__version__
-    assert "ray-ml" not in yaml.safe_dump(docker)  # unpublished since Ray 2.50 (RAY_NOTES.md §6)
+    assert "ray-ml" not in yaml.safe_dump(docker)  # unpublished since Ray 2.50 (docs/operations.md §6)
 
 
 @pytest.mark.parametrize("name", CONFIGS)

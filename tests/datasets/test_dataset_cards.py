@@ -52,13 +52,24 @@ def test_card_fields(stem):
 
 @pytest.mark.parametrize("stem", sorted(EXPECTED))
 def test_window_matches_the_store_default(stem):
+    """CT cards state the fixed HU window; MR cards the per-volume rule the ingest applies by default,
+    its percentiles, and the fixed window ``ingest.mr_intensity=fixed`` would use instead."""
+    from semgen_ray.config import IngestConfig
     from semgen_ray.store import default_window
+    from semgen_ray.store.intensity import PERCENTILES
 
     card = CARDS[stem]
-    window = card["intensity"]["window"]
+    intensity = card["intensity"]
+    assert intensity["maps_to"] == [0, 1]
     default = default_window(card["modality"])
-    assert window == [default.lo, default.hi]
-    assert card["intensity"]["maps_to"] == [0, 1]
+    if card["modality"] == "CT":
+        assert intensity["window"] == [default.lo, default.hi]
+        return
+    ingest = IngestConfig()
+    assert intensity["rule"] == ingest.mr_intensity == "foreground_percentile"
+    assert intensity["window"] == "per volume" and intensity["percentiles"] == list(PERCENTILES)
+    assert intensity["fixed_window"] == list(ingest.mr_window) == [default.lo, default.hi]
+    assert "ingest.mr_intensity=fixed" in intensity["applied"]
 
 
 def _parser(module: str):

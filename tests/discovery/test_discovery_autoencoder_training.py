@@ -1,4 +1,4 @@
-"""Auto-encoder training on Ray Train (SPEC.md §1.3): tiny end-to-end run, export, resume."""
+"""Auto-encoder training on Ray Train (docs/method.md §1.3): tiny end-to-end run, export, resume."""
 
 from __future__ import annotations
 
@@ -16,12 +16,34 @@ MODEL = {"width": 4}
 IDS = [f"phantom_{i:05d}" for i in range(6)]
 
 
+def _with_mr_patients(store_uri: str, dest: Path) -> str:
+    """A copy of the CT store plus two MR patients (one head in raw scanner units and z-scored) that
+    the training does not use: the export's model card describes the store's intensity mappings."""
+    import shutil
+
+    import numpy as np
+
+    from semgen_ray.io.volume import Volume
+    from semgen_ray.store import open_store
+
+    shutil.copytree(store_uri, dest)
+    x, y, z = np.meshgrid(*[np.linspace(-1, 1, s) for s in (32, 32, 16)], indexing="ij")
+    r = np.sqrt(x ** 2 + y ** 2 + z ** 2)
+    head = np.where(r < 0.8, 900.0, 5.0) + np.where(r < 0.5, 1600.0, 0.0)
+    head += np.random.default_rng(0).normal(0.0, 30.0, head.shape)
+    store = open_store(str(dest), mode="a")
+    rows = [store.write(pid, Volume(a.astype(np.float32), (1.0, 1.0, 1.5), modality="MR", source=f"{pid}.nrrd"))
+            for pid, a in (("mr_raw", head), ("mr_zscore", (head - head.mean()) / head.std()))]
+    store.update_manifest(rows)
+    return str(dest)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_store):
     from semgen_ray.discovery.autoencoder_training import train_autoencoder
 
     root = tmp_path_factory.mktemp("ae")
-    uri = tiny_store
+    uri = _with_mr_patients(tiny_store, root / "store.zarr")
     run_dir = root / "run"
     result = train_autoencoder(uri, IDS[:4], IDS[4:], MODEL, SHAPE, batch_size=2, lr=1e-3, max_epochs=2,
                                patience=5, num_workers=2, run_dir=run_dir, seed=0)
@@ -52,6 +74,19 @@ def test_train_reports_finite_losses_and_exports_best(trained):
     assert card["input"]["size"] == list(SHAPE)
     assert card["lineage"]["store_uri"] == uri
     assert card["architecture"]["class"] == "AutoEncoder3D"
+    # the store's intensity mappings (issue 15): CT's fixed HU window, MR's per-volume rule with the
+    # range of the windows the store recorded (raw ~[900, 2500], z-scored ~[-1, 2])
+    from semgen_ray.store import open_store
+
+    intensity = card["intensity"]
+    assert intensity["modality"] == "mixed" and intensity["range"] == [0.0, 1.0]
+    ct, mr = intensity["by_modality"]["CT"], intensity["by_modality"]["MR"]
+    assert ct["rule"] == "fixed" and ct["window"] == [-1000.0, 1000.0] and ct["patients"] == 6
+    assert mr["rule"] == "foreground_percentile" and mr["window"] is None and mr["patients"] == 2
+    windows = [json.loads(r["intensity"])["window"] for r in open_store(uri).manifest_rows() if r["modality"] == "MR"]
+    assert mr["per_volume"]["hi"] == [min(w[1] for w in windows), max(w[1] for w in windows)]
+    assert mr["per_volume"]["lo"] == [min(w[0] for w in windows), max(w[0] for w in windows)]
+    assert mr["per_volume"]["hi"][1] > 100 * mr["per_volume"]["hi"][0] > 0
     model = load_pretrained(model_dir).eval()
     with torch.no_grad():
         emb = model.embed(torch.rand(1, 1, *SHAPE))

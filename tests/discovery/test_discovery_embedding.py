@@ -1,4 +1,4 @@
-"""Patient embeddings with Ray Data batch inference (SPEC.md §1.3) and their Parquet file."""
+"""Patient embeddings with Ray Data batch inference (docs/method.md §1.3) and their Parquet file."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The vectorised foreground tests against a literal implementation of the SPEC.md §2.1 rule."""
+"""The vectorised foreground tests against a literal implementation of the docs/method.md §2.1 rule."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from semgen_ray.discovery import foreground as fg
 
 
 def reference_lung_sum(vol, x, y, z, cube, threshold, len_depth=3):
-    """SPEC §2.1 written as the reference's 4-deep loop."""
+    """docs/method.md §2.1 written as the reference's 4-deep loop."""
     X, Y, Z = cube
     window = vol[x:x + X, y:y + Y, z:z + Z + len_depth]
     total = 0.0

@@ -60,3 +60,28 @@ def test_distance_plot_png(tmp_path):
     assert min(grey.shape) > 100 and grey.std() > 5 and (grey < 128).sum() > 100  # axes, lines, labels
     path = write_distance_plot(tmp_path / "e.png", {i: np.arange(5.0) * i for i in range(20)})
     assert _grey(path).std() > 5
+
+
+def test_montage_tiles_name_the_neighbour_its_distance_and_the_slice():
+    """The titles a discovery montage gets (checked on the figure before saving): the reference, then
+    each neighbour's patient id, embedding distance and axial slice; the plane in the title."""
+    import matplotlib.pyplot as plt
+
+    from semgen_ray.discovery.montage import montage_figure, neighbour_labels
+
+    labels = neighbour_labels(["p7", "p2", "p9"], [0.0, 1.23456, 2.5], [12, 12, 14])
+    assert labels == ["reference p7\nz 12", "#1 p2\nd 1.23, z 12", "#2 p9\nd 2.5, z 14"]
+    rng = np.random.default_rng(1)
+    fig = montage_figure([rng.random((16, 16, 8)) for _ in range(3)], "class 0: reference p7 at (1, 2, 3)\n"
+                         "axial slices (z) of the crops; d: embedding distance", labels)
+    try:
+        tiles = [ax for ax in fig.axes if ax.get_images()]
+        assert [ax.get_title() for ax in tiles] == labels
+        assert "axial" in fig._suptitle.get_text() and "reference p7" in fig._suptitle.get_text()
+        assert all(ax.get_images()[0].get_array().std() > 0.1 for ax in tiles)
+        fig.canvas.draw()                                       # the title band does not run into the tiles
+        renderer = fig.canvas.get_renderer()
+        title_bottom = fig._suptitle.get_window_extent(renderer).y0
+        assert all(ax.title.get_window_extent(renderer).y1 <= title_bottom + 1 for ax in tiles)
+    finally:
+        plt.close(fig)

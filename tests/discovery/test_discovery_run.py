@@ -55,6 +55,8 @@ def test_discover_writes_a_valid_manifest_montages_and_record(finished, ten_phan
 
     run, printed = finished
     assert "pattern manifest:" in printed
+    # progress of the auto-encoder's Ray Train run reaches the driver's console (issue 16)
+    assert "[discover] training the auto-encoder" in printed and "[discover] auto-encoder epoch 1/1:" in printed
     table = read_manifest(str(run / "patterns.parquet"))
     rows = table.to_pylist()
     from semgen_ray.store import open_store
@@ -121,7 +123,7 @@ def test_discover_is_deterministic_and_reuses_finished_work(finished, tmp_path, 
 
 
 def test_min_distance_and_body_box_change_the_discovery(finished, tmp_path, ten_phantoms):
-    """discovery.min_distance keeps each class coordinate that far from earlier classes' (SPEC §2.1);
+    """discovery.min_distance keeps each class coordinate that far from earlier classes' (docs/method.md §2.1);
     discovery.coordinates=body_box maps the class coordinate into each neighbour's body box."""
     from semgen_ray.discovery.coordinates import body_box, map_coordinate
     from semgen_ray.store import open_store
@@ -228,3 +230,108 @@ def test_habitus_purity_chance_is_that_of_random_neighbours_from_the_pool():
     perfect = habitus_purity(Store(), ["p00", "p10"], [["p00", "p01", "p02"], ["p10", "p11", "p12"]], pool=pool)
     assert perfect["purity"] == 1.0 and perfect["chance"] == pytest.approx(4 / 19, abs=1e-4)
     assert perfect["chance_selected"] == 0.5  # two clusters among the selected: inflated
+
+
+def test_class_and_crop_settings_change_the_manifest(finished, tmp_path, ten_phantoms):
+    """discovery.num_classes adds classes (the earlier ones unchanged), k_train / k_val set the
+    neighbours per class and split, min_patch / max_patch the side of the rescaled crops, max_offset
+    their in-plane shift from the class coordinate, resolutions how many crops a train neighbour
+    gives; the auto-encoder and embeddings are reused."""
+    base = _record(finished[0])
+    base_rows = read_manifest(str(finished[0] / "patterns.parquet")).to_pylist()
+    run = _copy(finished, tmp_path / "run")
+    assert main(_args(ten_phantoms, run, ["discovery.num_classes=3", "discovery.k_train=2", "discovery.k_val=2",
+                                          "discovery.min_patch=14", "discovery.max_patch=15",
+                                          "discovery.max_offset=0"])) == 0
+    record = _record(run)
+    rows = read_manifest(str(run / "patterns.parquet")).to_pylist()
+    assert record["reused_steps"] == ["autoencoder", "embedding"]
+
+    def ranks(rows, split):
+        return {c: sorted({r["rank"] for r in rows if r["class_id"] == c and r["split"] == split})
+                for c in {r["class_id"] for r in rows}}
+
+    assert len(record["classes"]) == 3 and record["classes"][:2] == base["classes"]  # num_classes
+    assert ranks(base_rows, "train") == {0: [0, 1, 2], 1: [0, 1, 2]} and ranks(base_rows, "val") == {0: [0], 1: [0]}
+    assert ranks(rows, "train") == {c: [0, 1] for c in range(3)}  # k_train
+    assert ranks(rows, "val") == {c: [0, 1] for c in range(3)}  # k_val
+
+    def rescaled(rows, record):
+        corner = {c["class_id"]: tuple(c["coordinate"][:2]) for c in record["classes"]}
+        return [(r["x1"] - r["x0"], r["y1"] - r["y0"], (r["x0"], r["y0"]) == corner[r["class_id"]])
+                for r in rows if r["resolution"] > 1]
+
+    before, after = rescaled(base_rows, base), rescaled(rows, record)
+    assert len({side for side, _, _ in before}) > 1 and not all(at for _, _, at in before)
+    assert after and {(sx, sy) for sx, sy, _ in after} == {(14, 14)}  # min_patch, max_patch
+    assert all(at for _, _, at in after)  # max_offset = 0: every rescaled crop starts at the coordinate
+
+    assert main(_args(ten_phantoms, run, ["discovery.resolutions=1"])) == 0
+    rows = read_manifest(str(run / "patterns.parquet")).to_pylist()
+    assert {r["resolution"] for r in base_rows} == {1, 2, 3} and {r["resolution"] for r in rows} == {1}
+    assert _record(run)["cubes"] == sum(r["resolution"] == 1 for r in base_rows) < len(base_rows)
+
+
+def test_hnsw_settings_reach_the_saved_graph(finished, tmp_path, ten_phantoms):
+    """discovery.hnsw_m and hnsw_ef_construction build the graph (read back from hnswlib's own file),
+    hnsw_ef is the query beam of the saved index; the record names all three."""
+    import hnswlib
+
+    from semgen_ray.discovery.index import EmbeddingIndex
+
+    run = _copy(finished, tmp_path / "run")
+    settings = {"hnsw_m": 4, "hnsw_ef_construction": 9, "hnsw_ef": 7}
+    assert main(_args(ten_phantoms, run, ["discovery.index=hnsw",
+                                          *[f"discovery.{k}={v}" for k, v in settings.items()]])) == 0
+    record = _record(run)["index"]
+    assert record["method"] == "hnsw" and (record["M"], record["ef_construction"], record["ef"]) == (4, 9, 7)
+    saved = EmbeddingIndex.load(run / "index_train")
+    graph = hnswlib.Index(space="l2", dim=saved.dim)
+    graph.load_index(str(run / "index_train" / "index.hnsw"))
+    assert (graph.M, graph.ef_construction) == (4, 9)  # the defaults are 16, 200
+    assert saved.ef == 7 and record["recall"]["k"] == 3
+
+
+def test_coordinate_settings_change_where_classes_sit(finished, tmp_path, ten_phantoms, capsys):
+    """discovery.border_xy / border_z bound the class coordinates, lung_max / lung_threshold_hu decide
+    which windows pass the "mostly lung" test (docs/method.md §2.1), max_tries how many draws a reference
+    gets before the next reference is taken. Each is set just past what the module's run chose."""
+    from semgen_ray.discovery.foreground import lung_window_sums
+    from semgen_ray.store import open_store
+
+    store = open_store(ten_phantoms)
+    shapes = store.shapes()
+    cube, len_depth = (16, 16, 8), 3
+
+    def margins(c):
+        """How far a class coordinate lies inside its draw range at zero borders: (in-plane, z)."""
+        (X, Y, Z), (x, y, z) = shapes[c["reference"]], c["coordinate"]
+        return (min(x, y, X - cube[0] - 1 - x, Y - cube[1] - 1 - y), min(z, Z - cube[2] - len_depth - 1 - z))
+
+    def lung(c):
+        """The rule's score of a class window: the weighted fraction at or above -150 HU."""
+        volume = store.read(c["reference"])[0]
+        return float(lung_window_sums(volume, [c["coordinate"]], cube, -150.0, len_depth)[0]) / np.prod(cube)
+
+    base = _record(finished[0])
+    assert base["references_without_coordinate"] == []
+    border_xy = 1 + min(margins(c)[0] for c in base["classes"])  # one class lies nearer an edge
+    border_z = 1 + min(margins(c)[1] for c in base["classes"])
+    run = _copy(finished, tmp_path / "run")
+    assert main(_args(ten_phantoms, run, [f"discovery.border_xy={border_xy}", f"discovery.border_z={border_z}"])) == 0
+    classes = _record(run)["classes"]
+    assert all(margins(c)[0] >= border_xy and margins(c)[1] >= border_z for c in classes)
+
+    lung_max = max(lung(c) for c in base["classes"]) / 2  # the module's classes score 0.10 and 0.13
+    assert main(_args(ten_phantoms, run, [f"discovery.lung_max={lung_max}"])) == 0
+    record = _record(run)
+    assert all(lung(c) <= lung_max for c in record["classes"])
+    # none of the first reference's 200 draws passes the stricter test: the next reference is taken
+    assert record["references_without_coordinate"] == [base["classes"][0]["reference"]]
+    capsys.readouterr()
+    # a threshold every voxel reaches: no window is mostly lung, and the run says so
+    assert main(_args(ten_phantoms, run, ["discovery.lung_threshold_hu=-2000"])) == 1
+    assert "only 0 of discovery.num_classes=2 references have a coordinate passing" in capsys.readouterr().err
+    # one draw per reference: no reference's single draw passes (200 found one for the first reference)
+    assert main(_args(ten_phantoms, run, ["discovery.max_tries=1"])) == 1
+    assert "only 0 of discovery.num_classes=2 references" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Step-based fine-tuning (SPEC.md §6.2) on synthetic cubes: budget, validation schedule, plateau LR,
+"""Step-based fine-tuning (docs/method.md §6.2) on synthetic cubes: budget, validation schedule, plateau LR,
 early stopping, best state, the linear head (§6.1), collapse flags and determinism. Tiny: width 4,
 16×16×8 cubes, a handful of samples, one thread."""
 

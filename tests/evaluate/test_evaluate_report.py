@@ -83,7 +83,11 @@ def test_paired_mdd_and_spread_in_summary(tmp_path):
     assert m["unpaired"] == pytest.approx(mdd_two_sample(want.sd_pooled, 6, 6))
     assert s["spread"]["restoration"] == brown_forsythe(s["values"]["restoration"], s["values"]["scratch"])
     text = (tmp_path / "report.md").read_text()
-    assert f"{want.diff:+.4f} [{want.diff_ci_low:+.4f}, {want.diff_ci_high:+.4f}]" in text
+    # one unit: the means are in %, so the differences, CIs and MDDs are in percentage points
+    pp = [f"{100 * v:+.2f}" for v in (want.diff, want.diff_ci_low, want.diff_ci_high)]
+    assert f"| semantic_genesis | scratch | 6 | {pp[0]} [{pp[1]}, {pp[2]}] |" in text
+    assert f"| semantic_genesis | scratch | {100 * m['observed']:+.2f} | {100 * m['unpaired']:.2f} (" in text
+    assert "percentage points" in text and not re.search(r"[+-]0\.\d{4}\b", text)   # no fractions left
 
 
 def test_pairing_skips_arms_without_common_seeds(tmp_path):
@@ -108,6 +112,7 @@ def test_invalid_when_scratch_below_gate(tmp_path):
     text = (tmp_path / "report.md").read_text()
     assert "classification (auc, %) — INVALID" in text and "**INVALID task**" in text
     assert "not interpretable" in text and "FAILED" in text
+    assert f"mean auc {100 * c['gate']['scratch_mean']:.2f} % [5] < 80 %: FAILED" in text   # in %, as the table
     assert c["comparisons"] is not None  # still shown
 
 
@@ -215,3 +220,52 @@ def test_csv_columns_cover_the_trial_rows():
 def test_unknown_task_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="unknown task"):
         write_report(tmp_path, [{"task": "detection", "arm": "scratch", "seed": 0, "auc": 0.5}], 0.05)
+
+
+def test_bar_labels_stay_inside_the_axes_below_the_title(tmp_path):
+    """The stars / "n.s." above each bar sit inside the axes, under the title, whatever the bar heights
+    (checked on the drawn figure: label boxes against the title's and the axes' boxes)."""
+    import matplotlib.pyplot as plt
+
+    from semgen_ray.evaluate.report import bars_figure
+
+    rows = make_rows(seeds=3, tasks=("classification",), base=0.95)    # bars near the top, n.s. labels
+    s = write_report(tmp_path, rows, 0.05)["classification"]
+    fig = bars_figure("classification", s, 0.05)
+    try:
+        (ax,) = fig.axes
+        fig.canvas.draw()
+        r = fig.canvas.get_renderer()
+        labels = [t for t in ax.texts if t.get_text()]
+        assert len(labels) == 2 and {t.get_text() for t in labels} <= {"n.s.", "*", "**", "***", "****"}
+        title, frame = ax.title.get_window_extent(r), ax.get_window_extent(r)
+        for t in labels:
+            box = t.get_window_extent(r)
+            assert box.y1 <= frame.y1 and box.y1 < title.y0, (t.get_text(), box, title)
+    finally:
+        plt.close(fig)
+
+
+def test_gate_settings_and_alpha_change_the_verdicts():
+    """evaluate.gate_auc, gate_dice, max_shortcut_auc and alpha as the evaluate stage hands them to
+    write_report (its summary, without the files and plots): the same trial rows pass or fail the
+    gates, and the minimum detectable difference shrinks with a larger alpha, by the settings alone."""
+    from semgen_ray.evaluate.report import summarise
+
+    rows = make_rows(base=0.70)  # scratch at 100 %: auc and dice ≈ 0.70
+    info = {"classification": {"shortcut_auc": {"best": 0.78}}}
+
+    def summary(alpha=0.05, gate_auc=0.80, gate_dice=0.50, max_shortcut_auc=0.75):
+        gates = {"auc": gate_auc, "dice": gate_dice, "max_shortcut_auc": max_shortcut_auc}
+        return summarise(rows, alpha, task_info=info, gates=gates)
+
+    base = summary()
+    cls, seg = base["classification"]["gate"], base["segmentation"]["gate"]
+    assert cls["learnable"] is False and cls["no_shortcut"] is False and seg["learnable"] is True
+    changed = summary(gate_auc=0.60, gate_dice=0.75, max_shortcut_auc=0.80)
+    cls, seg = changed["classification"]["gate"], changed["segmentation"]["gate"]
+    assert cls["learnable"] is True and cls["no_shortcut"] is True and changed["classification"]["valid"] is True
+    assert seg["learnable"] is False and changed["segmentation"]["valid"] is False
+    loose = summary(alpha=0.2)
+    for arm in ("restoration", "semantic_genesis"):
+        assert loose["classification"]["mdd"][arm]["unpaired"] < base["classification"]["mdd"][arm]["unpaired"]

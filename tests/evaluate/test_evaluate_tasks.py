@@ -1,6 +1,8 @@
 """Target-task cubes from a real phantom store: candidate negatives, shortcut AUCs, physical-size cubes,
 segmentation jitter and background cubes, and the task files' info."""
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -243,6 +245,31 @@ def test_info_round_trips_and_same_seed_same_cubes(built, store, tmp_path):
     assert not np.array_equal(_all(other["segmentation"], "x"), _all(tasks["segmentation"], "x"))
 
 
+def test_the_task_cache_follows_the_cube_size_not_timestamps(store, tmp_path, caplog):
+    """Issue 16: the evaluation's task cache (its reuse record ``tasks.json``) is rebuilt when
+    ``data.cube_size`` changes, and reused when only a file's timestamp did."""
+    import os
+
+    from semgen_ray.config import load_config
+    from semgen_ray.evaluate.run import load_tasks
+
+    caplog.set_level(logging.INFO, logger="semgen_ray")
+
+    def load(cube):
+        caplog.clear()
+        data = load_tasks(load_config(None, [f"data.cube_size={list(cube)}"]), store, tmp_path)
+        return data, any("reusing the target-task cubes" in line for line in caplog.messages)
+
+    first, reused = load(CUBE)
+    assert not reused and first["classification"].splits["train"]["x"].shape[2:] == CUBE
+    os.utime(tmp_path / "tasks_classification.npz", (1, 1))
+    again, reused = load(CUBE)
+    assert reused and again["classification"].digest() == first["classification"].digest()
+    small, reused = load((16, 16, 8))
+    assert not reused
+    assert {p["x"].shape[2:] for d in small.values() for p in d.splits.values()} == {(16, 16, 8)}
+
+
 def test_voxel_boxes_without_cube_mm(built):
     cls = built(negatives="random")["classification"]
     assert cls.info["settings"]["cube_mm"] is None
@@ -304,15 +331,15 @@ def test_subset_that_cannot_hold_both_classes_fails_clearly():
     assert seg.info["train_patients"] == 1 and seg.info["subset_draws"] == 1
 
 
-def test_trial_grid_checks_subsets_before_any_trial(monkeypatch):
+def test_trial_grid_checks_subsets_before_any_trial(monkeypatch, caplog):
     """The grid's cells are checked up front: a redrawn subset is logged, an impossible one raises."""
     from semgen_ray.evaluate.tasks import TaskError
     from semgen_ray.evaluate.trials import check_subsets
 
     data = {"classification": _one_positive_patient()}
-    logs = []
-    check_subsets(data, [("classification", 0.2, s) for s in range(6)] + [("classification", 1.0, 0)], logs.append)
-    assert logs and all("lacked a class; redrawn within the fraction" in line for line in logs)
+    caplog.set_level(logging.INFO, logger="semgen_ray")
+    check_subsets(data, [("classification", 0.2, s) for s in range(6)] + [("classification", 1.0, 0)])
+    assert caplog.messages and all("lacked a class; redrawn within the fraction" in m for m in caplog.messages)
     data["classification"].splits["train"]["y"][1] = 1
     with pytest.raises(TaskError, match="label fraction 0.1"):
-        check_subsets(data, [("classification", 0.1, 0)], logs.append)
+        check_subsets(data, [("classification", 0.1, 0)])

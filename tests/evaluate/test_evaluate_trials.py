@@ -1,5 +1,7 @@
 """Target tasks from a labelled phantom store and the Tune trial grid (local Ray, tiniest sizes)."""
 
+import logging
+
 import numpy as np
 import pytest
 from ray.tune import Callback
@@ -64,7 +66,7 @@ class _Recorder(Callback):
         self.ended.append("error")
 
 
-def test_two_arm_two_trial_grid_reports_and_resumes(labelled_store, tmp_path):
+def test_two_arm_two_trial_grid_reports_and_resumes(labelled_store, tmp_path, caplog):
     """Grid task × arm × label fraction × seed (3 seeds at the primary fraction 1.0, 2 on the curve
     fraction 0.5) with per-task overrides. An arm whose weights are missing
     fails its trials; once they exist, a re-run resumes the experiment: finished trials are kept, only
@@ -83,18 +85,19 @@ def test_two_arm_two_trial_grid_reports_and_resumes(labelled_store, tmp_path):
     with pytest.raises(ValueError, match="lr_patience"):
         run_trials(data, arms, {**settings, "per_task": {"classification": {"lr_patience": 2}}},
                    tmp_path / "bad", trials=3)
-    logs, first = [], _Recorder()
-    rows, failed = run_trials(data, arms, settings, tmp_path / "eval", trials=3, log=logs.append,
+    caplog.set_level(logging.INFO, logger="semgen_ray")
+    first = _Recorder()
+    rows, failed = run_trials(data, arms, settings, tmp_path / "eval", trials=3,
                               callbacks=[first])
     assert len(rows) == 10 and {r["arm"] for r in rows} == {"scratch"} and len(failed) == 10
     assert sorted(first.ended) == ["done"] * 10 + ["error"] * 10
     torch.manual_seed(0)
     export_weights(build_model(MODEL, num_classes=3), weights, {"input_size": list(CUBE)})
     second = _Recorder()
-    again, failed = run_trials(data, arms, settings, tmp_path / "eval", trials=3, log=logs.append,
+    again, failed = run_trials(data, arms, settings, tmp_path / "eval", trials=3,
                                callbacks=[second])
     assert not failed and len(again) == 20
-    assert any("resuming" in line for line in logs)
+    assert any("resuming" in line for line in caplog.messages)
     assert second.ended == ["done"] * 10  # only the trials that had failed ran again
     kept = [r for r in again if r["arm"] == "scratch"]
     assert [r["seconds"] for r in kept] == [r["seconds"] for r in rows]  # not re-run
@@ -129,7 +132,7 @@ def test_two_arm_two_trial_grid_reports_and_resumes(labelled_store, tmp_path):
     storage = str((tmp_path / "eval" / "tune").resolve())
     key = json.loads((tmp_path / "eval" / "tune" / "experiment.json").read_text())
     key["settings"]["lr"] = 1e-2
-    moved = claim(storage, json.dumps(key, sort_keys=True), logs.append)
-    assert "settings.lr" in logs[-1] and "its 20 trial folder(s) were moved" in logs[-1]
+    moved = claim(storage, json.dumps(key, sort_keys=True))
+    assert "settings.lr" in caplog.messages[-1] and "its 20 trial folder(s) were moved" in caplog.messages[-1]
     assert json.loads((tmp_path / moved / "superseded.json").read_text())["trial_folders"] == 20
 

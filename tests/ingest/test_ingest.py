@@ -243,3 +243,51 @@ def test_dicom_patient_id_that_escapes_the_store_is_refused(tmp_path, real_data)
     report = ingest([tmp_path / "evil"], tmp_path / "e.zarr", IngestConfig(id_from="dicom"), progress=False)
     assert report.written == [] and "unsafe patient id '../x'" in report.failed[0][2]
     assert not (tmp_path / "x").exists()
+
+
+def test_store_and_ingest_settings_change_what_is_written(tmp_path, capsys):
+    """Through the command line: ``ingest.min_extent`` / ``max_spacing_mm`` decide whether a thin or
+    coarse image is refused, ``allow_failures`` the exit code, ``--modality`` (``ingest.modality``)
+    and ``ingest.split_fractions`` what the manifest says, ``store.chunks`` / ``store.clevel`` how the
+    arrays are laid out and compressed."""
+    import json
+
+    import SimpleITK as sitk
+
+    rng = np.random.default_rng(0)
+    for name, shape, spacing in [("normal", (32, 32, 16), (1.0, 1.0, 2.0)), ("thin", (32, 32, 4), (1.0, 1.0, 2.0)),
+                                 ("coarse", (32, 32, 16), (1.0, 1.0, 60.0))]:
+        image = sitk.GetImageFromArray(rng.integers(-1000, 1000, shape[::-1]).astype(np.int16))
+        image.SetSpacing(spacing)
+        sitk.WriteImage(image, str(tmp_path / f"{name}.nrrd"))
+    sources = [str(tmp_path / f"{n}.nrrd") for n in ("normal", "thin", "coarse")]
+
+    def run(name, *sets, flags=()):
+        uri = str(tmp_path / f"{name}.zarr")
+        code = ingest_main([*sources, "--out", uri, "--no-progress", *flags, *[a for s in sets for a in ("--set", s)]])
+        capsys.readouterr()
+        store = open_store(uri)
+        rows = {r["patient_id"]: r for r in store.manifest_rows()}
+        meta = {pid: json.loads((tmp_path / f"{name}.zarr" / "volumes" / pid / "zarr.json").read_text())
+                for pid in store.patient_ids}
+        return code, rows, meta
+
+    code, rows, meta = run("defaults", "ingest.split_fractions=[1, 0, 0]", "store.chunks=[16, 16, 16]",
+                           "store.clevel=1")
+    assert code == 1 and list(meta) == ["normal"]  # failures without allow_failures: exit 1
+    assert "ingest.min_extent" in rows["thin"]["error"] and "ingest.max_spacing_mm" not in rows["thin"]["error"]
+    assert "60.0" in rows["coarse"]["error"] and "ingest.max_spacing_mm" in rows["coarse"]["error"]
+    assert rows["normal"]["modality"] == "CT" and rows["normal"]["split"] == "train"
+
+    code, rows, changed = run("changed", "ingest.min_extent=4", "ingest.max_spacing_mm=100",
+                              "ingest.split_fractions=[0, 0, 1]", "ingest.allow_failures=true",
+                              "store.chunks=[8, 8, 8]", "store.clevel=9", flags=["--modality", "MR"])
+    assert code == 0 and sorted(changed) == ["coarse", "normal", "thin"]
+    assert {r["status"] for r in rows.values()} == {"ok"}
+    assert {r["modality"] for r in rows.values()} == {"MR"} and {r["split"] for r in rows.values()} == {"test"}
+
+    def layout(m):
+        blosc = [c for c in m["codecs"] if c["name"] == "blosc"]
+        return m["chunk_grid"]["configuration"]["chunk_shape"], blosc[0]["configuration"]["clevel"]
+
+    assert layout(meta["normal"]) == ([16, 16, 16], 1) and layout(changed["normal"]) == ([8, 8, 8], 9)

@@ -91,6 +91,14 @@ def test_fixed_window_by_config_rewrites_and_warns_on_zscored(mr_files, tmp_path
     assert all(json.loads(r["intensity"])["window"] == [0.0, 4000.0] for r in rows.values())
     assert "clips to the low end" in rows["zscore"]["warnings"]
     assert store.read("zscore", normalize=True)[0].max() < 0.002  # what the fixed window does
+    # another fixed window (ingest.mr_window), one that suits the z-scored volume: rewritten with it
+    with pytest.warns(IntensityWarning):  # now the raw and 8-bit volumes clip to its high end
+        assert ingest_main([str(folder), "--out", uri, "--no-progress", "--set", "ingest.mr_intensity=fixed",
+                            "--set", "ingest.mr_window=[-2, 3]"]) == 0
+    assert "3 written, 0 unchanged" in capsys.readouterr().out
+    store = open_store(uri)
+    assert all(json.loads(r["intensity"])["window"] == [-2.0, 3.0] for r in store.manifest_rows())
+    assert store.read("zscore", normalize=True)[0].max() > 0.5
     # back to the default: rewritten again; then a re-run skips everything
     assert sorted(ingest([folder], uri, IngestConfig(), progress=False).written) == ["eightbit", "raw", "zscore"]
     assert sorted(ingest([folder], uri, progress=False).skipped) == ["eightbit", "raw", "zscore"]

@@ -1,7 +1,7 @@
 """Fixtures for the reader tests: the real-data folder, public test files, and DICOM series builders.
 
-The ``real_data`` fixture (``tests/conftest.py``) finds ``../shared/data/real`` beside the checkout
-(override with ``SEMGEN_REAL_DATA``); tests that need it skip with a clear message where it is absent.
+The ``real_data`` fixture (``tests/conftest.py``) is the folder named by ``SEMGEN_REAL_DATA`` (README,
+"Tests and the real-data folder"); tests that need it skip with a clear message where it is unset.
 """
 
 from __future__ import annotations

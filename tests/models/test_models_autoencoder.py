@@ -1,4 +1,4 @@
-"""The self-discovery auto-encoder (SPEC.md §1.3): skip-less by default, 16w-d pooled embedding."""
+"""The self-discovery auto-encoder (docs/method.md §1.3): skip-less by default, 16w-d pooled embedding."""
 
 from __future__ import annotations
 

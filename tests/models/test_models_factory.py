@@ -1,4 +1,4 @@
-"""build_model: presets, configs, dicts and overrides (ARCHITECTURE.md "Public surface")."""
+"""build_model: presets, configs, dicts and overrides (docs/design.md "Public surface")."""
 
 from __future__ import annotations
 
@@ -60,3 +60,18 @@ def test_import_is_light():
 
     code = "import sys, semgen_ray.models; assert 'safetensors' not in sys.modules, 'eager safetensors import'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_in_channels_and_embed_dim_change_the_network():
+    """model.in_channels sets the channels the network reads, model.embed_dim its bottleneck (the
+    embedding size); the defaults are 1 and width·2**depth (16·width here)."""
+    import torch
+
+    default = build_model({"width": 2})
+    assert default.embed(torch.rand(1, 1, 16, 16, 8)).shape == (1, 32)
+    changed = build_model(ModelConfig(width=2, in_channels=2, embed_dim=24))
+    assert changed.embed(torch.rand(1, 2, 16, 16, 8)).shape == (1, 24)
+    recon, _ = changed(torch.rand(1, 2, 16, 16, 8))
+    assert recon.shape == (1, 1, 16, 16, 8)
+    with pytest.raises(ValueError, match="1 input channel"):
+        default(torch.rand(1, 2, 16, 16, 8))

@@ -1,4 +1,4 @@
-"""The fine-tuning head (SPEC.md §6.1): global average pool of the bottleneck + one linear layer."""
+"""The fine-tuning head (docs/method.md §6.1): global average pool of the bottleneck + one linear layer."""
 
 import pytest
 import torch
@@ -25,3 +25,16 @@ def test_build_model_with_the_linear_head():
     recon, logits = model(torch.rand(2, 1, 16, 16, 8))
     assert tuple(logits.shape) == (2, 2) and tuple(recon.shape) == (2, 1, 16, 16, 8)
     assert build_model({"width": 4}, head="linear").clc_out is None  # no classes, no head
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("kind", HEADS)
+def test_every_head_in_2d_and_3d(kind, spatial_dims):
+    head = make_head(kind, 16, 5, "cont_bn", spatial_dims)
+    x = torch.rand(3, 16, *(4,) * spatial_dims)
+    assert head(x).shape == (3, 5) and head.classifier.out_features == 5
+    assert all(p.dim() in (1, 2, 2 + spatial_dims) for p in head.parameters())
+    other = "3d" if spatial_dims == 2 else "2d"
+    assert not any(type(m).__name__.lower().endswith(other) for m in head.modules())
+    with pytest.raises((RuntimeError, ValueError)):  # the other dimension's input is refused by torch
+        head(torch.rand(3, 16, *(4,) * (5 - spatial_dims)))

@@ -1,4 +1,4 @@
-"""Normalisation choices (SPEC.md §4.1, §9; ARCHITECTURE.md "Decisions"): batch vs cont_bn vs group/instance."""
+"""Normalisation choices (docs/method.md §4.1, §9; docs/design.md "Decisions and why"): batch vs cont_bn vs group/instance."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from semgen_ray.models import ContBatchNorm3d, UNet3D, make_norm
+from semgen_ray.models import UNet3D
+from semgen_ray.models.norms import ContBatchNorm2d, ContBatchNorm3d, make_norm
 
 
 def _pair_outputs(norm: str):
@@ -56,3 +57,26 @@ def test_make_norm():
     assert make_norm("instance", 5).affine
     with pytest.raises(ValueError, match="unknown norm 'layer'"):
         make_norm("layer", 4)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_make_norm_builds_the_layer_of_its_dimension(spatial_dims):
+    expected = {"batch": (nn.BatchNorm2d, nn.BatchNorm3d), "cont_bn": (ContBatchNorm2d, ContBatchNorm3d),
+                "instance": (nn.InstanceNorm2d, nn.InstanceNorm3d), "group": (nn.GroupNorm, nn.GroupNorm)}
+    for name, types in expected.items():
+        assert type(make_norm(name, 8, spatial_dims)) is types[spatial_dims - 2], name
+    with pytest.raises(ValueError, match="spatial_dims must be 2"):
+        make_norm("group", 8, 1)
+
+
+def test_cont_bn_2d_uses_batch_statistics_in_eval():
+    torch.manual_seed(0)
+    cont, ref = ContBatchNorm2d(3), nn.BatchNorm2d(3)
+    x = torch.randn(2, 3, 4, 4) * 2 + 1
+    torch.testing.assert_close(cont(x), ref(x))
+    torch.testing.assert_close(cont.running_var, ref.running_var)
+    cont.eval()
+    y = cont(x + 5)
+    torch.testing.assert_close(y.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="4D input"):
+        cont(torch.rand(2, 3, 4, 4, 4))

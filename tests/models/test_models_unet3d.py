@@ -1,4 +1,4 @@
-"""UNet3D: reference layout and names (SPEC.md §4.1-§4.3), sizes, the model surface, input checks."""
+"""UNet3D: reference layout and names (docs/method.md §4.1-§4.3), sizes, the model surface, input checks."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 
 
 def reference_shapes(num_classes: int | None = None) -> dict[str, tuple]:
-    """Every state-dict key and shape of the reference UNet3D / YNet3D, written from SPEC.md §4 tables."""
+    """Every state-dict key and shape of the reference UNet3D / YNet3D, written from the docs/method.md §4 tables."""
     shapes: dict[str, tuple] = {}
 
     def unit(prefix: str, c_in: int, c_out: int) -> None:
@@ -20,7 +20,7 @@ def reference_shapes(num_classes: int | None = None) -> dict[str, tuple]:
         for b in BN:
             shapes[f"{prefix}.bn1.{b}"] = () if b == "num_batches_tracked" else (c_out,)
 
-    # encoder: level | convs (SPEC §4.1 table)
+    # encoder: level | convs (docs/method.md §4.1 table)
     for name, convs in (("down_tr64", [(1, 32), (32, 64)]), ("down_tr128", [(64, 64), (64, 128)]),
                         ("down_tr256", [(128, 128), (128, 256)]), ("down_tr512", [(256, 256), (256, 512)])):
         for i, (a, b) in enumerate(convs):
@@ -33,7 +33,7 @@ def reference_shapes(num_classes: int | None = None) -> dict[str, tuple]:
         unit(f"{name}.ops.1", out, out)
     shapes["out_tr.final_conv.weight"] = (1, 64, 1, 1, 1)
     shapes["out_tr.final_conv.bias"] = (1,)
-    if num_classes:  # SPEC §4.2: conv 512→1024 k3, ContBatchNorm3d(1024), fc 1024→C
+    if num_classes:  # docs/method.md §4.2: conv 512→1024 k3, ContBatchNorm3d(1024), fc 1024→C
         shapes["clc_out.conv1.weight"] = (1024, 512, 3, 3, 3)
         shapes["clc_out.conv1.bias"] = (1024,)
         for b in BN:

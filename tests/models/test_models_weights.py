@@ -1,4 +1,4 @@
-"""Export and the one loader (SPEC.md §7): round trips, official-style files, strictness, errors."""
+"""Export and the one loader (docs/method.md §7): round trips, official-style files, strictness, errors."""
 
 from __future__ import annotations
 

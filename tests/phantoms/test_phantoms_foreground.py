@@ -9,7 +9,7 @@ THRESHOLD_HU = -150
 
 
 def lung_scores(hu, size=(64, 64, 32), stride=(8, 8, 4)):
-    """Weighted foreground fraction of every window on a stride grid (SPEC §2.1: a voxel scores 1
+    """Weighted foreground fraction of every window on a stride grid (docs/method.md §2.1: a voxel scores 1
     when it is ≥ -150 HU, 0.5 when only the next slice is, 0 otherwise), via an integral image."""
     fg = hu >= THRESHOLD_HU
     nxt = np.zeros_like(fg)

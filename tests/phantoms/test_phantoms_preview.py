@@ -28,3 +28,20 @@ def test_save_preview(tmp_path):
     centres = [p[(p.shape[0] - 40) // 2:][:40, (p.shape[1] - 40) // 2:][:, :40] for p in inside]
     for a, b in itertools.combinations(range(len(centres)), 2):
         assert np.abs(centres[a] - centres[b]).mean() > 5, f"panels {a} and {b} show the same picture"
+
+
+def test_preview_command_help_writes_nothing_and_the_output_is_named(tmp_path, monkeypatch, capsys):
+    """``--help`` only prints; without ``--out`` the command refuses instead of writing into the
+    current folder's ``docs/``; with it, the PNG goes where it says."""
+    from semgen_ray.phantoms.preview import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0 and "--out" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as done:
+        main([])
+    assert done.value.code == 2 and "--out" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []                      # no docs/ folder, no PNG
+    assert main(["--out", "p.png", "--indices", "0", "--shape", "32", "32", "16", "--dpi", "20"]) == 0
+    assert load(tmp_path / "p.png").shape == (60, 300, 3) and [p.name for p in tmp_path.iterdir()] == ["p.png"]

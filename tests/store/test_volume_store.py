@@ -46,6 +46,24 @@ def test_arrays_are_chunked_and_blosc_zstd_compressed(tmp_path):
     assert blosc and blosc[0]["configuration"]["cname"] == "zstd"
 
 
+def test_chunks_reports_the_chunking_of_the_stored_arrays(tmp_path):
+    """``store.chunks`` of an opened store is how its arrays are chunked, not the default for new
+    ones; appending without ``chunks`` keeps the store's; the one default is the config's."""
+    from semgen_ray.config import StoreConfig
+    from semgen_ray.store.volume_store import DEFAULT_CHUNKS
+
+    assert StoreConfig().chunks == DEFAULT_CHUNKS
+    assert open_store(tmp_path / "empty.zarr", mode="w").chunks == DEFAULT_CHUNKS
+    open_store(tmp_path / "s.zarr", mode="w", chunks=(16, 16, 8)).write("P001", ct_volume())
+    assert open_store(tmp_path / "s.zarr").chunks == (16, 16, 8)
+    appended = open_store(tmp_path / "s.zarr", mode="a")
+    assert appended.chunks == (16, 16, 8)
+    appended.write("P002", ct_volume(seed=1))
+    meta = json.loads((tmp_path / "s.zarr" / "volumes" / "P002" / "zarr.json").read_text())
+    assert meta["chunk_grid"]["configuration"]["chunk_shape"] == [16, 16, 8]
+    assert open_store(tmp_path / "s.zarr", mode="a", chunks=(8, 8, 8)).chunks == (8, 8, 8)   # given: for new arrays
+
+
 def test_region_read_and_normalisation(tmp_path):
     store = open_store(tmp_path / "s.zarr", mode="w", chunks=(16, 16, 8))
     vol = ct_volume()

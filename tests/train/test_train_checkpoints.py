@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import logging
 import random
 import shutil
 from pathlib import Path
@@ -89,12 +90,12 @@ def test_a_torch_file_that_needs_full_pickle_is_refused(tmp_path):
     assert "argparse.Namespace" in problem
 
 
-def test_the_scan_skips_broken_checkpoints_with_a_warning(tmp_path):
+def test_the_scan_skips_broken_checkpoints_with_a_warning(tmp_path, caplog):
     good = _fake_checkpoint(tmp_path / "run" / "step_00000002")
     broken = _fake_checkpoint(tmp_path / "run" / "step_00000004")
     (broken / "ds" / "mp_rank_00_model_states.pt").write_bytes(b"")
-    warnings = []
-    found = complete_checkpoints(str(tmp_path / "run"), log=warnings.append)
+    found = complete_checkpoints(str(tmp_path / "run"))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert [c.path for c in found] == [str(good)]
     assert len(warnings) == 1 and "skipping checkpoint" in warnings[0] and "step_00000004" in warnings[0]
 
@@ -112,7 +113,7 @@ def test_a_new_checkpoint_never_reuses_a_folder(tmp_path):
 
 
 @pytest.mark.usefixtures("ray_local")
-def test_training_resumes_from_the_newest_good_checkpoint(train_store, train_manifest, tmp_path):
+def test_training_resumes_from_the_newest_good_checkpoint(train_store, train_manifest, tmp_path, caplog):
     """Default retention; a bit-rotten newest checkpoint and a newer one cut short by a crash (never
     registered with Ray): the run goes back to step 4 with its optimizer state, writes into no
     folder that exists, and a later run's controller finds every checkpoint it lists."""
@@ -120,9 +121,9 @@ def test_training_resumes_from_the_newest_good_checkpoint(train_store, train_man
     from semgen_ray.train import run_pretraining
     from train_helpers import TINY
 
-    def run(epochs, log=lambda *_: None):
+    def run(epochs):
         config = load_config("cpu-tiny", [*TINY, f"train.max_epochs={epochs}", "train.checkpoint_every=2"])
-        return run_pretraining(config, train_store, train_manifest, str(tmp_path / "run"), log=log)
+        return run_pretraining(config, train_store, train_manifest, str(tmp_path / "run"))
 
     first = run(1)
     assert first["steps"] == 4
@@ -137,8 +138,8 @@ def test_training_resumes_from_the_newest_good_checkpoint(train_store, train_man
     cut = root / "step_00000006" / "ds" / "mp_rank_00_model_states.pt"
     cut.write_bytes(cut.read_bytes()[:100])  # a crash during the write of step 6
 
-    messages = []
-    again = run(2, log=messages.append)
+    caplog.set_level(logging.INFO, logger="semgen_ray")
+    again = run(2)
     (resume,) = again["resumes"]
     assert resume["resumed_at_step"] == 4 and resume["batch_in_epoch"] == 4
     assert resume["checkpoint"].endswith("step_00000004")
@@ -147,7 +148,7 @@ def test_training_resumes_from_the_newest_good_checkpoint(train_store, train_man
     assert resume["saved_optimizer_fingerprint"] != 0
     assert [h["epoch"] for h in again["history"]] == [1, 2]
     assert again["steps"] == 8 and again["epochs"] == 2  # the planned steps
-    assert any("resumed at step 4" in m for m in messages)
+    assert any("resumed at step 4" in m for m in caplog.messages)
     assert cut.stat().st_size == 100  # the resumed run wrote its step 6 elsewhere
     # what a later run's controller loads first: Ray's list of checkpoints (it fails on a missing one)
     from ray.train import Result

@@ -23,10 +23,12 @@ pytestmark = pytest.mark.slow
 DRIVER = """
 import json, sys
 from semgen_ray.config import load_config
+from semgen_ray import logs
 from semgen_ray.runtime import init_ray
 from semgen_ray.train import run_pretraining
 store, manifest, out, *overrides = sys.argv[1:]
 config = load_config("cpu-tiny", overrides)
+logs.configure()  # the progress lines (library code logs; a script chooses to show them)
 init_ray(config.ray)  # RAY_ADDRESS is set: joins the cluster
 run_pretraining(config, store, manifest, out)
 """
@@ -76,6 +78,7 @@ def test_a_killed_node_costs_only_time(cluster, train_store, train_manifest, tmp
     assert resume["resumed_at_step"] >= 2 and resume["checkpoint"].rsplit("/", 1)[-1].startswith("step_")
     assert resume["loaded_optimizer_fingerprint"] == pytest.approx(resume["saved_optimizer_fingerprint"], rel=1e-9)
     after = cluster.wait_for_nodes(2)
+    # train.placement=STRICT_SPREAD: the two workers ran on two nodes
     assert len(set(record["nodes"])) == 2 and set(record["nodes"]) == set(after)
     assert set(before) & set(after) and set(before) != set(after)  # the head stayed, the second node is new
     assert f"recovered from a failure: resumed at step {resume['resumed_at_step']}" in out

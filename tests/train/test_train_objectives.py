@@ -8,8 +8,9 @@ import torch
 from semgen_ray.config import load_config
 from semgen_ray.config.schema import OBJECTIVES
 from semgen_ray.train.deepspeed_config import deepspeed_config
-from semgen_ray.train.objectives import corruption_overrides, loss_terms, objective
+from semgen_ray.train.objectives import loss_terms, objective
 from semgen_ray.train.schedule import LRSchedule
+from semgen_ray.transforms import policy_from_preset
 
 
 def test_loss_terms_match_the_reference_formula():
@@ -28,14 +29,35 @@ def test_loss_terms_match_the_reference_formula():
 
 
 def test_add_on_objectives_force_one_corruption():
-    assert corruption_overrides("inpainting_classification", {"paint_margin": 1}) == {
-        "paint_margin": 1, "mode": "one_of", "one_of_weights": (0.0, 0.0, 1.0, 0.0)}
-    assert corruption_overrides("shuffling_classification", {})["one_of_weights"] == (1.0, 0.0, 0.0, 0.0)
+    policy = load_config(None, ["train.objective=inpainting_classification",
+                                "train.corruption_overrides={paint_margin: 1, mode: chain}"]).train.corruption_policy
+    assert (policy.paint_margin, policy.mode, policy.one_of_weights) == (1, "one_of", (0.0, 0.0, 1.0, 0.0))
+    shuffling = load_config(None, ["train.objective=shuffling_classification"]).train.corruption_policy
+    assert shuffling.one_of_weights == (1.0, 0.0, 0.0, 0.0)
+    assert load_config(None, []).train.corruption_policy == policy_from_preset("sg")
     assert not objective("classification").corrupts and objective("restoration").corrupts
     assert set(OBJECTIVES) == {"semantic_genesis", "restoration", "classification",
                                "inpainting_classification", "shuffling_classification"}
     with pytest.raises(ValueError, match="unknown objective"):
         objective("jigsaw")
+
+
+def test_one_policy_object_travels_to_the_training_workers():
+    """Issue 16: the policy is built once, with the config (the objective's fields merged there), and
+    every worker's ``train_loop_config`` holds that object (pickled whole), not strings to rebuild it."""
+    import pickle
+
+    from semgen_ray.train.trainer import loop_config
+
+    config = load_config(None, ["train.objective=inpainting_classification",
+                                "train.corruption_overrides={paint_margin: 1}"])
+    policy = config.train.corruption_policy
+    assert config.train.corruption_policy is policy
+    cfg = loop_config(config, num_classes=3, gpu=False, tensorboard_dir=None)
+    assert cfg["corruption_policy"] is policy and not {"corruption", "corruption_overrides"} & set(cfg)
+    travelled = pickle.loads(pickle.dumps(cfg))
+    assert travelled["corruption_policy"] == policy == travelled["train_config"].corruption_policy
+    assert travelled["corruption_policy"].one_of_weights == (0.0, 0.0, 1.0, 0.0)
 
 
 def test_step_schedule_halves_every_40_epochs_and_plateau_waits():

@@ -98,3 +98,52 @@ def test_samples_show_original_corrupted_and_restored_of_each_cube(tmp_path):
         assert np.abs(restored - (255 - corrupted)).mean() < 3   # the model's output on the corrupted cube
         originals.append(small)
     assert all(np.abs(originals[i] - originals[j]).mean() > 5 for i in range(4) for j in range(i))
+
+
+def test_samples_label_columns_rows_slice_and_corruption():
+    """Each column says what it shows, each row which cube and which corruption operations, and the
+    title the plane and slice: read from the figure itself, before it is saved."""
+    from semgen_ray.train.report import SAMPLE_COLUMNS, samples_figure
+
+    config = load_config("cpu-tiny", [])
+    fig = samples_figure(_Invert(), _Val(cubes(3)), config, n=3)
+    try:
+        axes = np.asarray(fig.axes).reshape(3, 3)
+        assert [ax.get_title() for ax in axes[0]] == list(SAMPLE_COLUMNS)
+        assert [t.split(" (")[0] for t in SAMPLE_COLUMNS] == ["target", "input", "restored"]
+        assert "axial slice z = 8 of 16" in fig._suptitle.get_text()
+        ops = ("flip", "elastic", "local pixel shuffle", "nonlinear", "in painting", "out painting", "identity")
+        for r, ax in enumerate(axes[:, 0]):
+            label = ax.get_ylabel().replace("\n", " ")
+            assert label.startswith(f"cube {r}:") and any(o in label for o in ops), label
+        assert all(ax.get_images()[0].get_array().std() > 0.01 for ax in axes.ravel())   # no blank panel
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+
+
+def test_samples_of_cubes_corrupted_on_the_data_workers_name_their_corruption():
+    """Validation cubes corrupted by ``restoration_pairs`` (``train.corrupt_on: data``, fixed
+    validation draws) come labelled with the operations those draws applied, replayed from the seeds."""
+    from semgen_ray.data import restoration_pairs
+    from semgen_ray.train.loop import VAL_EPOCH
+    from semgen_ray.train.report import _samples
+    from semgen_ray.transforms import make_corruption, sample_seed
+
+    config = load_config("cpu-tiny", [])
+    policy = config.train.corruption_policy
+    raw = {"cube": cubes(6), "row_id": np.arange(5, 11)}
+    streamed = restoration_pairs(dict(raw), policy=policy, run_seed=config.seed, epoch=VAL_EPOCH, id_column="row_id")
+
+    class Streamed:
+        def take_batch(self, n, batch_format="numpy"):
+            return streamed
+
+    _, inputs, _, labels = _samples(_Invert(), Streamed(), config, 6)
+    np.testing.assert_array_equal(inputs, streamed["input"][:, 0])
+    seeds = np.array([sample_seed(config.seed, VAL_EPOCH, i) for i in range(5, 11)], np.uint64)
+    _, params = make_corruption(policy)(raw["cube"][:, None], seeds)
+    want = [n.replace("_", " ").replace("+", " + ") for n in params.names()]
+    assert labels == [f"cube {r}: {w}" for r, w in zip(range(5, 11), want)]
+    assert len(set(want)) > 1                                   # the draws differ per cube

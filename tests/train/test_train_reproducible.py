@@ -1,6 +1,7 @@
 """Two-worker ZeRO-2 bf16 pretraining learns and exports; a run whose worker is killed and resumed
 sees the same data as an uninterrupted one and ends at its weights within bf16 precision."""
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -20,7 +21,7 @@ RUN = ["train.max_epochs=2", "train.checkpoint_every=2"]
 
 def _run(store, manifest, out, extra=(), **kwargs):
     config = load_config("cpu-tiny", [*TINY, *RUN, *extra])
-    rec = run_pretraining(config, store, manifest, str(out), log=lambda *_: None, **kwargs)
+    rec = run_pretraining(config, store, manifest, str(out), **kwargs)
     return rec, load_file(f"{rec['export']}/model.safetensors")
 
 
@@ -45,6 +46,8 @@ def test_two_workers_zero2_bf16_learn_export_and_report(whole):
     assert {str(v.dtype) for v in weights.values()} == {"torch.float32", "torch.int64"}  # int: BN counters
     card = json.loads((run / "export" / "model_card.json").read_text())
     assert card["lineage"]["pattern_manifest_config_hash"] == "test"
+    manifest = Path(card["lineage"]["pattern_manifest"])           # the bytes it trained on, hashed
+    assert card["lineage"]["pattern_manifest_hash"] == hashlib.sha256(manifest.read_bytes()).hexdigest()
     assert card["lineage"]["training_config"]["train"]["zero_stage"] == 2
     for name in ("loss_curves.png", "samples.png", "history.json"):
         assert (run / "report" / name).stat().st_size > 100  # their pictures: tests/train/test_train_report.py

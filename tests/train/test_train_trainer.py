@@ -1,6 +1,7 @@
 """Pretraining with Ray Train + DeepSpeed on CPU (local Ray, tiny sizes, 2 workers over gloo)."""
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("ray_local")
 
 def _run(store, manifest, out, extra=(), **kwargs):
     config = load_config("cpu-tiny", [*TINY, *extra])
-    return run_pretraining(config, store, manifest, str(out), log=lambda *_: None, **kwargs)
+    return run_pretraining(config, store, manifest, str(out), **kwargs)
 
 
 @pytest.mark.parametrize("objective,zero,precision,extra", [
@@ -25,14 +26,17 @@ def _run(store, manifest, out, extra=(), **kwargs):
     ("classification", 3, "bf16", []),
     ("inpainting_classification", 1, "bf16", []),
 ])
-def test_objectives_run(train_store, train_manifest, tmp_path, objective, zero, precision, extra):
+def test_objectives_run(train_store, train_manifest, tmp_path, objective, zero, precision, extra, caplog):
     """Each objective, and with them the training loop at ZeRO 0 (fp32), 1 and 3 (bf16): both
     losses as the objective says, finite, and fp32 exports at every stage."""
+    caplog.set_level(logging.INFO, logger="semgen_ray")
     rec = _run(train_store, train_manifest, tmp_path / "run",
                [f"train.objective={objective}", "train.num_workers=1", "train.max_steps=2",
                 f"train.zero_stage={zero}", f"train.precision={precision}", *extra])
     h = rec["history"][-1]
     assert rec["steps"] == 2 and rec["stopped"] == "max_steps"
+    # the epoch line, from Ray Train's controller to the driver's log (issue 16)
+    assert any(m.startswith("[train] epoch 1/") and "stopping: max_steps" in m for m in caplog.messages)
     assert (h["train_rec_loss"] > 0) == (objective != "classification")
     assert h["phase"] == "joint" and rec["cls_warmup_epochs"] == 0
     assert (h["train_cls_loss"] > 0) == (objective != "restoration")

@@ -23,7 +23,7 @@ def block_permutation(number, volume, key):
 
 
 def reference_shuffle(x, boxes, keys):
-    """The reference loop (SPEC.md §3.1): blocks in order, voxels read from the unmodified input,
+    """The reference loop (docs/method.md §3.1): blocks in order, voxels read from the unmodified input,
     permuted, written to the output; later blocks overwrite earlier ones."""
     out = x.copy()
     for n in range(x.shape[0]):

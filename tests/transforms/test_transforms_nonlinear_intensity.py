@@ -10,7 +10,7 @@ from semgen_ray.transforms import NonlinearIntensity
 
 
 def reference_map(values, a, b, c, d, invert):
-    """SPEC.md §3.1 step 3, literally: reversed Bernstein terms, 100,000 samples, sort, np.interp."""
+    """docs/method.md §3.1 step 3, literally: reversed Bernstein terms, 100,000 samples, sort, np.interp."""
     points = np.array([[0, 0], [a, b], [c, d], [1, 1]], dtype=np.float64)
     t = np.linspace(0.0, 1.0, 100000)
     poly = np.array([comb(3, i) * t ** (3 - i) * (1 - t) ** i for i in range(4)])

@@ -1,4 +1,4 @@
-"""CorruptionPolicy: presets carry the reference numbers (SPEC.md §3), overrides validate."""
+"""CorruptionPolicy: presets carry the reference numbers (docs/method.md §3), overrides validate."""
 
 import dataclasses
 

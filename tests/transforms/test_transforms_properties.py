@@ -1,7 +1,7 @@
 """Properties every corruption must have, checked without the implementation's own helpers.
 
 The golden outputs of ``test_transforms_corruption.py`` pin this implementation; these checks hold
-for any correct one (SPEC.md §3): a flip is an involution that reverses its axes; in-/out-painting
+for any correct one (docs/method.md §3): a flip is an involution that reverses its axes; in-/out-painting
 touch only the inside / outside of the drawn boxes (boxes rebuilt here by slicing); the local shuffle
 moves every voxel within the last block covering it, permuting whole blocks; the Bézier map is
 monotone with fixed end points and lies on its curve; a policy whose probabilities are all 0 is the

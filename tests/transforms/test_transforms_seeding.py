@@ -43,3 +43,18 @@ def test_per_sample_seeds_and_seed_rows():
 def test_bad_seeds(seed):
     with pytest.raises(ValueError):
         seed_rows(seed, 3)
+
+
+def test_a_list_of_sample_seeds_is_taken_as_the_uint64_array_it_stands_for():
+    """The README's ``[sample_seed(...) for i in range(n)]`` holds ints of 2^63 and more, which numpy
+    alone turns into float64: a list of Python ints gives the same rows as the uint64 array."""
+    seeds = [sample_seed(0, 1, i) for i in range(16)]
+    assert max(seeds) >= 2 ** 63                                  # the case numpy gets wrong
+    np.testing.assert_array_equal(seed_rows(seeds, 16), seed_rows(np.array(seeds, np.uint64), 16))
+    np.testing.assert_array_equal(seed_rows([[1, 2], [3, 4]], 2), [[1, 2], [3, 4]])
+    with pytest.raises(ValueError, match="must be ints.*float"):
+        seed_rows([1.0, 2, 3], 3)
+    with pytest.raises(ValueError, match=r"\[0, 2\^64\)"):
+        seed_rows([2 ** 64, 2, 3], 3)
+    with pytest.raises(ValueError, match="array of 3"):
+        seed_rows([1, 2], 3)
