@@ -458,7 +458,9 @@ def main(argv=None) -> int:
     result = {"benchmark": "train_step", "method": "real_loop",
               "command": " ".join(["python", "benchmarks/train_step.py", *(argv if argv is not None else sys.argv[1:])]),
               "machine": desc, "machine_busy": bool(busy), "busy_reason": "; ".join(busy) or None,
-              "load_checks": load_log, "args": vars(args), "rounds": len(rounds), "train_cubes": args.train_cubes,
+              "load_checks": load_log,
+              "args": {**vars(args), "out": os.path.relpath(args.out, Path(__file__).resolve().parents[1])},
+              "rounds": len(rounds), "train_cubes": args.train_cubes,
               "torch_threads": threads, "round_records": rounds, "summary": summary, "overhead_target": 0.10,
               "total_s": round(time.perf_counter() - started, 1)}
     out = Path(args.out)

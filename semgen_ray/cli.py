@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 
-CONFIG_HELP = "preset (paper, cpu-tiny, cpu-small) or YAML file; default cpu-tiny"
+CONFIG_HELP = "preset (paper, cpu-tiny, cpu-small) or YAML file; default $SEMGEN_CONFIG when set, else cpu-tiny"
 CONTINUE = "run the same command again to continue (finished work is reused)"
 #: the project's errors that end a command with one line (module → class; status 1, a ConfigError 2),
 #: looked up only in modules already imported: a module never imported cannot have raised its error
@@ -63,15 +64,16 @@ def parser(prog: str, description: str, *, set_example: str, force: str,
 
 
 def load(args: argparse.Namespace, overrides: Sequence[str] = (), path: str | dict | None = None):
-    """The config of ``--config`` (or ``path``: a file, a preset or a dict of sections) with ``--set``,
-    the stage's own ``overrides`` and ``--run-dir`` on top; a bad one (a ``ConfigError``) ends the
-    command with status 2 under :func:`run`."""
+    """The config of ``--config`` (or ``path``: a file, a preset or a dict of sections; without
+    either, ``$SEMGEN_CONFIG`` when set: a node's or a job's default) with ``--set``, the stage's own
+    ``overrides`` and ``--run-dir`` on top; a bad one (a ``ConfigError``) ends the command with
+    status 2 under :func:`run`."""
     from semgen_ray.config import load_config
 
     extra = list(args.set) + list(overrides)
     if getattr(args, "run_dir", None):
         extra.append(f"run_dir={args.run_dir}")
-    return load_config(path or args.config, extra)
+    return load_config(path or args.config or os.environ.get("SEMGEN_CONFIG") or None, extra)
 
 
 @contextlib.contextmanager

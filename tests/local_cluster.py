@@ -34,6 +34,26 @@ def _own_ports() -> list[str]:
     return [f"--{name}={free_port()}" for name in names]
 
 
+def kill_processes_of(temp_dir: str) -> None:
+    """SIGKILL every process whose command line names ``temp_dir`` (a Ray node's session files), and
+    the processes under them: one node stopped, whatever other Ray runs on the machine."""
+    import psutil
+
+    victims = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        if temp_dir in " ".join(proc.info["cmdline"] or []):
+            victims.append(proc)
+            try:
+                victims += proc.children(recursive=True)
+            except psutil.NoSuchProcess:
+                pass
+    for proc in victims:
+        try:
+            proc.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+
+
 class LocalCluster:
     """``ray start --head`` plus ``ray start --address`` nodes, all on 127.0.0.1."""
 
@@ -80,21 +100,7 @@ class LocalCluster:
 
     def kill_node(self, temp_dir: str) -> None:
         """SIGKILL a node as a crash would: its raylet, the workers under it, its other processes."""
-        import psutil
-
-        victims = []
-        for proc in psutil.process_iter(["pid", "cmdline"]):
-            if temp_dir in " ".join(proc.info["cmdline"] or []):
-                victims.append(proc)
-                try:
-                    victims += proc.children(recursive=True)
-                except psutil.NoSuchProcess:
-                    pass
-        for proc in victims:
-            try:
-                proc.send_signal(signal.SIGKILL)
-            except psutil.NoSuchProcess:
-                pass
+        kill_processes_of(temp_dir)
 
     def wait_for_nodes(self, alive: int, timeout: float = 120) -> list[str]:
         """Node ids once exactly ``alive`` nodes are alive (a killed one takes the GCS some seconds)."""

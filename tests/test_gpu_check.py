@@ -28,6 +28,7 @@ def _numbers(obj):
         yield obj
 
 
+@pytest.mark.slow
 def test_dry_run_writes_a_complete_record(tmp_path):
     proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--dry-run", "--out", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)

@@ -29,6 +29,7 @@ ray.shutdown()
 """
 
 
+@pytest.mark.slow
 def test_local_mode_listens_on_loopback_only():
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     env.pop("RAY_ADDRESS", None)

@@ -11,7 +11,7 @@ import pytest
 from semgen_ray.discover import main
 from semgen_ray.discovery.manifest import read_manifest
 
-pytestmark = pytest.mark.usefixtures("ray_local")
+pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.slow]
 
 TINY = ["model.width=4", "data.volume_shape=[32, 32, 16]", "data.cube_size=[16, 16, 8]",
         "discovery.num_classes=2", "discovery.k_train=3", "discovery.k_val=1", "discovery.border_xy=4",

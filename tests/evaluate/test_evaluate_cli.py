@@ -14,7 +14,7 @@ from semgen_ray.evaluate.__main__ import main
 
 from figures import check_evaluation_figures
 
-pytestmark = pytest.mark.usefixtures("ray_local")
+pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.slow]
 
 TINY = ["phantoms.shape=[96, 96, 48]", "data.cube_size=[16, 16, 8]", "model.width=4",
         "evaluate.arms=[scratch]", "evaluate.trials=2", "evaluate.target_patients=16", "evaluate.min_voxels=4",

@@ -12,7 +12,7 @@ from semgen_ray.evaluate.trials import run_trials
 
 from figures import check_evaluation_figures
 
-pytestmark = pytest.mark.usefixtures("ray_local")
+pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.slow]
 
 CUBE = (16, 16, 8)
 MODEL = {"width": 4, "depth": 4, "norm": "batch", "head": "torch", "in_channels": 1, "out_channels": 1,

@@ -112,6 +112,7 @@ def test_a_new_checkpoint_never_reuses_a_folder(tmp_path):
     assert step_of(SimpleNamespace(path=str(tmp_path / "step_00000005.2"))) == 5
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_local")
 def test_training_resumes_from_the_newest_good_checkpoint(train_store, train_manifest, tmp_path, caplog):
     """Default retention; a bit-rotten newest checkpoint and a newer one cut short by a crash (never

@@ -14,7 +14,7 @@ from semgen_ray.train import run_pretraining
 
 from train_helpers import TINY
 
-pytestmark = pytest.mark.usefixtures("ray_local")
+pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.slow]
 
 RUN = ["train.max_epochs=2", "train.checkpoint_every=2"]
 

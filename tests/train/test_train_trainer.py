@@ -13,7 +13,7 @@ from semgen_ray.train import run_pretraining
 
 from train_helpers import TINY
 
-pytestmark = pytest.mark.usefixtures("ray_local")
+pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.slow]
 
 
 def _run(store, manifest, out, extra=(), **kwargs):

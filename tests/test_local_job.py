@@ -1,0 +1,89 @@
+"""The README's local job submission, run as written: a Ray head on 127.0.0.1 with token
+authentication, the main job submitted to it with ``ray job submit``, the head stopped.
+
+The lines run in one ``bash`` from the checkout, as a user pastes them, with three things of the
+harness in their environment: ``HOME`` and ``RAY_TMPDIR`` in the test's folder (the token, the run
+folder ``~/semgen-runs/job`` and the head's session files stay there, whatever the machine holds) and
+``SEMGEN_CONFIG=tests/local_job.yaml``, the job's default ``--config`` as the README says, for the
+smallest run. The last line, ``ray stop``, stops every Ray process of the machine, this test session's
+own Ray included; the test checks that it is the README's last line and stops exactly the head it
+started instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from local_cluster import kill_processes_of
+
+REPO = Path(__file__).resolve().parents[1]
+MARKER = "<!-- local-job:"
+
+
+def documented() -> list[str]:
+    """The command lines of the README's local-job block."""
+    text = (REPO / "README.md").read_text()
+    assert MARKER in text, "README.md has no local-job block"
+    block = text.split(MARKER, 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_the_block_starts_a_head_submits_the_main_job_and_stops():
+    lines = documented()
+    assert lines[0].startswith("export RAY_AUTH_MODE=token")
+    assert any(" ray start --head " in line and "--dashboard-host 127.0.0.1" in line for line in lines)
+    submit = [line for line in lines if " ray job submit " in line]
+    assert len(submit) == 1 and submit[0].rstrip().endswith("-- python -m semgen_ray.pretrain --run-dir ~/semgen-runs/job")
+    assert lines[-1].split("#")[0].strip() == "./venv-run ray stop"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_local_job_submission_as_written(tmp_path):
+    lines = documented()
+    assert _port_free(8265) and _port_free(6379), "the README's head needs ports 6379 and 8265 free"
+    home = tmp_path / "home"
+    home.mkdir()
+    session_root = Path(tempfile.mkdtemp(prefix="sgr_job_", dir="/tmp"))  # Ray's socket paths must stay short
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS")}
+    env.update(HOME=str(home), RAY_TMPDIR=str(session_root), SEMGEN_CONFIG=str(REPO / "tests" / "local_job.yaml"))
+    script = "set -e\n" + "\n".join(lines[:-1]) + "\n"
+    try:
+        done = subprocess.run(["bash", "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=840)
+        # the head has token authentication on: a client without RAY_AUTH_MODE=token is refused
+        refused = subprocess.run(["./venv-run", "ray", "job", "list", "--address", "http://127.0.0.1:8265"],
+                                 cwd=REPO, env={**env, "RAY_AUTH_MODE": "disabled"}, capture_output=True,
+                                 text=True, timeout=120)
+    finally:
+        kill_processes_of(str(session_root))
+        shutil.rmtree(session_root, ignore_errors=True)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0 and "succeeded" in out, out[-6000:]
+    assert refused.returncode != 0 and "Authentication" in refused.stdout + refused.stderr
+
+    run = home / "semgen-runs" / "job"
+    for name in ("config.yaml", "train/train.json", "train/export/model.safetensors",
+                 "train/export/model_card.json", "discovery/discovery.json"):
+        assert (run / name).is_file(), name
+    assert f"run directory: {run}" in out
+    assert json.loads((run / "train" / "train.json").read_text())["steps"] == 2  # tests/local_job.yaml's run
+    # the token is Ray's own, in the test's home, and never printed
+    token = (home / ".ray" / "auth_token").read_text().strip()
+    assert token and token not in out
