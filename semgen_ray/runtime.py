@@ -18,6 +18,19 @@ _LOCAL_ENV = {
 }
 
 
+def _local_worker_pool(num_cpus: int | None) -> dict:
+    """Ray settings that keep idle worker processes for reuse in local mode.
+
+    A fresh Ray worker imports torch, Ray Data and zarr again: several CPU-seconds per process. By
+    default Ray kills an idle worker after 1 s once more than ``num_cpus`` exist, so each Ray Train
+    run, Tune trial and Ray Data pipeline of a local run paid for new processes. Kept for a minute, up
+    to twice the CPUs, the next stage's tasks reuse them (a 4-step training run: 53 s -> 36 s on
+    2 cores). Cluster nodes keep Ray's defaults.
+    """
+    limit = 2 * (num_cpus or os.cpu_count() or 1)
+    return {"idle_worker_killing_time_threshold_ms": 60_000, "num_workers_soft_limit": limit}
+
+
 def init_ray(config: RayConfig | None = None, quiet: bool = True):
     """Start (local) or join (cluster) Ray unless it is already running; returns the ``ray`` module.
 
@@ -50,6 +63,7 @@ def init_ray(config: RayConfig | None = None, quiet: bool = True):
             log_to_driver=not quiet,
             configure_logging=True,
             logging_level="ERROR" if quiet else "INFO",  # quiet: not even the warnings of local setup
+            _system_config=_local_worker_pool(config.num_cpus),
         )
     import logging
 

@@ -42,10 +42,11 @@ def real_data() -> Path:
 def ray_local():
     """A small in-process Ray (4 logical CPUs on the 2-core box, docs/operations.md §7), stopped at the
     end."""
-    from semgen_ray.config import RayConfig
+    from local_cluster import LOCAL_RAY
+
     from semgen_ray.runtime import init_ray
 
-    ray = init_ray(RayConfig(num_cpus=4, object_store_mb=256))
+    ray = init_ray(LOCAL_RAY)
     yield ray
     ray.shutdown()
 

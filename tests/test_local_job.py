@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
-from local_cluster import kill_processes_of
+from local_cluster import LOCAL_RAY, kill_processes_of
 
 REPO = Path(__file__).resolve().parents[1]
 MARKER = "<!-- local-job:"
@@ -55,11 +55,29 @@ def test_the_block_starts_a_head_submits_the_main_job_and_stops():
     assert lines[-1].split("#")[0].strip() == "./venv-run ray stop"
 
 
+@pytest.fixture
+def no_ray_in_process():
+    """The README's head takes Ray's default ports, the dashboard agent's 52365 among them, which the
+    test session's in-process Ray holds (a head whose agent cannot bind it answers every submission
+    with "No available agent"): that Ray is stopped for this test and started again after it."""
+    from semgen_ray.runtime import init_ray
+
+    import ray
+
+    running = ray.is_initialized()
+    if running:
+        ray.shutdown()
+    yield
+    if running:
+        init_ray(LOCAL_RAY)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_local_job_submission_as_written(tmp_path):
+def test_local_job_submission_as_written(tmp_path, no_ray_in_process):
     lines = documented()
-    assert _port_free(8265) and _port_free(6379), "the README's head needs ports 6379 and 8265 free"
+    busy = [port for port in (6379, 8265, 52365) if not _port_free(port)]
+    assert not busy, f"the README's head needs Ray's default ports; taken here: {busy}"
     home = tmp_path / "home"
     home.mkdir()
     session_root = Path(tempfile.mkdtemp(prefix="sgr_job_", dir="/tmp"))  # Ray's socket paths must stay short
