@@ -283,17 +283,32 @@ RUNNERS = {"data": stage_data, "stream": stage_stream, "discover": stage_discove
            "evaluate": stage_evaluate}
 
 
-def run_pipeline(config: SemGenConfig, stages: tuple[str, ...] = DEFAULT_STAGES,
-                 force: bool = False) -> dict:
-    """Run ``stages`` in order and return ``{stage: summary}``; Ray is started or joined once."""
-    from semgen_ray import runfolder
-    from semgen_ray.runtime import init_ray
+def prepare_run(config: SemGenConfig, stages: tuple[str, ...] = DEFAULT_STAGES) -> None:
+    """Check ``config`` for ``stages``, then create the run folder and write its ``config.yaml``.
 
-    preflight(config, stages)  # nothing is created or written before the config passes
-    try:  # a local folder is created; a URI's bucket and credentials are checked, never created
+    Nothing is created or written before the config passes. ``config.yaml`` is what ``pretrain
+    --resume`` reads: URIs and options only, credentials never enter a config. A local folder is
+    created; a URI's bucket and credentials are checked, never created.
+    """
+    import yaml
+
+    from semgen_ray import runfolder
+    from semgen_ray.config import to_dict
+
+    preflight(config, stages)
+    try:
         runfolder.prepare(config.run_dir)
     except runfolder.RunFolderError as err:
         raise StageError(str(err)) from err
+    runfolder.write_text(resolve(config.run_dir, "config.yaml"), yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def run_stages(config: SemGenConfig, stages: tuple[str, ...] = DEFAULT_STAGES, force: bool = False) -> dict:
+    """Run ``stages`` in order in a run folder made by :func:`prepare_run`; returns ``{stage: summary}``.
+    Ray is started or joined once."""
+    from semgen_ray import runfolder
+    from semgen_ray.runtime import init_ray
+
     init_ray(config.ray)
     results = {}
     for stage in stages:
@@ -304,3 +319,10 @@ def run_pipeline(config: SemGenConfig, stages: tuple[str, ...] = DEFAULT_STAGES,
             raise StageError(f"{stage}: {err}") from err
         logger.info(f"[{stage}] done in {time.perf_counter() - t0:.1f} s")
     return results
+
+
+def run_pipeline(config: SemGenConfig, stages: tuple[str, ...] = DEFAULT_STAGES,
+                 force: bool = False) -> dict:
+    """:func:`prepare_run`, then :func:`run_stages`: the whole run from a config."""
+    prepare_run(config, stages)
+    return run_stages(config, stages, force=force)

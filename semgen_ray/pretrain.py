@@ -41,8 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _pretrain(args: argparse.Namespace, resume: list[str]) -> int:
     from semgen_ray import cli, runfolder
-    from semgen_ray.config import to_dict
-    from semgen_ray.pipeline import DEFAULT_STAGES, preflight, resolve, run_pipeline
+    from semgen_ray.pipeline import DEFAULT_STAGES, prepare_run, run_stages
 
     overrides = []
     saved = None
@@ -70,19 +69,15 @@ def _pretrain(args: argparse.Namespace, resume: list[str]) -> int:
             config = cli.load(args, overrides, path=local)
     else:
         config = cli.load(args, overrides)
-    import yaml
-
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
-    # configuration errors (stages, URIs, packages, buckets, the user's store) before any write
-    preflight(config, stages)
-    runfolder.prepare(config.run_dir)  # a local folder is created; a URI's bucket was checked
-    # what --resume reads (URIs and options only: credentials never enter a config)
-    runfolder.write_text(resolve(config.run_dir, "config.yaml"), yaml.safe_dump(to_dict(config), sort_keys=False))
+    # configuration errors (stages, URIs, packages, buckets, the user's store) before any write, then
+    # the run folder with the config.yaml that --resume reads
+    prepare_run(config, stages)
     resume[0] = (f"continue with `python -m semgen_ray.pretrain --resume {config.run_dir}"
                  + (f" --stages {','.join(stages)}`" if stages != DEFAULT_STAGES else "`")
                  + " (finished stages are reused, training resumes from its last checkpoint)")
     with cli.ray_session(config.ray):
-        results = run_pipeline(config, stages, force=args.force)
+        results = run_stages(config, stages, force=args.force)
 
     print(f"run directory: {config.run_dir}")
     for stage, summary in results.items():

@@ -24,8 +24,8 @@ def _local_worker_pool(num_cpus: int | None) -> dict:
     A fresh Ray worker imports torch, Ray Data and zarr again: several CPU-seconds per process. By
     default Ray kills an idle worker after 1 s once more than ``num_cpus`` exist, so each Ray Train
     run, Tune trial and Ray Data pipeline of a local run paid for new processes. Kept for a minute, up
-    to twice the CPUs, the next stage's tasks reuse them (a 4-step training run: 53 s -> 36 s on
-    2 cores). Cluster nodes keep Ray's defaults.
+    to twice the CPUs, the next stage's tasks reuse them (docs/operations.md §7: a second 4-step
+    training run took 53 s before, 36-37 s after, on 2 cores). Cluster nodes keep Ray's defaults.
     """
     limit = 2 * (num_cpus or os.cpu_count() or 1)
     return {"idle_worker_killing_time_threshold_ms": 60_000, "num_workers_soft_limit": limit}

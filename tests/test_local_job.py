@@ -72,6 +72,7 @@ def no_ray_in_process():
         init_ray(LOCAL_RAY)
 
 
+@pytest.mark.system
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_local_job_submission_as_written(tmp_path, no_ray_in_process):

@@ -66,10 +66,8 @@ def save_preview(path: str | Path, indices: tuple[int, ...] = (0, 2, 5, 1),
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m semgen_ray.phantoms.preview --out PNG``: write the preview (the README's picture is
-    ``--out docs/phantom_slices.png`` from the repository root). The output is always named: nothing
-    is written into the current folder by default, and ``--help`` only prints the help."""
+def build_parser():
+    """The preview's command line (an ``argparse.ArgumentParser``)."""
     import argparse
 
     p = argparse.ArgumentParser(prog="python -m semgen_ray.phantoms.preview",
@@ -83,7 +81,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shape", type=int, nargs=3, default=list(DEFAULT_SHAPE), metavar=("X", "Y", "Z"),
                    help=f"voxels per patient (default {' '.join(map(str, DEFAULT_SHAPE))})")
     p.add_argument("--dpi", type=int, default=72, help="resolution (default 72)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m semgen_ray.phantoms.preview --out PNG``: write the preview (the README's picture is
+    ``--out docs/phantom_slices.png`` from the repository root). The output is always named: nothing
+    is written into the current folder by default, and ``--help`` only prints the help."""
+    args = build_parser().parse_args(argv)
     print(save_preview(args.out, tuple(args.indices), args.seed, tuple(args.shape), args.dpi))
     return 0
 

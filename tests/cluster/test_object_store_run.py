@@ -68,6 +68,7 @@ def test_the_readmes_show_the_same_smoke_run():
     assert all("s3://YOUR-BUCKET/" in line for line in lines)
 
 
+@pytest.mark.system
 @pytest.mark.slow
 @pytest.mark.timeout(1200)  # a Ray head and three jobs: ~4 min on a quiet 2-core machine
 def test_documented_smoke_run_on_s3_resumes_and_evaluates(s3, tmp_path):

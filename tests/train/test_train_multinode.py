@@ -18,7 +18,7 @@ from local_cluster import LocalCluster
 from semgen_ray.train.checkpoints import checkpoint_problem, verify_checkpoint
 from train_helpers import TINY
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.system]
 
 DRIVER = """
 import json, sys
