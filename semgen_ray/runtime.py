@@ -18,7 +18,7 @@ _LOCAL_ENV = {
 }
 
 
-def _local_worker_pool(num_cpus: int | None) -> dict:
+def local_worker_pool(num_cpus: int | None) -> dict:
     """Ray settings that keep idle worker processes for reuse in local mode.
 
     A fresh Ray worker imports torch, Ray Data and zarr again: several CPU-seconds per process. By
@@ -63,7 +63,7 @@ def init_ray(config: RayConfig | None = None, quiet: bool = True):
             log_to_driver=not quiet,
             configure_logging=True,
             logging_level="ERROR" if quiet else "INFO",  # quiet: not even the warnings of local setup
-            _system_config=_local_worker_pool(config.num_cpus),
+            _system_config=local_worker_pool(config.num_cpus),
         )
     import logging
 

@@ -17,12 +17,13 @@ import time
 from pathlib import Path
 
 from semgen_ray.config import RayConfig
+from semgen_ray.runtime import local_worker_pool
 
 RAY = str(Path(sys.executable).with_name("ray"))
 LOCAL_RAY = RayConfig(num_cpus=4, object_store_mb=256)  # the tests' in-process Ray (conftest's ray_local)
 ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
-       # idle workers kept for reuse, as semgen_ray's local mode does (runtime._local_worker_pool)
-       "RAY_idle_worker_killing_time_threshold_ms": "60000", "RAY_num_workers_soft_limit": "8"}
+       # idle workers kept for reuse, as semgen_ray's local mode does
+       **{f"RAY_{key}": str(value) for key, value in local_worker_pool(LOCAL_RAY.num_cpus).items()}}
 ENV.pop("RAY_ADDRESS", None)
 
 
