@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from semgen_ray.config import RayConfig
@@ -38,6 +39,28 @@ def _own_ports() -> list[str]:
     names = ("dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
              "node-manager-port", "object-manager-port", "runtime-env-agent-port")
     return [f"--{name}={free_port()}" for name in names]
+
+
+def marked_block(path: Path, marker: str) -> list[str]:
+    """The non-empty lines of the ```bash block after ``marker`` (an HTML comment) in a README."""
+    text = path.read_text()
+    assert marker in text, f"{path} has no {marker} block"
+    block = text.split(marker, 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def submit_while_starting(submit: Callable[[], subprocess.CompletedProcess],
+                          timeout: float = 120) -> subprocess.CompletedProcess:
+    """Call ``submit`` (a ``ray job submit``) again while a fresh head answers that its job server or
+    agent is not up yet, as the READMEs say to do; returns the last attempt."""
+    deadline = time.time() + timeout
+    while True:
+        done = submit()
+        text = done.stdout + done.stderr
+        starting = "Connection refused" in text or "No available agent" in text
+        if done.returncode == 0 or time.time() > deadline or not starting:
+            return done
+        time.sleep(3)
 
 
 def kill_processes_of(temp_dir: str) -> None:

@@ -19,11 +19,10 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
-from local_cluster import LOCAL_RAY, kill_processes_of
+from local_cluster import LOCAL_RAY, kill_processes_of, marked_block, submit_while_starting
 
 REPO = Path(__file__).resolve().parents[1]
 MARKER = "<!-- local-job:"
@@ -31,10 +30,7 @@ MARKER = "<!-- local-job:"
 
 def documented() -> list[str]:
     """The command lines of the README's local-job block."""
-    text = (REPO / "README.md").read_text()
-    assert MARKER in text, "README.md has no local-job block"
-    block = text.split(MARKER, 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
-    return [line for line in block.splitlines() if line.strip()]
+    return marked_block(REPO / "README.md", MARKER)
 
 
 def _port_free(port: int) -> bool:
@@ -95,13 +91,7 @@ def test_local_job_submission_as_written(tmp_path, no_ray_in_process):
         started = bash(lines[:submit])
         assert started.returncode == 0, started.stdout[-3000:] + started.stderr[-3000:]
         # as the README says: a head that has just started may not take jobs yet; submit again
-        deadline = time.time() + 120
-        while True:
-            done = bash([*exports, lines[submit]])
-            if done.returncode == 0 or time.time() > deadline or not any(
-                    text in done.stdout + done.stderr for text in ("No available agent", "Connection refused")):
-                break
-            time.sleep(3)
+        done = submit_while_starting(lambda: bash([*exports, lines[submit]]))
         # the head has token authentication on: a client without RAY_AUTH_MODE=token is refused
         refused = subprocess.run(["./venv-run", "ray", "job", "list", "--address", "http://127.0.0.1:8265"],
                                  cwd=REPO, env={**env, "RAY_AUTH_MODE": "disabled"}, capture_output=True,

@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from local_cluster import RAY, LocalCluster
+from local_cluster import RAY, LocalCluster, marked_block, submit_while_starting
 
 REPO = Path(__file__).resolve().parents[2]
 MARKER = "<!-- smoke-run:"
@@ -34,10 +34,7 @@ RUN = "semgen_ray/runs/smoke"
 
 def documented(path: Path) -> list[str]:
     """The command lines of the smoke-run block of a README."""
-    text = path.read_text()
-    assert MARKER in text, f"{path} has no smoke-run block"
-    block = text.split(MARKER, 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
-    return [line for line in block.splitlines() if line.strip()]
+    return marked_block(path, MARKER)
 
 
 def _command(line: str, bucket: str, dashboard_port: int) -> list[str]:
@@ -47,18 +44,6 @@ def _command(line: str, bucket: str, dashboard_port: int) -> list[str]:
     assert words[:2] == ["python", "-m"], words
     return [RAY, "job", "submit", "--address", f"http://127.0.0.1:{dashboard_port}", "--", sys.executable,
             *words[1:]]
-
-
-def _submit(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    """Submit and follow a job; the job server may need a few seconds after ``ray start``."""
-    deadline = time.time() + 120
-    while True:
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-        text = done.stdout + done.stderr
-        starting = "Connection refused" in text or "No available agent" in text
-        if done.returncode == 0 or time.time() > deadline or not starting:
-            return done
-        time.sleep(3)
 
 
 def test_the_readmes_show_the_same_smoke_run():
@@ -81,7 +66,9 @@ def test_documented_smoke_run_on_s3_resumes_and_evaluates(s3, tmp_path):
         outputs, seconds = [], []
         for line in documented(REPO / "cluster" / "README.md"):
             t0 = time.perf_counter()
-            done = _submit(_command(line, name, cluster.dashboard_port), cluster.env)
+            cmd = _command(line, name, cluster.dashboard_port)
+            done = submit_while_starting(lambda: subprocess.run(cmd, env=cluster.env, capture_output=True,
+                                                                text=True, timeout=900))
             seconds.append(round(time.perf_counter() - t0, 1))
             outputs.append(done.stdout + done.stderr)
             (tmp_path / f"command_{len(outputs)}.log").write_text(outputs[-1])  # for a failing run
