@@ -73,6 +73,22 @@ def test_pretrain_streams_an_ingested_store(tmp_path, real_data, capsys):
     assert stream["volumes"]["shape"] == [32, 32, 8] == stream["cubes"]["shape"]
 
 
+def test_phantoms_seed_makes_another_cohort(tmp_path):
+    """phantoms.seed: the data stage fills the run folder's store with patient i of cohort ``seed``
+    (generate_patient(i, cohort_seed=seed)), other volumes than the default seed 0's."""
+    import numpy as np
+
+    from semgen_ray.phantoms import generate_patient
+
+    assert main(["--run-dir", str(tmp_path / "run"), "--stages", "data", "--set", "phantoms.n=1",
+                 "--set", "phantoms.shape=[64, 64, 32]", "--set", "phantoms.seed=7"]) == 0
+    store = open_store(tmp_path / "run" / "store.zarr")
+    assert store.patient_ids == ["phantom_00000"]
+    stored = store.read("phantom_00000")[0]
+    seven, zero = (generate_patient(0, cohort_seed=seed, shape=(64, 64, 32))[0].array for seed in (7, 0))
+    assert np.array_equal(stored, seven) and not np.array_equal(stored, zero)
+
+
 def test_pretrain_refuses_unknown_stages_and_bad_config(tmp_path, capsys):
     assert main(["--run-dir", str(tmp_path), "--stages", "data,finetune"]) == 1
     assert "unknown stage(s) ['finetune']" in capsys.readouterr().err

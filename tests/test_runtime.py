@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from importlib.metadata import version
 
 import pytest
 from local_cluster import free_port
@@ -11,10 +12,11 @@ from local_cluster import free_port
 pytestmark = pytest.mark.ray
 
 PROBE = """
-import json, sys, time, psutil
+import json, sys, time, psutil, urllib.request
 from semgen_ray.config import RayConfig
 from semgen_ray.runtime import init_ray
-ray = init_ray(RayConfig(num_cpus=1, object_store_mb=100, dashboard=True, dashboard_port=int(sys.argv[1])))
+port = int(sys.argv[1])
+ray = init_ray(RayConfig(num_cpus=1, object_store_mb=100, dashboard=True, dashboard_port=port))
 time.sleep(8)  # let the dashboard and its agents open their ports
 found = {}
 for proc in psutil.Process().children(recursive=True) + [psutil.Process()]:
@@ -25,23 +27,35 @@ for proc in psutil.Process().children(recursive=True) + [psutil.Process()]:
     except psutil.Error:
         pass
 print("LISTEN " + json.dumps(found))
-ray.shutdown()
+direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through an HTTP proxy
+try:
+    with direct.open(f"http://127.0.0.1:{port}/api/version", timeout=30) as answer:  # the dashboard's API
+        print("DASHBOARD " + json.dumps({"status": answer.status, "body": json.loads(answer.read())}))
+finally:
+    ray.shutdown()
 """
 
 
 @pytest.mark.slow
 def test_local_mode_listens_on_loopback_only():
+    """ray.dashboard starts the dashboard, on ray.dashboard_port (a free port, not the default 8265)
+    of 127.0.0.1, where its HTTP API answers; nothing of local Ray listens beyond loopback."""
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     env.pop("RAY_ADDRESS", None)
-    out = subprocess.run([sys.executable, "-c", PROBE, str(free_port())], capture_output=True, text=True,
+    dashboard_port = free_port()
+    out = subprocess.run([sys.executable, "-c", PROBE, str(dashboard_port)], capture_output=True, text=True,
                          timeout=300, env=env)
-    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("LISTEN ")), None)
-    assert line is not None, out.stdout[-3000:] + out.stderr[-3000:]
-    listening = json.loads(line[len("LISTEN "):])
+    lines = {ln.split(" ", 1)[0]: json.loads(ln.split(" ", 1)[1]) for ln in out.stdout.splitlines()
+             if ln.startswith(("LISTEN ", "DASHBOARD "))}
+    assert set(lines) == {"LISTEN", "DASHBOARD"}, out.stdout[-3000:] + out.stderr[-3000:]
+    listening = lines["LISTEN"]
     assert {"gcs_server", "raylet"} <= set(listening), listening
     assert any("dashboard" in name or "python" in name for name in listening)  # the dashboard/job server
     public = {name: ips for name, ips in listening.items() if any(ip not in ("127.0.0.1", "::1", "::ffff:127.0.0.1") for ip in ips)}
     assert not public, f"listening beyond loopback: {public}"
+    # the dashboard answers on the port it was given
+    assert dashboard_port != 8265 and lines["DASHBOARD"]["status"] == 200
+    assert lines["DASHBOARD"]["body"]["ray_version"] == version("ray")
 
 
 @pytest.mark.usefixtures("ray_local")

@@ -332,7 +332,8 @@ class TrainConfig:
             (ReduceLROnPlateau on the validation loss, the Keras reference) or ``none``.
         step_epochs: StepLR period; ``None``: ``int(0.8 × patience)`` (40 for 50, the reference).
         gamma: LR factor of both schedules (0.5).
-        grad_accum: micro-batches per optimizer step (DeepSpeed gradient accumulation).
+        grad_accum: micro-batches per optimizer step (DeepSpeed gradient accumulation); an epoch's
+            last step takes the micro-batches left, so no gradient crosses an epoch's end.
         corrupt_on: ``data`` (numpy back end on Ray Data CPU workers; each pass draws fresh seeds,
             recorded per cube) or ``device`` (torch back end on the training device; seeds from
             (run seed, epoch, row), fully replayable).

@@ -63,12 +63,14 @@ def lr_patience_for(patience: int) -> int:
 
 
 def _epoch_loss(model, shard, batch_size, device, autocast, optimizer=None):
-    """Mean MSE over this worker's shard, summed across workers (a global mean); trains when given an optimizer."""
+    """Mean MSE over this worker's shard, summed across workers (a global mean); trains when given an optimizer.
+
+    Returns ``(mean loss, scans, batches)``, the counts summed over all workers."""
     import torch
     import torch.distributed as dist
     import torch.nn.functional as F
 
-    total = torch.zeros(2, dtype=torch.float64)
+    total = torch.zeros(3, dtype=torch.float64)
     model.train(optimizer is not None)
     with torch.set_grad_enabled(optimizer is not None):
         for batch in shard.iter_torch_batches(batch_size=batch_size, dtypes=torch.float32,
@@ -81,11 +83,11 @@ def _epoch_loss(model, shard, batch_size, device, autocast, optimizer=None):
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-            total += torch.tensor([loss.item() * x.shape[0], x.shape[0]], dtype=torch.float64)
+            total += torch.tensor([loss.item() * x.shape[0], x.shape[0], 1], dtype=torch.float64)
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(total)  # gloo: CPU tensor
     n = total[1].item()
-    return total[0].item() / n if n else float("nan")
+    return (total[0].item() / n if n else float("nan")), int(n), int(total[2].item())
 
 
 def _train_loop(config: dict) -> None:
@@ -134,8 +136,8 @@ def _train_loop(config: dict) -> None:
     patience = config["patience"]
     while state["epoch"] < config["max_epochs"] and state["bad_epochs"] < patience:
         epoch = state["epoch"] + 1
-        train_loss = _epoch_loss(model, train_shard, bs, device, autocast, optimizer)
-        val_loss = _epoch_loss(model, val_shard, bs, device, autocast)
+        train_loss, scans, batches = _epoch_loss(model, train_shard, bs, device, autocast, optimizer)
+        val_loss = _epoch_loss(model, val_shard, bs, device, autocast)[0]
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             raise FloatingPointError(f"epoch {epoch}: non-finite loss (train {train_loss}, val {val_loss})")
         lr = optimizer.param_groups[0]["lr"]
@@ -145,7 +147,8 @@ def _train_loop(config: dict) -> None:
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch
-        state["history"].append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr})
+        state["history"].append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
+                                 "train_scans": scans, "train_batches": batches, "workers": ctx.get_world_size()})
         metrics = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
                    "best_val_loss": state["best_val_loss"], "best_epoch": state["best_epoch"],
                    "bad_epochs": state["bad_epochs"]}
@@ -198,7 +201,9 @@ def train_autoencoder(store_uri: str, patient_ids_train: Sequence[str], patient_
 
     Returns:
         ``{"best_checkpoint", "best_epoch", "best_val_loss", "history" (per epoch: epoch,
-        train_loss, val_loss, lr), "epochs", "stopped_early", "model_dir", "run_path"}``.
+        train_loss, val_loss, lr, and train_scans / train_batches / workers: the scans and batches
+        of the epoch's training pass, all workers together, and how many workers there were),
+        "epochs", "stopped_early", "model_dir", "run_path"}``.
 
     Raises:
         ValueError: empty split, bad precision; RuntimeError: the Train run failed.

@@ -13,7 +13,9 @@
 Every artefact goes to the output directory, a local folder or a URI (:mod:`semgen_ray.runfolder`;
 hnswlib's index and the PNGs are written locally and uploaded); ``discovery.json`` records what was
 done (method, recall, neighbour purity on the phantom cohort, for the class references and for every
-train patient as a reference, against chance, timings per step).
+train patient as a reference, against chance, timings per step; the auto-encoder's epochs, early stop,
+best epoch and validation loss, and its last epoch's learning rate, Ray Train workers, and training scans
+and batches, all workers together).
 
 Finished work is reused, keyed by hashes of what produced it (reuse records, :mod:`semgen_ray.reuse`):
 a finished run with the same config hash and an unchanged pattern manifest returns its record;
@@ -222,10 +224,14 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, force: boo
             volume_shape=config.data.volume_shape, batch_size=d.ae_batch_size, lr=d.ae_lr,
             max_epochs=d.ae_epochs, patience=d.ae_patience, num_workers=d.ae_workers,
             run_dir=at("autoencoder_run"), seed=config.seed, name=f"autoencoder_{ae_key[:12]}",
-            use_gpu=use_gpu(),
+            use_gpu=use_gpu(), read_cpus=config.data.read_cpus,
         )
+        last = ae["history"][-1]  # how the last epoch ran: its lr, its workers, its training pass
         ae = reuse.save(at("autoencoder.json"), ae_key,
-                        {k: v for k, v in ae.items() if k in ("epochs", "best_val_loss", "model_dir")},
+                        {**{k: v for k, v in ae.items()
+                            if k in ("epochs", "stopped_early", "best_epoch", "best_val_loss", "model_dir")},
+                         "lr": last["lr"], "workers": last.get("workers"), "scans_per_epoch": last.get("train_scans"),
+                         "batches_per_epoch": last.get("train_batches")},  # absent from older checkpoints
                         outputs=[reuse.relative(at("autoencoder.json"), ae["model_dir"])])
     else:
         record["reused_steps"].append("autoencoder")
@@ -241,7 +247,8 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, force: boo
     else:
         logger.info(f"[discover] embedding {len(train_ids) + len(val_ids)} patients with the auto-encoder")
         ids, emb = embed_patients(store_uri, ae["model_dir"], config.data.volume_shape,
-                                  patient_ids=train_ids + val_ids, num_gpus=1 if use_gpu() else 0)
+                                  patient_ids=train_ids + val_ids, num_gpus=1 if use_gpu() else 0,
+                                  read_cpus=config.data.read_cpus)
         save_embeddings(emb_path, ids, emb, {"model_dir": str(ae["model_dir"]), "ae_key": ae_key})
     spread = float(emb.std(axis=0).max())
     record["embedding"] = {"dim": int(emb.shape[1]), "max_std_across_patients": spread}

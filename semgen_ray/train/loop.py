@@ -22,7 +22,10 @@ epoch, row id)) and shuffles its shard with a local-buffer seed from (run seed, 
 Ray Data's preserved order (set by the trainer) the same command gives the same batches on every
 rank, so the same weights up to floating-point reduction order (see tests/train). Each epoch's
 history entry holds ``rows_digest``, a digest of the row ids every rank iterated in order: equal
-digests, equal data, also across a resume mid-epoch.
+digests, equal data, also across a resume mid-epoch; ``val_inputs_digest``, one of the validation
+inputs (equal every epoch with ``fixed_val_corruption``); and what the training inputs were:
+``corrupted_on`` (``data``, ``device`` or ``none``), ``unchanged_inputs`` (cubes fed identical to
+their target) and, when corrupted here, ``corruptions`` (cubes per operation).
 
 Checkpoints (every ``checkpoint_every`` optimizer steps and at each epoch end) hold the full state:
 DeepSpeed's model, optimizer and loss-scaler state (``ds/``); the step, epoch, position in the epoch,
@@ -79,8 +82,9 @@ def shuffle_seed(run_seed: int, epoch: int, rank: int) -> int:
 
 
 def _rows_digest(rows) -> str:
-    """One digest of every rank's sample order in this epoch (rank order), to compare runs: a run
-    resumed mid-epoch must have iterated the same rows as an uninterrupted one."""
+    """One digest of every rank's digest in this epoch (rank order), to compare runs: of the sample
+    order (a run resumed mid-epoch must have iterated the same rows as an uninterrupted one), or of
+    the validation inputs."""
     import torch.distributed as dist
 
     digests = [rows.hexdigest()]
@@ -102,7 +106,12 @@ def _allreduce_sum(values, device):
 
 
 class _Batches:
-    """Model inputs from a Ray Data batch: ``(input, target, labels)`` on the device, dtype-cast."""
+    """Model inputs from a Ray Data batch: ``(input, target, labels)`` on the device, dtype-cast.
+
+    It also tallies what it fed since :meth:`start_epoch` (:meth:`fed`): where the inputs were
+    corrupted, how many cubes came out unchanged (input identical to the target) and, for
+    corruptions run here, how many cubes each operation was applied to.
+    """
 
     def __init__(self, cfg: dict, device, dtype) -> None:
         from semgen_ray.train.objectives import objective
@@ -116,9 +125,30 @@ class _Batches:
             from semgen_ray.transforms import make_corruption
 
             self.corruption = make_corruption(cfg["corruption_policy"], backend="torch", device=device)
+        self.start_epoch()
+
+    def start_epoch(self) -> None:
+        import numpy as np
+
+        from semgen_ray.transforms.params import ORDER
+
+        self.corrupted_on = "none"
+        self.counts = np.zeros(1 + len(ORDER))  # unchanged cubes, then cubes per operation (ORDER)
+
+    def fed(self, device) -> dict:
+        """What the batches since :meth:`start_epoch` fed the model, summed over ranks (a collective)."""
+        from semgen_ray.transforms.params import ORDER
+
+        counts = _allreduce_sum(self.counts.tolist(), device)
+        out = {"corrupted_on": self.corrupted_on, "unchanged_inputs": int(counts[0])}
+        if self.corrupted_on == "device":  # Ray Data workers do not report what they applied
+            out["corruptions"] = {name: int(n) for name, n in zip(ORDER, counts[1:])}
+        return out
 
     def __call__(self, batch: dict, epoch: int, warmup: bool = False):
         import numpy as np
+
+        from semgen_ray.transforms.params import ORDER
 
         labels = batch["class_id"].to(self.device)
         if warmup:  # classification warm-up: the uncorrupted cube
@@ -128,6 +158,7 @@ class _Batches:
             x = y = batch["cube"].unsqueeze(1)
         elif "input" in batch:  # corrupted by Ray Data
             x, y = batch["input"], batch["target"]
+            self.corrupted_on = "data"
         else:
             cube = batch["cube"].unsqueeze(1)
             if self.on_device:
@@ -138,8 +169,12 @@ class _Batches:
                 cube = cube.to(self.device)
                 x, params = self.corruption(cube, seeds)
                 y = self.corruption.target(cube, params, deformed=self.target == "deformed")
+                self.corrupted_on = "device"
+                self.counts[1:] += [int(params.applied[name].sum()) for name in ORDER]
             else:  # classification only: the uncorrupted cube
                 x = y = cube
+        n = x.shape[0]
+        self.counts[0] += int((x.reshape(n, -1) == y.reshape(n, -1)).all(1).sum())
         return x.to(self.device, self.dtype), y.to(self.device), labels
 
 
@@ -150,6 +185,16 @@ def _iterate(shard, cfg: dict, train: bool, epoch: int = 0, rank: int = 0):
     return shard.iter_torch_batches(
         batch_size=cfg["batch_size"], local_shuffle_buffer_size=buffer,
         local_shuffle_seed=shuffle_seed(cfg["seed"], epoch, rank) if buffer else None)
+
+
+def _with_last(batches):
+    """``(batch, is_last)`` pairs, one batch ahead: the loop must know an epoch's last micro-batch."""
+    it = iter(batches)
+    previous = next(it, None)
+    while previous is not None:
+        current = next(it, None)
+        yield previous, current is None
+        previous = current
 
 
 def _forward(engine, x, warmup: bool):
@@ -245,17 +290,20 @@ def _load(engine, rank: int, root: str | None):
     return None, None
 
 
-def _node_of_each_rank(world: int) -> list[str]:
-    """The Ray node id of every rank (a collective): where this attempt's workers run."""
+def _placement_of_each_rank(world: int) -> tuple[list[str], list[dict]]:
+    """The Ray node id of every rank and the resources Ray reserved for it (a collective): where this
+    attempt's workers run and what they hold (``train.cpus_per_worker``, GPUs)."""
     import ray
     import torch.distributed as dist
 
-    node = ray.get_runtime_context().get_node_id()
+    ctx = ray.get_runtime_context()
+    mine = (ctx.get_node_id(), ctx.get_assigned_resources())
     if world == 1 or not dist.is_initialized():
-        return [node]
-    nodes: list = [None] * world
-    dist.all_gather_object(nodes, node)
-    return nodes
+        gathered = [mine]
+    else:
+        gathered = [None] * world
+        dist.all_gather_object(gathered, mine)
+    return [node for node, _ in gathered], [dict(res) for _, res in gathered]
 
 
 def _fs(path: str):
@@ -321,7 +369,8 @@ def train_loop(cfg: dict) -> None:
                              "batch_in_epoch": state["batch_in_epoch"],
                              "saved_optimizer_fingerprint": state.get("optimizer_fingerprint"),
                              "loaded_optimizer_fingerprint": optimizer_fingerprint(engine, device)})
-    state["nodes"] = _node_of_each_rank(world)  # this attempt's placement, kept in every checkpoint
+    # this attempt's placement, kept in every checkpoint
+    state["nodes"], state["worker_resources"] = _placement_of_each_rank(world)
     apply_lr(optimizer, schedule.lr)
     resumed_in_epoch = state["batch_in_epoch"]
 
@@ -367,17 +416,23 @@ def train_loop(cfg: dict) -> None:
 
             set_epoch(clock, epoch)
         engine.train()
+        batches.start_epoch()
         sums = np.zeros(5)  # loss·n, rec·n, cls·n, correct, n
         t_wait = t_start = time.perf_counter()
         wait = 0.0
         micro = 0
         rows = hashlib.sha256()  # the epoch's sample order, skipped batches of a resume included
-        for i, batch in enumerate(_iterate(train_shard, cfg, train=True, epoch=epoch, rank=rank)):
+        for i, (batch, last) in enumerate(_with_last(_iterate(train_shard, cfg, train=True, epoch=epoch,
+                                                                rank=rank))):
             wait += time.perf_counter() - t_wait
             rows.update(batch["row_id"].numpy().astype("<i8").tobytes())
             if i < state["batch_in_epoch"]:  # resumed mid-epoch: these batches were trained on
                 t_wait = time.perf_counter()
                 continue
+            # an optimizer step every grad_accum micro-batches and after the epoch's last one, so no
+            # gradient is carried into the next epoch (or lost by a resume from the epoch's end)
+            boundary = (micro + 1) % train_cfg.grad_accum == 0 or last
+            engine.set_gradient_accumulation_boundary(boundary)
             x, y, labels = batches(batch, epoch, in_warmup)
             restored, logits = _forward(engine, x, in_warmup)
             loss, parts = loss_terms(epoch_obj, restored, y, logits, labels, lam_cls, lam_rec)
@@ -390,7 +445,7 @@ def train_loop(cfg: dict) -> None:
             sums += [loss.item() * n, parts["rec_loss"].item() * n, parts["cls_loss"].item() * n,
                      float(parts["correct"]), n]
             state["batch_in_epoch"] = i + 1
-            if micro % train_cfg.grad_accum == 0:  # an optimizer step happened
+            if boundary:  # an optimizer step happened
                 state["step"] += 1
                 _maybe_fail(cfg, rank, state["step"])
                 if every and state["step"] % every == 0:
@@ -401,14 +456,17 @@ def train_loop(cfg: dict) -> None:
                 if max_steps is not None and state["step"] >= max_steps:
                     break
             t_wait = time.perf_counter()
-        train_m = _train_metrics(sums, wait, t_start, world, device, state, schedule.lr, epoch)
+        train_m = {**_train_metrics(sums, wait, t_start, world, device, state, schedule.lr, epoch),
+                   **batches.fed(device)}
 
         # validation: fixed corruptions, no gradient
         engine.eval()
         vs = np.zeros(5)
+        val_inputs = hashlib.sha256()  # the validation inputs fed: the same every epoch when fixed
         with torch.no_grad():
             for batch in _iterate(val_shard, cfg, train=False):
                 x, y, labels = batches(batch, VAL_EPOCH if train_cfg.fixed_val_corruption else epoch, in_warmup)
+                val_inputs.update(x.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
                 restored, logits = _forward(engine, x, in_warmup)
                 loss, parts = loss_terms(epoch_obj, restored, y, logits, labels, lam_cls, lam_rec)
                 n = x.shape[0]
@@ -430,7 +488,8 @@ def train_loop(cfg: dict) -> None:
         metrics = {**train_m, "phase": phase, "val_loss": val_loss, "val_rec_loss": v[1] / vn, "val_cls_loss": v[2] / vn,
                    "val_acc": v[3] / vn, "lr": lr, "best_val_loss": state["best_val_loss"],
                    "best_epoch": state["best_epoch"], "bad_epochs": state["bad_epochs"], "epoch_end": True,
-                   "resumed_at_batch": resumed_in_epoch, "rows_digest": _rows_digest(rows)}
+                   "resumed_at_batch": resumed_in_epoch, "rows_digest": _rows_digest(rows),
+                   "val_inputs_digest": _rows_digest(val_inputs)}
         resumed_in_epoch = 0
         state["history"].append({k: v for k, v in metrics.items() if k != "epoch_end"})
         # what Ray Train ranks checkpoints by: joint validation losses only (warm-up epochs never "best")

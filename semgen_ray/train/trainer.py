@@ -323,7 +323,8 @@ def _finish(config: SemGenConfig, cfg: dict, data, result, seconds: float, store
               "stopped": state["stopped"], "fit_seconds": round(seconds, 1), "num_classes": data.num_classes,
               "corruption_policy": t.corruption_policy.to_dict(),
               "train_cubes": data.train_rows, "val_cubes": data.val_rows, "objective": t.objective,
-              "workers": t.num_workers, "nodes": state.get("nodes", []), "gpu": decision.use,
+              "workers": t.num_workers, "nodes": state.get("nodes", []),
+              "worker_resources": state.get("worker_resources", []), "gpu": decision.use,
               "gpu_decision": decision.as_dict(), "resumes": state["log"], "history": state["history"]}
     (out / "train.json").write_text(json.dumps(record, indent=2, default=float))
     return record

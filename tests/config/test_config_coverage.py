@@ -10,9 +10,8 @@ Every leaf key of :class:`~semgen_ray.config.SemGenConfig` (the dataclasses of
   setting to unchanged (``build_model`` / ``UNet3D`` for ``model.*``, ``build_tasks`` for the
   evaluation cubes, ``init_ray`` for ``ray.*``);
 - ``EXEMPT``: keys that cannot be exercised on this test machine, with the reason;
-- ``GAPS``: keys without such a test yet, with what exists instead. ``test_no_gaps_remain`` is an
-  expected failure while any is listed; it turns into a failure (strict) once the list is empty, so
-  the marker is dropped then.
+- ``GAPS``: keys without such a test yet, with what exists instead; empty, and
+  ``test_no_gaps_remain`` keeps it so: a new setting needs its test (or an exemption) to land.
 
 The checks are static (no test is run here): the named file exists, holds the named test function,
 and that function's source (decorators included) names the key: its dotted path, its leaf name
@@ -45,6 +44,11 @@ GATES = E + "test_evaluate_report.py::test_gate_settings_and_alpha_change_the_ve
 SETTINGS = I + "test_store_and_ingest_settings_change_what_is_written"
 MR_FIXED = "tests/ingest/test_ingest_mr_intensity.py::test_fixed_window_by_config_rewrites_and_warns_on_zscored"
 GPU_WAIT = "tests/test_gpus.py::test_pretrain_with_gpus_required_fails_clearly_instead_of_training_on_cpus"
+TASKS = E + "test_evaluate_tasks.py::"
+TARGET = E + "test_evaluate_target.py::test_target_cohort_follows_target_patients_target_seed_and_target_shape"
+TS = "tests/train/test_train_settings.py::"
+FED = TS + "test_corruption_target_corrupt_on_and_fixed_val_corruption_change_what_the_model_is_fed"
+AE = D + "test_autoencoder_settings_and_read_cpus_change_the_run"
 RUNTIME = "tests/test_runtime.py::test_a_running_session_is_reused_with_a_warning_naming_what_differs"
 
 COVERED: dict[str, tuple[str, ...]] = {
@@ -65,12 +69,15 @@ COVERED: dict[str, tuple[str, ...]] = {
     "ingest.allow_failures": (SETTINGS,),
     "ingest.mr_intensity": (MR_FIXED,),
     "ingest.mr_window": (MR_FIXED,),
+    "ingest.uneven_spacing": (I + "test_uneven_spacing_keeps_resamples_or_refuses_a_series_with_a_missing_slice",),
     # phantoms (the pipeline's own cohort)
     "phantoms.n": (P + "test_pretrain_runs_available_stages_and_reruns_idempotently",),
     "phantoms.shape": (P + "test_pretrain_runs_available_stages_and_reruns_idempotently",),
+    "phantoms.seed": (P + "test_phantoms_seed_makes_another_cohort",),
     # data
     "data.cube_size": (P + "test_pretrain_streams_an_ingested_store",),
     "data.volume_shape": (P + "test_pretrain_streams_an_ingested_store",),
+    "data.read_cpus": (AE,),
     # discovery
     "discovery.num_classes": (D + "test_class_and_crop_settings_change_the_manifest",),
     "discovery.k_train": (D + "test_class_and_crop_settings_change_the_manifest",),
@@ -95,6 +102,11 @@ COVERED: dict[str, tuple[str, ...]] = {
     "discovery.hnsw_ef": (D + "test_hnsw_settings_reach_the_saved_graph",),
     "discovery.hnsw_pca_dim": (D + "test_discover_with_a_pca_hnsw_index_records_it",),
     "discovery.use_gpu": (GPU_WAIT,),
+    "discovery.ae_epochs": (AE,),
+    "discovery.ae_batch_size": (AE,),
+    "discovery.ae_lr": (AE,),
+    "discovery.ae_patience": (AE,),
+    "discovery.ae_workers": (AE,),
     # train
     "train.objective": (T + "test_objectives_run",),
     "train.cls_warmup_epochs": (T + "test_warmup_leaves_the_decoder_untouched_and_resumes_mid_warmup",),
@@ -110,6 +122,26 @@ COVERED: dict[str, tuple[str, ...]] = {
     "train.placement": ("tests/train/test_train_multinode.py::test_a_killed_node_costs_only_time",),
     "train.corruption_overrides": (P + "test_pretrain_runs_available_stages_and_reruns_idempotently",),
     "train.storage_path": ("tests/test_pipeline.py::test_configuration_errors_leave_no_files_behind",),
+    "train.batch_size": (TS + "test_batch_size_and_grad_accum_set_the_cubes_per_optimizer_step",),
+    "train.grad_accum": (TS + "test_batch_size_and_grad_accum_set_the_cubes_per_optimizer_step",),
+    "train.lr": (TS + "test_lr_schedule_step_epochs_and_gamma_set_each_epochs_learning_rate",),
+    "train.schedule": (TS + "test_lr_schedule_step_epochs_and_gamma_set_each_epochs_learning_rate",),
+    "train.step_epochs": (TS + "test_lr_schedule_step_epochs_and_gamma_set_each_epochs_learning_rate",),
+    "train.gamma": (TS + "test_lr_schedule_step_epochs_and_gamma_set_each_epochs_learning_rate",),
+    "train.lambda_cls": (TS + "test_lambda_cls_and_lambda_rec_weight_the_loss",),
+    "train.lambda_rec": (TS + "test_lambda_cls_and_lambda_rec_weight_the_loss",),
+    "train.patience": (TS + "test_patience_stops_after_that_many_epochs_without_improvement",),
+    "train.num_workers": (TS + "test_num_workers_and_cpus_per_worker_set_the_ray_train_workers",),
+    "train.cpus_per_worker": (TS + "test_num_workers_and_cpus_per_worker_set_the_ray_train_workers",),
+    "train.precision": (TS + "test_precision_zero_stage_and_optimizer_shape_the_checkpoint",),
+    "train.zero_stage": (TS + "test_precision_zero_stage_and_optimizer_shape_the_checkpoint",),
+    "train.optimizer": (TS + "test_precision_zero_stage_and_optimizer_shape_the_checkpoint",),
+    "train.corruption": (FED,),
+    "train.target": (FED,),
+    "train.corrupt_on": (FED,),
+    "train.fixed_val_corruption": (FED,),
+    "train.keep_checkpoints": (TS + "test_keep_checkpoints_sets_how_many_checkpoints_remain",),
+    "train.shuffle_buffer": (TS + "test_shuffle_buffer_zero_feeds_each_patients_crops_together",),
     # evaluate
     "evaluate.negatives": (CLI,),
     # evaluate: the command line, or the functions the stage hands each setting to (build_tasks,
@@ -127,13 +159,23 @@ COVERED: dict[str, tuple[str, ...]] = {
     "evaluate.patience": (FT + "test_plateau_halves_lr_then_stops_early_and_tests_the_best_state",),
     "evaluate.lr_patience": (FT + "test_plateau_halves_lr_then_stops_early_and_tests_the_best_state",),
     "evaluate.head": (FT + "test_linear_head_is_one_linear_layer_on_the_pooled_bottleneck",),
-    "evaluate.cube_mm": (E + "test_evaluate_tasks.py::test_cube_mm_scales_the_nodule",),
-    "evaluate.seg_jitter": (E + "test_evaluate_tasks.py::test_jitter_moves_objects_off_centre_but_keeps_them",),
-    "evaluate.seg_background": (E + "test_evaluate_tasks.py::test_background_cubes_and_segmentation_counts",),
+    "evaluate.cube_mm": (TASKS + "test_cube_mm_scales_the_nodule",),
+    "evaluate.seg_jitter": (TASKS + "test_jitter_moves_objects_off_centre_but_keeps_them",),
+    "evaluate.seg_background": (TASKS + "test_background_cubes_and_segmentation_counts",),
     "evaluate.alpha": (GATES,),
     "evaluate.max_shortcut_auc": (GATES,),
     "evaluate.gate_auc": (GATES,),
     "evaluate.gate_dice": (GATES,),
+    "evaluate.tasks": (CLI,),
+    "evaluate.curve_fractions": (CLI,),
+    "evaluate.batch_size": (FT + "test_batch_size_and_cpus_per_trial_reach_the_trial",),
+    "evaluate.cpus_per_trial": (GRID, FT + "test_batch_size_and_cpus_per_trial_reach_the_trial",),
+    "evaluate.target_store": (TASKS + "test_a_named_target_store_is_used_instead_of_a_phantom_cohort",),
+    "evaluate.target_patients": (TARGET, CLI,),
+    "evaluate.target_seed": (TARGET,),
+    "evaluate.target_shape": (TARGET,),
+    "evaluate.negatives_per_positive": (TASKS + "test_negatives_per_positive_sets_the_negatives_per_nodule",),
+    "evaluate.min_voxels": (TASKS + "test_min_voxels_decides_which_nodules_qualify",),
     # model: build_model / UNet3D, which every stage builds its network with
     "model.width": ("tests/models/test_models_factory.py::test_presets",),
     "model.in_channels": ("tests/models/test_models_factory.py::test_in_channels_and_embed_dim_change_the_network",),
@@ -150,6 +192,7 @@ COVERED: dict[str, tuple[str, ...]] = {
     "ray.object_store_mb": (RUNTIME,),
     "ray.dashboard": ("tests/test_runtime.py::test_local_mode_listens_on_loopback_only",),
     "ray.gpu_wait_s": (GPU_WAIT,),
+    "ray.dashboard_port": ("tests/test_runtime.py::test_local_mode_listens_on_loopback_only",),
 }
 
 EXEMPT: dict[str, str] = {
@@ -160,63 +203,7 @@ EXEMPT: dict[str, str] = {
     "evaluate.gpus_per_trial": "read only when the trials run on GPUs, which the CPU-only test machine has none of",
 }
 
-GAPS: dict[str, str] = {
-    "ingest.uneven_spacing": "the three modes are tested on the DICOM reader (tests/io/test_io_dicom.py::"
-                             "test_uneven_spacing_*), not through ingest",
-    "ray.dashboard_port": "local mode starts the dashboard on a given free port (test_local_mode_listens_on_"
-                          "loopback_only), but the port it listens on is not checked",
-    "phantoms.seed": "the phantoms command's --seed is tested (tests/phantoms/test_phantoms_cli.py); the "
-                     "pipeline's phantoms.seed is not changed by any test",
-    "data.read_cpus": "a Ray resource request of the read tasks; no test observes the reservation",
-    "discovery.ae_epochs": "train_autoencoder's max_epochs is tested directly (tests/discovery/"
-                           "test_discovery_autoencoder_training.py); no discover run changes it (that retrains "
-                           "the auto-encoder)",
-    "discovery.ae_batch_size": "train_autoencoder's batch_size is set directly in tests/discovery/"
-                               "test_discovery_autoencoder_training.py; no test shows a changed outcome",
-    "discovery.ae_lr": "train_autoencoder's lr is set directly in tests/discovery/"
-                       "test_discovery_autoencoder_training.py; "
-                       "no test shows a changed outcome",
-    "discovery.ae_patience": "train_autoencoder's patience is set directly, never reached in a test (no early "
-                             "stop tested)",
-    "discovery.ae_workers": "train_autoencoder runs with 1 and 2 workers in tests/discovery/"
-                            "test_discovery_autoencoder_training.py; no discover run changes it",
-    "train.batch_size": "set small for speed in every training test; no test compares two values",
-    "train.lr": "set for speed; tests/test_pretrain.py only checks that a negative value is refused",
-    "train.lambda_cls": "the default 0.01 weighting is checked in the warm-up test; no test changes it",
-    "train.lambda_rec": "no test changes it",
-    "train.patience": "no training test reaches early stopping or changes the patience",
-    "train.num_workers": "runs use 1 and 2 workers (tests/train/), recorded as workers; no test compares them",
-    "train.precision": "runs at fp32 and bf16 (test_objectives_run) record it; no test shows what it changes",
-    "train.zero_stage": "runs at ZeRO 0-3 export fp32 weights (tests/train/); the optimizer-state sharding it "
-                        "changes is not checked through a run",
-    "train.corruption": "presets are compared at the policy level (tests/transforms/test_transforms_policy.py), "
-                        "not through a run",
-    "train.target": "the deformed target is tested at the transform level only",
-    "train.optimizer": "no run uses sgd",
-    "train.schedule": "the schedules are tested at the library level (tests/train/test_train_objectives.py), "
-                      "not through a run",
-    "train.step_epochs": "tested at the library level (test_step_schedule_halves_every_40_epochs_and_plateau_waits)",
-    "train.gamma": "tested at the library level (test_step_schedule_halves_every_40_epochs_and_plateau_waits)",
-    "train.grad_accum": "reaches the DeepSpeed config (test_deepspeed_config_from_train_config); no run uses it",
-    "train.corrupt_on": "a run with corrupt_on=device passes (test_objectives_run); nothing compares it to data",
-    "train.fixed_val_corruption": "no test changes it",
-    "train.keep_checkpoints": "only the default retention is tested (test_retention_keeps_the_best_epoch_end_and_"
-                              "the_export_takes_it)",
-    "train.cpus_per_worker": "a Ray resource request of the Train workers; no test observes the reservation",
-    "train.shuffle_buffer": "set small for speed in every training test; no test compares two values",
-    "evaluate.tasks": "every evaluation test runs both tasks; none runs one alone",
-    "evaluate.curve_fractions": "the command-line test sets [1.0] through its module constant and its grid size "
-                                "shows it, but the test function does not name the key",
-    "evaluate.batch_size": "set for speed in the fine-tuning tests; no test compares two values",
-    "evaluate.cpus_per_trial": "a Ray resource request of the Tune trials; no test observes the reservation",
-    "evaluate.target_store": "every evaluation test uses the phantom target cohort; none names a labelled store",
-    "evaluate.target_patients": "set by the command-line test's module constant; no test compares two values",
-    "evaluate.target_seed": "no test changes it",
-    "evaluate.target_shape": "no test changes it",
-    "evaluate.negatives_per_positive": "set to 8 for a steadier shortcut AUC (test_shortcut_aucs_candidates_low_"
-                                       "random_high); no test checks the number of negatives it gives",
-    "evaluate.min_voxels": "set small for the tiny phantoms; no test compares two values",
-}
+GAPS: dict[str, str] = {}
 
 
 def config_keys(section=None, prefix: str = "") -> list[str]:
@@ -279,6 +266,5 @@ def test_exemptions_and_gaps_give_reasons(table):
     assert not short, f"{table} entries need a reason of a few words: {short}"
 
 
-@pytest.mark.xfail(strict=True, reason="config keys without a public-entry test remain (GAPS)")
 def test_no_gaps_remain():
     assert not GAPS, sorted(GAPS)

@@ -335,3 +335,75 @@ def test_coordinate_settings_change_where_classes_sit(finished, tmp_path, ten_ph
     # one draw per reference: no reference's single draw passes (200 found one for the first reference)
     assert main(_args(ten_phantoms, run, ["discovery.max_tries=1"])) == 1
     assert "only 0 of discovery.num_classes=2 references" in capsys.readouterr().err
+
+
+def test_autoencoder_settings_and_read_cpus_change_the_run(finished, tmp_path, ten_phantoms):
+    """discovery.ae_epochs, ae_patience, ae_batch_size, ae_workers and ae_lr, each against the module's
+    run (TINY: ae_epochs=1, ae_batch_size=2; ae_lr 1e-3, ae_patience 50, ae_workers 1 by default), from
+    the auto-encoder record of discovery.json and the exported weights.
+
+    The variant trains at ae_lr=1e-50, a step that is 0 in float32: no weight moves, so every epoch
+    after the first has the first one's validation loss, and ae_patience=1 ends the run after epoch 2
+    of its ae_epochs=3. model.norm=instance: batch norm's running statistics would change the
+    validation loss of unchanged weights.
+
+    data.read_cpus=0.9: the run's volume reads (auto-encoder and embedding) reserve 0.9 CPU each, seen
+    in the CPUs Ray has free while it runs: while 1-4 such reads run (of ray_local's 4 CPUs), the
+    free CPUs are no multiple of a half; the Train workers (0.5 each) and every other task reserve
+    whole or half CPUs.
+    """
+    import math
+    import threading
+
+    import ray
+    import torch
+
+    from semgen_ray.models import build_autoencoder
+    from semgen_ray.models.weights import read_state_dict
+
+    free, done = set(), threading.Event()
+
+    def watch():
+        while not done.is_set():
+            free.add(ray.available_resources().get("CPU", 0.0))
+            done.wait(0.01)
+
+    base = _record(finished[0])
+    run = tmp_path / "run"
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        assert main(_args(ten_phantoms, run, ["discovery.ae_epochs=3", "discovery.ae_patience=1",
+                                              "discovery.ae_lr=1e-50", "discovery.ae_batch_size=1",
+                                              "discovery.ae_workers=2", "model.norm=instance",
+                                              "data.read_cpus=0.9"])) == 0
+    finally:
+        done.set()
+        watcher.join()
+    # data.read_cpus: reads of 0.9 CPU ran (at 1 CPU each, as before, only whole or half CPUs were free)
+    assert [c for c in free if abs(2 * c - round(2 * c)) > 1e-3], sorted(free)
+    record = _record(run)
+    old, new = base["autoencoder"], record["autoencoder"]
+    # ae_epochs: the module's run trained the one epoch it was given (patience 50 cannot stop it there)
+    assert old["epochs"] == 1 and not old["stopped_early"]
+    # ae_patience: one epoch without improvement (epoch 2) ends the run, before its ae_epochs=3
+    assert new["epochs"] == 2 and new["stopped_early"] and new["best_epoch"] == 1
+    # ae_workers: Ray Train ran two workers (one before)
+    assert (old["workers"], new["workers"]) == (1, 2)
+    # ae_batch_size: 2 scans a batch before (one worker saw every train patient), one scan a batch now
+    assert old["scans_per_epoch"] == base["train_patients"] == record["train_patients"]
+    assert old["batches_per_epoch"] == math.ceil(old["scans_per_epoch"] / 2) < old["scans_per_epoch"]
+    assert new["batches_per_epoch"] == new["scans_per_epoch"] >= 3
+
+    # ae_lr: the optimizer's rate, and weights: at 1e-3 the export moved from its seeded start, at
+    # 1e-50 the export is the seeded start (rank 0 builds the model after torch.manual_seed(seed))
+    assert (old["lr"], new["lr"]) == (1e-3, 1e-50)
+
+    def moved(ae):
+        state, info = read_state_dict(ae["model_dir"])
+        with torch.random.fork_rng():  # the test process's own generator left as it was
+            torch.manual_seed(0)
+            start = build_autoencoder(None, **info["card"]["lineage"]["training_config"]["model_kwargs"])
+        return {name for name, p in start.named_parameters() if not torch.equal(p.detach(), state[name])}
+
+    assert moved(old) and not moved(new)

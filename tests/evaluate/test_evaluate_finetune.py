@@ -282,3 +282,37 @@ def test_same_seed_same_row():
     assert strip(a) != strip(c)
     assert a["train_cases"] == 4  # 2 of the 3 training patients (2 cubes each)
     assert a["train_patients"] == 2 and a["subset_draws"] == 1
+
+
+# ------------------------------------------------------------------------------------ settings
+
+def test_batch_size_and_cpus_per_trial_reach_the_trial(monkeypatch):
+    """evaluate.batch_size is the number of training cubes per optimizer step of a Tune trial, and
+    evaluate.cpus_per_trial its torch threads: the configuration through the stage's trial settings
+    (run.fine_tune_settings) into the trial body (trials._trial → run_trial), as the stage runs it.
+    6 training cubes: batches of 2 (3 steps a pass), or of 4 and the remaining 2 (2 steps a pass)."""
+    from semgen_ray.config import load_config
+    from semgen_ray.evaluate import trials
+    from semgen_ray.evaluate.run import fine_tune_settings
+
+    real, seen, reported = finetune._forward, [], []
+
+    def spy(model, task, x):
+        if model.training:
+            seen.append((int(x.shape[0]), torch.get_num_threads()))
+        return real(model, task, x)
+
+    monkeypatch.setattr(finetune, "_forward", spy)
+    monkeypatch.setattr("ray.tune.report", reported.append)
+    data = {"classification": make_data("classification")}
+    steps = {}
+    for batch_size, cpus_per_trial in ((2, 1), (4, 2)):
+        config = load_config(None, [f"evaluate.batch_size={batch_size}", f"evaluate.cpus_per_trial={cpus_per_trial}",
+                                    "evaluate.max_steps=4", "evaluate.eval_every=4", "model.width=4"])
+        settings = {**fine_tune_settings(config), "weights": {"scratch": None}}
+        seen.clear()
+        trials._trial({"settings": settings, "cell": ("classification", 1.0, 0), "arm": "scratch"}, data)
+        assert reported[-1]["steps"] == 4
+        steps[batch_size] = list(seen)
+    assert steps[2] == [(2, 1)] * 4
+    assert steps[4] == [(4, 2), (2, 2)] * 2

@@ -343,3 +343,74 @@ def test_trial_grid_checks_subsets_before_any_trial(monkeypatch, caplog):
     data["classification"].splits["train"]["y"][1] = 1
     with pytest.raises(TaskError, match="label fraction 0.1"):
         check_subsets(data, [("classification", 0.1, 0)])
+
+
+# ------------------------------------------------------------------ settings through build_tasks / the stage
+
+def _per_patient(data, y=None) -> dict:
+    """Patient → number of cubes (of label ``y`` when given) over every split."""
+    patients = _all(data, "patient") if y is None else _all(data, "patient")[_all(data, "y") == y]
+    ids, counts = np.unique(patients, return_counts=True)
+    return dict(zip(ids.tolist(), counts.tolist()))
+
+
+def test_negatives_per_positive_sets_the_negatives_per_nodule(built):
+    """evaluate.negatives_per_positive (build_tasks' ``negatives_per_positive``): each patient gets that
+    many non-nodule cubes per nodule cube (none short on these phantoms); the positives do not change.
+    Voxel boxes and random negatives: the cheapest build."""
+    by = {2: built(negatives="random")["classification"],  # the default
+          3: built(negatives="random", negatives_per_positive=3)["classification"]}
+    for negatives_per_positive, cls in by.items():
+        assert cls.info["settings"]["negatives_per_positive"] == negatives_per_positive
+        positives, negatives = _per_patient(cls, 1), _per_patient(cls, 0)
+        assert negatives == {p: negatives_per_positive * n for p, n in positives.items()}
+        for s, counts in cls.info["counts"].items():
+            assert counts["negatives"] == negatives_per_positive * counts["positives"] == \
+                int((cls.splits[s]["y"] == 0).sum())
+            assert counts["negatives_short"] == 0
+    assert sum(_per_patient(by[3], 0).values()) == 24 + 3 + 3  # 8 / 1 / 1 nodules per split
+    assert np.array_equal(by[2].splits["train"]["x"][by[2].splits["train"]["y"] == 1],
+                          by[3].splits["train"]["x"][by[3].splits["train"]["y"] == 1])
+
+
+def test_min_voxels_decides_which_nodules_qualify(built, store):
+    """evaluate.min_voxels (build_tasks' ``min_voxels``): a nodule of fewer labelled voxels makes no
+    positive cube. These phantoms hold three one-voxel objects in the training split: min_voxels 1
+    adds their cubes to both tasks, the default 8 leaves them out; the counts follow the label arrays."""
+    from semgen_ray.store import open_store
+
+    s = open_store(store)
+    sizes = {r["patient_id"]: np.bincount(s.read_label(r["patient_id"]).ravel().astype(np.int64))[1:]
+             for r in s.manifest_rows()}
+    by = {8: built(negatives="random"), 1: built(negatives="random", min_voxels=1)}  # 8: the default
+    for min_voxels, tasks in by.items():
+        want = {p: int((n >= min_voxels).sum()) for p, n in sizes.items() if (n >= min_voxels).any()}
+        cls, seg = tasks["classification"], tasks["segmentation"]
+        assert cls.info["settings"]["min_voxels"] == min_voxels
+        assert _per_patient(cls, 1) == want  # one positive cube per qualifying nodule
+        assert _per_patient(seg) == want  # one segmentation cube per qualifying nodule
+        assert {sp: c["objects"] for sp, c in cls.info["counts"].items()} == {
+            sp: sum(n for p, n in want.items() if PATIENTS[int(p[-2:])] == sp) for sp in ("train", "val", "test")}
+    assert by[1]["classification"].info["counts"]["train"]["objects"] == 11
+    assert by[8]["classification"].info["counts"]["train"]["objects"] == 8
+
+
+def test_a_named_target_store_is_used_instead_of_a_phantom_cohort(built, store, tmp_path):
+    """evaluate.target_store: the stage's target store (run.target_store) is the labelled store named,
+    no phantom cohort is written into the run folder, and the stage's task cubes (run.load_tasks) are
+    that store's cubes."""
+    from semgen_ray.config import load_config
+    from semgen_ray.evaluate.run import load_tasks, target_store
+
+    run = tmp_path / "run"
+    config = load_config(None, [f"run_dir={run}", f"evaluate.target_store={store}", f"data.cube_size={list(CUBE)}",
+                                "evaluate.cube_mm=null", "evaluate.negatives=random"])
+    assert config.evaluate.target_store == store
+    uri = target_store(config)
+    assert uri == store
+    assert not (run / "target.zarr").exists()
+    data = load_tasks(config, uri, tmp_path)
+    want = built(negatives="random")
+    for task in ("classification", "segmentation"):
+        assert set(_all(data[task], "patient")) == {f"target_{i:02d}" for i in PATIENTS}
+        assert data[task].digest() == want[task].digest()

@@ -54,16 +54,24 @@ def test_tasks_keep_patients_in_their_split(labelled_store, tmp_path):
 
 
 class _Recorder(Callback):
-    """Counts the trials that end in this session (a Tune callback, as the evaluation's progress lines)."""
+    """Counts the trials that end in this session (a Tune callback, as the evaluation's progress lines),
+    the resources each trial started with, and the most trials running at once."""
 
     def __init__(self):
-        self.ended = []
+        self.ended, self.resources, self.running, self.most = [], [], 0, 0
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.resources.append(dict(trial.placement_group_factory.required_resources))
+        self.running += 1
+        self.most = max(self.most, self.running)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.ended.append("done")
+        self.running -= 1
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.ended.append("error")
+        self.running -= 1
 
 
 def test_two_arm_two_trial_grid_reports_and_resumes(labelled_store, tmp_path, caplog):
@@ -87,18 +95,21 @@ def test_two_arm_two_trial_grid_reports_and_resumes(labelled_store, tmp_path, ca
                    tmp_path / "bad", trials=3)
     caplog.set_level(logging.INFO, logger="semgen_ray")
     first = _Recorder()
-    rows, failed = run_trials(data, arms, settings, tmp_path / "eval", trials=3,
+    rows, failed = run_trials(data, arms, settings, tmp_path / "eval", trials=3, cpus_per_trial=2,
                               callbacks=[first])
     assert len(rows) == 10 and {r["arm"] for r in rows} == {"scratch"} and len(failed) == 10
     assert sorted(first.ended) == ["done"] * 10 + ["error"] * 10
+    # cpus_per_trial: each trial asks Ray for 2 CPUs (default 1), so the 4 CPUs run at most 2 at once
+    assert first.resources == [{"CPU": 2.0}] * 20 and first.most <= 2
     torch.manual_seed(0)
     export_weights(build_model(MODEL, num_classes=3), weights, {"input_size": list(CUBE)})
     second = _Recorder()
-    again, failed = run_trials(data, arms, settings, tmp_path / "eval", trials=3,
+    again, failed = run_trials(data, arms, settings, tmp_path / "eval", trials=3, cpus_per_trial=2,
                                callbacks=[second])
     assert not failed and len(again) == 20
     assert any("resuming" in line for line in caplog.messages)
     assert second.ended == ["done"] * 10  # only the trials that had failed ran again
+    assert second.resources == [{"CPU": 2.0}] * 10 and second.most <= 2
     kept = [r for r in again if r["arm"] == "scratch"]
     assert [r["seconds"] for r in kept] == [r["seconds"] for r in rows]  # not re-run
     assert {(r["task"], r["label_fraction"], r["seed"]) for r in again if r["arm"] == "given"} == {
