@@ -64,12 +64,9 @@ def cluster_gpus() -> float:
 def provisionable_gpus() -> float:
     """GPUs the autoscaler could provide at most, from its node types (0 without an autoscaler or
     without GPU node types). Ray Train reads the same record to refuse impossible worker groups."""
-    try:
-        from ray._private.state import state
+    from semgen_ray.runtime import provisionable
 
-        return float((state.get_max_resources_from_cluster_config() or {}).get("GPU", 0))
-    except Exception:  # noqa: BLE001 - no autoscaler (local mode, a fixed cluster): nothing to provision
-        return 0.0
+    return provisionable("GPU")
 
 
 def decide_gpus(setting, stage: str, gpus: float, wait_s: float, poll_s: float = 5.0) -> GpuDecision:

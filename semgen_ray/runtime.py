@@ -76,6 +76,40 @@ def init_ray(config: RayConfig | None = None, quiet: bool = True):
     return ray
 
 
+def provisionable(resource: str) -> float:
+    """How much of ``resource`` the autoscaler could provide at most, from its node types (0 without
+    an autoscaler: local mode, a fixed cluster)."""
+    try:
+        from ray._private.state import state
+
+        return float((state.get_max_resources_from_cluster_config() or {}).get(resource, 0))
+    except Exception:  # noqa: BLE001 - no autoscaler configuration to read
+        return 0.0
+
+
+def require_cpus(requests: dict[str, float]) -> None:
+    """Refuse CPU requests (setting → CPUs of one task, actor or trial) that no node can hold.
+
+    Ray would queue such a request forever, in local mode without a word (its "may hang" warnings are
+    kept off the console there). Nodes that the autoscaler can add count. Does nothing before Ray runs.
+
+    Raises:
+        ValueError: naming the setting, what it asks and the largest node.
+    """
+    import ray
+
+    if not ray.is_initialized():
+        return
+    largest = max((float(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")), default=0.0)
+    most = max(largest, provisionable("CPU"))
+    for key, cpus in requests.items():
+        if cpus > most:
+            raise ValueError(f"{key} asks for {cpus:g} CPUs at once, but the largest node of this Ray cluster "
+                             f"has {largest:g} (and no node type of the autoscaler more): Ray would wait for "
+                             f"it forever. Set {key} to at most {largest:g}, or start Ray with more CPUs "
+                             f"(ray.num_cpus in local mode)")
+
+
 def _warn_if_different(config: RayConfig) -> None:
     """Warn that the running Ray session is reused without ``config``'s settings, naming those that differ."""
     import warnings

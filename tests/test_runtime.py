@@ -1,7 +1,9 @@
-"""Local mode listens on loopback only: GCS, raylet, object manager, dashboard and job server."""
+"""Local mode listens on loopback only (GCS, raylet, object manager, dashboard and job server); a running
+session is reused with a warning; CPU requests that no node can hold are refused."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 from importlib.metadata import version
@@ -78,3 +80,26 @@ def test_a_running_session_is_reused_with_a_warning_naming_what_differs(asked, n
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         init_ray(RayConfig(num_cpus=4, object_store_mb=256))  # what is running: reused silently
+
+
+@pytest.mark.usefixtures("ray_local")
+@pytest.mark.parametrize("key,stage", [("data.read_cpus", "discover"), ("train.cpus_per_worker", "train"),
+                                       ("evaluate.cpus_per_trial", "evaluate"), ("data.read_cpus", "train")])
+def test_a_cpu_request_no_node_can_hold_is_refused_before_the_stage_works(key, stage, make_phantom_store,
+                                                                          tmp_path):
+    """Ray would queue a task, Train worker or Tune trial asking for more CPUs than any node has forever,
+    in local mode without a word: each stage refuses it first, naming the setting (the tests' Ray has 4)."""
+    from semgen_ray.config import load_config
+    from semgen_ray.discovery.run import run_discovery
+    from semgen_ray.evaluate.run import run_evaluation
+    from semgen_ray.train import run_pretraining
+
+    store = make_phantom_store(tmp_path / "store.zarr", n=5)  # 2 train, 2 validation patients
+    config = load_config("cpu-tiny", [f"{key}=5", f"run_dir={tmp_path / 'run'}", "discovery.k_train=2",
+                                      "discovery.num_classes=2", "discovery.k_val=1"])
+    run = {"discover": lambda: run_discovery(config, store, str(tmp_path / "discovery")),
+           "train": lambda: run_pretraining(config, store, str(tmp_path / "none.parquet"), str(tmp_path / "train")),
+           "evaluate": lambda: run_evaluation(config)}[stage]
+    with pytest.raises(ValueError, match=rf"{re.escape(key)} asks for 5 CPUs .* largest node .* has 4"):
+        run()
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and "store.zarr" not in p.parts]  # no file written

@@ -160,7 +160,7 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, force: boo
     from semgen_ray.discovery.neighbours import choose_index, measure_recall, neighbours_for_references
     from semgen_ray.discovery.patterns import class_boxes
     from semgen_ray.gpus import decide_gpus
-    from semgen_ray.runtime import init_ray
+    from semgen_ray.runtime import init_ray, require_cpus
     from semgen_ray.store import open_store
 
     d = config.discovery
@@ -208,6 +208,7 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, force: boo
         nonlocal gpu
         if gpu is None:
             init_ray(config.ray)
+            require_cpus({"data.read_cpus": config.data.read_cpus})
             gpu = decide_gpus(d.use_gpu, "discovery", d.ae_workers, config.ray.gpu_wait_s)
             record["gpu_decision"] = gpu.as_dict()
         return gpu.use

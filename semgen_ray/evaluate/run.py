@@ -168,7 +168,11 @@ def run_evaluation(config: SemGenConfig, force: bool = False) -> dict:
     written locally and uploaded, and the Tune trials keep their results there directly.
     """
     from semgen_ray import runfolder
+    from semgen_ray.runtime import require_cpus
 
+    e = config.evaluate
+    require_cpus({"evaluate.cpus_per_trial": e.cpus_per_trial, "data.read_cpus": config.data.read_cpus,
+                  "train.cpus_per_worker": config.train.cpus_per_worker})  # before any baseline trains
     folder = runfolder.join(config.run_dir, "evaluate")
     cached = ["tasks.json", *(f"tasks_{t}.npz" for t in config.evaluate.tasks)]
     with runfolder.workdir(folder, fetch=cached) as out:

@@ -215,10 +215,12 @@ def run_pretraining(config: SemGenConfig, store_uri: str, manifest_path: str, ou
     from semgen_ray.data.epoch_clock import create_epoch_clock
     from semgen_ray.gpus import decide_gpus
     from semgen_ray.logs import ReportRelay
+    from semgen_ray.runtime import require_cpus
     from semgen_ray.train.datasets import pattern_datasets
     from semgen_ray.train.loop import train_loop
 
     t = config.train
+    require_cpus({"train.cpus_per_worker": t.cpus_per_worker, "data.read_cpus": config.data.read_cpus})
     remote = runfolder.is_remote(out_dir)  # a URI: export and report are written locally, then uploaded
     out = Path(tempfile.mkdtemp(prefix="semgen_train_")) if remote else Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
