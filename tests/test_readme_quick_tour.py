@@ -106,6 +106,8 @@ def test_quick_tour_pretrain_line_runs_on_the_tours_phantoms(tour_store, tmp_pat
     for artefact in ("discovery/discovery.json", "discovery/patterns.parquet", "train/train.json",
                      "train/export/model_card.json"):
         assert (run_dir / artefact).is_file(), f"{artefact} missing; output:\n{done.stdout[-2000:]}"
+    console = done.stdout + done.stderr
+    assert "worker processes have been started" not in console, console[-3000:]  # no raylet pool warning
     patterns = pq.read_table(run_dir / "discovery" / "patterns.parquet").to_pandas()
     assert patterns["class_id"].nunique() == 4          # the line's --set discovery.num_classes=4
     assert set(patterns["patient_id"]) <= set(open_store(tour_store).patient_ids)
