@@ -45,6 +45,9 @@ class Job(Protocol):
     def load(self, config: IngestConfig) -> list[Item]:
         """Read or generate the patients; raise ReadError with a one-line reason on bad input."""
 
+    # Optional: ``reading_settings(config) -> dict``, the ``config`` settings the job's ``load`` obeys
+    # that change what it returns (``modality``, ``uneven_spacing``); a job without it obeys none.
+
 
 @dataclass(frozen=True)
 class SourceJob:
@@ -69,6 +72,14 @@ class SourceJob:
 
             digest += ":" + source_sha256(find_sources([self.label_path])[0])
         return digest
+
+    def reading_settings(self, config: IngestConfig) -> dict:
+        """The settings that change what :meth:`load` returns: the modality override (the list's own
+        first, None: detected) and, for DICOM, the uneven-spacing policy."""
+        settings = {"modality": self.modality or config.modality}
+        if self.source_ref.format == "dicom":
+            settings["uneven_spacing"] = config.uneven_spacing
+        return settings
 
     def load(self, config: IngestConfig) -> list[Item]:
         from semgen_ray.io import read_source

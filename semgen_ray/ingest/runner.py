@@ -5,7 +5,12 @@ Guarantees (README, "Ingest"):
   even when the worker process itself dies;
 - each patient is committed atomically by the store, and the manifest is rewritten every few
   seconds, so an interrupted run loses at most the patients in flight;
-- a re-run skips sources whose fingerprint matches what is stored and rewrites changed ones.
+- a re-run skips sources whose fingerprint matches what is stored and whose patients were stored with
+  the settings of this run (:func:`shaping_settings`, the store's chunks and compression, the MR
+  intensity rule), and rewrites the others, saying why when settings changed;
+- a source's patients follow the run's ids and splits: a stored patient whose split the run's
+  settings change is moved (its ``split`` attribute, voxels kept); a source stored under ids it no
+  longer gets is stored under the new ones and the old ones are removed.
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ from semgen_ray.ingest.jobs import Job
 from semgen_ray.ingest.split import assign_split
 from semgen_ray.io.volume import ReadError
 from semgen_ray.store import IntensityWarning, InvalidPatientId, StoreError, check_patient_id, open_store
+
+#: how the DICOM reader's note on a series with uneven slice spacing starts (semgen_ray.io.dicom): only
+#: those series are shaped by ``ingest.uneven_spacing``
+UNEVEN_NOTE = "uneven slice spacing"
 
 
 def _one_line(err: BaseException) -> str:
@@ -51,30 +60,86 @@ def _check_not_taken(vol_store, patient_id: str, source: str) -> None:
         raise StoreError(f"patient id {patient_id!r} already holds {owner}; give explicit ids in a CSV list")
 
 
+def shaping_settings(job: Job, config: IngestConfig) -> dict:
+    """The ingest settings that shape what ``job`` stores, recorded with each patient (its ``ingest``
+    attribute) and compared on re-runs: the job's own reading settings (:class:`SourceJob`: the
+    ``modality`` override, ``uneven_spacing`` for DICOM; a job without ``reading_settings``, such as
+    a phantom, obeys none) and ``target_spacing``.
+
+    Not among them: the MR intensity rule and the store's chunks and compression, which the patient's
+    ``intensity`` attribute and its array metadata record (compared too); ids and splits, which the
+    runner handles apart; the refusal limits (``max_voxels``, ``min_extent``, ``max_spacing_mm``),
+    which never change what is stored.
+    """
+    own = getattr(job, "reading_settings", None)
+    settings = {"modality": None, **(own(config) if own is not None else {})}
+    settings["target_spacing"] = None if config.target_spacing is None else [float(v) for v in config.target_spacing]
+    return settings
+
+
+def _recorded(settings: dict, volume) -> dict:
+    """The settings a written patient records: ``uneven_spacing`` only for a series the reader found
+    uneven (the policy changes nothing for an even one, so switching it does not rewrite those)."""
+    if any(note.startswith(UNEVEN_NOTE) for note in volume.warnings):
+        return settings
+    return {key: value for key, value in settings.items() if key != "uneven_spacing"}
+
+
+def _produces(job: Job, patient_id: str) -> bool:
+    """Whether ``job`` stores a patient under this id now (its id, or ``<id>_s<N>`` for a series)."""
+    return patient_id == job.patient_id or patient_id.startswith(f"{job.patient_id}_s")
+
+
+def _keep(vol_store, patient_id: str, job: Job, config: IngestConfig, notes: list) -> dict:
+    """The manifest row of an unchanged patient, its split moved first when the run gives another."""
+    meta = vol_store.meta(patient_id)
+    split = getattr(job, "split", None) or assign_split(patient_id, config.split_fractions)
+    if meta.get("split") == split:
+        return vol_store.row_from_meta(patient_id, meta)
+    notes.append((patient_id, f"split {meta.get('split')} -> {split} (ingest.split_fractions or the list's "
+                              "split changed; voxels kept)"))
+    return vol_store.set_split(patient_id, split)
+
+
 def run_job(store: StoreConfig, job: Job, config: IngestConfig, known: dict[str, str], force: bool = False) -> dict:
     """Fingerprint, skip or load, check and store one job; never raises for bad input.
+
+    A stored patient is skipped when it is current (``VolumeStore.check_current``): same source
+    hash, the same :func:`shaping_settings`, the store's chunks and compression level, the run's MR
+    intensity rule, and an id the job still produces. Otherwise the job is read and stored again,
+    with a note naming the setting that changed.
 
     Args:
         known: ``{patient_id: source_sha256}`` of the manifest's ok rows for this source.
         force: store the source again even when the store holds it unchanged.
 
     Returns:
-        ``{"rows": [manifest rows], "skipped": bool, "bytes": source bytes, "seconds": float}``.
+        ``{"rows": [manifest rows], "skipped": bool, "bytes": source bytes, "seconds": float,
+        "notes": [(patient_id, note)], "replaced": [ids of this source it no longer stores under]}``.
     """
     t0 = time.perf_counter()
-    out = {"rows": [], "skipped": False, "bytes": 0, "seconds": 0.0}
+    out = {"rows": [], "skipped": False, "bytes": 0, "seconds": 0.0, "notes": [], "replaced": []}
     try:
         vol_store = open_store(store.uri, mode="a", chunks=store.chunks, clevel=store.clevel)
         fingerprint = job.fingerprint()
-        candidates = known or {job.patient_id: fingerprint}
-        if not force and all(vol_store.is_current(pid, fingerprint, config.mr_intensity, config.mr_window)
-                             for pid in candidates):
-            out["rows"] = [vol_store.row_from_meta(pid, vol_store.meta(pid)) for pid in candidates]
-            out["skipped"] = True
-            return out
+        settings = shaping_settings(job, config)
+        candidates = list(known) or [job.patient_id]
+        reasons = {}
+        if not force:
+            checks = {pid: vol_store.check_current(pid, fingerprint, settings, config.mr_intensity,
+                                                   config.mr_window, check_layout=True) for pid in candidates}
+            if all(c.current for c in checks.values()) and all(_produces(job, pid) for pid in candidates):
+                out["skipped"] = True
+                for pid, check in checks.items():
+                    out["rows"].append(_keep(vol_store, pid, job, config, out["notes"]))
+                    if check.reason:
+                        out["notes"].append((pid, check.reason))
+                return out
+            reasons = {pid: c.reason for pid, c in checks.items() if c.settings_changed}
         items = job.load(config)
         if not items:
             raise ReadError("no image found in the source")
+        written = []
         for item in items:
             try:
                 check_patient_id(item.patient_id)
@@ -94,10 +159,16 @@ def run_job(store: StoreConfig, job: Job, config: IngestConfig, known: dict[str,
                     warnings.simplefilter("ignore", IntensityWarning)
                     out["rows"].append(vol_store.write(
                         item.patient_id, volume, label=label, split=split, source_sha256=fingerprint,
-                        mr_intensity=config.mr_intensity, mr_window=config.mr_window))
+                        mr_intensity=config.mr_intensity, mr_window=config.mr_window,
+                        ingest_settings=_recorded(settings, item.volume)))
+                written.append(item.patient_id)
+                if item.patient_id in reasons:
+                    out["notes"].append((item.patient_id, f"rewritten: {reasons[item.patient_id]}"))
                 out["bytes"] += int(item.volume.array.nbytes)
             except Exception as err:  # noqa: BLE001 - one bad series must not drop its siblings
                 out["rows"].append(_failed(item.patient_id, job.source, _one_line(err)))
+        if len(written) == len(items):  # old ids go only once every patient of the source is stored anew
+            out["replaced"] = [pid for pid in known if pid not in written]
     except Exception as err:  # noqa: BLE001 - bad input becomes a row, never a crash
         out["rows"].append(_failed(job.patient_id, job.source, _one_line(err)))
     finally:
@@ -114,6 +185,8 @@ class IngestReport:
     skipped: list[str] = field(default_factory=list)
     failed: list[tuple[str, str, str]] = field(default_factory=list)  # (patient_id, source, error)
     warnings: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (patient_id, what was done and why)
+    removed: list[str] = field(default_factory=list)  # ids a source is no longer stored under
     seconds: float = 0.0
     bytes_written: int = 0
 
@@ -131,8 +204,23 @@ class IngestReport:
             f"{len(self.failed)} failed in {self.seconds:.1f} s{rate}"
         ]
         lines += [f"  WARN   {pid}: {msg}" for pid, msg in self.warnings]
+        lines += [f"  NOTE   {who}: {msg}" for who, msg in _grouped(self.notes)]
         lines += [f"  FAILED {pid} ({src}): {err}" for pid, src, err in self.failed]
         return "\n".join(lines)
+
+
+def _grouped(notes: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """One line per distinct note: a rewrite of a whole store for a changed setting is one line."""
+    by_note: dict[str, list[str]] = {}
+    for pid, note in notes:
+        by_note.setdefault(note, []).append(pid)
+    out = []
+    for note, pids in by_note.items():
+        pids = sorted(pids)
+        who = pids[0] if len(pids) == 1 else \
+            f"{len(pids)} patients ({', '.join(pids[:5])}{', …' if len(pids) > 5 else ''})"
+        out.append((who, note))
+    return sorted(out)
 
 
 def run_jobs(jobs: list[Job], store: StoreConfig, config: IngestConfig | None = None,
@@ -186,6 +274,7 @@ def run_jobs(jobs: list[Job], store: StoreConfig, config: IngestConfig | None = 
         bar = tqdm(total=len(jobs), unit=unit, desc=label)
     last_flush = time.perf_counter()
     remaining = list(futures)
+    replaced: list[tuple[str, str, list[str]]] = []  # (old id, source, the ids it is stored under now)
     while remaining:
         done, remaining = ray.wait(remaining, num_returns=1, timeout=flush_seconds)
         for ref in done:
@@ -204,6 +293,9 @@ def run_jobs(jobs: list[Job], store: StoreConfig, config: IngestConfig | None = 
                             warnings.warn(f"{row['patient_id']}: {note}", IntensityWarning, stacklevel=2)
                 else:
                     report.failed.append((row["patient_id"], row["source"], row["error"]))
+            report.notes += result.get("notes", [])
+            replaced += [(pid, job.source, [r["patient_id"] for r in result["rows"]])
+                         for pid in result.get("replaced", [])]
             report.bytes_written += result["bytes"]
             pending_rows += result["rows"]
             if bar is not None:
@@ -211,12 +303,34 @@ def run_jobs(jobs: list[Job], store: StoreConfig, config: IngestConfig | None = 
         if pending_rows and (time.perf_counter() - last_flush >= flush_seconds or not remaining):
             vol_store.update_manifest(pending_rows)
             pending_rows, last_flush = [], time.perf_counter()
-    if pending_rows:
-        vol_store.update_manifest(pending_rows)
+    report.removed = _remove_replaced(vol_store, replaced, set(report.written), report.notes)
+    if pending_rows or report.removed:
+        vol_store.update_manifest(pending_rows, remove=report.removed)
     if bar is not None:
         bar.close()
     report.failed += [(p["patient_id"], p["source"], p["error"]) for p in problems]
     report.seconds = time.perf_counter() - t0
     report.failed.sort()
     return report
+
+
+def _remove_replaced(vol_store, replaced: list[tuple[str, str, list[str]]], in_use: set[str],
+                     notes: list[tuple[str, str]]) -> list[str]:
+    """Delete the patients a source was stored under before and no longer is (its id changed with
+    ``ingest.id_from`` or the list's ``patient_id``; a series left its folder), once the source is
+    stored anew: one scan under two ids would sit in two splits. Runs after every task has ended; an
+    id written in this run, or that holds another source by now, stays."""
+    removed = []
+    for pid, source, now in replaced:
+        if pid in in_use:
+            continue
+        try:
+            if vol_store.meta(pid).get("source") != source:
+                continue
+        except StoreError:
+            continue
+        vol_store.delete(pid)
+        removed.append(pid)
+        notes.append((pid, f"removed: its source {source} is stored as {', '.join(now)} now"))
+    return removed
 

@@ -18,6 +18,7 @@ import json
 import threading
 import warnings
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,8 +35,30 @@ Region = Sequence[tuple[int, int]]  # ((x0, x1), (y0, y1), (z0, z1)), half-open 
 DEFAULT_CHUNKS = (128, 128, 64)
 
 
+#: the note on a patient stored without an ``ingest`` attribute that is kept as current
+LEGACY_NOTE = ("stored by an older semgen_ray without its ingest settings: kept, as its source is unchanged "
+               "and its attributes agree with the settings (--force rewrites it)")
+
+
 class StoreError(Exception):
     """The store, or a patient in it, cannot be used as asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """Whether a stored patient is what an ingest would store now (:meth:`VolumeStore.check_current`).
+
+    Attributes:
+        current: it is; an ingest may skip it.
+        reason: why it is not current ("the source changed", "ingest.target_spacing changed: …"), or
+            a note on a current patient (one stored by an older semgen_ray); "" otherwise.
+        settings_changed: not current because of settings (ingest, store layout, intensity rule), the
+            source being unchanged.
+    """
+
+    current: bool
+    reason: str = ""
+    settings_changed: bool = False
 
 
 def _to_uri(uri) -> str:
@@ -258,22 +281,79 @@ class VolumeStore:
         return np.asarray(arr[_region_slices(region, meta["shape"], patient_id)])
 
     def is_current(self, patient_id: str, source_sha256: str, mr_intensity: str | None = None,
-                   mr_window: Sequence[float] | None = None) -> bool:
-        """True when the patient is stored completely from a source with this hash and, when
-        ``mr_intensity`` is given, a non-CT patient carries intensity statistics recorded with that
-        rule (and ``mr_window`` for ``fixed``)."""
+                   mr_window: Sequence[float] | None = None, settings: dict | None = None,
+                   check_layout: bool = False) -> bool:
+        """True when the patient is stored completely from a source with this hash and, when given,
+        with these settings (:meth:`check_current`, which also says why not)."""
+        return self.check_current(patient_id, source_sha256, settings, mr_intensity, mr_window,
+                                  check_layout).current
+
+    def check_current(self, patient_id: str, source_sha256: str, settings: dict | None = None,
+                      mr_intensity: str | None = None, mr_window: Sequence[float] | None = None,
+                      check_layout: bool = False) -> Freshness:
+        """Whether the stored patient is what an ingest of this source with these settings would
+        store now, and if not, why.
+
+        Args:
+            source_sha256: the source's fingerprint; a different stored hash is never current.
+            settings: the ingest settings that shape the stored array (``modality`` override,
+                ``target_spacing``, ``uneven_spacing``; ``semgen_ray.ingest.runner.shaping_settings``),
+                compared with the patient's ``ingest`` attribute. The attribute holds only the
+                settings that applied to the patient (``uneven_spacing`` only for a DICOM series that
+                had uneven slice spacing), so the others do not matter for it. None: not compared.
+            mr_intensity, mr_window: a non-CT patient must carry intensity statistics recorded with
+                this rule (and window for ``fixed``). None: not compared.
+            check_layout: the array must be chunked as this store's :attr:`chunks` (clipped to its shape)
+                and compressed at its ``clevel``.
+
+        A patient written before the ``ingest`` attribute existed (an older semgen_ray) is compared
+        on what its other attributes tell: the stored modality against a ``modality`` override, the
+        stored spacing against a ``target_spacing``, its uneven-spacing note against
+        ``uneven_spacing``. When they agree it counts as current, with a note in ``reason`` (it may
+        have been stored with settings that nothing recorded: ``force`` rewrites it).
+        """
         try:
-            meta = self.meta(patient_id)
-        except StoreError:
-            return False
+            arr = self._array(layout.VOLUMES, patient_id)
+            meta = self._meta_of(patient_id, arr)
+        except StoreError as err:
+            return Freshness(False, "incomplete" if "incomplete" in str(err) else "not stored")
         if meta.get("source_sha256") != source_sha256:
-            return False
-        if mr_intensity is None or meta["modality"] == "CT":
-            return True
-        record = meta.get("intensity")
-        if not record or record.get("rule") != mr_intensity:
-            return False
-        return mr_intensity != "fixed" or [float(v) for v in record["window"]] == [float(v) for v in mr_window]
+            return Freshness(False, "the source changed")
+        if check_layout:
+            want = tuple(min(int(c), int(s)) for c, s in zip(self.chunks, arr.shape))
+            have = tuple(int(c) for c in arr.chunks)
+            if have != want:
+                return Freshness(False, f"store.chunks changed: the patient is chunked {list(have)}, "
+                                        f"the store now asks {list(want)}", settings_changed=True)
+            clevels = [int(c.clevel) for c in arr.compressors if getattr(c, "clevel", None) is not None]
+            if clevels and clevels[0] != self.clevel:
+                return Freshness(False, f"store.clevel changed: {clevels[0]} -> {self.clevel}",
+                                 settings_changed=True)
+        note = ""
+        if settings is not None:
+            recorded = meta.get("ingest")
+            if recorded is None:
+                recorded, why = _legacy_settings(meta, settings)
+                if why:
+                    return Freshness(False, f"{why} (stored by an older semgen_ray, without its ingest "
+                                            "settings)", settings_changed=True)
+                note = LEGACY_NOTE
+            for key, value in sorted(recorded.items()):
+                if _canonical(settings.get(key)) != _canonical(value):
+                    return Freshness(False, f"ingest.{key} changed: {_show(key, value)} -> "
+                                            f"{_show(key, settings.get(key))}", settings_changed=True)
+        if mr_intensity is not None and meta["modality"] != "CT":
+            record = meta.get("intensity")
+            if not record:
+                return Freshness(False, "no intensity statistics recorded (an older semgen_ray)",
+                                 settings_changed=True)
+            if record.get("rule") != mr_intensity:
+                return Freshness(False, f"ingest.mr_intensity changed: {record.get('rule')} -> {mr_intensity}",
+                                 settings_changed=True)
+            if mr_intensity == "fixed" and _canonical(record["window"]) != _canonical(mr_window):
+                return Freshness(False, f"ingest.mr_window changed: {_show('mr_window', record['window'])} -> "
+                                        f"{_show('mr_window', mr_window)}", settings_changed=True)
+        return Freshness(True, note)
 
     # ------------------------------------------------------------------ writing
     def _require_writable(self) -> None:
@@ -283,7 +363,7 @@ class VolumeStore:
     def write(self, patient_id: str, volume: Volume, label: np.ndarray | None = None,
               split: str = "train", source_sha256: str = "", extra: dict | None = None,
               mr_intensity: str = "foreground_percentile",
-              mr_window: Sequence[float] = (0.0, 4000.0)) -> dict:
+              mr_window: Sequence[float] = (0.0, 4000.0), ingest_settings: dict | None = None) -> dict:
         """Store one patient atomically and return its manifest row (the manifest is not written).
 
         CT is stored as int16 HU (values are rounded and must fit int16), anything else as float32.
@@ -291,7 +371,8 @@ class VolumeStore:
         reads will apply (CT: HU window; MR/OT: ``mr_intensity``, see
         :mod:`semgen_ray.store.intensity`) are computed here, once, and recorded with the patient;
         a mapping under which the volume is nearly blank adds a warning and an
-        :class:`IntensityWarning`.
+        :class:`IntensityWarning`. ``ingest_settings``, the settings that shaped ``volume`` (the
+        ingest's), are recorded as the ``ingest`` attribute that :meth:`check_current` compares.
         """
         import zarr
         from zarr.codecs import BloscCodec
@@ -359,6 +440,8 @@ class VolumeStore:
             "intensity": intensity,
             "extra": {**volume.extra, **(extra or {})},
         }
+        if ingest_settings is not None:
+            attrs["ingest"] = {str(k): _canonical(v) for k, v in sorted(ingest_settings.items())}
         arr.attrs[layout.ATTRS_KEY] = attrs  # the commit point
         return self.row_from_meta(patient_id, {**attrs, "shape": data.shape, "dtype": str(data.dtype)})
 
@@ -403,6 +486,16 @@ class VolumeStore:
             self.update_manifest(rows)
         return done
 
+    def set_split(self, patient_id: str, split: str) -> dict:
+        """Change a stored patient's ``split`` attribute in place (its voxels stay) and return its
+        manifest row (the manifest is not written)."""
+        self._require_writable()
+        arr = self._array(layout.VOLUMES, patient_id)
+        meta = self._meta_of(patient_id, arr)
+        attrs = {**dict(dict(arr.attrs)[layout.ATTRS_KEY]), "split": str(split)}
+        self._writable_array(patient_id).attrs[layout.ATTRS_KEY] = attrs
+        return self.row_from_meta(patient_id, {**attrs, "shape": meta["shape"], "dtype": meta["dtype"]})
+
     def _writable_array(self, patient_id: str):
         import zarr
 
@@ -417,8 +510,9 @@ class VolumeStore:
             if patient_id in group.array_keys():
                 del group[patient_id]
 
-    def update_manifest(self, rows: Iterable[dict]) -> None:
-        """Merge rows into the manifest by patient id and write it atomically.
+    def update_manifest(self, rows: Iterable[dict], remove: Iterable[str] = ()) -> None:
+        """Merge rows into the manifest by patient id, drop the rows of ``remove`` (patients removed
+        with :meth:`delete`), and write it atomically.
 
         New rows win, except that a failure of one source never replaces the ``ok`` row of the
         patient another source stored under the same id (the failure is still in the run's report).
@@ -432,6 +526,8 @@ class VolumeStore:
                         and old.get("source") != row.get("source")):
                     continue
                 merged[row["patient_id"]] = {**manifest.empty_row(row["patient_id"]), **row}
+            for patient_id in remove:
+                merged.pop(patient_id, None)
             manifest.write_rows(self._fs, self._manifest_path, merged.values())
             self._rows_cache = None
 
@@ -456,6 +552,42 @@ class VolumeStore:
 
     def __repr__(self) -> str:
         return f"VolumeStore({self.uri!r}, mode={self.mode!r})"
+
+
+def _canonical(value):
+    """A setting as JSON stores and compares it: tuples become lists, numbers in them floats."""
+    if isinstance(value, (list, tuple)):
+        return [float(v) if isinstance(v, (int, float, np.number)) and not isinstance(v, bool) else v
+                for v in value]
+    return value
+
+
+def _show(key: str, value) -> str:
+    """A setting for a message: ``None`` says what it means (detected modality, native spacing)."""
+    if value is None:
+        return {"modality": "detected", "target_spacing": "native"}.get(key, "none")
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(f"{float(v):g}" for v in value) + "]"
+    return str(value)
+
+
+def _legacy_settings(meta: dict, settings: dict) -> tuple[dict, str]:
+    """For a patient stored without an ``ingest`` attribute: the settings its other attributes
+    show (``uneven_spacing`` from the reader's uneven-spacing note), or a reason it was not stored
+    with ``settings`` (its modality is not the ``modality`` override, its spacing not the
+    ``target_spacing``)."""
+    modality = settings.get("modality")
+    if modality is not None and meta["modality"] != modality:
+        return {}, f"ingest.modality is {modality}, the patient is stored as {meta['modality']}"
+    target = settings.get("target_spacing")
+    if target is not None and not np.allclose(meta["spacing"], target, rtol=1e-6, atol=0.0):
+        return {}, (f"ingest.target_spacing is {_show('target_spacing', target)}, the patient is stored at "
+                    f"{_show('target_spacing', meta['spacing'])}")
+    recorded = {}
+    for note in meta.get("warnings", ()):
+        if note.startswith("uneven slice spacing"):
+            recorded["uneven_spacing"] = "resample" if "; resampled" in note else "warn"
+    return recorded, ""
 
 
 def _region_slices(region: Region | None, shape: Sequence[int], patient_id: str) -> tuple[slice, ...]:

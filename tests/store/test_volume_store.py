@@ -136,6 +136,45 @@ def test_rewrite_replaces_and_drops_stale_label(tmp_path):
     assert store.is_current("P1", "v2") and not store.is_current("P1", "v1")
 
 
+def test_check_current_compares_the_recorded_settings_and_the_layout(tmp_path):
+    """A patient is current only when its source hash, its ``ingest`` settings record, its chunks and
+    compression level match; one without a record (older semgen_ray) is judged by its attributes."""
+    uri = tmp_path / "s.zarr"
+    store = open_store(uri, mode="w", chunks=(16, 16, 8))
+    native = {"modality": None, "target_spacing": None}
+    store.write("P1", ct_volume(), source_sha256="v1", ingest_settings={**native, "target_spacing": (1, 1, 2)})
+    assert store.meta("P1")["ingest"] == {"modality": None, "target_spacing": [1.0, 1.0, 2.0]}
+    same = {**native, "target_spacing": [1.0, 1.0, 2.0], "uneven_spacing": "error"}  # not recorded: n/a
+    assert store.check_current("P1", "v1", same, check_layout=True).current
+    assert store.is_current("P1", "v1", settings=same) and not store.is_current("P1", "v0", settings=same)
+    other = store.check_current("P1", "v1", native)
+    assert not other.current and other.settings_changed
+    assert other.reason == "ingest.target_spacing changed: [1, 1, 2] -> native"
+    assert store.is_current("P1", "v1")  # settings not asked for: not compared
+    rechunked = open_store(uri, mode="a", chunks=(8, 8, 8)).check_current("P1", "v1", same, check_layout=True)
+    assert not rechunked.current and rechunked.reason.startswith("store.chunks changed")
+    assert open_store(uri, mode="a", chunks=(16, 16, 8), clevel=5).check_current(
+        "P1", "v1", same, check_layout=True).reason == "store.clevel changed: 3 -> 5"
+    assert not store.check_current("P1", "v0", same).settings_changed  # the source changed
+
+    store.write("old", ct_volume(), source_sha256="v1")  # no record, as written by an older semgen_ray
+    kept = store.check_current("old", "v1", native)
+    assert kept.current and "older semgen_ray" in kept.reason
+    assert not store.check_current("old", "v1", {**native, "modality": "MR"}).current
+    assert not store.check_current("old", "v1", {**native, "target_spacing": [1, 1, 1]}).current
+    assert store.check_current("old", "v1", {**native, "target_spacing": [0.7, 0.8, 2.5]}).current
+
+
+def test_set_split_and_removing_manifest_rows(tmp_path):
+    store = open_store(tmp_path / "s.zarr", mode="w")
+    store.update_manifest([store.write("P1", ct_volume(), split="train"), store.write("P2", ct_volume())])
+    row = store.set_split("P1", "test")
+    assert row["split"] == "test" and store.meta("P1")["split"] == "test"
+    store.delete("P2")
+    store.update_manifest([row], remove=["P2"])
+    assert [(r["patient_id"], r["split"]) for r in open_store(tmp_path / "s.zarr").manifest_rows()] == [("P1", "test")]
+
+
 def test_read_only_and_missing_stores(tmp_path):
     with pytest.raises(StoreError, match="no volume store"):
         open_store(tmp_path / "nothing.zarr")
