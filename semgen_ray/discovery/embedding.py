@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -116,10 +117,13 @@ def embed_patients(store_uri: str, model_dir: str | os.PathLike, volume_shape: S
     ds.context.execution_options.preserve_order = True
     # max_restarts=0: a lost embedding actor fails this short step, which the discover stage redoes
     # (reusing the trained auto-encoder); Ray Data's default restarts make Ray's core worker print an
-    # error line on every run (ray-project/ray#57733)
-    out = ds.map_batches(Embedder, fn_constructor_kwargs={"model_dir": model_dir, "use_gpu": num_gpus > 0},
-                         compute=ray.data.ActorPoolStrategy(size=int(concurrency)), batch_size=int(batch_size),
-                         batch_format="numpy", num_gpus=num_gpus, num_cpus=num_cpus, max_restarts=0)
+    # error line on every run (ray-project/ray#57733). Ray 2.60 has no named parameter for it, so it
+    # goes through the deprecated ray_remote_args path, whose warning is kept off the console here.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        out = ds.map_batches(Embedder, fn_constructor_kwargs={"model_dir": model_dir, "use_gpu": num_gpus > 0},
+                             compute=ray.data.ActorPoolStrategy(size=int(concurrency)), batch_size=int(batch_size),
+                             batch_format="numpy", num_gpus=num_gpus, num_cpus=num_cpus, max_restarts=0)
     rows = out.take_all()
     rows.sort(key=lambda r: str(r["patient_id"]))
     ids = [str(r["patient_id"]) for r in rows]

@@ -15,8 +15,11 @@ Buffers (BatchNorm statistics) have no master; they come from the module, cast t
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 
 class ExportError(RuntimeError):
@@ -37,9 +40,15 @@ def fp32_state_dict(checkpoint_dir: str | os.PathLike, zero_stage: int) -> dict:
     if problem is not None:
         raise ExportError(f"cannot export from {d}: {problem}")
     if zero_stage >= 1:
+        import contextlib
+        import io
+
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
-        state = get_fp32_state_dict_from_zero_checkpoint(str(d), tag=DS_TAG)
+        said = io.StringIO()  # its progress lines and bar print to the console: to the debug log instead
+        with contextlib.redirect_stdout(said), contextlib.redirect_stderr(said):
+            state = get_fp32_state_dict_from_zero_checkpoint(str(d), tag=DS_TAG)
+        logger.debug(said.getvalue())
     else:
         state = _stage0_state(d / DS_TAG / "mp_rank_00_model_states.pt")
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
