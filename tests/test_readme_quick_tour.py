@@ -14,6 +14,8 @@ these changes only:
 
 from __future__ import annotations
 
+import contextlib
+import locale
 import os
 import re
 import subprocess
@@ -134,6 +136,29 @@ def write_stand_ins(root: Path) -> tuple[Path, Path]:
     dicom.mkdir()
     luna.mkdir()
     img = image(0)
+    with _locale_kept():  # GDCM writing decimal strings leaves the process in the C locale
+        _write_series(img, dicom)
+    for index in (1, 2):
+        sitk.WriteImage(image(index), str(luna / f"1.3.6.1.4.1.14519.5.2.1.{index}.mhd"))
+    return dicom, luna
+
+
+@contextlib.contextmanager
+def _locale_kept():
+    """Restore the process's locale afterwards: SimpleITK's DICOM writer (GDCM) switches it to "C"
+    and leaves it so, after which Python opens files as ASCII (torch then fails to read its own
+    templates in later tests)."""
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _write_series(img, dicom: Path) -> None:
+    """``img`` as a CT series of single-slice DICOM files in ``dicom`` (SimpleITK / GDCM)."""
+    import SimpleITK as sitk
+
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
     uid = "1.2.826.0.1.3680043.2.1125.77"
@@ -147,9 +172,6 @@ def write_stand_ins(root: Path) -> tuple[Path, Path]:
             plane.SetMetaData(tag, value)
         writer.SetFileName(str(dicom / f"{z:03d}.dcm"))
         writer.Execute(plane)
-    for index in (1, 2):
-        sitk.WriteImage(image(index), str(luna / f"1.3.6.1.4.1.14519.5.2.1.{index}.mhd"))
-    return dicom, luna
 
 
 @pytest.mark.slow
