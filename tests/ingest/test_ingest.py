@@ -199,32 +199,12 @@ def test_resampling_to_a_target_spacing(tmp_path, real_data):
     assert array.shape[2] == 16
 
 
-def _series_with_a_missing_slice(folder: Path) -> list[int]:
-    """An axial CT series 2 mm apart with slice 5 of 0..9 missing (pydicom's CT_small.dcm, slice k
-    brighter by 20·k); returns the slice numbers written."""
-    import copy
-
-    import pydicom
-    from pydicom.data import get_testdata_file
-
-    template = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
-    folder.mkdir()
-    written = [k for k in range(10) if k != 5]
-    for k in written:
-        ds = copy.deepcopy(template)
-        ds.ImagePositionPatient = [-158.0, -179.0, 2.0 * k]
-        ds.InstanceNumber = k + 1
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"1.2.826.0.1.3680043.10.99.{k + 1}"
-        ds.PixelData = (template.pixel_array + 20 * k).astype(np.int16).tobytes()
-        ds.save_as(folder / f"slice{k}.dcm")
-    return written
-
-
-def test_uneven_spacing_keeps_resamples_or_refuses_a_series_with_a_missing_slice(tmp_path):
+def test_uneven_spacing_keeps_resamples_or_refuses_a_series_with_a_missing_slice(tmp_path,
+                                                                                   write_ct_series):
     """ingest.uneven_spacing through ingest: ``warn`` stores the 9 slices as acquired on the median
     2 mm step (noted), ``resample`` stores 10 on a regular 2 mm grid with the missing slice
     interpolated from its neighbours (noted), ``error`` refuses the series."""
-    written = _series_with_a_missing_slice(tmp_path / "gap")
+    written = write_ct_series(tmp_path / "gap", [k for k in range(10) if k != 5])
 
     def run(mode):
         uri = tmp_path / f"{mode}.zarr"

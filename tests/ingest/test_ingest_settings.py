@@ -6,7 +6,6 @@ and ids follow the run's settings too (local Ray)."""
 
 from __future__ import annotations
 
-import copy
 import csv
 from pathlib import Path
 
@@ -29,23 +28,6 @@ def _ct_nrrd(path: Path, shape=(32, 32, 16), spacing=(1.0, 1.0, 2.0)) -> np.ndar
     image.SetSpacing(spacing)
     sitk.WriteImage(image, str(path))
     return a
-
-
-def _series(folder: Path, slices) -> None:
-    """An axial CT series of pydicom's CT_small.dcm at z = 2 mm · k for k in ``slices``, slice k
-    brighter by 20·k."""
-    import pydicom
-    from pydicom.data import get_testdata_file
-
-    template = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
-    folder.mkdir()
-    for k in slices:
-        ds = copy.deepcopy(template)
-        ds.ImagePositionPatient = [-158.0, -179.0, 2.0 * k]
-        ds.InstanceNumber = k + 1
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"1.2.826.0.1.3680043.10.98.{k + 1}"
-        ds.PixelData = (template.pixel_array + 20 * k).astype(np.int16).tobytes()
-        ds.save_as(folder / f"slice{k}.dcm")
 
 
 def _files(uri: Path, patient_id: str) -> dict[str, int]:
@@ -80,11 +62,11 @@ def test_another_target_spacing_rewrites_and_the_same_one_skips(tmp_path):
     assert [row["shape"] for row in open_store(uri).manifest_rows()] == [[32, 32, 16]]
 
 
-def test_another_uneven_spacing_policy_rewrites_the_uneven_series_only(tmp_path):
+def test_another_uneven_spacing_policy_rewrites_the_uneven_series_only(tmp_path, write_ct_series):
     """``warn`` → ``resample`` rewrites the series with a missing slice (9 → 10 slices) and skips an
     even series, which the policy does not change; a re-run with ``resample`` skips both."""
-    _series(tmp_path / "gap", [k for k in range(10) if k != 5])
-    _series(tmp_path / "even", range(10))
+    write_ct_series(tmp_path / "gap", [k for k in range(10) if k != 5])
+    write_ct_series(tmp_path / "even", range(10))
     sources = [tmp_path / "gap", tmp_path / "even"]
     uri = tmp_path / "s.zarr"
 
