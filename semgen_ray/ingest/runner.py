@@ -25,12 +25,9 @@ from semgen_ray.config.schema import IngestConfig, RayConfig, StoreConfig
 from semgen_ray.ingest.checks import check_volume
 from semgen_ray.ingest.jobs import Job
 from semgen_ray.ingest.split import assign_split
+from semgen_ray.io.dicom import UNEVEN_NOTE
 from semgen_ray.io.volume import ReadError
 from semgen_ray.store import IntensityWarning, InvalidPatientId, StoreError, check_patient_id, open_store
-
-#: how the DICOM reader's note on a series with uneven slice spacing starts (semgen_ray.io.dicom): only
-#: those series are shaped by ``ingest.uneven_spacing``
-UNEVEN_NOTE = "uneven slice spacing"
 
 
 def _one_line(err: BaseException) -> str:

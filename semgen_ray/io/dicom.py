@@ -72,6 +72,9 @@ TILT_MODES = ("resample", "ignore", "error")
 DUPLICATE_MODES = ("first", "error")
 UNEVEN_TOLERANCE = 0.01
 """A slice step differing from the median step by more than this fraction counts as uneven."""
+UNEVEN_NOTE, RESAMPLED_NOTE = "uneven slice spacing", "; resampled"
+"""How the volume's warning on a series with uneven slice spacing starts, and what follows the note
+when ``uneven="resample"`` regridded it (ingest reads them back to know which policy applied)."""
 TILT_TOLERANCE = 0.05
 """Sideways slice drift, in pixels, above which the series counts as tilted (sheared)."""
 DUPLICATE_TOLERANCE_MM = 1e-3
@@ -806,13 +809,13 @@ def _series_volume(frames: list[_Frame], path: str, modality: str | None, uneven
         uneven_steps = np.abs(steps - step) > UNEVEN_TOLERANCE * step
         if uneven_steps.any():
             missing = int(np.clip(np.round(steps / step) - 1, 0, None).sum())
-            note = (f"uneven slice spacing: steps {steps.min():.4g} to {steps.max():.4g} mm "
+            note = (f"{UNEVEN_NOTE}: steps {steps.min():.4g} to {steps.max():.4g} mm "
                     f"(median {step:.4g} mm, about {missing} missing slices)")
             if uneven == "error":
                 raise _FatalError(note)
             if uneven == "resample":
                 stack = _regular_grid(stack, depth, step)
-                warnings.append(note + f"; resampled linearly onto a regular {step:.4g} mm grid")
+                warnings.append(note + f"{RESAMPLED_NOTE} linearly onto a regular {step:.4g} mm grid")
             else:
                 warnings.append(note + f"; kept as acquired with z spacing {step:.4g} mm (geometry approximate)")
 

@@ -583,10 +583,12 @@ def _legacy_settings(meta: dict, settings: dict) -> tuple[dict, str]:
     if target is not None and not np.allclose(meta["spacing"], target, rtol=1e-6, atol=0.0):
         return {}, (f"ingest.target_spacing is {_show('target_spacing', target)}, the patient is stored at "
                     f"{_show('target_spacing', meta['spacing'])}")
+    from semgen_ray.io.dicom import RESAMPLED_NOTE, UNEVEN_NOTE
+
     recorded = {}
     for note in meta.get("warnings", ()):
-        if note.startswith("uneven slice spacing"):
-            recorded["uneven_spacing"] = "resample" if "; resampled" in note else "warn"
+        if note.startswith(UNEVEN_NOTE):
+            recorded["uneven_spacing"] = "resample" if RESAMPLED_NOTE in note else "warn"
     return recorded, ""
 
 
