@@ -7,6 +7,7 @@ times / the span from the first start to the last end), and writes them with the
 
     ./venv-run python -m semgen_ray.pretrain && ./venv-run python benchmarks/evaluate.py     # ~25 min
     ./venv-run python benchmarks/evaluate.py --no-run        # figures of an evaluation already done
+    ./venv-run python benchmarks/evaluate.py --no-run --log EVAL.LOG   # ... with its wall time from its log
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def trial_times(run_dir: Path) -> dict:
         if not lines:
             continue
         last = lines[-1]
-        task = last["config"]["task"]
+        task = last["config"].get("task") or last["config"]["cell"][0]  # the grid's cell: (task, fraction, seed)
         per_task.setdefault(task, []).append(last["time_total_s"])
         ends.append(last["timestamp"])
         starts.append(last["timestamp"] - last["time_total_s"])
@@ -46,6 +47,17 @@ def trial_times(run_dir: Path) -> dict:
             "sum_of_trial_s": round(total, 1), "mean_concurrent_trials": round(total / span, 2),
             "per_task": {t: {"n": len(v), "median_s": round(statistics.median(v), 1),
                              "min_s": round(min(v), 1), "max_s": round(max(v), 1)} for t, v in per_task.items()}}
+
+
+def log_span(path: Path) -> float:
+    """Seconds from the first to the last ``HH:MM:SS`` line stamp of a console log (past midnight: +24 h)."""
+    import re
+
+    stamps = [int(m[1]) * 3600 + int(m[2]) * 60 + int(m[3])
+              for m in (re.match(r"(\d\d):(\d\d):(\d\d) ", line) for line in open(path, errors="replace")) if m]
+    if len(stamps) < 2:
+        raise SystemExit(f"{path}: fewer than two HH:MM:SS time stamps")
+    return float((stamps[-1] - stamps[0]) % 86400)
 
 
 def copy_report(src: Path, dest: Path) -> None:
@@ -61,6 +73,8 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run-dir", default="runs/cpu-tiny")
     ap.add_argument("--no-run", action="store_true", help="only read the figures of a finished evaluation")
+    ap.add_argument("--log", help="with --no-run: the evaluation's console log; its first and last HH:MM:SS "
+                                  "time stamps give the wall time")
     ap.add_argument("--set", action="append", default=[], help="config override passed to semgen_ray.evaluate")
     ap.add_argument("--out", default="benchmarks/results/evaluate.json")
     ap.add_argument("--report-to", default="benchmarks/results/evaluate_cpu_tiny",
@@ -75,6 +89,8 @@ def main(argv=None) -> dict:
         subprocess.run(cmd, check=True)
         result["wall_s"] = round(time.perf_counter() - t0, 1)
         result["command"] = " ".join(cmd[1:])
+    elif args.log:
+        result["wall_s"], result["wall_from"] = log_span(Path(args.log)), "log time stamps"
     result.update(trial_times(run_dir))
     summary = json.loads((run_dir / "evaluate" / "evaluate.json").read_text())
     result["means"] = summary["means"]

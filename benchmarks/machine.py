@@ -27,4 +27,18 @@ def describe() -> dict:
         except Exception:  # noqa: BLE001 - a missing module is just not listed
             pass
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem_gib, "python": platform.python_version(),
-            "platform": platform.platform(), "loadavg_at_start": os.getloadavg(), "versions": versions}
+            "platform": platform.platform(), "loadavg_at_start": os.getloadavg(), "versions": versions,
+            **_torch_cpu()}
+
+
+def _torch_cpu() -> dict:
+    """torch's CPU kernel level (``AVX2``, ``AVX512``, ...) and whether it has native bf16 kernels: bf16
+    figures differ by ~40x between CPUs with and without them (benchmarks/results/unet_avx2.json)."""
+    try:
+        import torch
+
+        from semgen_ray.train.deepspeed_config import native_bf16
+
+        return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": native_bf16(gpu=False)}
+    except Exception:  # noqa: BLE001 - no torch here: nothing to say
+        return {}

@@ -221,45 +221,74 @@ def unet(results: Path) -> str:
             + f"\nA `paper` training step costs {paper['gflop_per_step'] / paper['batch']:.0f} GFLOP per cube.\n")
 
 
-def train_step(results: Path) -> str:
-    """The step-overhead record (``train_step.py``, the real loop): only a run on an idle machine counts."""
-    path = results / "train_step.json"
+def unet_avx2(results: Path) -> str:
+    """The same step on a CPU without native bf16 kernels: why ``train.precision: auto`` exists."""
+    d = load("unet_avx2.json", results)
+    by = {r["dtype"]: r for r in d["rows"] if r["preset"] == "cpu-tiny"}
+    fp32, bf16 = by["fp32"], by["bf16"]
+    m = d["machine"]
+    return (f"On a CPU without native bf16 kernels ({m['cpu']}, torch's kernels at "
+            f"{m.get('cpu_capability', '?')}; `benchmarks/results/unet_avx2.json`, {d['torch_threads']} torch "
+            f"thread) the `cpu-tiny` step runs at {fmt(fp32['cubes_per_s'])} cubes/s in fp32 and "
+            f"{fmt(bf16['cubes_per_s'])} in bf16: bf16 is {fp32['cubes_per_s'] / bf16['cubes_per_s']:.0f}× slower, "
+            "its convolutions going through torch's reference kernels. `train.precision: auto` (the default) "
+            "therefore trains in bf16 only where every worker's device computes it natively.\n")
+
+
+def _step_overhead(results: Path, name: str, precision: str) -> str:
+    """A step-overhead record (``train_step.py``, the real loop): only a run on an idle machine counts."""
+    path = results / name
     d = json.loads(path.read_text()) if path.exists() else {}
-    cmd = "`./venv-run python benchmarks/train_step.py`"
+    cmd = "`./venv-run python benchmarks/train_step.py" + ("" if precision == "bf16" else
+                                                          f" --precision {precision} --out benchmarks/results/{name}") + "`"
     if d.get("method") != "real_loop":
         what = ("is missing" if not d else
                 "holds an earlier measurement (a fixed in-memory batch, not the real loop, made on a busy machine)")
-        return (f"No step-overhead figure is recorded yet: `benchmarks/results/train_step.json` {what}. "
+        return (f"No step-overhead figure is recorded yet: `benchmarks/results/{name}` {what}. "
                 f"Run {cmd} on an idle machine to record one.\n")
     if d.get("machine_busy"):
-        return (f"No step-overhead figure: the only record (`benchmarks/results/train_step.json`) was made on a busy "
+        return (f"No step-overhead figure: the only record (`benchmarks/results/{name}`) was made on a busy "
                 f"machine ({d.get('busy_reason', 'load check failed')}) and is not quoted. Run {cmd} on an idle "
                 f"machine.\n")
+    bf16 = precision == "bf16"
     rows = []
     for r in d["summary"]:
         rate = f"{r['cubes_per_s_median']:.1f} ({rng(r['cubes_per_s_rounds'], 2)})"
         if r["config"] == "bare":
-            rows.append([r["label"], rate, "–", "–", "–"])
+            rows.append([r["label"], rate, "–", *(["–"] if bf16 else []), "–"])
         else:
             rows.append([r["label"], rate,
                          f"{pct(r['overhead_median'])} ({pct(r['overhead_min'])} to {pct(r['overhead_max'])})",
-                         pct(r["overhead_vs_bf16_only_median"]), f"{r['data_wait_fraction_median'] * 100:.0f} %"])
-    a = d["args"]
+                         *([pct(r["overhead_vs_bf16_only_median"])] if bf16 else []),
+                         f"{r['data_wait_fraction_median'] * 100:.0f} %"])
+    a, m = d["args"], d.get("machine", {})
     target = d["overhead_target"]
     zero1 = next((r for r in d["summary"] if r["config"] == "ray+ds" and r.get("zero_stage") == 1), None)
-    text = (f"`benchmarks/results/train_step.json`: {d['rounds']} rounds, each the bare loops and the real loop "
+    head = ["loop", "cubes/s", "overhead vs bare (bf16 + fp32 masters)", "vs bare bf16 only"] if bf16 else \
+        ["loop", "cubes/s", f"overhead vs bare ({precision})"]
+    text = (f"`benchmarks/results/{name}` ({precision}; {m.get('cpu', '?')}, native bf16 "
+            f"{'yes' if m.get('native_bf16') else 'no' if 'native_bf16' in m else 'not recorded'}): "
+            f"{d['rounds']} rounds, each the bare loops and the real loop "
             f"back to back; {a['epochs']} epochs of {d['train_cubes']} cubes per run, the first not counted; "
             f"{d['torch_threads']} torch thread(s) per loop; a run's figure is its median epoch, the table gives "
             f"the median (range) over rounds; overhead = bare cubes/s ÷ loop cubes/s − 1 within each round:\n\n"
-            + table(["loop", "cubes/s", "overhead vs bare (bf16 + fp32 masters)", "vs bare bf16 only",
-                     "data wait"], rows))
+            + table([*head, "data wait"], rows))
     if zero1 is not None:
         ok = zero1["overhead_median"] <= target
-        text += (f"\nZeRO-1 (the default) {'meets' if ok else 'misses'} the ≤ {target * 100:.0f} % overhead target: "
-                 f"{pct(zero1['overhead_median'])} at the median of {d['rounds']} rounds against the bare loop "
-                 f"with fp32 master weights (the same optimizer work), "
-                 f"{pct(zero1['overhead_vs_bf16_only_median'])} against the bare bf16-only loop.\n")
+        text += (f"\nIn {precision}, ZeRO-1 (the default) {'meets' if ok else 'misses'} the ≤ {target * 100:.0f} % "
+                 f"overhead target: {pct(zero1['overhead_median'])} at the median of {d['rounds']} rounds against "
+                 + ("the bare loop with fp32 master weights (the same optimizer work), "
+                    f"{pct(zero1['overhead_vs_bf16_only_median'])} against the bare bf16-only loop.\n" if bf16 else
+                    f"the bare {precision} loop.\n"))
     return text
+
+
+def train_step(results: Path) -> str:
+    return _step_overhead(results, "train_step.json", "bf16")
+
+
+def train_step_fp32(results: Path) -> str:
+    return _step_overhead(results, "train_step_fp32.json", "fp32")
 
 
 def train_data(results: Path) -> str:
@@ -354,32 +383,51 @@ def discovery(results: Path) -> str:
             + table(["run", "neighbour purity", "stage times"], rows))
 
 
-def evaluate_wall(results: Path) -> str:
-    d = load("evaluate.json", results)
+def _evaluate_wall(results: Path, name: str, conditions: str) -> str:
+    d = load(name, results)
     cls, seg = d["per_task"]["classification"], d["per_task"]["segmentation"]
+    rss = f"; driver peak RSS {d['peak_driver_rss_mb'] / 1000:.1f} GB" if "peak_driver_rss_mb" in d else ""
     rows = [[f"whole no-argument evaluation (2 baseline pretrainings, target cohort, {d['trials']} trials)",
-             f"{mmss(d['wall_s'])}; driver peak RSS {d['peak_driver_rss_mb'] / 1000:.1f} GB"],
+             f"{mmss(d['wall_s'])}{rss}"],
             ["one classification trial (median, min-max)", f"{cls['median_s']:.0f} s ({cls['min_s']:.0f}-{cls['max_s']:.0f} s)"],
             ["one segmentation trial", f"{seg['median_s']:.0f} s ({seg['min_s']:.0f}-{seg['max_s']:.0f} s)"],
             ["trials running at once (mean)",
              f"{d['mean_concurrent_trials']:.1f}: {d['sum_of_trial_s'] / 60:.0f} trial-minutes in "
              f"{d['trials_span_s'] / 60:.0f} minutes"]]
-    return ("`benchmarks/results/evaluate.json`:\n\n"
-            + table(["what", "measured (2-core VM, other tests sharing the cores: upper bounds)"], rows))
+    m = d["machine"]
+    return (f"`benchmarks/results/{name}`:\n\n"
+            + table(["what", f"measured ({m['cpu']}, {m['cores']} cores, {conditions})"], rows))
 
 
-def evaluate_cases(results: Path) -> str:
-    """Training and test cubes per trial of the cpu-tiny evaluation, from its per-trial rows."""
-    rows = rows_csv("evaluate_cpu_tiny/results.csv", results)
+def evaluate_wall(results: Path) -> str:
+    return _evaluate_wall(results, "evaluate.json", "nothing else running")
+
+
+def evaluate_wall_previous(results: Path) -> str:
+    return _evaluate_wall(results, "evaluate_previous_protocol.json",
+                          "other tests sharing the cores: upper bounds")
+
+
+def _evaluate_cases(results: Path, folder: str) -> str:
+    """Training and test cubes per trial of a cpu-tiny evaluation, from its per-trial rows."""
+    rows = rows_csv(f"{folder}/results.csv", results)
 
     def span(task: str, col: str) -> str:
         v = sorted({int(r[col]) for r in rows if r["task"] == task})
         return str(v[0]) if len(v) == 1 else f"{v[0]}-{v[-1]}"
 
-    return (f"Cubes per trial (`benchmarks/results/evaluate_cpu_tiny/results.csv`): classification "
+    return (f"Cubes per trial (`benchmarks/results/{folder}/results.csv`): classification "
             f"{span('classification', 'train_cases')} training and {span('classification', 'test_cases')} test "
             f"cubes, segmentation {span('segmentation', 'train_cases')} training and "
             f"{span('segmentation', 'test_cases')} test cubes.\n")
+
+
+def evaluate_cases(results: Path) -> str:
+    return _evaluate_cases(results, "evaluate_cpu_tiny")
+
+
+def evaluate_cases_previous(results: Path) -> str:
+    return _evaluate_cases(results, "evaluate_cpu_tiny_previous_protocol")
 
 
 def bezier_error(results: Path) -> str:
@@ -403,11 +451,15 @@ SECTIONS = {
     "bezier_error": bezier_error,
     "unet": unet,
     "train_step": train_step,
+    "train_step_fp32": train_step_fp32,
     "train_data": train_data,
     "neighbours": neighbours,
     "neighbours_1e6": neighbours_1e6,
     "discovery": discovery,
+    "unet_avx2": unet_avx2,
     "evaluate_wall": evaluate_wall,
+    "evaluate_wall_previous": evaluate_wall_previous,
+    "evaluate_cases_previous": evaluate_cases_previous,
     "evaluate_cases": evaluate_cases,
 }
 

@@ -7,7 +7,7 @@ machine.
 * **The real loop** is :func:`semgen_ray.train.run_pretraining`, unchanged: the pattern manifest's
   cubes cut from the volume store by Ray Data (crop-on-read), streamed to the Train workers
   (``get_dataset_shard`` through the local shuffle buffer), the DeepSpeed engine (ZeRO ``--zero``,
-  bf16), the ``semantic_genesis`` objective, corruptions where ``--corrupt-on`` puts them. Its
+  ``--precision``), the ``semantic_genesis`` objective, corruptions where ``--corrupt-on`` puts them. Its
   throughput is each epoch's ``cubes_per_s`` from ``train.json``'s history: training cubes over the
   epoch's training time, data waits included, validation and checkpoints excluded.
 * **Bare PyTorch** runs in this process, no Ray, no DeepSpeed: the same cubes (cut from the same
@@ -15,9 +15,11 @@ machine.
   size, the same corruptions (``--corrupt-on device``: the torch back end inside the loop, as the real
   loop does; ``data``: the numpy back end inside the loop, serially), the same model and loss, torch
   Adam, and the number of torch threads a Train worker gets (probed with a Ray task holding the
-  worker's CPUs). Two recipes, both measured: **bf16 + fp32 masters** (bf16 weights for forward and
-  backward, Adam on fp32 master copies: what DeepSpeed's bf16 does) and **bf16 only** (Adam on the
-  bf16 weights: less work than DeepSpeed does, so the overhead against it is an upper bound).
+  worker's CPUs). In bf16 two recipes, both measured: **bf16 + fp32 masters** (bf16 weights for
+  forward and backward, Adam on fp32 master copies: what DeepSpeed's bf16 does) and **bf16 only** (Adam
+  on the bf16 weights: less work than DeepSpeed does, so the overhead against it is an upper bound).
+  In fp32 (``--precision fp32``, what ``train.precision: auto`` trains in on a CPU without native
+  bf16 kernels) one: **fp32**, Adam on the fp32 weights.
 
 Each of ``--rounds`` rounds runs the bare loops and then the real loop (one fresh run per ZeRO stage),
 ``--epochs`` epochs each; the first epoch of every run is warm-up and not counted; a run's figure
@@ -33,6 +35,7 @@ this benchmark's own process tree (Ray's processes are inside it) is sampled eve
 never quoted as the figure (``benchmarks/readme_tables.py``).
 
     ./venv-run python benchmarks/train_step.py                  # ~15 min on 2 idle cores; writes the record
+    ./venv-run python benchmarks/train_step.py --precision fp32 --out benchmarks/results/train_step_fp32.json
     ./venv-run python benchmarks/train_step.py --rounds 1 --epochs 2 --train-cubes 32 --allow-busy \\
         --out /tmp/train_step_smoke.json                        # smoke run
 
@@ -208,7 +211,7 @@ def make_workload(args, work: Path):
         f"train.batch_size={args.batch}", f"train.num_workers={args.workers}",
         f"train.cpus_per_worker={args.cpus_per_worker}", f"train.corrupt_on={args.corrupt_on}",
         f"train.max_epochs={args.epochs}", f"train.patience={args.epochs + 1}", "train.max_steps=0",
-        "train.cls_warmup_epochs=0", "train.objective=semantic_genesis", "train.precision=bf16",
+        "train.cls_warmup_epochs=0", "train.objective=semantic_genesis", f"train.precision={args.precision}",
         f"model.width={args.width}", f"data.cube_size={list(args.cube)}", f"seed={args.seed}"])
     store_uri = str(work / "store.zarr")
     write_cohort(replace(config.phantoms, n=args.patients, shape=tuple(args.shape)),
@@ -257,7 +260,7 @@ def load_cubes(store_uri: str, rows: list[dict]):
     return x, labels, ids
 
 
-def bare_loop(config, data, threads: int, epochs: int, masters: bool) -> list[float]:
+def bare_loop(config, data, threads: int, epochs: int, recipe: str) -> list[float]:
     """Cubes/s of each epoch of a plain PyTorch loop (see the module docstring)."""
     import numpy as np
     import torch
@@ -270,7 +273,9 @@ def bare_loop(config, data, threads: int, epochs: int, masters: bool) -> list[fl
     x_all, labels_all, ids = data
     torch.set_num_threads(threads)
     torch.manual_seed(config.seed)
-    model = build_model({**_model_dict(config), "num_classes": int(labels_all.max()) + 1}).to(torch.bfloat16).train()
+    dtype = torch.float32 if recipe == "bare_fp32" else torch.bfloat16
+    masters = recipe == "bare_masters"
+    model = build_model({**_model_dict(config), "num_classes": int(labels_all.max()) + 1}).to(dtype).train()
     params = list(model.parameters())
     if masters:  # DeepSpeed's bf16 recipe: Adam on fp32 copies, copied back into the bf16 weights
         master = [p.detach().float().clone().requires_grad_(True) for p in params]
@@ -297,7 +302,7 @@ def bare_loop(config, data, threads: int, epochs: int, masters: bool) -> list[fl
                 inp, cp = corrupt(c, seeds)
                 inp, target = torch.from_numpy(np.ascontiguousarray(inp)), torch.from_numpy(
                     np.ascontiguousarray(corrupt.target(c, cp)))
-            restored, logits = model(inp.to(torch.bfloat16))
+            restored, logits = model(inp.to(dtype))
             loss, _ = loss_terms(obj, restored, target, logits, labels_all[idx], t.lambda_cls, t.lambda_rec)
             if masters:
                 for p in params:
@@ -351,28 +356,32 @@ def steady(rates: list[float]) -> float:
 # ------------------------------------------------------------------------------------------- main
 
 
-BARE = {"bare_masters": "bare PyTorch, bf16 + fp32 masters (DeepSpeed's recipe)",
-        "bare_bf16": "bare PyTorch, bf16 weights only"}
+#: The bare recipes per precision; the first is the one the overhead is taken against.
+BARE = {"bf16": {"bare_masters": "bare PyTorch, bf16 + fp32 masters (DeepSpeed's recipe)",
+                 "bare_bf16": "bare PyTorch, bf16 weights only"},
+        "fp32": {"bare_fp32": "bare PyTorch, fp32"}}
 
 
-def summarise(rounds: list[dict], zeros: list[int], workers: int) -> list[dict]:
+def summarise(rounds: list[dict], zeros: list[int], workers: int, precision: str = "bf16") -> list[dict]:
     out = []
-    for key, label in BARE.items():
+    bare = BARE[precision]
+    reference = next(iter(bare))
+    for key, label in bare.items():
         vals = [r[key]["cubes_per_s"] for r in rounds]
         out.append({"config": "bare", "key": key, "label": label, "cubes_per_s_rounds": [round(v, 2) for v in vals],
                     "cubes_per_s_median": round(statistics.median(vals), 2)})
     for z in zeros:
         key = f"zero{z}"
         vals = [r[key]["cubes_per_s"] for r in rounds]
-        over = [r["bare_masters"]["cubes_per_s"] / r[key]["cubes_per_s"] - 1 for r in rounds]
-        over_bf16 = [r["bare_bf16"]["cubes_per_s"] / r[key]["cubes_per_s"] - 1 for r in rounds]
+        over = [r[reference]["cubes_per_s"] / r[key]["cubes_per_s"] - 1 for r in rounds]
+        over_bf16 = [r["bare_bf16"]["cubes_per_s"] / r[key]["cubes_per_s"] - 1 for r in rounds if "bare_bf16" in r]
         out.append({"config": "ray+ds", "key": key, "zero_stage": z,
                     "label": f"real loop: Ray Data + Ray Train ({workers} worker{'s' if workers > 1 else ''}) + "
                              f"DeepSpeed ZeRO-{z}",
                     "cubes_per_s_rounds": [round(v, 2) for v in vals], "cubes_per_s_median": round(statistics.median(vals), 2),
                     "overhead_rounds": [round(o, 4) for o in over], "overhead_median": round(statistics.median(over), 4),
                     "overhead_min": round(min(over), 4), "overhead_max": round(max(over), 4),
-                    "overhead_vs_bf16_only_median": round(statistics.median(over_bf16), 4),
+                    **({"overhead_vs_bf16_only_median": round(statistics.median(over_bf16), 4)} if over_bf16 else {}),
                     "data_wait_fraction_median": round(statistics.median(
                         w for r in rounds for w in (r[key]["data_wait_fraction"][1:] or r[key]["data_wait_fraction"])), 4)})
     return out
@@ -386,6 +395,8 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=1, help="Ray Train workers")
     p.add_argument("--cpus-per-worker", type=float, default=1.0)
     p.add_argument("--corrupt-on", choices=("device", "data"), default="device")
+    p.add_argument("--precision", choices=sorted(BARE), default="bf16",
+                   help="of the real loop (train.precision) and the bare recipes")
     p.add_argument("--width", type=int, default=8, help="U-Net width (cpu-tiny: 8)")
     p.add_argument("--cube", type=int, nargs=3, default=[32, 32, 16], metavar=("X", "Y", "Z"))
     p.add_argument("--batch", type=int, default=8, help="cubes per worker per step")
@@ -430,10 +441,10 @@ def main(argv=None) -> int:
             check_idle(args, f"before round {i + 1}", load_log, busy)
             rnd: dict = {}
             with LoadWatch() as watch:
-                for key in BARE:
-                    rates = bare_loop(config, data, threads, args.epochs, masters=key == "bare_masters")
+                for key, label in BARE[args.precision].items():
+                    rates = bare_loop(config, data, threads, args.epochs, key)
                     rnd[key] = {"epoch_cubes_per_s": [round(r, 2) for r in rates], "cubes_per_s": steady(rates)}
-                    print(f"  round {i + 1}: {BARE[key]}: {rnd[key]['cubes_per_s']:.1f} cubes/s", flush=True)
+                    print(f"  round {i + 1}: {label}: {rnd[key]['cubes_per_s']:.1f} cubes/s", flush=True)
                 for z in args.zero:
                     r = real_loop(config, store_uri, manifest, z, work / f"run_r{i}_z{z}")
                     rnd[f"zero{z}"] = {"epoch_cubes_per_s": [round(v, 2) for v in r["rates"]],
@@ -454,13 +465,13 @@ def main(argv=None) -> int:
         ray.shutdown()
         tmp.cleanup()
 
-    summary = summarise(rounds, args.zero, args.workers)
+    summary = summarise(rounds, args.zero, args.workers, args.precision)
     result = {"benchmark": "train_step", "method": "real_loop",
               "command": " ".join(["python", "benchmarks/train_step.py", *(argv if argv is not None else sys.argv[1:])]),
               "machine": desc, "machine_busy": bool(busy), "busy_reason": "; ".join(busy) or None,
               "load_checks": load_log,
               "args": {**vars(args), "out": os.path.relpath(args.out, Path(__file__).resolve().parents[1])},
-              "rounds": len(rounds), "train_cubes": args.train_cubes,
+              "rounds": len(rounds), "train_cubes": args.train_cubes, "precision": args.precision,
               "torch_threads": threads, "round_records": rounds, "summary": summary, "overhead_target": 0.10,
               "total_s": round(time.perf_counter() - started, 1)}
     out = Path(args.out)
@@ -470,7 +481,7 @@ def main(argv=None) -> int:
     print(f"\n{desc['cpu']}, {desc['cores']} cores; {threads} torch thread(s) per loop; {len(rounds)} rounds × "
           f"{args.epochs} epochs of {args.train_cubes} cubes; {result['total_s']} s"
           + ("; MACHINE BUSY: " + result["busy_reason"] if busy else ""))
-    print("\n| loop | cubes/s (median over rounds) | rounds | overhead vs bare (bf16 + masters) |")
+    print(f"\n| loop | cubes/s (median over rounds) | rounds | overhead vs {next(iter(BARE[args.precision].values()))} |")
     print("|---|---|---|---|")
     for r in summary:
         vs = "–" if r["config"] == "bare" else f"{r['overhead_median']:+.1%}"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import locale
+import json
 import os
 import re
 import subprocess
@@ -115,6 +116,13 @@ def test_quick_tour_pretrain_line_runs_on_the_tours_phantoms(tour_store, tmp_pat
     assert not stray and not done.stderr.strip(), (stray, done.stderr[-3000:])
     patterns = pq.read_table(run_dir / "discovery" / "patterns.parquet").to_pandas()
     assert patterns["class_id"].nunique() == 4          # the line's --set discovery.num_classes=4
+    # the preset's precision ``auto``: bf16 only where this CPU computes it natively (fp32 on AVX2-only
+    # CPUs, where bf16 convolutions run ~36x slower), recorded in train.json and every epoch's history
+    from semgen_ray.train.deepspeed_config import native_bf16
+
+    train = json.loads((run_dir / "train" / "train.json").read_text())
+    expected = "bf16" if native_bf16(gpu=False) else "fp32"
+    assert train["precision"] == expected and {h["precision"] for h in train["history"]} == {expected}
     assert set(patterns["patient_id"]) <= set(open_store(tour_store).patient_ids)
 
 

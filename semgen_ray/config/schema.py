@@ -316,7 +316,8 @@ class TrainConfig:
         patience: epochs without validation improvement before stopping (50).
         max_epochs: hard cap on epochs.
         num_workers: Ray Train workers.
-        precision: ``bf16``, ``fp16`` (GPU only) or ``fp32``.
+        precision: ``auto`` (bf16 where every worker's device computes bf16 natively, else fp32),
+            ``bf16``, ``fp16`` (GPU only) or ``fp32``.
         zero_stage: DeepSpeed ZeRO stage 0-3.
         corruption: restoration corruption preset: ``sg`` (default), ``mg``, ``sg_keras``.
         corruption_overrides: fields of ``semgen_ray.transforms.CorruptionPolicy`` that differ from
@@ -371,7 +372,7 @@ class TrainConfig:
     patience: int = 50
     max_epochs: int = 10000
     num_workers: int = 1
-    precision: str = "bf16"
+    precision: str = "auto"
     zero_stage: int = 1
     corruption: str = "sg"
     corruption_overrides: dict = field(default_factory=dict)
@@ -423,7 +424,7 @@ class TrainConfig:
         _require(self.lambda_cls >= 0 and self.lambda_rec >= 0, "train loss weights must be >= 0")
         _require(self.patience >= 1 and self.max_epochs >= 1, "train.patience and max_epochs must be >= 1")
         _require(self.num_workers >= 1, "train.num_workers must be >= 1")
-        _choice("train.precision", self.precision, ("bf16", "fp16", "fp32"))
+        _choice("train.precision", self.precision, ("auto", "bf16", "fp16", "fp32"))
         _choice("train.zero_stage", self.zero_stage, (0, 1, 2, 3))
         _choice("train.corruption", self.corruption, ("sg", "mg", "sg_keras"))
         _require(isinstance(self.corruption_overrides, dict),

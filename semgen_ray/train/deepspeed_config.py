@@ -2,7 +2,10 @@
 
 The optimizer is a torch optimizer passed to ``deepspeed.initialize`` (no JIT-compiled FusedAdam,
 docs/operations.md §1); ZeRO stage, precision and gradient accumulation come from the config. fp16 uses
-dynamic loss scaling and needs GPUs (DeepSpeed refuses fp16 on CPUs without fp16 kernels).
+dynamic loss scaling and needs GPUs (DeepSpeed refuses fp16 on CPUs without fp16 kernels). ``auto``
+precision is bf16 where the device computes it natively and fp32 elsewhere: on a CPU without bf16
+kernels (AVX2 only) torch runs bf16 convolutions through reference code, and a training step of the
+``cpu-tiny`` U-Net took 36x as long as in fp32 (``benchmarks/results/unet_avx2.json``).
 """
 
 from __future__ import annotations
@@ -13,13 +16,36 @@ from semgen_ray.config.schema import TrainConfig
 QUIET_STEPS = 10**9
 
 
-def deepspeed_config(train: TrainConfig, gpu: bool) -> dict:
-    """The ``config`` dict for ``deepspeed.initialize``.
+def native_bf16(gpu: bool) -> bool:
+    """Whether this machine's device computes bf16 natively: a CUDA GPU with bf16 support (Ampere and
+    later), or a CPU whose oneDNN has bf16 kernels (AVX512-BF16 or AMX)."""
+    import torch
+
+    if gpu:
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without oneDNN: no native bf16 either
+        return False
+
+
+def resolve_precision(requested: str, native: bool) -> str:
+    """The precision a run trains in: ``auto`` is bf16 when every worker's device computes bf16
+    natively (``native``), fp32 otherwise; an explicit ``bf16`` / ``fp16`` / ``fp32`` is kept."""
+    if requested != "auto":
+        return requested
+    return "bf16" if native else "fp32"
+
+
+def deepspeed_config(train: TrainConfig, gpu: bool, precision: str | None = None) -> dict:
+    """The ``config`` dict for ``deepspeed.initialize``, in ``precision`` (default
+    ``train.precision``, with ``auto`` resolved on this machine by :func:`native_bf16`).
 
     Raises:
         ValueError: fp16 without GPUs.
     """
-    if train.precision == "fp16" and not gpu:
+    precision = resolve_precision(precision or train.precision, native_bf16(gpu))
+    if precision == "fp16" and not gpu:
         raise ValueError("train.precision=fp16 needs GPUs (DeepSpeed has no fp16 on this CPU); use bf16 or fp32")
     cfg = {
         "train_micro_batch_size_per_gpu": train.batch_size,
@@ -28,9 +54,9 @@ def deepspeed_config(train: TrainConfig, gpu: bool) -> dict:
         "steps_per_print": QUIET_STEPS,
         "wall_clock_breakdown": False,
     }
-    if train.precision == "bf16":
+    if precision == "bf16":
         cfg["bf16"] = {"enabled": True}
-    elif train.precision == "fp16":
+    elif precision == "fp16":
         cfg["fp16"] = {"enabled": True, "loss_scale": 0, "initial_scale_power": 16,
                        "loss_scale_window": 1000, "hysteresis": 2, "min_loss_scale": 1}
     return cfg

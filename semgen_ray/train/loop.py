@@ -329,7 +329,7 @@ def train_loop(cfg: dict) -> None:
     import torch
 
     from semgen_ray.models import build_model
-    from semgen_ray.train.deepspeed_config import make_optimizer
+    from semgen_ray.train.deepspeed_config import deepspeed_config, make_optimizer, native_bf16, resolve_precision
     from semgen_ray.train.objectives import loss_terms
     from semgen_ray.train.schedule import LRSchedule, apply_lr
 
@@ -341,14 +341,19 @@ def train_loop(cfg: dict) -> None:
 
     torch.manual_seed(cfg["seed"])  # the same initial weights on every rank ...
     train_cfg = cfg["train_config"]
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(train_cfg.precision, torch.float32)
+    gpu = device.type == "cuda"
+    # auto: bf16 only if every rank's device computes it natively (all ranks train in one precision)
+    lacking = _allreduce_sum([0.0 if native_bf16(gpu) else 1.0], device)[0]
+    precision = resolve_precision(train_cfg.precision, native=lacking == 0)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
     # parameters and buffers (BatchNorm statistics) in the training dtype; DeepSpeed keeps fp32 masters
     model = build_model(cfg["model"]).to(dtype)
     torch.manual_seed(cfg["seed"] + rank)  # ... then a stream of its own per rank
     optimizer = make_optimizer(train_cfg, model.parameters())
     deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # no JIT build of the CPU shm op
     engine, optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer,
-                                                   config=cfg["deepspeed"], dist_init_required=False)
+                                                   config=deepspeed_config(train_cfg, gpu, precision),
+                                                   dist_init_required=False)
 
     schedule = LRSchedule(train_cfg.schedule, train_cfg.lr, train_cfg.gamma,
                           train_cfg.step_epochs or max(1, int(0.8 * train_cfg.patience)))
@@ -371,6 +376,7 @@ def train_loop(cfg: dict) -> None:
                              "loaded_optimizer_fingerprint": optimizer_fingerprint(engine, device)})
     # this attempt's placement, kept in every checkpoint
     state["nodes"], state["worker_resources"] = _placement_of_each_rank(world)
+    state["precision"] = precision
     apply_lr(optimizer, schedule.lr)
     resumed_in_epoch = state["batch_in_epoch"]
 
@@ -489,7 +495,7 @@ def train_loop(cfg: dict) -> None:
                    "val_acc": v[3] / vn, "lr": lr, "best_val_loss": state["best_val_loss"],
                    "best_epoch": state["best_epoch"], "bad_epochs": state["bad_epochs"], "epoch_end": True,
                    "resumed_at_batch": resumed_in_epoch, "rows_digest": _rows_digest(rows),
-                   "val_inputs_digest": _rows_digest(val_inputs)}
+                   "val_inputs_digest": _rows_digest(val_inputs), "precision": precision}
         resumed_in_epoch = 0
         state["history"].append({k: v for k, v in metrics.items() if k != "epoch_end"})
         # what Ray Train ranks checkpoints by: joint validation losses only (warm-up epochs never "best")

@@ -48,7 +48,8 @@ def epoch_line(metrics: dict, max_epochs: int) -> str | None:
     stopped = f"; stopping: {metrics['stopped']}" if metrics.get("stopped") else ""
     return (f"[train] epoch {metrics['epoch']}/{max_epochs} ({metrics.get('phase', 'joint')}): "
             f"train loss {metrics['train_loss']:.4f}, val loss {metrics['val_loss']:.4f}{best}{acc}, "
-            f"lr {metrics['lr']:.1e}, {metrics['cubes_per_s']:.1f} cubes/s, step {metrics['step']}{stopped}")
+            f"lr {metrics['lr']:.1e}, {metrics['cubes_per_s']:.1f} cubes/s ({metrics.get('precision', '?')}), "
+            f"step {metrics['step']}{stopped}")
 
 
 def loop_config(config: SemGenConfig, num_classes: int, gpu: bool, tensorboard_dir: str | None,
@@ -60,7 +61,8 @@ def loop_config(config: SemGenConfig, num_classes: int, gpu: bool, tensorboard_d
 
     t = config.train
     model = replace(config.model, num_classes=num_classes, head=config.model.head or "torch")
-    return {"model": asdict(model), "train_config": t, "deepspeed": deepspeed_config(t, gpu),
+    deepspeed_config(t, gpu)  # its errors (fp16 without GPUs) here, before any worker starts
+    return {"model": asdict(model), "train_config": t,
             "seed": config.seed, "batch_size": t.batch_size, "shuffle_buffer": t.shuffle_buffer,
             "objective": t.objective, "corrupt_on": t.corrupt_on,
             "corruption_policy": t.corruption_policy,  # the run's policy object, pickled to every worker
@@ -326,7 +328,8 @@ def _finish(config: SemGenConfig, cfg: dict, data, result, seconds: float, store
               "corruption_policy": t.corruption_policy.to_dict(),
               "train_cubes": data.train_rows, "val_cubes": data.val_rows, "objective": t.objective,
               "workers": t.num_workers, "nodes": state.get("nodes", []),
-              "worker_resources": state.get("worker_resources", []), "gpu": decision.use,
+              "worker_resources": state.get("worker_resources", []), "precision": state.get("precision"),
+              "gpu": decision.use,
               "gpu_decision": decision.as_dict(), "resumes": state["log"], "history": state["history"]}
     (out / "train.json").write_text(json.dumps(record, indent=2, default=float))
     return record

@@ -43,7 +43,9 @@ def _plain(cell: str) -> str:
 @pytest.mark.parametrize("table, results, columns, fraction", [
     ("| arm | classification AUC % | collapsed | segmentation Dice % |", "experiment_cpu_small",
      {0: ("classification", "auc"), 2: ("segmentation", "dice")}, 0.2),
-    ("| arm (10 trials) | classification AUC % |", "evaluate_cpu_tiny",
+    ("| arm (10 trials at 50 % of the labels) | classification AUC % |", "evaluate_cpu_tiny",
+     {0: ("classification", "auc"), 2: ("segmentation", "dice")}, 0.5),
+    ("| arm (10 trials) | classification AUC % |", "evaluate_cpu_tiny_previous_protocol",
      {0: ("classification", "auc"), 1: ("segmentation", "mean_iou"), 2: ("segmentation", "iou")}, None),
 ])
 def test_readme_tables_are_the_results_with_sample_sd(table, results, columns, fraction):

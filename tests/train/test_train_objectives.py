@@ -7,7 +7,7 @@ import torch
 
 from semgen_ray.config import load_config
 from semgen_ray.config.schema import OBJECTIVES
-from semgen_ray.train.deepspeed_config import deepspeed_config
+from semgen_ray.train.deepspeed_config import deepspeed_config, native_bf16, resolve_precision
 from semgen_ray.train.objectives import loss_terms, objective
 from semgen_ray.train.schedule import LRSchedule
 from semgen_ray.transforms import policy_from_preset
@@ -70,7 +70,7 @@ def test_step_schedule_halves_every_40_epochs_and_plateau_waits():
 
 
 def test_deepspeed_config_from_train_config():
-    t = load_config("cpu-tiny", ["train.zero_stage=2", "train.grad_accum=2"]).train
+    t = load_config("cpu-tiny", ["train.zero_stage=2", "train.grad_accum=2", "train.precision=bf16"]).train
     cfg = deepspeed_config(t, gpu=False)
     assert cfg["zero_optimization"]["stage"] == 2 and cfg["bf16"] == {"enabled": True}
     assert cfg["gradient_accumulation_steps"] == 2 and cfg["train_micro_batch_size_per_gpu"] == t.batch_size
@@ -80,3 +80,15 @@ def test_deepspeed_config_from_train_config():
     with pytest.raises(ValueError, match="fp16 needs GPUs"):
         deepspeed_config(fp16, gpu=False)
     assert math.isfinite(t.lr)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bf16_only_where_the_device_computes_it_natively(native):
+    """``auto`` (the default) resolves to bf16 on a device with native bf16 and to fp32 elsewhere; an
+    explicit precision is kept either way; the DeepSpeed config follows the resolved precision."""
+    assert resolve_precision("auto", native) == ("bf16" if native else "fp32")
+    assert [resolve_precision(p, native) for p in ("bf16", "fp16", "fp32")] == ["bf16", "fp16", "fp32"]
+    t = load_config("cpu-tiny", ["train.precision=auto"]).train
+    assert ("bf16" in deepspeed_config(t, gpu=False, precision=resolve_precision("auto", native))) is native
+    # without a resolved precision the config resolves auto on this machine's CPU
+    assert ("bf16" in deepspeed_config(t, gpu=False)) is native_bf16(gpu=False)
