@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow  # the two runs (their fixtures start the tests' R
 #: value one of the two runs sets, so a setting that were ignored would show.
 PRESET = {"train.batch_size": 4, "train.grad_accum": 1, "train.lr": 1e-3, "train.schedule": "step",
           "train.gamma": 0.5, "train.patience": 5, "train.lambda_cls": 0.01, "train.lambda_rec": 1.0,
-          "train.num_workers": 2, "train.cpus_per_worker": 0.5, "train.precision": "auto",
+          "train.num_workers": 2, "train.cpus_per_worker": 0.5, "train.precision": "bf16",
           "train.zero_stage": 2, "train.optimizer": "adam", "train.corruption": "sg",
           "train.target": "original", "train.corrupt_on": "data", "train.fixed_val_corruption": True,
           "train.keep_checkpoints": 2, "train.shuffle_buffer": 8}
