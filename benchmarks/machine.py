@@ -33,7 +33,7 @@ def describe() -> dict:
 
 def _torch_cpu() -> dict:
     """torch's CPU kernel level (``AVX2``, ``AVX512``, ...) and whether it has native bf16 kernels: bf16
-    figures differ by ~40x between CPUs with and without them (benchmarks/results/unet_avx2.json)."""
+    the cpu-tiny step ran 36x slower in bf16 than in fp32 on a CPU without them (benchmarks/results/unet_avx2.json)."""
     try:
         import torch
 

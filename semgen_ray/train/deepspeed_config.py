@@ -44,7 +44,9 @@ def deepspeed_config(train: TrainConfig, gpu: bool, precision: str | None = None
     Raises:
         ValueError: fp16 without GPUs.
     """
-    precision = resolve_precision(precision or train.precision, native_bf16(gpu))
+    precision = precision or train.precision
+    if precision == "auto":  # probe the device only when the choice is left to it
+        precision = resolve_precision(precision, native_bf16(gpu))
     if precision == "fp16" and not gpu:
         raise ValueError("train.precision=fp16 needs GPUs (DeepSpeed has no fp16 on this CPU); use bf16 or fp32")
     cfg = {
