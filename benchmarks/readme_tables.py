@@ -235,6 +235,19 @@ def unet_avx2(results: Path) -> str:
             "therefore trains in bf16 only where every worker's device computes it natively.\n")
 
 
+def unet_layout(results: Path) -> str:
+    """The same step with channels-last weights and cubes: why fine-tuning uses that order on CPU."""
+    d = load("unet_layout.json", results)
+    by = {(r["preset"], r["layout"]): r for r in d["rows"]}
+    rows = [[f"`{p}`", r["dtype"], fmt(by[(p, "contiguous")]["cubes_per_s"]), fmt(r["cubes_per_s"]),
+             f"{r['cubes_per_s'] / by[(p, 'contiguous')]['cubes_per_s']:.2f}×"]
+            for (p, layout), r in by.items() if layout == "channels_last"]
+    m = d["machine"]
+    return (f"`benchmarks/results/unet_layout.json` ({m['cpu']}, {m.get('cpu_capability', '?')}, "
+            f"{d['torch_threads']} torch thread, one run):\n\n"
+            + table(["preset", "dtype", "cubes/s, N C X Y Z", "cubes/s, N X Y Z C (channels last)", "ratio"], rows))
+
+
 def _step_overhead(results: Path, name: str, precision: str) -> str:
     """A step-overhead record (``train_step.py``, the real loop): only a run on an idle machine counts."""
     path = results / name
@@ -457,6 +470,7 @@ SECTIONS = {
     "neighbours_1e6": neighbours_1e6,
     "discovery": discovery,
     "unet_avx2": unet_avx2,
+    "unet_layout": unet_layout,
     "evaluate_wall": evaluate_wall,
     "evaluate_wall_previous": evaluate_wall_previous,
     "evaluate_cases_previous": evaluate_cases_previous,

@@ -284,6 +284,42 @@ def test_same_seed_same_row():
     assert a["train_patients"] == 2 and a["subset_draws"] == 1
 
 
+@pytest.mark.parametrize("task", ["classification", "segmentation"])
+def test_cpu_trials_train_channels_last_with_the_default_orders_outputs(task, monkeypatch):
+    """On CPU a trial's convolutions run with channels-last weights (oneDNN's faster order,
+    benchmarks/results/unet_layout.json); one training step gives the default order's loss and
+    gradients to float rounding."""
+    from semgen_ray.models import build_model
+
+    seen = []
+    real = finetune._forward
+
+    def spy(model, task, x):
+        if not seen and model.training:
+            seen.append(model)
+        return real(model, task, x)
+
+    monkeypatch.setattr(finetune, "_forward", spy)
+    run_trial(make_data(task), task, "scratch", None, 0, MODEL, **{**FAST, "max_steps": 1})
+    convs = [m.weight for m in seen[0].modules() if isinstance(m, torch.nn.Conv3d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last_3d) and not w.is_contiguous()
+                         for w in convs if w.shape[1] > 1 and w.shape[2:].numel() > 1)  # else both orders
+
+    data = make_data(task).splits["train"]
+    x, y = torch.from_numpy(data["x"][:4]), torch.as_tensor(data["y"][:4])
+    grads = []
+    for to_layout in (lambda m: m, lambda m: finetune._on_device(m, "cpu")):
+        torch.manual_seed(3)
+        model = to_layout(build_model({k: v for k, v in MODEL.items() if k != "head"}, num_classes=2,
+                                      head="linear" if task == "classification" else None)).train()
+        loss = finetune._loss(task, finetune._forward(model, task, x), y.long() if task == "classification" else y)
+        loss.backward()
+        grads.append([float(loss.detach())] + [p.grad.clone() for p in model.parameters() if p.grad is not None])
+    assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-5)
+    for a, b in zip(grads[0][1:], grads[1][1:], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
 # ------------------------------------------------------------------------------------ settings
 
 def test_batch_size_and_cpus_per_trial_reach_the_trial(monkeypatch):
