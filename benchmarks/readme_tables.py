@@ -416,6 +416,10 @@ def evaluate_wall(results: Path) -> str:
     return _evaluate_wall(results, "evaluate.json", "nothing else running")
 
 
+def evaluate_wall_default_layout(results: Path) -> str:
+    return _evaluate_wall(results, "evaluate_default_layout.json", "nothing else running")
+
+
 def evaluate_wall_previous(results: Path) -> str:
     return _evaluate_wall(results, "evaluate_previous_protocol.json",
                           "other tests sharing the cores: upper bounds")
@@ -473,6 +477,7 @@ SECTIONS = {
     "unet_layout": unet_layout,
     "evaluate_wall": evaluate_wall,
     "evaluate_wall_previous": evaluate_wall_previous,
+    "evaluate_wall_default_layout": evaluate_wall_default_layout,
     "evaluate_cases_previous": evaluate_cases_previous,
     "evaluate_cases": evaluate_cases,
 }

@@ -45,6 +45,8 @@ def _plain(cell: str) -> str:
      {0: ("classification", "auc"), 2: ("segmentation", "dice")}, 0.2),
     ("| arm (10 trials at 50 % of the labels) | classification AUC % |", "evaluate_cpu_tiny",
      {0: ("classification", "auc"), 2: ("segmentation", "dice")}, 0.5),
+    ("| arm (10 trials at 50 % of the labels, default memory order) |", "evaluate_cpu_tiny_default_layout",
+     {0: ("classification", "auc"), 2: ("segmentation", "dice")}, 0.5),
     ("| arm (10 trials) | classification AUC % |", "evaluate_cpu_tiny_previous_protocol",
      {0: ("classification", "auc"), 1: ("segmentation", "mean_iou"), 2: ("segmentation", "iou")}, None),
 ])
