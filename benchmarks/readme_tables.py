@@ -239,7 +239,7 @@ def unet_layout(results: Path) -> str:
     """The same step with channels-last weights and cubes: why fine-tuning uses that order on CPU."""
     d = load("unet_layout.json", results)
     by = {(r["preset"], r["layout"]): r for r in d["rows"]}
-    rows = [[f"`{p}`", r["dtype"], fmt(by[(p, "contiguous")]["cubes_per_s"]), fmt(r["cubes_per_s"]),
+    rows = [[f"`{p}` (width {r['width']})", r["dtype"], fmt(by[(p, "contiguous")]["cubes_per_s"]), fmt(r["cubes_per_s"]),
              f"{r['cubes_per_s'] / by[(p, 'contiguous')]['cubes_per_s']:.2f}×"]
             for (p, layout), r in by.items() if layout == "channels_last"]
     m = d["machine"]

@@ -161,59 +161,76 @@ def stage_data(config: SemGenConfig, force: bool = False) -> dict:
 
 def stage_stream(config: SemGenConfig, force: bool = False) -> dict:
     """Stream whole volumes and random cubes through Ray Data and check what arrives."""
-    import numpy as np
-
-    from semgen_ray.data import read_subvolumes, read_volumes, restoration_pairs
     from semgen_ray.store import open_store
 
     uri = resolve(config.run_dir, config.store.uri)
     store = open_store(uri)
-    pids = store.patient_ids
-    if not pids:
+    if not store.patient_ids:
         raise StageError(f"store {uri} has no complete patients; run the data stage or ingest first")
-    summary = {"store": uri, "patients": len(pids)}
-    read_cpus = config.data.read_cpus
+    summary = {"store": uri, "patients": len(store.patient_ids), "volumes": _stream_volumes(config, uri)}
+    summary["cubes"], cubes, cube = _stream_cubes(config, uri, store)
+    summary["restoration_pairs"] = _stream_pairs(config, cubes, cube)
+    summary["record"] = record = resolve(config.run_dir, "stream.json")
+    _write_json(record, summary)
+    logger.info(f"[stream] throughput record: {record}")
+    return summary
 
-    t0 = time.perf_counter()
-    n = 0
-    for batch in read_volumes(uri, config.data.volume_shape, num_cpus=read_cpus,
+
+def _stream_volumes(config: SemGenConfig, uri: str) -> dict:
+    """Whole volumes resized to ``data.volume_shape``: shape and [0, 1] range checked, rate measured."""
+    from semgen_ray.data import read_volumes
+
+    shape = tuple(config.data.volume_shape)
+    t0, n = time.perf_counter(), 0
+    for batch in read_volumes(uri, shape, num_cpus=config.data.read_cpus,
                               columns=("volume", "patient_id", "spacing")).iter_batches(batch_size=4):
         vol = batch["volume"]
-        if vol.shape[1:] != tuple(config.data.volume_shape) or vol.min() < 0 or vol.max() > 1:
+        if vol.shape[1:] != shape or vol.min() < 0 or vol.max() > 1:
             raise StageError(f"volume batch of shape {vol.shape} outside [0, 1] or of the wrong shape")
         n += len(vol)
     dt = time.perf_counter() - t0
-    summary["volumes"] = {"rows": n, "shape": list(config.data.volume_shape), "seconds": round(dt, 2),
-                          "per_second": round(n / dt, 2)}
     logger.info(f"[stream] {n} whole volumes resized to {config.data.volume_shape} in {dt:.1f} s")
+    return {"rows": n, "shape": list(shape), "seconds": round(dt, 2), "per_second": round(n / dt, 2)}
+
+
+def _stream_cubes(config: SemGenConfig, uri: str, store):
+    """8 random cubes per patient, cropped on read (the cube size capped by the smallest volume):
+    ``(record, the cube dataset, the cube size)``."""
+    import numpy as np
+
+    from semgen_ray.data import read_subvolumes
 
     smallest = np.min(list(store.shapes().values()), axis=0)
     cube = tuple(int(min(c, s)) for c, s in zip(config.data.cube_size, smallest))
-    t0 = time.perf_counter()
-    n, means = 0, []
+    t0, n, means = time.perf_counter(), 0, []
     ds = read_subvolumes(uri, size=cube, per_patient=8, seed=config.seed, epoch=0,
-                         num_cpus=read_cpus, columns=("cube", "patient_id", "spacing", "box_index"))
+                         num_cpus=config.data.read_cpus, columns=("cube", "patient_id", "spacing", "box_index"))
     for batch in ds.iter_batches(batch_size=32):
         n += len(batch["cube"])
         means.append(float(np.mean(batch["cube"])))
     dt = time.perf_counter() - t0
-    summary["cubes"] = {"rows": n, "shape": list(cube), "seconds": round(dt, 2),
-                        "per_second": round(n / dt, 1), "mean_intensity": round(float(np.mean(means)), 4)}
     logger.info(f"[stream] {n} random {cube} cubes (crop-on-read) in {dt:.1f} s ({n / dt:.0f} cubes/s)")
+    return ({"rows": n, "shape": list(cube), "seconds": round(dt, 2), "per_second": round(n / dt, 1),
+             "mean_intensity": round(float(np.mean(means)), 4)}, ds, cube)
 
-    # The same cubes as restoration pairs, corrupted in the read pipeline (docs/method.md §3).
+
+def _stream_pairs(config: SemGenConfig, cubes, cube: tuple) -> dict:
+    """The same cubes as restoration pairs, corrupted in the read pipeline (docs/method.md §3) with
+    the policy training uses (the objective's fields included)."""
+    import numpy as np
+
+    from semgen_ray.data import restoration_pairs
     from semgen_ray.transforms.policy import PolicyError, check_geometry
 
-    policy = config.train.corruption_policy  # the object training uses, objective's fields included
+    policy = config.train.corruption_policy
     try:  # a policy whose sizes do not fit the cube fails here, not inside a Ray task
         check_geometry(policy, cube)
     except PolicyError as err:
         raise StageError(f"train.corruption does not fit {cube} cubes: {err}") from err
-    t0 = time.perf_counter()
-    n, changed = 0, []
-    pairs = ds.map_batches(restoration_pairs, batch_format="numpy", batch_size=16, num_cpus=read_cpus,
-                           fn_kwargs={"policy": policy, "run_seed": config.seed, "epoch": 0,
-                                      "target": config.train.target})
+    t0, n, changed = time.perf_counter(), 0, []
+    pairs = cubes.map_batches(restoration_pairs, batch_format="numpy", batch_size=16, num_cpus=config.data.read_cpus,
+                              fn_kwargs={"policy": policy, "run_seed": config.seed, "epoch": 0,
+                                         "target": config.train.target})
     for batch in pairs.iter_batches(batch_size=32):
         x, y = batch["input"], batch["target"]
         if x.shape != y.shape or x.shape[1:] != (1, *cube) or x.min() < 0 or x.max() > 1:
@@ -221,15 +238,9 @@ def stage_stream(config: SemGenConfig, force: bool = False) -> dict:
         n += len(x)
         changed.append(float(np.mean(np.abs(x - y) > 1e-6)))
     dt = time.perf_counter() - t0
-    summary["restoration_pairs"] = {"rows": n, "preset": config.train.corruption, "policy": policy.to_dict(),
-                                    "seconds": round(dt, 2),
-                                    "per_second": round(n / dt, 1),
-                                    "fraction_voxels_changed": round(float(np.mean(changed)), 4)}
     logger.info(f"[stream] {n} restoration pairs ({config.train.corruption} corruptions) in {dt:.1f} s")
-    summary["record"] = record = resolve(config.run_dir, "stream.json")
-    _write_json(record, summary)
-    logger.info(f"[stream] throughput record: {record}")
-    return summary
+    return {"rows": n, "preset": config.train.corruption, "policy": policy.to_dict(), "seconds": round(dt, 2),
+            "per_second": round(n / dt, 1), "fraction_voxels_changed": round(float(np.mean(changed)), 4)}
 
 
 def stage_discover(config: SemGenConfig, force: bool = False) -> dict:

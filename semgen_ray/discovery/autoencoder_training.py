@@ -90,54 +90,73 @@ def _epoch_loss(model, shard, batch_size, device, autocast, optimizer=None):
     return (total[0].item() / n if n else float("nan")), int(n), int(total[2].item())
 
 
+def _restore(model, optimizer, scheduler) -> dict:
+    """The run state from Ray Train's latest checkpoint (weights, optimizer and scheduler loaded into
+    the given objects), or a fresh one."""
+    import ray.train
+    import torch
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return {"epoch": 0, "best_val_loss": math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
+    with checkpoint.as_directory() as d:
+        saved = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+    model.load_state_dict(saved["state_dict"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    return saved["state"]
+
+
+def _report(metrics: dict, rank: int, module, optimizer, scheduler, state: dict) -> None:
+    """Report an epoch's metrics, with rank 0's checkpoint (``checkpoint.pt``)."""
+    import ray.train
+    import torch
+    from ray.train import Checkpoint
+
+    epoch = metrics["epoch"]
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = None
+        if rank == 0:
+            torch.save({"state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                        "state": state, "epoch": epoch}, Path(tmp) / CHECKPOINT_FILE)
+            ckpt = Checkpoint.from_directory(tmp)
+        ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=f"ckpt_{epoch:06d}")
+
+
 def _train_loop(config: dict) -> None:
     """Ray Train worker function."""
     import contextlib
 
     import numpy as np
     import ray.train
+    import ray.train.torch as rtt
     import torch
-    from ray.train import Checkpoint
 
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
     torch.manual_seed(config["seed"] + rank)
     np.random.seed((config["seed"] + rank) % 2**32)
-
-    import ray.train.torch as rtt
-
     device = rtt.get_device()
     model = _build(config["model_kwargs"])
     optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=LR_FACTOR, patience=config["lr_patience"], min_lr=MIN_LR)
-    state = {"epoch": 0, "best_val_loss": math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
-
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            saved = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
-        model.load_state_dict(saved["state_dict"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        state = saved["state"]
+    state = _restore(model, optimizer, scheduler)
     model = rtt.prepare_model(model)  # to device; DDP when world size > 1
     module = model.module if hasattr(model, "module") else model
 
-    if config["precision"] == "bf16":
-        def autocast():
+    def autocast():
+        if config["precision"] == "bf16":
             return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    else:
-        autocast = contextlib.nullcontext
+        return contextlib.nullcontext()
 
-    train_shard = ray.train.get_dataset_shard("train")
-    val_shard = ray.train.get_dataset_shard("val")
+    shards = {s: ray.train.get_dataset_shard(s) for s in ("train", "val")}
     bs = config["batch_size"]
-    patience = config["patience"]
-    while state["epoch"] < config["max_epochs"] and state["bad_epochs"] < patience:
+    while state["epoch"] < config["max_epochs"] and state["bad_epochs"] < config["patience"]:
         epoch = state["epoch"] + 1
-        train_loss, scans, batches = _epoch_loss(model, train_shard, bs, device, autocast, optimizer)
-        val_loss = _epoch_loss(model, val_shard, bs, device, autocast)[0]
+        train_loss, scans, batches = _epoch_loss(model, shards["train"], bs, device, autocast, optimizer)
+        val_loss = _epoch_loss(model, shards["val"], bs, device, autocast)[0]
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             raise FloatingPointError(f"epoch {epoch}: non-finite loss (train {train_loss}, val {val_loss})")
         lr = optimizer.param_groups[0]["lr"]
@@ -150,16 +169,8 @@ def _train_loop(config: dict) -> None:
         state["history"].append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
                                  "train_scans": scans, "train_batches": batches, "workers": ctx.get_world_size()})
         metrics = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
-                   "best_val_loss": state["best_val_loss"], "best_epoch": state["best_epoch"],
-                   "bad_epochs": state["bad_epochs"]}
-        with tempfile.TemporaryDirectory() as tmp:
-            ckpt = None
-            if rank == 0:
-                torch.save({"state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
-                            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                            "state": state, "epoch": epoch}, Path(tmp) / CHECKPOINT_FILE)
-                ckpt = Checkpoint.from_directory(tmp)
-            ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=f"ckpt_{epoch:06d}")
+                   **{k: state[k] for k in ("best_val_loss", "best_epoch", "bad_epochs")}}
+        _report(metrics, rank, module, optimizer, scheduler, state)
 
 
 def train_autoencoder(store_uri: str, patient_ids_train: Sequence[str], patient_ids_val: Sequence[str],
@@ -216,83 +227,28 @@ def train_autoencoder(store_uri: str, patient_ids_train: Sequence[str], patient_
         raise ValueError("patience, max_epochs, batch_size and num_workers must be >= 1")
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
 
-    import copy
-    import functools
-
-    import ray.data
-    import torch
-    from ray.data import RandomSeedConfig
-    from ray.train import CheckpointConfig, DataConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
-
-    from semgen_ray.data.volumes import read_volumes
-    from semgen_ray.models import export_weights, load_weights
+    from semgen_ray import runfolder
     from semgen_ray.gpus import decide_gpus
-    from semgen_ray.logs import ReportRelay
     from semgen_ray.runtime import init_ray
+    from semgen_ray.store import store_card_entry
 
     init_ray(ray_config)
     shape = tuple(int(s) for s in volume_shape)
     model_kwargs = dict(model_kwargs or {})
     _build(model_kwargs)  # validate the model options in the driver, before starting workers
     gpu = use_gpu if isinstance(use_gpu, bool) else decide_gpus(use_gpu, "discovery", num_workers, gpu_wait_s).use
-    from semgen_ray import runfolder
-
     remote = runfolder.is_remote(run_dir)
     run_dir = str(run_dir) if remote else str(Path(run_dir).resolve())
     if not remote:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
-
-    def volumes(ids, shuffle: bool):
-        ds = read_volumes(store_uri, shape, [str(p) for p in ids], columns=("volume",), num_cpus=read_cpus)
-        ds.context.execution_options.preserve_order = True  # the cache in patient order, not finishing order
-        if cache:
-            ds = ds.materialize()
-        if shuffle:  # one block per patient: a seeded new patient order every epoch
-            ds = ds.randomize_block_order(seed=RandomSeedConfig(seed=int(seed), reseed_after_execution=True))
-        return ds
-
-    ingest = copy.deepcopy(ray.data.DataContext.get_current().execution_options)
-    ingest.preserve_order = True  # blocks reach (and are split between) ranks in the seeded order
-
     config = {"model_kwargs": model_kwargs, "batch_size": int(batch_size), "lr": float(lr),
               "max_epochs": int(max_epochs), "patience": int(patience),
               "lr_patience": int(lr_patience if lr_patience is not None else lr_patience_for(patience)),
               "seed": int(seed), "precision": precision}
-    datasets = {"train": volumes(patient_ids_train, True), "val": volumes(patient_ids_val, False)}
-    relay = ReportRelay("discover", functools.partial(epoch_line, max_epochs=int(max_epochs)), __name__)
-    trainer = TorchTrainer(
-        _train_loop,
-        train_loop_config=config,
-        torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
-        scaling_config=ScalingConfig(num_workers=int(num_workers), use_gpu=gpu,
-                                     resources_per_worker={"CPU": float(cpus_per_worker)}),
-        run_config=RunConfig(name=name, storage_path=str(run_dir), callbacks=relay.callbacks,
-                             checkpoint_config=CheckpointConfig(num_to_keep=2,
-                                                                checkpoint_score_attribute="val_loss",
-                                                                checkpoint_score_order="min")),
-        datasets=datasets,
-        dataset_config=DataConfig(execution_options=ingest),
-    )
-    with relay:  # the epoch lines, from Ray Train's controller to this log
-        result = trainer.fit()
-    if result.error is not None:
-        raise RuntimeError(f"auto-encoder training failed: {result.error}") from result.error
-    if result.checkpoint is None:
-        raise RuntimeError("auto-encoder training reported no checkpoint")
-
-    with result.checkpoint.as_directory() as d:
-        latest = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)["state"]
-    best = None
-    for ckpt, metrics in (result.best_checkpoints or []):
-        if metrics and metrics.get("val_loss") is not None and (best is None or metrics["val_loss"] < best[1]["val_loss"]):
-            best = (ckpt, metrics)
-    best_ckpt = best[0] if best is not None else result.checkpoint
-
-    model = _build(model_kwargs)
-    load_weights(model, best_ckpt)
-    from semgen_ray.store import store_card_entry
-
+    datasets = {"train": _volumes(store_uri, shape, patient_ids_train, read_cpus, cache, shuffle_seed=int(seed)),
+                "val": _volumes(store_uri, shape, patient_ids_val, read_cpus, cache)}
+    result = _fit(config, datasets, gpu, int(num_workers), float(cpus_per_worker), name, run_dir)
+    latest, best_ckpt = _latest_and_best(result)
     card = {"input_size": list(shape), "name": "self-discovery auto-encoder",
             "intensity": store_card_entry(str(store_uri)),
             "description": "whole-scan auto-encoder (docs/method.md §1.3); embedding = pooled bottleneck",
@@ -303,10 +259,71 @@ def train_autoencoder(store_uri: str, patient_ids_train: Sequence[str], patient_
                                             "val_patients": len(patient_ids_val),
                                             "best_val_loss": float(latest["best_val_loss"]),
                                             "checkpoint": best_ckpt.path}}}
-    model_dir = runfolder.join(run_dir, "autoencoder")
-    with runfolder.workdir(model_dir) as local:  # written locally, uploaded to a URI run folder
-        export_weights(model, local, card)
+    model_dir = _export(model_kwargs, best_ckpt, card, runfolder.join(run_dir, "autoencoder"))
     return {"best_checkpoint": best_ckpt.path, "best_epoch": int(latest["best_epoch"]),
             "best_val_loss": float(latest["best_val_loss"]), "history": list(latest["history"]),
             "epochs": int(latest["epoch"]), "stopped_early": latest["bad_epochs"] >= patience,
             "model_dir": str(model_dir), "run_path": runfolder.join(run_dir, name)}
+
+
+def _volumes(store_uri: str, shape: tuple, ids, read_cpus: float, cache: bool, shuffle_seed: int | None = None):
+    """The resized whole scans of ``ids`` in patient order (materialised once when ``cache``); with
+    ``shuffle_seed``, one block per patient in a seeded new order every epoch."""
+    from ray.data import RandomSeedConfig
+
+    from semgen_ray.data.volumes import read_volumes
+
+    ds = read_volumes(store_uri, shape, [str(p) for p in ids], columns=("volume",), num_cpus=read_cpus)
+    ds.context.execution_options.preserve_order = True  # the cache in patient order, not finishing order
+    if cache:
+        ds = ds.materialize()
+    if shuffle_seed is not None:
+        ds = ds.randomize_block_order(seed=RandomSeedConfig(seed=shuffle_seed, reseed_after_execution=True))
+    return ds
+
+
+def _fit(config: dict, datasets: dict, gpu: bool, num_workers: int, cpus_per_worker: float, name: str,
+         run_dir: str):
+    """Run the Ray Train job (epoch lines relayed to this log); its result, or a RuntimeError."""
+    import functools
+
+    from ray.train import CheckpointConfig
+
+    from semgen_ray import ray_train
+    from semgen_ray.logs import ReportRelay
+
+    relay = ReportRelay("discover", functools.partial(epoch_line, max_epochs=config["max_epochs"]), __name__)
+    result = ray_train.fit(_train_loop, config, datasets, relay=relay, name=name, storage=run_dir,
+                           num_workers=num_workers, gpu=gpu, resources={"CPU": cpus_per_worker},
+                           checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val_loss",
+                                                              checkpoint_score_order="min"))
+    if result.error is not None:
+        raise RuntimeError(f"auto-encoder training failed: {result.error}") from result.error
+    if result.checkpoint is None:
+        raise RuntimeError("auto-encoder training reported no checkpoint")
+    return result
+
+
+def _latest_and_best(result):
+    """The run state of the latest checkpoint and the checkpoint with the lowest validation loss."""
+    import torch
+
+    with result.checkpoint.as_directory() as d:
+        latest = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)["state"]
+    best = None
+    for ckpt, metrics in (result.best_checkpoints or []):
+        if metrics and metrics.get("val_loss") is not None and (best is None or metrics["val_loss"] < best[1]["val_loss"]):
+            best = (ckpt, metrics)
+    return latest, best[0] if best is not None else result.checkpoint
+
+
+def _export(model_kwargs: dict, checkpoint, card: dict, model_dir: str) -> str:
+    """The checkpoint's weights as a model export with its card (written locally, uploaded to a URI)."""
+    from semgen_ray import runfolder
+    from semgen_ray.models import export_weights, load_weights
+
+    model = _build(model_kwargs)
+    load_weights(model, checkpoint)
+    with runfolder.workdir(model_dir) as local:
+        export_weights(model, local, card)
+    return model_dir

@@ -145,154 +145,178 @@ def body_boxes(store_uri: str, ids: list[str], per_task: int = 8) -> dict[str, t
     return {pid: tuple(tuple(b) for b in box) for part in parts for pid, box in part.items()}
 
 
-def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, force: bool = False) -> dict:
-    """Run self-discovery on ``store_uri`` and write its artefacts to ``out_dir``; returns the record.
+class _Run:
+    """One discovery run's shared state: the config, the store and its splits, the output folder,
+    the config hash, the record being written and its step timer; the GPU decision is taken once,
+    when a step first needs it."""
 
-    Reuses finished work in ``out_dir`` (see the module docstring) unless ``force``.
-    """
-    from semgen_ray import reuse, runfolder
-    from semgen_ray.discovery.autoencoder_training import train_autoencoder
-    from semgen_ray.discovery.coordinates import correspond, draw_coordinate
-    from semgen_ray.discovery.embedding import embed_patients, load_embeddings, save_embeddings
-    from semgen_ray.discovery.index import EmbeddingIndex
-    from semgen_ray.discovery.manifest import config_hash, write_manifest
-    from semgen_ray.discovery.montage import neighbour_labels, write_distance_plot, write_montage
-    from semgen_ray.discovery.neighbours import choose_index, measure_recall, neighbours_for_references
-    from semgen_ray.discovery.patterns import class_boxes
-    from semgen_ray.gpus import decide_gpus
-    from semgen_ray.runtime import init_ray, require_cpus
-    from semgen_ray.store import open_store
+    def __init__(self, config: SemGenConfig, store_uri: str, out_dir: str, force: bool) -> None:
+        from semgen_ray import runfolder
+        from semgen_ray.discovery.manifest import config_hash
+        from semgen_ray.store import open_store
 
-    d = config.discovery
-    out = str(out_dir)  # a local folder or a URI (s3://…): artefacts go through semgen_ray.runfolder
-    try:
-        runfolder.prepare(out)
-    except runfolder.RunFolderError as err:
-        raise DiscoveryError(str(err)) from err
+        self.config, self.d, self.store_uri, self.force = config, config.discovery, store_uri, force
+        self.out = str(out_dir)  # a local folder or a URI (s3://…): artefacts go through semgen_ray.runfolder
+        try:
+            runfolder.prepare(self.out)
+        except runfolder.RunFolderError as err:
+            raise DiscoveryError(str(err)) from err
+        self.store = open_store(store_uri)
+        self.train_ids, self.val_ids = _split_ids(self.store.manifest_rows())
+        _check_cohort_size(self.d, len(self.train_ids), len(self.val_ids), store_uri)
+        self.model_kwargs = {"width": config.model.width, "depth": config.model.depth,
+                             "norm": config.model.norm, "skips": self.d.autoencoder == "unet"}
+        # where it ran does not change the result
+        self.settings = {k: v for k, v in to_dict(self.d).items() if k != "use_gpu"}
+        self.inputs = {"model": self.model_kwargs, "volume_shape": list(config.data.volume_shape),
+                       "seed": config.seed, "store": store_uri, "patients": [self.train_ids, self.val_ids]}
+        self.chash = config_hash(self.settings, {"cube_size": list(config.data.cube_size), **self.inputs})
+        self.record = {"store": store_uri, "train_patients": len(self.train_ids),
+                       "val_patients": len(self.val_ids), "seconds": {}, "reused_steps": []}
+        self._t = time.perf_counter()
+        self._gpu = None
 
-    def at(name: str) -> str:
-        return runfolder.join(out, name)
+    def at(self, name: str) -> str:
+        from semgen_ray import runfolder
 
-    store = open_store(store_uri)
-    train_ids, val_ids = _split_ids(store.manifest_rows())
-    _check_cohort_size(d, len(train_ids), len(val_ids), store_uri)
-    model_kwargs = {"width": config.model.width, "depth": config.model.depth,
-                    "norm": config.model.norm, "skips": d.autoencoder == "unet"}
-    settings = {k: v for k, v in to_dict(d).items() if k != "use_gpu"}  # where it ran does not change it
-    chash = config_hash(settings, {"cube_size": list(config.data.cube_size), "model": model_kwargs,
-                                     "volume_shape": list(config.data.volume_shape),
-                                     "seed": config.seed, "store": store_uri,
-                                     "patients": [train_ids, val_ids]})
-    if force:  # the finished-run record first: a forced run that stops must not look finished later
-        for name in ("discovery.json", "patterns.parquet", "autoencoder.json", "embeddings.parquet"):
-            runfolder.remove(at(name))
-    done = None if force else reuse.load(at("discovery.json"), chash)  # its manifest unchanged too
-    if done:
-        logger.info(f"[discover] {out} already holds this discovery (config hash {chash[:12]}); reusing it")
-        return {**done, "reused": True}
-    record = {"store": store_uri, "train_patients": len(train_ids), "val_patients": len(val_ids),
-              "seconds": {}, "reused_steps": []}
-    t = time.perf_counter()
+        return runfolder.join(self.out, name)
 
-    def lap(name):
-        nonlocal t
+    def lap(self, name: str) -> None:
+        """Record and log the seconds since the previous step ended."""
         now = time.perf_counter()
-        record["seconds"][name] = round(now - t, 2)
-        t = now
-        logger.info(f"[discover] {name}: {record['seconds'][name]} s")
+        self.record["seconds"][name] = round(now - self._t, 2)
+        self._t = now
+        logger.info(f"[discover] {name}: {self.record['seconds'][name]} s")
 
-    # 1. auto-encoder + embeddings, on GPUs as discovery.use_gpu decides (asked once, when needed)
-    gpu = None
+    def use_gpu(self) -> bool:
+        """Whether the auto-encoder and the embedding run on GPUs (``discovery.use_gpu``), asked once."""
+        if self._gpu is None:
+            from semgen_ray.gpus import decide_gpus
+            from semgen_ray.runtime import init_ray, require_cpus
 
-    def use_gpu() -> bool:
-        nonlocal gpu
-        if gpu is None:
-            init_ray(config.ray)
-            require_cpus({"data.read_cpus": config.data.read_cpus})
-            gpu = decide_gpus(d.use_gpu, "discovery", d.ae_workers, config.ray.gpu_wait_s)
-            record["gpu_decision"] = gpu.as_dict()
-        return gpu.use
+            init_ray(self.config.ray)
+            require_cpus({"data.read_cpus": self.config.data.read_cpus})
+            self._gpu = decide_gpus(self.d.use_gpu, "discovery", self.d.ae_workers, self.config.ray.gpu_wait_s)
+            self.record["gpu_decision"] = self._gpu.as_dict()
+        return self._gpu.use
 
-    ae_key = config_hash({k: v for k, v in settings.items() if k.startswith("ae_")},
-                         {"model": model_kwargs, "volume_shape": list(config.data.volume_shape),
-                          "seed": config.seed, "store": store_uri, "patients": [train_ids, val_ids]})
-    ae = None if force else reuse.load(at("autoencoder.json"), ae_key)  # its export unchanged too
-    if ae is None:
-        logger.info(f"[discover] training the auto-encoder on {len(train_ids)} + {len(val_ids)} (val) whole scans "
-                    f"of {list(config.data.volume_shape)}: at most {d.ae_epochs} epochs, patience {d.ae_patience}")
-        ae = train_autoencoder(
-            store_uri, train_ids, val_ids, model_kwargs=model_kwargs,
-            volume_shape=config.data.volume_shape, batch_size=d.ae_batch_size, lr=d.ae_lr,
-            max_epochs=d.ae_epochs, patience=d.ae_patience, num_workers=d.ae_workers,
-            run_dir=at("autoencoder_run"), seed=config.seed, name=f"autoencoder_{ae_key[:12]}",
-            use_gpu=use_gpu(), read_cpus=config.data.read_cpus,
-        )
-        last = ae["history"][-1]  # how the last epoch ran: its lr, its workers, its training pass
-        ae = reuse.save(at("autoencoder.json"), ae_key,
-                        {**{k: v for k, v in ae.items()
-                            if k in ("epochs", "stopped_early", "best_epoch", "best_val_loss", "model_dir")},
-                         "lr": last["lr"], "workers": last.get("workers"), "scans_per_epoch": last.get("train_scans"),
-                         "batches_per_epoch": last.get("train_batches")},  # absent from older checkpoints
-                        outputs=[reuse.relative(at("autoencoder.json"), ae["model_dir"])])
-    else:
-        record["reused_steps"].append("autoencoder")
+
+def _finished(run: _Run) -> dict | None:
+    """The record of a finished run with this config hash and an unchanged manifest, else ``None``;
+    ``force`` first deletes the records, so a forced run that stops never looks finished later."""
+    from semgen_ray import reuse, runfolder
+
+    if run.force:
+        for name in ("discovery.json", "patterns.parquet", "autoencoder.json", "embeddings.parquet"):
+            runfolder.remove(run.at(name))
+        return None
+    done = reuse.load(run.at("discovery.json"), run.chash)  # its manifest unchanged too
+    if done:
+        logger.info(f"[discover] {run.out} already holds this discovery (config hash {run.chash[:12]}); reusing it")
+    return done
+
+
+def _autoencoder(run: _Run) -> tuple[dict, str]:
+    """Step 1a: the trained auto-encoder's record and its reuse key (reused when the key matches)."""
+    from semgen_ray import reuse
+    from semgen_ray.discovery.autoencoder_training import train_autoencoder
+    from semgen_ray.discovery.manifest import config_hash
+
+    d, at = run.d, run.at
+    ae_key = config_hash({k: v for k, v in run.settings.items() if k.startswith("ae_")}, run.inputs)
+    ae = None if run.force else reuse.load(at("autoencoder.json"), ae_key)  # its export unchanged too
+    if ae is not None:
+        run.record["reused_steps"].append("autoencoder")
         logger.info(f"[discover] reusing the trained auto-encoder {ae['model_dir']}")
-    record["autoencoder"] = ae
-    lap("autoencoder")
-    emb_path = at("embeddings.parquet")
-    previous = load_embeddings(emb_path) if not force and runfolder.isfile(emb_path) else None
-    if previous and previous[2].get("ae_key") == ae_key and previous[0] == sorted(train_ids + val_ids):
+        return ae, ae_key
+    shape = run.config.data.volume_shape
+    logger.info(f"[discover] training the auto-encoder on {len(run.train_ids)} + {len(run.val_ids)} (val) whole "
+                f"scans of {list(shape)}: at most {d.ae_epochs} epochs, patience {d.ae_patience}")
+    ae = train_autoencoder(
+        run.store_uri, run.train_ids, run.val_ids, model_kwargs=run.model_kwargs, volume_shape=shape,
+        batch_size=d.ae_batch_size, lr=d.ae_lr, max_epochs=d.ae_epochs, patience=d.ae_patience,
+        num_workers=d.ae_workers, run_dir=at("autoencoder_run"), seed=run.config.seed,
+        name=f"autoencoder_{ae_key[:12]}", use_gpu=run.use_gpu(), read_cpus=run.config.data.read_cpus,
+    )
+    last = ae["history"][-1]  # how the last epoch ran: its lr, its workers, its training pass
+    kept = {k: v for k, v in ae.items() if k in ("epochs", "stopped_early", "best_epoch", "best_val_loss", "model_dir")}
+    ae = reuse.save(at("autoencoder.json"), ae_key,
+                    {**kept, "lr": last["lr"], "workers": last.get("workers"),
+                     "scans_per_epoch": last.get("train_scans"),
+                     "batches_per_epoch": last.get("train_batches")},  # absent from older checkpoints
+                    outputs=[reuse.relative(at("autoencoder.json"), ae["model_dir"])])
+    return ae, ae_key
+
+
+def _embeddings(run: _Run, ae: dict, ae_key: str) -> tuple[list[str], np.ndarray]:
+    """Step 1b: every patient's embedding (reused when made by the same auto-encoder for the same patients)."""
+    from semgen_ray import runfolder
+    from semgen_ray.discovery.embedding import embed_patients, load_embeddings, save_embeddings
+
+    emb_path = run.at("embeddings.parquet")
+    patients = run.train_ids + run.val_ids
+    previous = load_embeddings(emb_path) if not run.force and runfolder.isfile(emb_path) else None
+    if previous and previous[2].get("ae_key") == ae_key and previous[0] == sorted(patients):
         ids, emb, _ = previous
-        record["reused_steps"].append("embedding")
+        run.record["reused_steps"].append("embedding")
         logger.info(f"[discover] reusing the embeddings {emb_path}")
     else:
-        logger.info(f"[discover] embedding {len(train_ids) + len(val_ids)} patients with the auto-encoder")
-        ids, emb = embed_patients(store_uri, ae["model_dir"], config.data.volume_shape,
-                                  patient_ids=train_ids + val_ids, num_gpus=1 if use_gpu() else 0,
-                                  read_cpus=config.data.read_cpus)
+        logger.info(f"[discover] embedding {len(patients)} patients with the auto-encoder")
+        ids, emb = embed_patients(run.store_uri, ae["model_dir"], run.config.data.volume_shape,
+                                  patient_ids=patients, num_gpus=1 if run.use_gpu() else 0,
+                                  read_cpus=run.config.data.read_cpus)
         save_embeddings(emb_path, ids, emb, {"model_dir": str(ae["model_dir"]), "ae_key": ae_key})
     spread = float(emb.std(axis=0).max())
-    record["embedding"] = {"dim": int(emb.shape[1]), "max_std_across_patients": spread}
+    run.record["embedding"] = {"dim": int(emb.shape[1]), "max_std_across_patients": spread}
     if spread <= 1e-7 * max(float(np.abs(emb).max()), 1e-12):
         raise DiscoveryError("every patient has the same embedding (a dead or untrained auto-encoder): "
                              "train it longer (discovery.ae_epochs) or check the store's intensities")
-    lap("embedding")
+    return ids, emb
 
-    # 2. indices
-    row = {pid: i for i, pid in enumerate(ids)}
-    tr = np.array([row[p] for p in train_ids])
-    va = np.array([row[p] for p in val_ids])
-    graph_dim = d.hnsw_pca_dim if 0 < d.hnsw_pca_dim < emb.shape[1] else None
-    choice = choose_index(d.num_classes, len(train_ids), int(emb.shape[1]), d.k_train, val_patients=len(val_ids),
+
+def _indices(run: _Run, train_emb: np.ndarray, val_emb: np.ndarray):
+    """Step 2: the train and validation indices (method chosen by the cost model or the config),
+    the train index saved, HNSW recall measured against exact search."""
+    from semgen_ray import runfolder
+    from semgen_ray.discovery.index import EmbeddingIndex
+    from semgen_ray.discovery.neighbours import choose_index, measure_recall
+
+    d, dim = run.d, int(train_emb.shape[1])
+    graph_dim = d.hnsw_pca_dim if 0 < d.hnsw_pca_dim < dim else None
+    choice = choose_index(d.num_classes, len(train_emb), dim, d.k_train, val_patients=len(val_emb),
                           graph_dim=graph_dim, override=None if d.index == "auto" else d.index)
     method = choice["method"]
     logger.info(f"[discover] index: {choice['reason']}")
     params = dict(M=d.hnsw_m, ef_construction=d.hnsw_ef_construction, ef=d.hnsw_ef)
-    # PCA needs more patients than components: a small validation set gets a full-dimension graph
-    def pca_dim(n: int) -> int:
-        return d.hnsw_pca_dim if method == "hnsw" and n > d.hnsw_pca_dim else 0
 
-    train_index = EmbeddingIndex.build(emb[tr], train_ids, method=method, pca_dim=pca_dim(len(tr)), **params)
-    val_index = EmbeddingIndex.build(emb[va], val_ids, method=method, pca_dim=pca_dim(len(va)), **params)
-    with runfolder.workdir(at("index_train")) as local:  # hnswlib writes local files
+    def build(x: np.ndarray, ids: list[str]):  # PCA needs more patients than components
+        pca = d.hnsw_pca_dim if method == "hnsw" and len(x) > d.hnsw_pca_dim else 0
+        return EmbeddingIndex.build(x, ids, method=method, pca_dim=pca, **params)
+
+    train_index, val_index = build(train_emb, run.train_ids), build(val_emb, run.val_ids)
+    with runfolder.workdir(run.at("index_train")) as local:  # hnswlib writes local files
         train_index.save(local)
-    record["index"] = {"method": method, **params, "choice": choice}
+    info = run.record["index"] = {"method": method, **params, "choice": choice}
     if method == "hnsw":
         if d.hnsw_pca_dim:
-            record["index"].update(pca_dim=train_index.pca_dim, val_pca_dim=val_index.pca_dim,
-                                   pca_variance=train_index.pca_variance)
-        rec = record["index"]["recall"] = measure_recall(train_index, emb[tr], k=d.k_train, seed=config.seed)
+            info.update(pca_dim=train_index.pca_dim, val_pca_dim=val_index.pca_dim,
+                        pca_variance=train_index.pca_variance)
+        rec = info["recall"] = measure_recall(train_index, train_emb, k=d.k_train, seed=run.config.seed)
         if rec["recall_at_k"] < 0.99:
             logger.warning(f"[discover] HNSW recall@{d.k_train} = {rec['recall_at_k']:.3f} on "
                            f"{rec['queries']} sampled references (< 0.99): raise discovery.hnsw_ef or hnsw_m, "
                            "lower or switch off hnsw_pca_dim, or use discovery.index: exact")
-    lap("index")
+    return train_index, val_index
 
-    # 3. references, coordinates, neighbours
-    rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0xD15C]))
-    candidates = list(rng.permutation(train_ids))
+
+def _references(run: _Run, rng: np.random.Generator) -> list[tuple[str, tuple]]:
+    """Step 3a (docs/method.md §2.1): per class a fresh train reference and a coordinate that passes
+    the foreground test, at least ``min_distance`` voxels from every earlier class's coordinate."""
+    from semgen_ray.discovery.coordinates import draw_coordinate
+
+    d = run.d
+    candidates = list(rng.permutation(run.train_ids))
     classes, skipped = [], []
-    cube = config.data.cube_size
     while len(classes) < d.num_classes:
         if not candidates:
             raise DiscoveryError(
@@ -301,79 +325,130 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, force: boo
                 "the borders or the foreground threshold"
             )
         ref = candidates.pop(0)
-        volume, meta = store.read(ref)
-        # docs/method.md §2.1: at least min_distance voxels from every coordinate chosen for an earlier class
-        coord = draw_coordinate(volume, rng, [c for _, c in classes], cube=cube, config=d,
+        volume, meta = run.store.read(ref)
+        coord = draw_coordinate(volume, rng, [c for _, c in classes], cube=run.config.data.cube_size, config=d,
                                 modality=meta["modality"])
         if coord is None:
             skipped.append(ref)
             continue
         classes.append((ref, tuple(int(c) for c in coord)))
-    record["references_without_coordinate"] = skipped
-    refs = [c[0] for c in classes]
-    ref_vectors = emb[[row[r] for r in refs]]
-    train_row = {pid: i for i, pid in enumerate(train_ids)}
-    # by row: each reference is its own rank 0, even among near-identical embeddings
-    tr_nb, tr_dist = neighbours_for_references(train_index, np.array([train_row[r] for r in refs]), d.k_train)
-    va_nb, va_dist = neighbours_for_references(val_index, ref_vectors, d.k_val)
-    lap("neighbours")
+    run.record["references_without_coordinate"] = skipped
+    return classes
 
-    # 4. boxes and manifest
-    shapes = store.shapes()
+
+def _crop_corners(run: _Run, classes, train_neighbours, val_neighbours) -> tuple[list[dict], dict | None]:
+    """Per class: neighbour → its crop corner, and the body boxes used (``None`` unless
+    ``coordinates: body_box``). ``voxel``: the class coordinate in every neighbour; ``body_box``:
+    mapped from the reference's body box into each neighbour's (the cube centre keeps its relative
+    position)."""
+    from semgen_ray.discovery.coordinates import correspond
+
+    if run.d.coordinates != "body_box":
+        return [dict.fromkeys(t + v, tuple(coord)) for (_, coord), t, v in
+                zip(classes, train_neighbours, val_neighbours)], None
+    needed = sorted({r for r, _ in classes}.union(*train_neighbours, *val_neighbours))
+    boxes_of = body_boxes(run.store_uri, needed)
+    cube = run.config.data.cube_size
+    return [{pid: correspond(coord, "body_box", boxes_of[ref], boxes_of[pid], cube) for pid in t + v}
+            for (ref, coord), t, v in zip(classes, train_neighbours, val_neighbours)], boxes_of
+
+
+def _patterns(run: _Run, rng, classes, train_nb, train_dist, val_nb, val_dist, corners, boxes_of) -> None:
+    """Step 4: the crop boxes of every class in its train (resolutions 1-N) and validation
+    neighbours, the pattern manifest, and the record's class list and neighbour purity."""
+    from semgen_ray.discovery.manifest import write_manifest
+    from semgen_ray.discovery.patterns import class_boxes
+
+    d, shapes = run.d, run.store.shapes()
     rows, dropped = [], 0
-    neighbour_ids = []
-    # coordinates: voxel = the class coordinate in every neighbour; body_box = mapped from the
-    # reference's body box into each neighbour's (the cube centre keeps its relative position)
-    boxes_of = None
-    if d.coordinates == "body_box":
-        needed = sorted(set(refs) | {train_ids[i] for r in tr_nb for i in r} | {val_ids[i] for r in va_nb for i in r})
-        boxes_of = body_boxes(store_uri, needed)
-    at_coords = []  # per class: patient -> its crop corner
-    for class_id, ((ref, coord), nb, dist, vnb, vdist) in enumerate(zip(classes, tr_nb, tr_dist, va_nb, va_dist)):
-        train_n = [train_ids[i] for i in nb]
-        val_n = [val_ids[i] for i in vnb]
-        neighbour_ids.append(train_n)
-        at_coords.append({pid: (tuple(coord) if boxes_of is None else
-                                correspond(coord, "body_box", boxes_of[ref], boxes_of[pid], cube))
-                          for pid in train_n + val_n})
-        for split, names, dists, res in (("train", train_n, dist, d.resolutions),
-                                         ("val", val_n, vdist, 1)):
-            boxes, n_dropped = class_boxes(class_id, ref, coord, names, dists, shapes, rng, cube=cube,
-                                           resolutions=res, min_patch=d.min_patch, max_patch=d.max_patch,
-                                           max_offset=d.max_offset, split=split,
-                                           neighbour_coords=at_coords[-1])
+    for class_id, (ref, coord) in enumerate(classes):
+        for split, names, dists, res in (("train", train_nb[class_id], train_dist[class_id], d.resolutions),
+                                         ("val", val_nb[class_id], val_dist[class_id], 1)):
+            boxes, n_dropped = class_boxes(class_id, ref, coord, names, dists, shapes, rng,
+                                           cube=run.config.data.cube_size, resolutions=res,
+                                           min_patch=d.min_patch, max_patch=d.max_patch, max_offset=d.max_offset,
+                                           split=split, neighbour_coords=corners[class_id])
             rows += boxes
             dropped += n_dropped
-    manifest_path = at("patterns.parquet")
-    write_manifest(rows, str(manifest_path), {"config_hash": chash, "store": store_uri,
-                                              "index": record["index"], "classes": len(classes)},
-                   config_hash=chash)
-    record.update(manifest=str(manifest_path), cubes=len(rows), crops_dropped_out_of_bounds=dropped,
-                  config_hash=chash, coordinates=d.coordinates, min_distance=d.min_distance,
-                  classes=[{"class_id": i, "reference": r, "coordinate": list(c)}
-                           for i, (r, c) in enumerate(classes)])
+    manifest_path = run.at("patterns.parquet")
+    write_manifest(rows, str(manifest_path), {"config_hash": run.chash, "store": run.store_uri,
+                                              "index": run.record["index"], "classes": len(classes)},
+                   config_hash=run.chash)
+    run.record.update(manifest=str(manifest_path), cubes=len(rows), crops_dropped_out_of_bounds=dropped,
+                      config_hash=run.chash, coordinates=d.coordinates, min_distance=d.min_distance,
+                      classes=[{"class_id": i, "reference": r, "coordinate": list(c)}
+                               for i, (r, c) in enumerate(classes)])
     if boxes_of is not None:
-        for entry in record["classes"]:
+        for entry in run.record["classes"]:
             entry["reference_body_box"] = [list(b) for b in boxes_of[entry["reference"]]]
-    record["habitus_purity"] = habitus_purity(store, refs, neighbour_ids, pool=train_ids)
-    if record["habitus_purity"] is not None and len(train_ids) <= 5000:  # O(N^2) distances
-        record["habitus_purity"]["all_references"] = all_reference_purity(store, train_ids, emb[tr], d.k_train)
-    lap("patterns")
 
-    # 5. montages (PNGs drawn locally, uploaded to a URI run folder)
-    with runfolder.workdir(out) as local:
-        for class_id, ((ref, coord), names) in enumerate(zip(classes, neighbour_ids)):
+
+def _purity(run: _Run, refs: list[str], train_nb: list[list[str]], train_emb: np.ndarray) -> None:
+    """Neighbour purity on a phantom cohort (``None`` elsewhere), for the class references and for
+    every train patient as a reference (O(N²) distances: up to 5,000 train patients)."""
+    purity = run.record["habitus_purity"] = habitus_purity(run.store, refs, train_nb, pool=run.train_ids)
+    if purity is not None and len(run.train_ids) <= 5000:
+        purity["all_references"] = all_reference_purity(run.store, run.train_ids, train_emb, run.d.k_train)
+
+
+def _montages(run: _Run, classes, train_nb, train_dist, corners) -> None:
+    """Step 5: a montage of each class's first 8 crops and the distance plot (PNGs drawn locally,
+    uploaded to a URI run folder)."""
+    from semgen_ray import runfolder
+    from semgen_ray.discovery.montage import neighbour_labels, write_distance_plot, write_montage
+
+    cube, shapes = run.config.data.cube_size, run.store.shapes()
+    with runfolder.workdir(run.out) as local:
+        for class_id, ((ref, coord), names) in enumerate(zip(classes, train_nb)):
             crops, shown = [], []
             for rank, pid in enumerate(names[:8]):
-                box = tuple((c, c + s) for c, s in zip(at_coords[class_id][pid], cube))
+                box = tuple((c, c + s) for c, s in zip(corners[class_id][pid], cube))
                 if all(0 <= lo and hi <= n for (lo, hi), n in zip(box, shapes[pid])):
-                    crops.append(store.read(pid, region=box, normalize=True)[0])
-                    shown.append((pid, float(tr_dist[class_id][rank]), box[2][0] + cube[2] // 2))
+                    crops.append(run.store.read(pid, region=box, normalize=True)[0])
+                    shown.append((pid, float(train_dist[class_id][rank]), box[2][0] + cube[2] // 2))
             write_montage(local / "montages" / f"class_{class_id:03d}.png", crops,
                           title=f"class {class_id}: reference {ref} at {tuple(map(int, coord))}\n"
                                 f"axial slices (z) of the crops; d: embedding distance",
                           labels=neighbour_labels(*zip(*shown)) if shown else None)
-        write_distance_plot(local / "neighbour_distances.png", [list(map(float, x)) for x in tr_dist])
-    lap("montages")
-    reuse.save(at("discovery.json"), chash, record, outputs=["patterns.parquet"])  # last: marks it finished
-    return record
+        write_distance_plot(local / "neighbour_distances.png", [list(map(float, x)) for x in train_dist])
+
+
+def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, force: bool = False) -> dict:
+    """Run self-discovery on ``store_uri`` and write its artefacts to ``out_dir``; returns the record.
+
+    Reuses finished work in ``out_dir`` (see the module docstring) unless ``force``.
+    """
+    from semgen_ray import reuse
+    from semgen_ray.discovery.neighbours import neighbours_for_references
+
+    run = _Run(config, store_uri, out_dir, force)
+    done = _finished(run)
+    if done:
+        return {**done, "reused": True}
+    ae, ae_key = _autoencoder(run)
+    run.record["autoencoder"] = ae
+    run.lap("autoencoder")
+    ids, emb = _embeddings(run, ae, ae_key)
+    run.lap("embedding")
+    row = {pid: i for i, pid in enumerate(ids)}
+    train_emb, val_emb = emb[[row[p] for p in run.train_ids]], emb[[row[p] for p in run.val_ids]]
+    train_index, val_index = _indices(run, train_emb, val_emb)
+    run.lap("index")
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0xD15C]))  # references, then boxes
+    classes = _references(run, rng)
+    refs = [r for r, _ in classes]
+    train_row = {pid: i for i, pid in enumerate(run.train_ids)}
+    # by row: each reference is its own rank 0, even among near-identical embeddings
+    tr_nb, tr_dist = neighbours_for_references(train_index, np.array([train_row[r] for r in refs]), run.d.k_train)
+    va_nb, va_dist = neighbours_for_references(val_index, emb[[row[r] for r in refs]], run.d.k_val)
+    train_nb = [[run.train_ids[i] for i in r] for r in tr_nb]
+    val_nb = [[run.val_ids[i] for i in r] for r in va_nb]
+    run.lap("neighbours")
+    corners, boxes_of = _crop_corners(run, classes, train_nb, val_nb)
+    _patterns(run, rng, classes, train_nb, tr_dist, val_nb, va_dist, corners, boxes_of)
+    _purity(run, refs, train_nb, train_emb)
+    run.lap("patterns")
+    _montages(run, classes, train_nb, tr_dist, corners)
+    run.lap("montages")
+    reuse.save(run.at("discovery.json"), run.chash, run.record, outputs=["patterns.parquet"])  # last: marks it finished
+    return run.record

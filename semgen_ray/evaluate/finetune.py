@@ -152,6 +152,64 @@ def _settings_check(max_steps: int, eval_every: int, patience: int, lr_patience:
                          "stopping ends the trial before the LR is ever reduced")
 
 
+def _fine_tune(model, opt, sched, task: str, tr: dict, va: dict, rng, *, batch_size: int, max_steps: int,
+               eval_every: int, patience: int, device) -> tuple[int, int, float, int]:
+    """The step loop of :func:`run_trial`; leaves ``model`` in its best validation state.
+
+    Returns ``(steps, validations, best validation loss, step of the best)``."""
+    import torch
+
+    ytype = torch.long if task == "classification" else torch.float32
+    n = len(tr["x"])
+    smallest = min(2, batch_size, n)  # the smallest batch trained on: 2 unless that can never happen
+    order, pos = rng.permutation(n), 0
+    best, best_state, best_step, bad, steps, validations = math.inf, None, 0, 0, 0, 0
+    while steps < max_steps:
+        if pos >= n:
+            order, pos = rng.permutation(n), 0
+        idx = order[pos:pos + batch_size]
+        pos += batch_size
+        if len(idx) < smallest:
+            continue  # a single-cube remainder: BatchNorm needs more than one sample
+        model.train()
+        out = _forward(model, task, torch.from_numpy(tr["x"][idx]).to(device))
+        loss = _loss(task, out, torch.as_tensor(tr["y"][idx], dtype=ytype, device=device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        steps += 1
+        if steps % eval_every and steps < max_steps:
+            continue
+        val, _ = _evaluate(model, task, va["x"], va["y"], batch_size, device)
+        validations += 1
+        sched.step(val)
+        if val < best:
+            best, best_step, bad = val, steps, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            bad += 1
+            if bad >= patience:
+                break
+    if best_state is not None:  # None only when every validation loss was NaN: test the last state
+        model.load_state_dict(best_state)
+    return steps, validations, best, best_step
+
+
+def _test_metrics(task: str, pred: np.ndarray, te: dict, best: float, tr: dict, va: dict, batch_size: int) -> dict:
+    """The row's test metrics and counts, and the collapse flag (:func:`is_collapsed`)."""
+    from semgen_ray.evaluate.metrics import auc, dice, iou, mean_iou_per_batch
+
+    if task == "classification":
+        y = np.asarray(te["y"]).astype(bool)
+        return dict(auc=auc(y, pred), test_pos=int(y.sum()), test_neg=int((~y).sum()),
+                    collapsed=bool(is_collapsed(task, pred, best, _prior_loss(tr["y"], va["y"]))))
+    truth = te["y"].astype(bool)
+    has = truth.reshape(len(truth), -1).any(axis=1)
+    mask = pred >= 0.5
+    return dict(dice=dice(mask, truth), iou=iou(mask, truth), mean_iou=mean_iou_per_batch(pred, truth, batch_size),
+                test_pos=int(has.sum()), test_neg=int((~has).sum()), collapsed=bool(is_collapsed(task, pred)))
+
+
 def run_trial(data, task: str, arm: str, weights: str | None, seed: int, model_cfg: dict, *,
               head: str = "linear", lr: float = 1e-3, batch_size: int = 8, max_steps: int = 400,
               eval_every: int = 20, patience: int = 8, lr_patience: int = 3, label_fraction: float = 1.0,
@@ -192,7 +250,6 @@ def run_trial(data, task: str, arm: str, weights: str | None, seed: int, model_c
     """
     import torch
 
-    from semgen_ray.evaluate.metrics import auc, dice, iou, mean_iou_per_batch
     from semgen_ray.evaluate.tasks import subsample
 
     if task not in ("classification", "segmentation"):
@@ -211,55 +268,15 @@ def run_trial(data, task: str, arm: str, weights: str | None, seed: int, model_c
     # threshold 0: any decrease counts as an improvement, as for the best state and early stopping
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=lr_patience - 1,
                                                        threshold=0.0, min_lr=1e-6)
-    ytype = torch.long if task == "classification" else torch.float32
-    n = len(tr["x"])
-    smallest = min(2, batch_size, n)  # the smallest batch trained on: 2 unless that can never happen
-    order, pos = rng.permutation(n), 0
-    best, best_state, best_step, bad, steps, validations = math.inf, None, 0, 0, 0, 0
-    while steps < max_steps:
-        if pos >= n:
-            order, pos = rng.permutation(n), 0
-        idx = order[pos:pos + batch_size]
-        pos += batch_size
-        if len(idx) < smallest:
-            continue  # a single-cube remainder: BatchNorm needs more than one sample
-        model.train()
-        out = _forward(model, task, torch.from_numpy(tr["x"][idx]).to(device))
-        loss = _loss(task, out, torch.as_tensor(tr["y"][idx], dtype=ytype, device=device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        steps += 1
-        if steps % eval_every and steps < max_steps:
-            continue
-        val, _ = _evaluate(model, task, va["x"], va["y"], batch_size, device)
-        validations += 1
-        sched.step(val)
-        if val < best:
-            best, best_step, bad = val, steps, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            bad += 1
-            if bad >= patience:
-                break
-    if best_state is not None:  # None only when every validation loss was NaN: test the last state
-        model.load_state_dict(best_state)
+    steps, validations, best, best_step = _fine_tune(model, opt, sched, task, tr, va, rng, batch_size=batch_size,
+                                                    max_steps=max_steps, eval_every=eval_every, patience=patience,
+                                                    device=device)
     _, pred = _evaluate(model, task, te["x"], te["y"], batch_size, device)
     row = {"task": task, "arm": arm, "seed": int(seed), "label_fraction": float(label_fraction),
            "val_loss": float(best), "steps": steps, "best_step": best_step, "validations": validations,
-           "train_cases": int(n), "train_patients": int(len(np.unique(tr["patient"]))),
+           "train_cases": int(len(tr["x"])), "train_patients": int(len(np.unique(tr["patient"]))),
            "subset_draws": int(data.info.get("subset_draws", 0)), "test_cases": int(len(te["x"])),
            "lr_final": float(opt.param_groups[0]["lr"])}
-    if task == "classification":
-        y = np.asarray(te["y"]).astype(bool)
-        row.update(auc=auc(y, pred), test_pos=int(y.sum()), test_neg=int((~y).sum()),
-                   collapsed=bool(is_collapsed(task, pred, best, _prior_loss(tr["y"], va["y"]))))
-    else:
-        truth = te["y"].astype(bool)
-        has = truth.reshape(len(truth), -1).any(axis=1)
-        mask = pred >= 0.5
-        row.update(dice=dice(mask, truth), iou=iou(mask, truth),
-                   mean_iou=mean_iou_per_batch(pred, truth, batch_size), test_pos=int(has.sum()),
-                   test_neg=int((~has).sum()), collapsed=bool(is_collapsed(task, pred)))
+    row.update(_test_metrics(task, pred, te, best, tr, va, batch_size))
     row["seconds"] = round(time.perf_counter() - t0, 2)
     return row

@@ -281,6 +281,73 @@ def _seg_counts(y: np.ndarray, n_objects: int) -> dict:
             "foreground_fraction_median_object_cubes": round(float(np.median(fraction[has])), 6) if has.any() else 0.0}
 
 
+def _patient_cubes(volume, label, spacing, window, grid, objects, seed: int, pid: str, *, negatives: str,
+                   negatives_per_positive: int, seg_jitter: float, seg_background: int) -> dict:
+    """One patient's cubes: classification positives (``pos``) and negatives (``neg``, drawn from a
+    candidate ``pool`` of that many), segmentation cubes (``seg_x``) and their masks (``seg_y``).
+    Each random draw has its own stream of the patient's seed (:func:`_patient_rng`)."""
+    from semgen_ray.evaluate.candidates import body_and_lung
+
+    cls_origins = grid.origins(np.array([c for c, _ in objects]))
+    body = None
+    if negatives == "random":
+        neg_origins = _random_negatives(grid, label, negatives_per_positive, len(objects), _patient_rng(seed, pid))
+        pool = 0
+    else:
+        body, lung = body_and_lung(volume, spacing, window)
+        neg_origins, pool = _candidate_negatives(grid, volume, label, lung, spacing, window, cls_origins,
+                                                 negatives_per_positive, _patient_rng(seed, pid, 1))
+    jitter_rng = _patient_rng(seed, pid, 2)
+    seg_centres = [_jittered(c, box, grid.extent, seg_jitter, jitter_rng) for c, box in objects]
+    if seg_background:
+        if body is None:
+            body, _ = body_and_lung(volume, spacing, window)
+        seg_centres += list(_body_points(body, seg_background * len(objects), _patient_rng(seed, pid, 3)))
+    seg_origins = grid.origins(np.array(seg_centres))
+    return {"pos": grid.extract(volume, cls_origins), "neg": grid.extract(volume, neg_origins), "pool": pool,
+            "seg_x": grid.extract(volume, seg_origins), "seg_y": grid.extract(label, seg_origins, mask=True)}
+
+
+def _collect(parts: dict, counts: dict, split: str, pid: str, cubes: dict, objects: int,
+             negatives_per_positive: int) -> None:
+    """Add one patient's cubes to both tasks' ``split`` and its counts."""
+    pos, neg = cubes["pos"], cubes["neg"]
+    counts["positives"] += len(pos)
+    counts["negatives"] += len(neg)
+    counts["negatives_short"] += negatives_per_positive * len(pos) - len(neg)
+    counts["pool"] += cubes["pool"]
+    counts["objects"] += objects
+    cls, seg = parts["classification"][split], parts["segmentation"][split]
+    for x, y in ((pos, 1), (neg, 0)):
+        cls["x"].extend(x[:, None])
+        cls["y"].extend([y] * len(x))
+        cls["patient"].extend([pid] * len(x))
+    seg["x"].extend(cubes["seg_x"][:, None])
+    seg["y"].extend(cubes["seg_y"][:, None])
+    seg["patient"].extend([pid] * len(cubes["seg_x"]))
+
+
+def _task_data(task: str, parts: dict, counts: dict, store_uri: str, settings: dict) -> TaskData:
+    """One task's stacked splits; a TaskError names a split without cubes (or without negatives)."""
+    splits = {}
+    for s in SPLITS:
+        p = parts[s]
+        if not p["x"]:
+            raise TaskError(f"{task}: the {s} split of {store_uri} has no cube (labelled objects of ≥ "
+                            f"{settings['min_voxels']} voxels); add patients or change ingest.split_fractions")
+        if task == "classification" and not counts[s]["negatives"]:
+            raise TaskError(f"classification: the {s} split of {store_uri} has no negative cube (no "
+                            f"{settings['negatives']} negative without a label); try evaluate.negatives: random")
+        splits[s] = {"x": np.stack(p["x"]).astype(np.float32),
+                     "y": np.stack(p["y"]) if task == "segmentation" else np.asarray(p["y"], np.int64),
+                     "patient": np.asarray(p["patient"])}
+    if task == "classification":
+        info = {"counts": {s: dict(counts[s]) for s in SPLITS}}
+    else:
+        info = {"counts": {s: _seg_counts(splits[s]["y"], counts[s]["objects"]) for s in SPLITS}}
+    return TaskData(task, splits, {"task": task, **info, "settings": settings})
+
+
 def build_tasks(store_uri: str, cube, seed: int = 0, min_voxels: int = 8, negatives_per_positive: int = 2, *,
                 negatives: str = "candidates", cube_mm=None, seg_jitter: float = 0.25,
                 seg_background: int = 0) -> dict[str, TaskData]:
@@ -289,7 +356,6 @@ def build_tasks(store_uri: str, cube, seed: int = 0, min_voxels: int = 8, negati
     Everything random is drawn from per-patient seeds (``seed`` and the patient id), so the same
     arguments give identical arrays.
     """
-    from semgen_ray.evaluate.candidates import body_and_lung
     from semgen_ray.evaluate.shortcuts import task_shortcut_aucs
     from semgen_ray.store import IntensityWindow, open_store
 
@@ -327,65 +393,17 @@ def build_tasks(store_uri: str, cube, seed: int = 0, min_voxels: int = 8, negati
         objects = _objects(label, min_voxels)
         if not objects:
             continue
-        centres = np.array([c for c, _ in objects])
-        cls_origins = grid.origins(centres)
-        cls_x = grid.extract(volume, cls_origins)
-        if negatives == "random":
-            rng = _patient_rng(seed, pid)
-            neg_x = grid.extract(volume, _random_negatives(grid, label, negatives_per_positive, len(objects), rng))
-            pool = 0
-        else:
-            body, lung = body_and_lung(volume, spacing, window)
-            neg_origins, pool = _candidate_negatives(grid, volume, label, lung, spacing, window, cls_origins,
-                                                     negatives_per_positive, _patient_rng(seed, pid, 1))
-            neg_x = grid.extract(volume, neg_origins)
-        jitter_rng = _patient_rng(seed, pid, 2)
-        seg_centres = [_jittered(c, box, grid.extent, seg_jitter, jitter_rng) for c, box in objects]
-        if seg_background:
-            if negatives == "random":
-                body, _ = body_and_lung(volume, spacing, window)
-            seg_centres += list(_body_points(body, seg_background * len(objects), _patient_rng(seed, pid, 3)))
-        seg_origins = grid.origins(np.array(seg_centres))
-        seg_x, seg_y = grid.extract(volume, seg_origins), grid.extract(label, seg_origins, mask=True)
-
-        c, p = counts[split], parts
-        c["positives"] += len(cls_x)
-        c["negatives"] += len(neg_x)
-        c["negatives_short"] += negatives_per_positive * len(cls_x) - len(neg_x)
-        c["pool"] += pool
-        c["objects"] += len(objects)
-        for x, y in ((cls_x, 1), (neg_x, 0)):
-            p["classification"][split]["x"].extend(x[:, None])
-            p["classification"][split]["y"].extend([y] * len(x))
-            p["classification"][split]["patient"].extend([pid] * len(x))
-        p["segmentation"][split]["x"].extend(seg_x[:, None])
-        p["segmentation"][split]["y"].extend(seg_y[:, None])
-        p["segmentation"][split]["patient"].extend([pid] * len(seg_x))
+        cubes = _patient_cubes(volume, label, spacing, window, grid, objects, seed, pid,
+                               negatives=negatives, negatives_per_positive=negatives_per_positive,
+                               seg_jitter=seg_jitter, seg_background=seg_background)
+        _collect(parts, counts[split], split, pid, cubes, len(objects), negatives_per_positive)
     if not labelled:
         raise TaskError(f"no patient of {store_uri} has a label array: target tasks need labels")
     settings = {"negatives": negatives, "negatives_per_positive": int(negatives_per_positive),
                 "cube": list(cube), "cube_mm": None if cube_mm is None else list(cube_mm),
                 "seg_jitter": float(seg_jitter), "seg_background": int(seg_background),
                 "min_voxels": int(min_voxels), "seed": int(seed)}
-    out = {}
-    for task in TASKS:
-        splits = {}
-        for s in SPLITS:
-            p = parts[task][s]
-            if not p["x"]:
-                raise TaskError(f"{task}: the {s} split of {store_uri} has no cube (labelled objects of ≥ "
-                                f"{min_voxels} voxels); add patients or change ingest.split_fractions")
-            if task == "classification" and not counts[s]["negatives"]:
-                raise TaskError(f"classification: the {s} split of {store_uri} has no negative cube (no "
-                                f"{negatives} negative without a label); try evaluate.negatives: random")
-            splits[s] = {"x": np.stack(p["x"]).astype(np.float32),
-                         "y": np.stack(p["y"]) if task == "segmentation" else np.asarray(p["y"], np.int64),
-                         "patient": np.asarray(p["patient"])}
-        if task == "classification":
-            info = {"counts": {s: dict(counts[s]) for s in SPLITS}}
-        else:
-            info = {"counts": {s: _seg_counts(splits[s]["y"], counts[s]["objects"]) for s in SPLITS}}
-        out[task] = TaskData(task, splits, {"task": task, **info, "settings": settings})
+    out = {task: _task_data(task, parts[task], counts, store_uri, settings) for task in TASKS}
     window = IntensityWindow(*windows.pop()) if len(windows) == 1 else None
     cls = out["classification"]
     cls.info["shortcut_auc"] = task_shortcut_aucs(cls, window) if window else task_shortcut_aucs(cls)

@@ -237,27 +237,10 @@ def run_jobs(jobs: list[Job], store: StoreConfig, config: IngestConfig | None = 
     config = config or IngestConfig()
     t0 = time.perf_counter()
     vol_store = open_store(store.uri, mode="a", chunks=store.chunks, clevel=store.clevel)
-    rows = vol_store.manifest_rows()
-    if set(vol_store.stored_ids()) - {r["patient_id"] for r in rows}:
-        rows = vol_store.rebuild_manifest()  # a previous run died before writing its manifest
-    by_source: dict[str, dict[str, str]] = {}
-    for r in rows:
-        if r["status"] == "ok":
-            by_source.setdefault(r["source"], {})[r["patient_id"]] = r["source_sha256"]
-
+    by_source = _stored_sources(vol_store)
     report = IngestReport(store_uri=vol_store.uri)
     problems = list(problems)
-    claimed: dict[str, str] = {}
-    unique_jobs = []
-    for job in jobs:  # two sources with one id would overwrite each other
-        if job.patient_id in claimed and claimed[job.patient_id] != job.source:
-            problems.append({"patient_id": job.patient_id, "source": job.source,
-                             "error": f"patient id {job.patient_id!r} is also produced by "
-                                      f"{claimed[job.patient_id]}; give explicit ids in a CSV list"})
-        else:
-            claimed[job.patient_id] = job.source
-            unique_jobs.append(job)
-    jobs = unique_jobs
+    jobs = _unique_jobs(jobs, problems)
     pending_rows = [_failed(p["patient_id"], p["source"], p["error"]) for p in problems]
 
     ray = init_ray(ray_config)
@@ -281,19 +264,9 @@ def run_jobs(jobs: list[Job], store: StoreConfig, config: IngestConfig | None = 
             except Exception as err:  # noqa: BLE001 - the worker died (segfault, out of memory)
                 result = {"rows": [_failed(job.patient_id, job.source, f"worker crashed: {_one_line(err)}")],
                           "skipped": False, "bytes": 0}
-            for row in result["rows"]:
-                if row["status"] == "ok":
-                    (report.skipped if result["skipped"] else report.written).append(row["patient_id"])
-                    if row.get("warnings") and not result["skipped"]:
-                        report.warnings.append((row["patient_id"], row["warnings"]))
-                        for note in json.loads(row.get("intensity") or "{}").get("warnings", []):
-                            warnings.warn(f"{row['patient_id']}: {note}", IntensityWarning, stacklevel=2)
-                else:
-                    report.failed.append((row["patient_id"], row["source"], row["error"]))
-            report.notes += result.get("notes", [])
+            _add_result(report, result)
             replaced += [(pid, job.source, [r["patient_id"] for r in result["rows"]])
                          for pid in result.get("replaced", [])]
-            report.bytes_written += result["bytes"]
             pending_rows += result["rows"]
             if bar is not None:
                 bar.update(1)
@@ -309,6 +282,50 @@ def run_jobs(jobs: list[Job], store: StoreConfig, config: IngestConfig | None = 
     report.seconds = time.perf_counter() - t0
     report.failed.sort()
     return report
+
+
+def _stored_sources(vol_store) -> dict[str, dict[str, str]]:
+    """Source → {patient id: source hash} of the patients stored ``ok`` (the manifest rebuilt first
+    when a previous run died before writing it)."""
+    rows = vol_store.manifest_rows()
+    if set(vol_store.stored_ids()) - {r["patient_id"] for r in rows}:
+        rows = vol_store.rebuild_manifest()
+    by_source: dict[str, dict[str, str]] = {}
+    for r in rows:
+        if r["status"] == "ok":
+            by_source.setdefault(r["source"], {})[r["patient_id"]] = r["source_sha256"]
+    return by_source
+
+
+def _unique_jobs(jobs: list[Job], problems: list[dict]) -> list[Job]:
+    """``jobs`` without those whose patient id another source already claims (two sources with one id
+    would overwrite each other): each of those is added to ``problems``."""
+    claimed: dict[str, str] = {}
+    unique = []
+    for job in jobs:
+        if job.patient_id in claimed and claimed[job.patient_id] != job.source:
+            problems.append({"patient_id": job.patient_id, "source": job.source,
+                             "error": f"patient id {job.patient_id!r} is also produced by "
+                                      f"{claimed[job.patient_id]}; give explicit ids in a CSV list"})
+        else:
+            claimed[job.patient_id] = job.source
+            unique.append(job)
+    return unique
+
+
+def _add_result(report: IngestReport, result: dict) -> None:
+    """Count one task's rows in the report (written, skipped, failed, warnings, notes, bytes)."""
+    for row in result["rows"]:
+        if row["status"] == "ok":
+            (report.skipped if result["skipped"] else report.written).append(row["patient_id"])
+            if row.get("warnings") and not result["skipped"]:
+                report.warnings.append((row["patient_id"], row["warnings"]))
+                for note in json.loads(row.get("intensity") or "{}").get("warnings", []):
+                    warnings.warn(f"{row['patient_id']}: {note}", IntensityWarning, stacklevel=3)
+        else:
+            report.failed.append((row["patient_id"], row["source"], row["error"]))
+    report.notes += result.get("notes", [])
+    report.bytes_written += result["bytes"]
 
 
 def _remove_replaced(vol_store, replaced: list[tuple[str, str, list[str]]], in_use: set[str],

@@ -123,10 +123,14 @@ def _split_data_file_spec(value: str, header: str, subdir: str) -> list[str]:
     return [os.path.join(subdir, value.strip())]
 
 
-def _read_header_text(path: str, limit: int = 1 << 16) -> str:
-    with open(path, "rb") as f:
-        raw = f.read(limit)
-    return raw.decode("latin-1")
+def _header_lines(path: str, limit: int = 1 << 16) -> list[str]:
+    """The lines of a header's first ``limit`` bytes (latin-1); none when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(limit)
+    except OSError:
+        return []
+    return raw.decode("latin-1").splitlines()
 
 
 def metaimage_data_files(path: str | os.PathLike) -> list[str]:
@@ -135,11 +139,7 @@ def metaimage_data_files(path: str | os.PathLike) -> list[str]:
     Files are returned whether or not they exist (the reader checks that, with a clear message).
     """
     path = os.fspath(path)
-    try:
-        text = _read_header_text(path)
-    except OSError:
-        return []
-    lines = text.splitlines()
+    lines = _header_lines(path)
     for i, line in enumerate(lines):
         key, sep, value = line.partition("=")
         if sep and key.strip().lower() == "elementdatafile":
@@ -151,11 +151,7 @@ def metaimage_data_files(path: str | os.PathLike) -> list[str]:
 def nrrd_data_files(path: str | os.PathLike) -> list[str]:
     """Detached data files a ``.nhdr`` header names (``data file:`` / ``datafile:``); empty if attached."""
     path = os.fspath(path)
-    try:
-        text = _read_header_text(path)
-    except OSError:
-        return []
-    lines = text.splitlines()
+    lines = _header_lines(path)
     for i, line in enumerate(lines):
         if not line.strip():  # a blank line ends the header
             break

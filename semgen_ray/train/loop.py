@@ -320,29 +320,25 @@ def _maybe_fail(cfg: dict, rank: int, step: int) -> None:
         os._exit(1)
 
 
-def train_loop(cfg: dict) -> None:
-    """Ray Train worker function (``cfg``: :func:`semgen_ray.train.trainer.loop_config`)."""
+def _engine(cfg: dict, rank: int, device):
+    """Seed this rank, build the model and wrap it in DeepSpeed: ``(engine, optimizer, precision, dtype)``.
+
+    Every rank starts from the same initial weights (torch seeded with the run seed), then draws a
+    stream of its own (run seed + rank). ``train.precision: auto`` is bf16 only if every rank's
+    device computes it natively, so all ranks train in one precision.
+    """
     import deepspeed
     import numpy as np
-    import ray.train
-    import ray.train.torch as rtt
     import torch
 
     from semgen_ray.models import build_model
     from semgen_ray.train.deepspeed_config import deepspeed_config, make_optimizer, native_bf16, resolve_precision
-    from semgen_ray.train.objectives import loss_terms
-    from semgen_ray.train.schedule import LRSchedule, apply_lr
 
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
     random.seed(cfg["seed"] + rank)
     np.random.seed((cfg["seed"] + rank) % 2**32)
-    device = rtt.get_device()
-
     torch.manual_seed(cfg["seed"])  # the same initial weights on every rank ...
     train_cfg = cfg["train_config"]
     gpu = device.type == "cuda"
-    # auto: bf16 only if every rank's device computes it natively (all ranks train in one precision)
     lacking = _allreduce_sum([0.0 if native_bf16(gpu) else 1.0], device)[0]
     precision = resolve_precision(train_cfg.precision, native=lacking == 0)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
@@ -354,82 +350,133 @@ def train_loop(cfg: dict) -> None:
     engine, optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer,
                                                    config=deepspeed_config(train_cfg, gpu, precision),
                                                    dist_init_required=False)
+    return engine, optimizer, precision, dtype
 
-    schedule = LRSchedule(train_cfg.schedule, train_cfg.lr, train_cfg.gamma,
-                          train_cfg.step_epochs or max(1, int(0.8 * train_cfg.patience)))
-    from semgen_ray.train.objectives import warmup_epochs, warmup_objective
 
+def _restore(cfg: dict, engine, rank: int, device):
+    """``(state, schedule)``: from the newest good checkpoint (the resume logged in the state), else fresh."""
+    from semgen_ray.train.objectives import warmup_epochs
+    from semgen_ray.train.schedule import LRSchedule
+
+    train_cfg = cfg["train_config"]
     configured_warmup = warmup_epochs(cfg["objective"], train_cfg.cls_warmup_epochs)
     state, sched_state = _load(engine, rank, cfg.get("checkpoint_root"))
     if state is None:
-        state = _fresh_state(configured_warmup)
-    else:  # record what was restored, so a resume can be checked against the checkpoint
-        schedule = LRSchedule.from_state(sched_state)
-        state.setdefault("cls_warmup_epochs", 0)  # checkpoints from before the warm-up existed
-        if state["cls_warmup_epochs"] != configured_warmup and rank == 0:
-            logger.warning(f"[train] resuming with the checkpoint's classification warm-up of "
-                           f"{state['cls_warmup_epochs']} epoch(s), not the configured {configured_warmup}")
-        state["log"].append({"resumed_at_step": state["step"], "epoch": state["epoch"],
-                             "checkpoint": state.pop("resumed_from"),
-                             "batch_in_epoch": state["batch_in_epoch"],
-                             "saved_optimizer_fingerprint": state.get("optimizer_fingerprint"),
-                             "loaded_optimizer_fingerprint": optimizer_fingerprint(engine, device)})
-    # this attempt's placement, kept in every checkpoint
-    state["nodes"], state["worker_resources"] = _placement_of_each_rank(world)
-    state["precision"] = precision
-    apply_lr(optimizer, schedule.lr)
-    resumed_in_epoch = state["batch_in_epoch"]
+        return _fresh_state(configured_warmup), LRSchedule(
+            train_cfg.schedule, train_cfg.lr, train_cfg.gamma, train_cfg.step_epochs or max(1, int(0.8 * train_cfg.patience)))
+    state.setdefault("cls_warmup_epochs", 0)  # checkpoints from before the warm-up existed
+    if state["cls_warmup_epochs"] != configured_warmup and rank == 0:
+        logger.warning(f"[train] resuming with the checkpoint's classification warm-up of "
+                       f"{state['cls_warmup_epochs']} epoch(s), not the configured {configured_warmup}")
+    # what was restored, so a resume can be checked against the checkpoint
+    state["log"].append({"resumed_at_step": state["step"], "epoch": state["epoch"],
+                         "checkpoint": state.pop("resumed_from"), "batch_in_epoch": state["batch_in_epoch"],
+                         "saved_optimizer_fingerprint": state.get("optimizer_fingerprint"),
+                         "loaded_optimizer_fingerprint": optimizer_fingerprint(engine, device)})
+    return state, LRSchedule.from_state(sched_state)
 
-    batches = _Batches(cfg, device, dtype)
-    obj = batches.obj
-    warmup = int(state["cls_warmup_epochs"])
-    warm_obj = warmup_objective(cfg["objective"])
-    clock = cfg.get("epoch_clock")
-    lam_cls, lam_rec = train_cfg.lambda_cls, train_cfg.lambda_rec
-    train_shard = ray.train.get_dataset_shard("train")
-    val_shard = ray.train.get_dataset_shard("val")
-    max_steps = train_cfg.max_steps or None
-    every = train_cfg.checkpoint_every
-    writer = None
-    if rank == 0 and cfg.get("tensorboard_dir"):
-        from tensorboardX import SummaryWriter
 
-        from semgen_ray import runfolder
+class _Scalars:
+    """Rank 0's TensorBoard scalars (a URI run folder: written locally, uploaded when training ends)."""
 
-        # a URI run folder: events are written here and uploaded when training ends
-        tb_local = tempfile.mkdtemp(prefix="semgen_tb_") if runfolder.is_remote(cfg["tensorboard_dir"]) \
-            else cfg["tensorboard_dir"]
-        writer = SummaryWriter(tb_local)
+    def __init__(self, target: str | None) -> None:
+        self.target, self.writer = target, None
+        if target:
+            from tensorboardX import SummaryWriter
 
-    def log_scalars(metrics: dict) -> None:
-        if writer is not None:
+            from semgen_ray import runfolder
+
+            self.local = tempfile.mkdtemp(prefix="semgen_tb_") if runfolder.is_remote(target) else target
+            self.writer = SummaryWriter(self.local)
+
+    def log(self, metrics: dict, step: int) -> None:
+        if self.writer is not None:
             for k, v in metrics.items():
                 if isinstance(v, (int, float)) and k not in ("step", "epoch", "select_loss"):
-                    writer.add_scalar(k, v, state["step"])
-            writer.flush()
+                    self.writer.add_scalar(k, v, step)
+            self.writer.flush()
 
-    def done() -> bool:
-        return (state["epoch"] >= train_cfg.max_epochs or state["bad_epochs"] >= train_cfg.patience
-                or (max_steps is not None and state["step"] >= max_steps))
+    def close(self) -> None:
+        if self.writer is None:
+            return
+        self.writer.close()
+        if self.local != self.target:
+            import shutil
 
-    while not done():
-        epoch = state["epoch"] + 1
-        phase = state["phase"] = phase_of(epoch, warmup)
-        in_warmup = phase == WARMUP
-        epoch_obj = warm_obj if in_warmup else obj
-        if clock:  # before this rank asks for the epoch's data: Ray Data starts it once all ranks have
-            from semgen_ray.data.epoch_clock import set_epoch
+            from semgen_ray import runfolder
 
-            set_epoch(clock, epoch)
-        engine.train()
-        batches.start_epoch()
+            runfolder.upload(self.local, self.target)
+            shutil.rmtree(self.local, ignore_errors=True)
+
+
+class _Worker:
+    """One rank's pretraining: the engine, the run state and the epoch loop (train, validate, decide, save)."""
+
+    def __init__(self, cfg: dict) -> None:
+        import ray.train
+        import ray.train.torch as rtt
+
+        from semgen_ray.train.objectives import warmup_objective
+        from semgen_ray.train.schedule import apply_lr
+
+        ctx = ray.train.get_context()
+        self.cfg, self.t = cfg, cfg["train_config"]
+        self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        self.device = rtt.get_device()
+        self.engine, self.optimizer, self.precision, dtype = _engine(cfg, self.rank, self.device)
+        self.state, self.schedule = _restore(cfg, self.engine, self.rank, self.device)
+        # this attempt's placement, kept in every checkpoint
+        self.state["nodes"], self.state["worker_resources"] = _placement_of_each_rank(self.world)
+        self.state["precision"] = self.precision
+        apply_lr(self.optimizer, self.schedule.lr)
+        self.resumed_in_epoch = self.state["batch_in_epoch"]
+        self.batches = _Batches(cfg, self.device, dtype)
+        self.warmup = int(self.state["cls_warmup_epochs"])
+        self.objectives = {JOINT: self.batches.obj, WARMUP: warmup_objective(cfg["objective"])}
+        self.shards = {s: ray.train.get_dataset_shard(s) for s in ("train", "val")}
+        self.max_steps = self.t.max_steps or None
+        self.scalars = _Scalars(cfg.get("tensorboard_dir") if self.rank == 0 else None)
+
+    def done(self) -> bool:
+        s = self.state
+        return (s["epoch"] >= self.t.max_epochs or s["bad_epochs"] >= self.t.patience
+                or (self.max_steps is not None and s["step"] >= self.max_steps))
+
+    def save(self, metrics: dict) -> None:
+        _save(self.engine, self.state, self.schedule, metrics, self.rank, self.device, self.cfg.get("checkpoint_root"))
+
+    def _step_sums(self, x, y, labels, epoch: int, phase: str, train: bool) -> list[float]:
+        """Forward (and, training, backward and DeepSpeed step) of one micro-batch: its loss sums."""
+        import torch
+
+        from semgen_ray.train.objectives import loss_terms
+
+        restored, logits = _forward(self.engine, x, phase == WARMUP)
+        loss, parts = loss_terms(self.objectives[phase], restored, y, logits, labels, self.t.lambda_cls,
+                                 self.t.lambda_rec)
+        if train:
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"rank {self.rank} epoch {epoch} step {self.state['step']}: non-finite loss")
+            self.engine.backward(loss)
+            self.engine.step()
+        n = x.shape[0]
+        return [loss.item() * n, parts["rec_loss"].item() * n, parts["cls_loss"].item() * n,
+                float(parts["correct"]), n]
+
+    def train_epoch(self, epoch: int, phase: str):
+        """One pass over this rank's shard (skipping the batches a resume had trained on); checkpoints
+        every ``checkpoint_every`` optimizer steps. Returns ``(metrics, digest of the rows iterated)``."""
+        import numpy as np
+
+        state, every = self.state, self.t.checkpoint_every
+        self.engine.train()
+        self.batches.start_epoch()
         sums = np.zeros(5)  # loss·n, rec·n, cls·n, correct, n
         t_wait = t_start = time.perf_counter()
-        wait = 0.0
-        micro = 0
+        wait, micro = 0.0, 0
         rows = hashlib.sha256()  # the epoch's sample order, skipped batches of a resume included
-        for i, (batch, last) in enumerate(_with_last(_iterate(train_shard, cfg, train=True, epoch=epoch,
-                                                                rank=rank))):
+        batches = _iterate(self.shards["train"], self.cfg, train=True, epoch=epoch, rank=self.rank)
+        for i, (batch, last) in enumerate(_with_last(batches)):
             wait += time.perf_counter() - t_wait
             rows.update(batch["row_id"].numpy().astype("<i8").tobytes())
             if i < state["batch_in_epoch"]:  # resumed mid-epoch: these batches were trained on
@@ -437,82 +484,88 @@ def train_loop(cfg: dict) -> None:
                 continue
             # an optimizer step every grad_accum micro-batches and after the epoch's last one, so no
             # gradient is carried into the next epoch (or lost by a resume from the epoch's end)
-            boundary = (micro + 1) % train_cfg.grad_accum == 0 or last
-            engine.set_gradient_accumulation_boundary(boundary)
-            x, y, labels = batches(batch, epoch, in_warmup)
-            restored, logits = _forward(engine, x, in_warmup)
-            loss, parts = loss_terms(epoch_obj, restored, y, logits, labels, lam_cls, lam_rec)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"rank {rank} epoch {epoch} step {state['step']}: non-finite loss")
-            engine.backward(loss)
-            engine.step()
+            boundary = (micro + 1) % self.t.grad_accum == 0 or last
+            self.engine.set_gradient_accumulation_boundary(boundary)
+            x, y, labels = self.batches(batch, epoch, phase == WARMUP)
+            sums += self._step_sums(x, y, labels, epoch, phase, train=True)
             micro += 1
-            n = x.shape[0]
-            sums += [loss.item() * n, parts["rec_loss"].item() * n, parts["cls_loss"].item() * n,
-                     float(parts["correct"]), n]
             state["batch_in_epoch"] = i + 1
             if boundary:  # an optimizer step happened
                 state["step"] += 1
-                _maybe_fail(cfg, rank, state["step"])
+                _maybe_fail(self.cfg, self.rank, state["step"])
                 if every and state["step"] % every == 0:
-                    m = _train_metrics(sums, wait, t_start, world, device, state, schedule.lr, epoch)
-                    log_scalars(m)
-                    _save(engine, state, schedule, {**m, "phase": phase, "select_loss": select_loss(phase)}, rank,
-                          device, cfg.get("checkpoint_root"))
-                if max_steps is not None and state["step"] >= max_steps:
+                    m = _train_metrics(sums, wait, t_start, self.world, self.device, state, self.schedule.lr, epoch)
+                    self.scalars.log(m, state["step"])
+                    self.save({**m, "phase": phase, "select_loss": select_loss(phase)})
+                if self.max_steps is not None and state["step"] >= self.max_steps:
                     break
             t_wait = time.perf_counter()
-        train_m = {**_train_metrics(sums, wait, t_start, world, device, state, schedule.lr, epoch),
-                   **batches.fed(device)}
+        metrics = _train_metrics(sums, wait, t_start, self.world, self.device, state, self.schedule.lr, epoch)
+        return {**metrics, **self.batches.fed(self.device)}, rows
 
-        # validation: fixed corruptions, no gradient
-        engine.eval()
+    def validate(self, epoch: int, phase: str):
+        """The validation split (fixed corruptions, no gradient): ``(sums over ranks, digest of the inputs)``."""
+        import numpy as np
+        import torch
+
+        self.engine.eval()
         vs = np.zeros(5)
         val_inputs = hashlib.sha256()  # the validation inputs fed: the same every epoch when fixed
+        seed_epoch = VAL_EPOCH if self.t.fixed_val_corruption else epoch
         with torch.no_grad():
-            for batch in _iterate(val_shard, cfg, train=False):
-                x, y, labels = batches(batch, VAL_EPOCH if train_cfg.fixed_val_corruption else epoch, in_warmup)
+            for batch in _iterate(self.shards["val"], self.cfg, train=False):
+                x, y, labels = self.batches(batch, seed_epoch, phase == WARMUP)
                 val_inputs.update(x.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-                restored, logits = _forward(engine, x, in_warmup)
-                loss, parts = loss_terms(epoch_obj, restored, y, logits, labels, lam_cls, lam_rec)
-                n = x.shape[0]
-                vs += [loss.item() * n, parts["rec_loss"].item() * n, parts["cls_loss"].item() * n,
-                       float(parts["correct"]), n]
-        v = _allreduce_sum(vs.tolist(), device)
+                vs += self._step_sums(x, y, labels, epoch, phase, train=False)
+        return _allreduce_sum(vs.tolist(), device=self.device), val_inputs
+
+    def run_epoch(self) -> None:
+        """Train, validate, update early stopping and the LR schedule (joint epochs only), record the
+        epoch in the history and save the epoch-end checkpoint."""
+        from semgen_ray.train.schedule import apply_lr
+
+        state, epoch = self.state, self.state["epoch"] + 1
+        phase = state["phase"] = phase_of(epoch, self.warmup)
+        if self.cfg.get("epoch_clock"):  # before this rank asks for the epoch's data: Ray Data starts it
+            from semgen_ray.data.epoch_clock import set_epoch  # once all ranks have
+
+            set_epoch(self.cfg["epoch_clock"], epoch)
+        train_m, rows = self.train_epoch(epoch, phase)
+        v, val_inputs = self.validate(epoch, phase)
         vn = max(v[4], 1.0)
-        val_loss = v[0] / vn
+        val_loss, lr = v[0] / vn, self.schedule.lr
         if not math.isfinite(val_loss):
             raise FloatingPointError(f"epoch {epoch}: non-finite validation loss")
-        lr = schedule.lr
         if phase == JOINT:  # early stopping and the LR schedule see joint epochs only (1, 2, ... after W)
             if val_loss < state["best_val_loss"]:
                 state.update(best_val_loss=val_loss, best_epoch=epoch, bad_epochs=0)
             else:
                 state["bad_epochs"] += 1
-            apply_lr(optimizer, schedule.after_epoch(epoch - warmup, val_loss))
-        state.update(epoch=epoch, batch_in_epoch=0, phase=phase_of(epoch + 1, warmup))
-        metrics = {**train_m, "phase": phase, "val_loss": val_loss, "val_rec_loss": v[1] / vn, "val_cls_loss": v[2] / vn,
-                   "val_acc": v[3] / vn, "lr": lr, "best_val_loss": state["best_val_loss"],
+            apply_lr(self.optimizer, self.schedule.after_epoch(epoch - self.warmup, val_loss))
+        state.update(epoch=epoch, batch_in_epoch=0, phase=phase_of(epoch + 1, self.warmup))
+        metrics = {**train_m, "phase": phase, "val_loss": val_loss, "val_rec_loss": v[1] / vn,
+                   "val_cls_loss": v[2] / vn, "val_acc": v[3] / vn, "lr": lr, "best_val_loss": state["best_val_loss"],
                    "best_epoch": state["best_epoch"], "bad_epochs": state["bad_epochs"], "epoch_end": True,
-                   "resumed_at_batch": resumed_in_epoch, "rows_digest": _rows_digest(rows),
-                   "val_inputs_digest": _rows_digest(val_inputs), "precision": precision}
-        resumed_in_epoch = 0
+                   "resumed_at_batch": self.resumed_in_epoch, "rows_digest": _rows_digest(rows),
+                   "val_inputs_digest": _rows_digest(val_inputs), "precision": self.precision}
+        self.resumed_in_epoch = 0
         state["history"].append({k: v for k, v in metrics.items() if k != "epoch_end"})
         # what Ray Train ranks checkpoints by: joint validation losses only (warm-up epochs never "best")
         metrics["select_loss"] = select_loss(phase, val_loss)
-        if done():
-            state["stopped"] = ("max_steps" if max_steps is not None and state["step"] >= max_steps
-                                else "patience" if state["bad_epochs"] >= train_cfg.patience else "max_epochs")
+        if self.done():
+            state["stopped"] = ("max_steps" if self.max_steps is not None and state["step"] >= self.max_steps
+                                else "patience" if state["bad_epochs"] >= self.t.patience else "max_epochs")
             metrics["stopped"] = state["stopped"]
-        log_scalars(metrics)
-        _save(engine, state, schedule, metrics, rank, device, cfg.get("checkpoint_root"))
-    if writer is not None:
-        writer.close()
-        if tb_local != cfg["tensorboard_dir"]:
-            import shutil
+        self.scalars.log(metrics, state["step"])
+        self.save(metrics)
 
-            runfolder.upload(tb_local, cfg["tensorboard_dir"])
-            shutil.rmtree(tb_local, ignore_errors=True)
+
+def train_loop(cfg: dict) -> None:
+    """Ray Train worker function (``cfg``: :func:`semgen_ray.train.trainer.loop_config`)."""
+    worker = _Worker(cfg)
+    while not worker.done():
+        worker.run_epoch()
+    worker.scalars.close()
 
 
 def _train_metrics(sums, wait: float, t_start: float, world: int, device, state: dict, lr: float,

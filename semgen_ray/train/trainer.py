@@ -17,7 +17,6 @@ report (loss curves, sample cubes, ``train.json``) is written. The stage folder 
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import logging
@@ -210,10 +209,9 @@ def run_pretraining(config: SemGenConfig, store_uri: str, manifest_path: str, ou
     """
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
     import ray
-    from ray.train import DataConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train import FailureConfig
 
-    from semgen_ray import runfolder
+    from semgen_ray import ray_train, runfolder
     from semgen_ray.data.epoch_clock import create_epoch_clock
     from semgen_ray.gpus import decide_gpus
     from semgen_ray.logs import ReportRelay
@@ -242,31 +240,17 @@ def run_pretraining(config: SemGenConfig, store_uri: str, manifest_path: str, ou
     cfg = loop_config(config, data.num_classes, gpu, tensorboard, fault_injection)
     cfg["checkpoint_root"] = f"{storage.rstrip('/')}/{RUN_NAME}"
     cfg["epoch_clock"] = clock_name
-    # Deterministic ingest: blocks leave Ray Data, and are split between ranks, in a seeded order
-    # (preserve_order also turns off the locality-based split, which depends on timing).
-    ingest = copy.deepcopy(ray.data.DataContext.get_current().execution_options)
-    ingest.preserve_order = True
     resources = {"CPU": t.cpus_per_worker, **({"GPU": 1} if gpu else {})}
     logger.info(f"[train] {t.objective}: {data.train_rows} train / {data.val_rows} val cubes, {data.num_classes} "
                 f"classes; {t.num_workers} worker(s) × {resources}, DeepSpeed ZeRO-{t.zero_stage} {t.precision}, "
                 f"corruption {t.corruption} on {t.corrupt_on}; checkpoints in {storage}/{RUN_NAME}")
     relay = ReportRelay("train", functools.partial(epoch_line, max_epochs=t.max_epochs), __name__)
-    trainer = TorchTrainer(
-        train_loop, train_loop_config=cfg,
-        torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
-        scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=gpu, resources_per_worker=resources,
-                                     placement_strategy=t.placement),
-        run_config=RunConfig(
-            name=RUN_NAME, storage_path=storage, callbacks=relay.callbacks,
-            failure_config=FailureConfig(max_failures=t.max_failures),
-            checkpoint_config=checkpoint_config(t)),
-        datasets={"train": data.train, "val": data.val},
-        dataset_config=DataConfig(execution_options=ingest),
-    )
     try:
         t0 = time.perf_counter()
-        with relay:  # the epoch lines, from Ray Train's controller to this log
-            result = trainer.fit()
+        result = ray_train.fit(train_loop, cfg, {"train": data.train, "val": data.val}, relay=relay, name=RUN_NAME,
+                               storage=storage, num_workers=t.num_workers, gpu=gpu, resources=resources,
+                               placement=t.placement, failure_config=FailureConfig(max_failures=t.max_failures),
+                               checkpoint_config=checkpoint_config(t))
         seconds = time.perf_counter() - t0
         record = _finish(config, cfg, data, result, seconds, store_uri, manifest_path, out, storage, decision)
         return _publish(record, out, str(out_dir)) if remote else record
