@@ -322,6 +322,40 @@ def train_data(results: Path) -> str:
               f"nodes with fewer than ~{a['cores_per_h100']:.0f} cores per GPU, use `train.corrupt_on: device`.\n")
 
 
+def _train_data_profile(results: Path, name: str) -> str:
+    """Where the data path's CPU time goes: the serial pieces against the pipeline, by process role."""
+    d = load(name, results)
+    ser, steady = d["serial"], d["passes"][1:] or d["passes"]
+    n = sum(p["cubes"] for p in steady)
+
+    def per_cube(key: str) -> float:
+        return 1e3 * sum(p["cpu_s"].get(key, 0.0) for p in steady) / n
+
+    idle = 1e3 * sum(p["idle_core_s"] for p in steady) / n
+    total = 1e3 * sum(p["wall_s"] for p in steady) * d["cores"] / n
+    m = d["machine"]
+    rows = [["crop-on-read (serial, one thread, no Ray)", f"{ser['read_ms_per_cube']:.1f}"],
+            ["`sg` corruptions (serial, one thread, no Ray)", f"{ser['corrupt_ms_per_cube']:.1f}"],
+            ["**pipeline: Ray Data workers (read + corrupt tasks, their block transfers)**", f"{per_cube('ray workers'):.1f}"],
+            ["pipeline: the driver (iter_batches, batches of 32)", f"{per_cube('driver'):.1f}"],
+            ["pipeline: Ray's daemons (raylet, GCS, ...)", f"{per_cube('ray daemons'):.1f}"],
+            ["pipeline: idle cores", f"{idle:.1f}"]]
+    store = d["params"]["set"] and ", ".join(d["params"]["set"]) or "ray.object_store_mb=512 (cpu-tiny's)"
+    return (f"`benchmarks/results/{name}` ({m['cpu']}, {d['cores']} cores, {store}; passes after the first: "
+            f"{d['steady_cubes_per_s']:.0f} cubes/s, {d['steady_cubes_per_s'] / d['cores']:.0f} per core):\n\n"
+            + table(["where", "ms of a core per cube"], rows)
+            + f"\nIn all {total:.1f} ms of a core per cube in the pipeline against {ser['total_ms_per_cube']:.1f} ms "
+              f"for the same work done serially ({total / ser['total_ms_per_cube']:.2f}×).\n")
+
+
+def train_data_profile(results: Path) -> str:
+    return _train_data_profile(results, "train_data_profile.json")
+
+
+def train_data_profile_512mb(results: Path) -> str:
+    return _train_data_profile(results, "train_data_profile_512mb.json")
+
+
 def _seconds(s: float) -> str:
     return f"{s:.2f} s" if s < 0.1 else f"{s:.1f} s" if s < 10 else f"{s:.0f} s"
 
@@ -475,6 +509,8 @@ SECTIONS = {
     "discovery": discovery,
     "unet_avx2": unet_avx2,
     "unet_layout": unet_layout,
+    "train_data_profile": train_data_profile,
+    "train_data_profile_512mb": train_data_profile_512mb,
     "evaluate_wall": evaluate_wall,
     "evaluate_wall_previous": evaluate_wall_previous,
     "evaluate_wall_default_layout": evaluate_wall_default_layout,

@@ -11,6 +11,8 @@ def test_presets_load_and_match_the_paper():
     assert (d.num_classes, d.k_train, d.k_val, d.resolutions) == (44, 200, 30, 3)
     assert paper.data.cube_size == (64, 64, 32) and paper.model.width == 32
     assert (paper.train.batch_size, paper.train.lr, paper.train.lambda_cls, paper.train.patience) == (64, 1e-3, 0.01, 50)
+    # local mode: 64x64x32 cubes' 25-50 MB blocks starved in 512 MB (benchmarks/results/train_data_profile*.json)
+    assert paper.ray.object_store_mb == 2048 and load_config("cpu-tiny").ray.object_store_mb == 512
     tiny = load_config("cpu-tiny")
     assert tiny.model.width == 8 and max(tiny.data.cube_size) <= 32
     assert load_config() == tiny
