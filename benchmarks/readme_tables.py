@@ -306,14 +306,19 @@ def train_step_fp32(results: Path) -> str:
 
 def train_data(results: Path) -> str:
     a, b = load("train_data.json", results), load("train_data_crops_only.json", results)
-    rows = [["`sg` on Ray Data CPU workers (`train.corrupt_on: data`)", fmt(a["steady_cubes_per_s"]),
-             fmt(a["cubes_per_s_per_core"]), f"**~{a['cores_per_h100']:.0f}**"],
-            ["none on the CPU (`train.corrupt_on: device`: crop-on-read only)", fmt(b["steady_cubes_per_s"]),
-             fmt(b["cubes_per_s_per_core"]), f"**~{b['cores_per_h100']:.0f}**"]]
+    a0, b0 = load("train_data_512mb.json", results), load("train_data_crops_only_512mb.json", results)
+
+    def row(what: str, d: dict, store: str) -> list:
+        return [what, store, fmt(d["steady_cubes_per_s"]), fmt(d["cubes_per_s_per_core"]), f"**~{d['cores_per_h100']:.0f}**"]
+
+    sg, crops = "`sg` on Ray Data CPU workers (`train.corrupt_on: data`)", \
+        "none on the CPU (`train.corrupt_on: device`: crop-on-read only)"
+    rows = [row(sg, a, "2 GB"), row(crops, b, "2 GB"), row(sg, a0, "512 MB (local default)"), row(crops, b0, "512 MB (local default)")]
     h100 = a["h100_paper_cubes_per_s_estimate"]
-    return (f"`benchmarks/results/train_data.json`, `train_data_crops_only.json` (median of the passes after the "
-            f"first):\n\n"
-            + table([f"corruptions", f"cubes/s on {a['cores']} cores", "per core",
+    return (f"`benchmarks/results/train_data.json`, `train_data_crops_only.json` (2 GB object store); "
+            f"`train_data_512mb.json`, `train_data_crops_only_512mb.json` (local mode's 512 MB store); median "
+            f"of the passes after the first, one run each, on one machine:\n\n"
+            + table(["corruptions", "object store", f"cubes/s on {a['cores']} cores", "per core",
                      f"cores per H100 (paper U-Net, ~{h100:.0f} cubes/s)"], rows)
             + f"\nAn H100 training the `paper` U-Net consumes about {h100:.0f} cubes/s (754 GFLOP per cube at ~40 % of "
               f"990 TFLOP/s bf16; an estimate, no GPU was measured). Feeding it takes about "

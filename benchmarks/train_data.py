@@ -8,12 +8,15 @@ per training cube at ~40 % of 990 TFLOP/s bf16), so about G / (N / C) cores per 
 
 The manifest is the reference mix: per patient and class one native 64×64×32 crop and two crops of
 1.25-2× that size (resized on read), at 8 class coordinates, over ``--patients`` phantom patients of
-``--shape``. Each pass reads every train cube once to the driver (``iter_batches``); the first pass
-(worker start-up) is reported apart.
+``--shape``. Each pass is an epoch of the run's epoch clock, as in training, and reads every train
+cube once to the driver (``iter_batches``); the first pass (worker start-up) is reported apart. The
+local object store is ``cpu-tiny``'s 512 MB unless ``--set ray.object_store_mb=…`` (the ``paper``
+preset's 2048: 64×64×32 cubes starve in 512 MB, ``benchmarks/train_data_profile.py``).
 
-    ./venv-run python benchmarks/train_data.py --patients 16 --classes 16 --passes 4        # ~3 min
     ./venv-run python benchmarks/train_data.py --patients 16 --classes 16 --passes 4 \
-        --corrupt-on device --out benchmarks/results/train_data_crops_only.json
+        --set ray.object_store_mb=2048                                                 # ~3 min
+    ./venv-run python benchmarks/train_data.py --patients 16 --classes 16 --passes 4 \
+        --set ray.object_store_mb=2048 --corrupt-on device --out benchmarks/results/train_data_crops_only.json
 """
 
 from __future__ import annotations
@@ -63,6 +66,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--read-cpus", type=float, default=1.0)
     ap.add_argument("--corrupt-on", choices=("data", "device"), default="data",
                     help="device: measure crop-on-read alone (corruptions then run on the GPU)")
+    ap.add_argument("--set", action="append", default=[],
+                    help="config override, e.g. ray.object_store_mb=2048 (the paper preset's local-mode store)")
     ap.add_argument("--work", help="folder for the store (default: temporary)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_data.json"))
     args = ap.parse_args(argv)
@@ -78,7 +83,7 @@ def main(argv=None) -> dict:
 
     work = Path(args.work or tempfile.mkdtemp(prefix="semgen_train_data_"))
     config = load_config("cpu-tiny", [f"data.cube_size={args.cube}", f"data.read_cpus={args.read_cpus}",
-                                      f"train.corrupt_on={args.corrupt_on}", "train.corruption=sg"])
+                                      f"train.corrupt_on={args.corrupt_on}", "train.corruption=sg", *args.set])
     init_ray(config.ray)
     store_uri = str(work / "store.zarr")
     write_cohort(replace(config.phantoms, n=args.patients, shape=tuple(args.shape)),
@@ -87,9 +92,13 @@ def main(argv=None) -> dict:
     manifest = str(work / "patterns.parquet")
     write_manifest(manifest_rows(shapes, args.cube, args.classes, 0), manifest, {"benchmark": "train_data"},
                    config_hash="benchmark")
-    data = pattern_datasets(config, store_uri, manifest)
+    from semgen_ray.data.epoch_clock import create_epoch_clock, set_epoch
+
+    clock, _handle = create_epoch_clock()  # as in training: each pass an epoch, patients in its order
+    data = pattern_datasets(config, store_uri, manifest, epoch_clock=clock)
     passes = []
-    for _ in range(args.passes):
+    for epoch in range(1, args.passes + 1):
+        set_epoch(clock, epoch)
         t0 = time.perf_counter()
         n = 0
         for batch in data.train.iter_batches(batch_size=32, batch_format="numpy"):
