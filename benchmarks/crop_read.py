@@ -102,7 +102,7 @@ def bench_ray(uri, boxes, cube, construction, passes, num_cpus_task) -> list[flo
 
 def bench_store_loop(uri, boxes, cube, passes) -> list[float]:
     from semgen_ray.data.boxes import as_box_table, box_arrays, group_by_patient
-    from semgen_ray.data.cropping import read_patient_crops
+    from semgen_ray.data.patient_crops import read_patient_crops
     from semgen_ray.store import open_store
 
     store = open_store(uri)
@@ -122,7 +122,7 @@ def bench_store_loop(uri, boxes, cube, passes) -> list[float]:
 
 def bench_npy(npy, boxes, cube, passes) -> list[float]:
     from semgen_ray.data.boxes import as_box_table, box_arrays, group_by_patient
-    from semgen_ray.data.cropping import cut_crops
+    from semgen_ray.data.patient_crops import cut_crops
     from semgen_ray.store import CT_WINDOW
 
     table = as_box_table(boxes)

@@ -18,7 +18,7 @@ Sections of the JSON it writes (``<out>/gpu_check.json``), each with ``status`` 
   the parameters drawn on the host (the real cost) and applying pre-drawn parameters only, and the
   largest difference from the numpy back end on the same per-sample seeds.
 * ``data_path``: a torch ``DataLoader`` with N worker processes (N = 1, 2, 4, 8) reading random
-  64×64×32 crops of a phantom Zarr volume store (:func:`semgen_ray.data.cropping.read_patient_crops`,
+  64×64×32 crops of a phantom Zarr volume store (:func:`semgen_ray.data.patient_crops.read_patient_crops`,
   one region read per batch as the Ray Data read tasks do) feeding the bf16 training step on the
   device; corruptions on the device (torch back end, ``corrupt_on: device``) or in the workers
   (``sg``, numpy, ``corrupt_on: data``). Reported: cubes/s and the fraction of the wall time the
@@ -348,7 +348,7 @@ class CropBatches(torch.utils.data.IterableDataset):
     def __iter__(self):
         import numpy as np
 
-        from semgen_ray.data.cropping import read_patient_crops
+        from semgen_ray.data.patient_crops import read_patient_crops
         from semgen_ray.store import open_store
         from semgen_ray.transforms import make_corruption
 
@@ -382,7 +382,7 @@ def _loader(ds, workers: int):
 def data_path_section(s: dict, device, tmp: str) -> dict:
     import numpy as np
 
-    import semgen_ray.data.cropping  # noqa: F401 - imported once here, inherited by the forked workers
+    import semgen_ray.data.patient_crops  # noqa: F401 - imported once here, inherited by the forked workers
     from semgen_ray.models import build_model
     from semgen_ray.transforms import make_corruption
 

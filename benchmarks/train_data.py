@@ -1,6 +1,6 @@
 """Benchmark: cubes/s the pretraining data path delivers per CPU core, against what a GPU consumes.
 
-Claim measured: the streaming pipeline of the ``train`` stage (:func:`semgen_ray.train.datasets.
+Claim measured: the streaming pipeline of the ``train`` stage (:func:`semgen_ray.train.pattern_data.
 pattern_datasets`: crop-on-read by the pattern manifest, resolutions 2-3 resized, ``sg``
 corruptions on Ray Data CPU workers) delivers N cubes/s on this machine's C cores; one H100 training
 the ``paper`` U-Net consumes G cubes/s (from its FLOPs per cube, ``benchmarks/unet.py``: 754 GFLOP
@@ -75,11 +75,11 @@ def main(argv=None) -> dict:
     from dataclasses import replace
 
     from semgen_ray.config import load_config
-    from semgen_ray.discovery.manifest import write_manifest
+    from semgen_ray.discovery.pattern_manifest import write_manifest
     from semgen_ray.phantoms.cohort import write_cohort
     from semgen_ray.runtime import init_ray
     from semgen_ray.store import open_store
-    from semgen_ray.train.datasets import pattern_datasets
+    from semgen_ray.train.pattern_data import pattern_datasets
 
     work = Path(args.work or tempfile.mkdtemp(prefix="semgen_train_data_"))
     config = load_config("cpu-tiny", [f"data.cube_size={args.cube}", f"data.read_cpus={args.read_cpus}",

@@ -85,7 +85,7 @@ def serial(store_uri: str, rows: list[dict], cube, policy, read_batch: int = 16)
     """CPU ms per cube of crop-on-read and of the corruptions, in this process, no Ray."""
     import torch
 
-    from semgen_ray.data.cropping import read_patient_crops
+    from semgen_ray.data.patient_crops import read_patient_crops
     from semgen_ray.data.restoration import restoration_pairs
     from semgen_ray.store import open_store
 
@@ -163,11 +163,11 @@ def main(argv=None) -> dict:
     from dataclasses import replace
 
     from semgen_ray.config import load_config
-    from semgen_ray.discovery.manifest import write_manifest
+    from semgen_ray.discovery.pattern_manifest import write_manifest
     from semgen_ray.phantoms.cohort import write_cohort
     from semgen_ray.runtime import init_ray
     from semgen_ray.store import open_store
-    from semgen_ray.train.datasets import pattern_datasets
+    from semgen_ray.train.pattern_data import pattern_datasets
 
     work = Path(args.work or tempfile.mkdtemp(prefix="semgen_train_data_"))
     config = load_config("cpu-tiny", [f"data.cube_size={args.cube}", "data.read_cpus=1.0",

@@ -203,7 +203,7 @@ def make_workload(args, work: Path):
     from dataclasses import replace
 
     from semgen_ray.config import load_config
-    from semgen_ray.discovery.manifest import write_manifest
+    from semgen_ray.discovery.pattern_manifest import write_manifest
     from semgen_ray.phantoms.cohort import write_cohort
     from semgen_ray.store import open_store
 

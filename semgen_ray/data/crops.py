@@ -14,7 +14,7 @@ from semgen_ray.data.boxes import (
     check_in_bounds,
     group_by_patient,
 )
-from semgen_ray.data.cropping import read_patient_crops
+from semgen_ray.data.patient_crops import read_patient_crops
 
 
 def _crop_task(store_uri: str, patient_id: str, rows, cube_size, normalize, antialias,

@@ -152,7 +152,7 @@ class _Run:
 
     def __init__(self, config: SemGenConfig, store_uri: str, out_dir: str, force: bool) -> None:
         from semgen_ray import runfolder
-        from semgen_ray.discovery.manifest import config_hash
+        from semgen_ray.discovery.pattern_manifest import config_hash
         from semgen_ray.store import open_store
 
         self.config, self.d, self.store_uri, self.force = config, config.discovery, store_uri, force
@@ -220,7 +220,7 @@ def _autoencoder(run: _Run) -> tuple[dict, str]:
     """Step 1a: the trained auto-encoder's record and its reuse key (reused when the key matches)."""
     from semgen_ray import reuse
     from semgen_ray.discovery.autoencoder_training import train_autoencoder
-    from semgen_ray.discovery.manifest import config_hash
+    from semgen_ray.discovery.pattern_manifest import config_hash
 
     d, at = run.d, run.at
     ae_key = config_hash({k: v for k, v in run.settings.items() if k.startswith("ae_")}, run.inputs)
@@ -356,7 +356,7 @@ def _crop_corners(run: _Run, classes, train_neighbours, val_neighbours) -> tuple
 def _patterns(run: _Run, rng, classes, train_nb, train_dist, val_nb, val_dist, corners, boxes_of) -> None:
     """Step 4: the crop boxes of every class in its train (resolutions 1-N) and validation
     neighbours, the pattern manifest, and the record's class list and neighbour purity."""
-    from semgen_ray.discovery.manifest import write_manifest
+    from semgen_ray.discovery.pattern_manifest import write_manifest
     from semgen_ray.discovery.patterns import class_boxes
 
     d, shapes = run.d, run.store.shapes()

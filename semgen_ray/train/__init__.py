@@ -1,7 +1,7 @@
 """Pretraining (docs/method.md §5): Ray Train + DeepSpeed over crops streamed from the pattern manifest.
 
 - :mod:`~semgen_ray.train.objectives`: which losses, on which inputs (``train.objective``);
-- :mod:`~semgen_ray.train.datasets`: the manifest's cubes as Ray Data datasets (crop-on-read,
+- :mod:`~semgen_ray.train.pattern_data`: the manifest's cubes as Ray Data datasets (crop-on-read,
   corruption on Ray Data CPU workers or on the device);
 - :mod:`~semgen_ray.train.deepspeed_config`: the DeepSpeed config and the torch optimizer;
 - :mod:`~semgen_ray.train.schedule`: per-epoch LR schedules as checkpointable state;

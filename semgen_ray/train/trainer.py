@@ -1,6 +1,6 @@
 """Driver side of pretraining: Ray Train ``TorchTrainer`` + DeepSpeed, export and report (docs/method.md §5).
 
-:func:`run_pretraining` builds the datasets (:mod:`~semgen_ray.train.datasets`), the DeepSpeed config
+:func:`run_pretraining` builds the datasets (:mod:`~semgen_ray.train.pattern_data`), the DeepSpeed config
 (:mod:`~semgen_ray.train.deepspeed_config`) and a ``TorchTrainer`` running
 :func:`semgen_ray.train.loop.train_loop` with ``ScalingConfig`` (workers, GPUs, CPUs per worker),
 ``FailureConfig`` (retries from the last checkpoint) and a ``CheckpointConfig`` that keeps the best
@@ -216,7 +216,7 @@ def run_pretraining(config: SemGenConfig, store_uri: str, manifest_path: str, ou
     from semgen_ray.gpus import decide_gpus
     from semgen_ray.logs import ReportRelay
     from semgen_ray.runtime import require_cpus
-    from semgen_ray.train.datasets import pattern_datasets
+    from semgen_ray.train.pattern_data import pattern_datasets
     from semgen_ray.train.loop import train_loop
 
     t = config.train
@@ -286,7 +286,7 @@ def _finish(config: SemGenConfig, cfg: dict, data, result, seconds: float, store
     with best.as_directory() as d:
         model.load_state_dict(fp32_state_dict(d, t.zero_stage))
     from semgen_ray.config import to_dict
-    from semgen_ray.discovery.manifest import manifest_metadata
+    from semgen_ray.discovery.pattern_manifest import manifest_metadata
 
     from semgen_ray import reuse
     from semgen_ray.store import store_card_entry

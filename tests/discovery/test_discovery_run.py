@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from semgen_ray.discover import main
-from semgen_ray.discovery.manifest import read_manifest
+from semgen_ray.discovery.pattern_manifest import read_manifest
 
 pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.slow]
 

@@ -61,7 +61,7 @@ def _run(store: str, manifest: str, out: Path, settings: dict) -> dict:
 @pytest.fixture(scope="module")
 def settings_manifest(train_store, train_manifest, tmp_path_factory) -> str:
     """``train_manifest`` cut to four training patients and one validation patient, rows renumbered."""
-    from semgen_ray.discovery.manifest import read_manifest, write_manifest
+    from semgen_ray.discovery.pattern_manifest import read_manifest, write_manifest
 
     rows = read_manifest(train_manifest).to_pylist()
     keep = {split: sorted({r["patient_id"] for r in rows if r["split"] == split})[:n]
@@ -264,7 +264,7 @@ def test_shuffle_buffer_zero_feeds_each_patients_crops_together(changed, setting
     local shuffle buffer mixes them. With ``shuffle_buffer: 0`` the one worker's row order of each
     epoch is some order of the patients, each patient's crops in a row (the preset's buffer of 8
     would interleave them)."""
-    from semgen_ray.discovery.manifest import read_manifest
+    from semgen_ray.discovery.pattern_manifest import read_manifest
 
     assert CHANGED["train.shuffle_buffer"] == 0 and CHANGED["train.num_workers"] == 1
     crops: dict[str, list[int]] = {}

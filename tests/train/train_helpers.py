@@ -12,7 +12,7 @@ TINY = ["model.width=4", f"data.cube_size={list(CUBE)}", "train.batch_size=4", "
 
 def tiny_manifest(store_uri: str, path: Path, classes: int = 2, per_patient: int = 2) -> str:
     """Crop boxes at ``classes`` fixed coordinates in every patient (two rescaled crops per class too)."""
-    from semgen_ray.discovery.manifest import write_manifest
+    from semgen_ray.discovery.pattern_manifest import write_manifest
     from semgen_ray.store import open_store
 
     store = open_store(store_uri)

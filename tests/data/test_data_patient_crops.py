@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from semgen_ray.data.boxes import BoxError
-from semgen_ray.data.cropping import read_patient_crops
+from semgen_ray.data.patient_crops import read_patient_crops
 from semgen_ray.data.resize import resize
 from semgen_ray.store import CT_WINDOW, open_store
 

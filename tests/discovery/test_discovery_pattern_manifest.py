@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from semgen_ray.data.boxes import as_box_table
-from semgen_ray.discovery.manifest import (
+from semgen_ray.discovery.pattern_manifest import (
     COLUMNS,
     SCHEMA,
     ManifestError,

@@ -53,7 +53,7 @@ def pattern_datasets(config: SemGenConfig, store_uri: str, manifest_path: str,
     from ray.data import RandomSeedConfig
 
     from semgen_ray.data import read_crops, restoration_pairs
-    from semgen_ray.discovery.manifest import read_manifest
+    from semgen_ray.discovery.pattern_manifest import read_manifest
     from semgen_ray.train.loop import VAL_EPOCH
     from semgen_ray.train.objectives import objective, warmup_epochs
 
