@@ -56,6 +56,31 @@ def manifest_rows(shapes: dict, cube, classes: int, seed: int) -> list[dict]:
     return rows
 
 
+def prepare(args, benchmark: str):
+    """The config, the phantom store (kept when ``--work`` already holds one), the manifest's rows and
+    path: what this benchmark and ``train_data_profile.py`` measure on."""
+    from dataclasses import replace
+
+    from semgen_ray.config import load_config
+    from semgen_ray.discovery.pattern_manifest import write_manifest
+    from semgen_ray.phantoms.cohort import write_cohort
+    from semgen_ray.runtime import init_ray
+    from semgen_ray.store import open_store
+
+    work = Path(args.work or tempfile.mkdtemp(prefix="semgen_train_data_"))
+    config = load_config("cpu-tiny", [f"data.cube_size={args.cube}", f"data.read_cpus={args.read_cpus}",
+                                      f"train.corrupt_on={args.corrupt_on}", "train.corruption=sg", *args.set])
+    init_ray(config.ray)
+    store_uri = str(work / "store.zarr")
+    if not (work / "store.zarr").exists():
+        write_cohort(replace(config.phantoms, n=args.patients, shape=tuple(args.shape)),
+                     replace(config.store, uri=store_uri), config.ingest, config.ray, progress=False)
+    rows = manifest_rows(open_store(store_uri).shapes(), args.cube, args.classes, 0)
+    manifest = str(work / "patterns.parquet")
+    write_manifest(rows, manifest, {"benchmark": benchmark}, config_hash="benchmark")
+    return config, store_uri, rows, manifest
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--patients", type=int, default=8)
@@ -68,30 +93,13 @@ def main(argv=None) -> dict:
                     help="device: measure crop-on-read alone (corruptions then run on the GPU)")
     ap.add_argument("--set", action="append", default=[],
                     help="config override, e.g. ray.object_store_mb=2048 (the paper preset's local-mode store)")
-    ap.add_argument("--work", help="folder for the store (default: temporary)")
+    ap.add_argument("--work", help="folder for the store (default: temporary; an existing store is reused)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_data.json"))
     args = ap.parse_args(argv)
 
-    from dataclasses import replace
-
-    from semgen_ray.config import load_config
-    from semgen_ray.discovery.pattern_manifest import write_manifest
-    from semgen_ray.phantoms.cohort import write_cohort
-    from semgen_ray.runtime import init_ray
-    from semgen_ray.store import open_store
     from semgen_ray.train.pattern_data import pattern_datasets
 
-    work = Path(args.work or tempfile.mkdtemp(prefix="semgen_train_data_"))
-    config = load_config("cpu-tiny", [f"data.cube_size={args.cube}", f"data.read_cpus={args.read_cpus}",
-                                      f"train.corrupt_on={args.corrupt_on}", "train.corruption=sg", *args.set])
-    init_ray(config.ray)
-    store_uri = str(work / "store.zarr")
-    write_cohort(replace(config.phantoms, n=args.patients, shape=tuple(args.shape)),
-                 replace(config.store, uri=store_uri), config.ingest, config.ray, progress=False)
-    shapes = open_store(store_uri).shapes()
-    manifest = str(work / "patterns.parquet")
-    write_manifest(manifest_rows(shapes, args.cube, args.classes, 0), manifest, {"benchmark": "train_data"},
-                   config_hash="benchmark")
+    config, store_uri, _, manifest = prepare(args, "train_data")
     from semgen_ray.data.epoch_clock import create_epoch_clock, set_epoch
 
     clock, _handle = create_epoch_clock()  # as in training: each pass an epoch, patients in its order

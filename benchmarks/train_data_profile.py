@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,7 +37,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe  # noqa: E402
-from train_data import manifest_rows  # noqa: E402
+from train_data import prepare  # noqa: E402
 
 
 def _role(proc) -> str:
@@ -151,36 +150,19 @@ def main(argv=None) -> dict:
     ap.add_argument("--cube", type=int, nargs=3, default=[64, 64, 32])
     ap.add_argument("--classes", type=int, default=16)
     ap.add_argument("--passes", type=int, default=3)
+    ap.add_argument("--read-cpus", type=float, default=1.0)
     ap.add_argument("--corrupt-on", choices=("data", "device"), default="data")
     ap.add_argument("--no-clock", action="store_true",
                     help="no epoch clock: the patients' order by randomize_block_order, as before training "
                          "had a clock (an extra operator between the read and the corruptions)")
     ap.add_argument("--set", action="append", default=[], help="config override (e.g. ray.object_store_mb=2048)")
-    ap.add_argument("--work", help="folder for the store (default: temporary)")
+    ap.add_argument("--work", help="folder for the store (default: temporary; an existing store is reused)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_data_profile.json"))
     args = ap.parse_args(argv)
 
-    from dataclasses import replace
-
-    from semgen_ray.config import load_config
-    from semgen_ray.discovery.pattern_manifest import write_manifest
-    from semgen_ray.phantoms.cohort import write_cohort
-    from semgen_ray.runtime import init_ray
-    from semgen_ray.store import open_store
     from semgen_ray.train.pattern_data import pattern_datasets
 
-    work = Path(args.work or tempfile.mkdtemp(prefix="semgen_train_data_"))
-    config = load_config("cpu-tiny", [f"data.cube_size={args.cube}", "data.read_cpus=1.0",
-                                      f"train.corrupt_on={args.corrupt_on}", "train.corruption=sg", *args.set])
-    init_ray(config.ray)
-    store_uri = str(work / "store.zarr")
-    if not (work / "store.zarr").exists():  # --work of an earlier run: its store
-        write_cohort(replace(config.phantoms, n=args.patients, shape=tuple(args.shape)),
-                     replace(config.store, uri=store_uri), config.ingest, config.ray, progress=False)
-    rows = manifest_rows(open_store(store_uri).shapes(), args.cube, args.classes, 0)
-    manifest = str(work / "patterns.parquet")
-    write_manifest(rows, manifest, {"benchmark": "train_data_profile"}, config_hash="benchmark")
-
+    config, store_uri, rows, manifest = prepare(args, "train_data_profile")
     ser = serial(store_uri, rows, args.cube, config.train.corruption_policy)
     print("serial", ser, flush=True)
     if args.corrupt_on == "device":
