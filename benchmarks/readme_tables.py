@@ -345,7 +345,7 @@ def _train_data_profile(results: Path, name: str) -> str:
             ["pipeline: the driver (iter_batches, batches of 32)", f"{per_cube('driver'):.1f}"],
             ["pipeline: Ray's daemons (raylet, GCS, ...)", f"{per_cube('ray daemons'):.1f}"],
             ["pipeline: idle cores", f"{idle:.1f}"]]
-    store = d["params"]["set"] and ", ".join(d["params"]["set"]) or "ray.object_store_mb=512 (cpu-tiny's)"
+    store = ", ".join(d["params"]["set"]) if d["params"]["set"] else "ray.object_store_mb=512 (cpu-tiny's)"
     return (f"`benchmarks/results/{name}` ({m['cpu']}, {d['cores']} cores, {store}; passes after the first: "
             f"{d['steady_cubes_per_s']:.0f} cubes/s, {d['steady_cubes_per_s'] / d['cores']:.0f} per core):\n\n"
             + table(["where", "ms of a core per cube"], rows)

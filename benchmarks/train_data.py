@@ -81,6 +81,16 @@ def prepare(args, benchmark: str):
     return config, store_uri, rows, manifest
 
 
+def recorded_params(args) -> dict:
+    """The arguments as the results file records them: the output path relative to the repository,
+    without the scratch folder of the store (it does not change the measurement)."""
+    root = Path(__file__).resolve().parents[1]
+    out = Path(args.out).resolve()
+    params = {k: v for k, v in vars(args).items() if k != "work"}
+    params["out"] = str(out.relative_to(root)) if out.is_relative_to(root) else out.name
+    return params
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--patients", type=int, default=8)
@@ -119,7 +129,7 @@ def main(argv=None) -> dict:
     cores = os.cpu_count()
     steady = float(np.median([p["cubes_per_s"] for p in passes[1:]] or [passes[0]["cubes_per_s"]]))
     h100 = UTILISATION * H100_BF16_TFLOPS * 1e3 / PAPER_GFLOP_PER_CUBE
-    result = {"benchmark": "train_data", "machine": describe(), "params": vars(args),
+    result = {"benchmark": "train_data", "machine": describe(), "params": recorded_params(args),
               "passes": passes, "cores": cores, "steady_cubes_per_s": steady,
               "cubes_per_s_per_core": round(steady / cores, 1),
               "h100_paper_cubes_per_s_estimate": round(h100, 1),

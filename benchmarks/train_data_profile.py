@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe  # noqa: E402
-from train_data import prepare  # noqa: E402
+from train_data import prepare, recorded_params  # noqa: E402
 
 
 def _role(proc) -> str:
@@ -175,7 +175,7 @@ def main(argv=None) -> dict:
     steady = pipe["passes"][1:] or pipe["passes"]
     cores = os.cpu_count()
     median = float(np.median([p["cubes_per_s"] for p in steady]))
-    result = {"benchmark": "train_data_profile", "machine": describe(), "params": vars(args), "cores": cores,
+    result = {"benchmark": "train_data_profile", "machine": describe(), "params": recorded_params(args), "cores": cores,
               "serial": ser,
               **pipe, "steady_cubes_per_s": median, "core_ms_per_cube_pipeline": round(1e3 * cores / median, 2),
               "overhead_vs_serial": round(1e3 * cores / median / ser["total_ms_per_cube"], 2)}

@@ -50,7 +50,7 @@ from pathlib import Path
 
 from semgen_ray.train.checkpoints import (DS_TAG, RNG_DIR, STATE_FILE, checkpoint_problem, complete_checkpoints,
                                           set_rng_state, step_of, verify_checkpoint, write_rank_files)
-from semgen_ray.train.objectives import JOINT, WARMUP, phase_of
+from semgen_ray.train.objectives import JOINT, WARMUP, loss_terms, phase_of, warmup_epochs, warmup_objective
 
 logger = logging.getLogger(__name__)
 
@@ -355,7 +355,6 @@ def _engine(cfg: dict, rank: int, device):
 
 def _restore(cfg: dict, engine, rank: int, device):
     """``(state, schedule)``: from the newest good checkpoint (the resume logged in the state), else fresh."""
-    from semgen_ray.train.objectives import warmup_epochs
     from semgen_ray.train.schedule import LRSchedule
 
     train_cfg = cfg["train_config"]
@@ -416,7 +415,6 @@ class _Worker:
         import ray.train
         import ray.train.torch as rtt
 
-        from semgen_ray.train.objectives import warmup_objective
         from semgen_ray.train.schedule import apply_lr
 
         ctx = ray.train.get_context()
@@ -448,8 +446,6 @@ class _Worker:
     def _step_sums(self, x, y, labels, epoch: int, phase: str, train: bool) -> list[float]:
         """Forward (and, training, backward and DeepSpeed step) of one micro-batch: its loss sums."""
         import torch
-
-        from semgen_ray.train.objectives import loss_terms
 
         restored, logits = _forward(self.engine, x, phase == WARMUP)
         loss, parts = loss_terms(self.objectives[phase], restored, y, logits, labels, self.t.lambda_cls,
