@@ -21,7 +21,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 
-CHOICES = ("auto", "true", "false")
+from semgen_ray.config.schema import normalise_use_gpu
 
 logger = logging.getLogger(__name__)
 
@@ -40,18 +40,6 @@ class GpuDecision:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def normalise_use_gpu(value) -> str:
-    """``True`` / ``False`` / ``None`` (the earlier ``auto``) or a string → one of :data:`CHOICES`."""
-    if value is None:
-        return "auto"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    text = str(value).strip().lower()
-    if text not in CHOICES:
-        raise ValueError(f"use_gpu must be one of {list(CHOICES)} (or true / false), got {value!r}")
-    return text
 
 
 def cluster_gpus() -> float:

@@ -3,7 +3,8 @@
 The self-discovery auto-encoder and pretraining each run a ``TorchTrainer``: gloo on CPU and NCCL on
 GPUs, deterministic ingest (blocks leave Ray Data, and are split between ranks, in a seeded order;
 ``preserve_order`` also turns off the locality-based split, which depends on timing), and the
-epoch lines relayed from Ray Train's controller to the driver's log (:class:`semgen_ray.logs.ReportRelay`).
+epoch lines relayed from Ray Train's controller to the driver's log (:class:`semgen_ray.logs.ReportRelay`);
+and at the end both pick their best checkpoint by the same rule (:func:`best_checkpoint`).
 """
 
 from __future__ import annotations
@@ -32,3 +33,14 @@ def fit(loop, loop_config: dict, datasets: dict, *, relay, name: str, storage: s
     )
     with relay:  # the epoch lines, from Ray Train's controller to this log
         return trainer.fit()
+
+
+def best_checkpoint(result, eligible=lambda metrics: True):
+    """Of Ray Train's kept checkpoints, the one with the lowest reported ``val_loss`` among those whose
+    metrics are ``eligible`` (the first kept on a tie); the latest checkpoint when none is."""
+    best = None
+    for ckpt, metrics in result.best_checkpoints or []:
+        if (metrics and metrics.get("val_loss") is not None and eligible(metrics)
+                and (best is None or metrics["val_loss"] < best[1]["val_loss"])):
+            best = (ckpt, metrics)
+    return best[0] if best is not None else result.checkpoint

@@ -77,3 +77,92 @@ def test_no_module_imports_a_private_name_of_another(tmp_path):
         (pkg / name).write_text(text)
     assert _private_imports(pkg) == ["pkg.b.n: from pkg.a.m import _x", "pkg.b.n: from pkg.a import _impl",
                                      "pkg.b.n: from pkg.a._impl import ..."]
+
+
+#: The packages and top-level modules of ``semgen_ray``, lowest first (layers group them; the order
+#: inside a layer counts too). A unit may import only from units listed before it (or from itself);
+#: every import counts, a function's lazy one included,
+#: except those under ``if TYPE_CHECKING:``. A new unit must be placed here.
+LAYERS = (
+    ("__init__", "seeds", "logs", "figures", "runfolder", "engine", "io", "transforms"),  # foundations
+    ("reuse", "config", "store"),
+    ("runtime", "gpus", "models", "data", "ray_train", "cli"),
+    ("ingest",),
+    ("phantoms",),
+    ("discovery",),  # the stages' libraries, in pipeline order
+    ("train",),
+    ("evaluate",),
+    ("pipeline", "discover", "pretrain"),  # the stage chain and its commands: nothing imports them
+)
+
+
+def _imports(root):
+    """``(importer, imported)`` module names for every ``semgen_ray`` import under the package folder
+    ``root`` (a name imported from a package that is a submodule counts as that submodule)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(root)
+    modules = {".".join(p.relative_to(root.parent).with_suffix("").parts).removesuffix(".__init__")
+               for p in root.rglob("*.py")}
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        me = ".".join(path.relative_to(root.parent).with_suffix("").parts).removesuffix(".__init__")
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                       and "TYPE_CHECKING" in ast.unparse(block.test) for n in ast.walk(block)}
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == root.name:
+                found += [(me, f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module)
+                          for a in node.names]
+            elif isinstance(node, ast.Import):
+                found += [(me, a.name) for a in node.names if a.name.split(".")[0] == root.name]
+    return found
+
+
+def _unit(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _layering_violations(root, layers) -> list[str]:
+    rank = {unit: i for i, unit in enumerate(u for layer in layers for u in layer)}
+    problems = set()
+    for importer, imported in _imports(root):
+        a, b = _unit(importer), _unit(imported)
+        for unit in (a, b):
+            if unit not in rank:
+                problems.add(f"{unit}: not placed in LAYERS")
+        if a != b and a in rank and b in rank and rank[b] >= rank[a]:
+            problems.add(f"{importer} imports {imported}: {a} may not depend on {b}")
+    return sorted(problems)
+
+
+def test_packages_import_only_downwards():
+    """The house's layers (``LAYERS``): foundations, config and store, runtime and models, then the
+    stages in pipeline order, their chain and commands on top. So there is no import cycle between
+    packages, and nothing imports the commands. The check itself is checked on a small package."""
+    from pathlib import Path
+
+    root = Path(semgen_ray.__file__).parent
+    units = {p.stem if p.is_file() else p.name for p in root.iterdir()
+             if (p.suffix == ".py" or (p / "__init__.py").is_file())}
+    assert units == {u for layer in LAYERS for u in layer}, "every package and top-level module has a layer"
+    assert _layering_violations(root, LAYERS) == []
+
+
+def test_the_layering_check_finds_upward_and_typing_only_imports(tmp_path):
+    pkg = tmp_path / "pkg"
+    for name, text in {"__init__.py": "", "low.py": "def f():\n    from pkg import high\n",
+                       "high.py": "from pkg import low\nfrom typing import TYPE_CHECKING\n"
+                                  "if TYPE_CHECKING:\n    from pkg import top\n",
+                       "top/__init__.py": "", "top/m.py": "import pkg.high\nfrom pkg.top import n\n",
+                       "top/n.py": ""}.items():
+        (pkg / name).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / name).write_text(text)
+    assert _layering_violations(pkg, (("__init__", "low"), ("high",), ("top",))) == [
+        "pkg.low imports pkg.high: low may not depend on high"]
+    assert _layering_violations(pkg, (("__init__", "low", "high"),)) == [
+        "pkg.low imports pkg.high: low may not depend on high", "top: not placed in LAYERS"]

@@ -34,10 +34,24 @@ def _choice(name: str, value, choices) -> None:
     _require(value in choices, f"{name} must be one of {list(choices)}, got {value!r}")
 
 
+#: The values of every stage's ``use_gpu`` (:mod:`semgen_ray.gpus` says what each does).
+USE_GPU_CHOICES = ("auto", "true", "false")
+
+
+def normalise_use_gpu(value) -> str:
+    """``True`` / ``False`` / ``None`` (the earlier ``auto``) or a string → one of :data:`USE_GPU_CHOICES`."""
+    if value is None:
+        return "auto"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = str(value).strip().lower()
+    if text not in USE_GPU_CHOICES:
+        raise ValueError(f"use_gpu must be one of {list(USE_GPU_CHOICES)} (or true / false), got {value!r}")
+    return text
+
+
 def _use_gpu(section, name: str) -> None:
     """Normalise ``section.use_gpu`` (true / false / auto; ``None`` is the earlier spelling of auto)."""
-    from semgen_ray.gpus import normalise_use_gpu
-
     try:
         object.__setattr__(section, "use_gpu", normalise_use_gpu(section.use_gpu))
     except ValueError as err:

@@ -4,11 +4,13 @@ Whole scans are read and resized by :func:`semgen_ray.data.volumes.read_volumes`
 ``volume`` column) and handed to a Ray Train :class:`~ray.train.torch.TorchTrainer` as the ``train``
 and ``val`` datasets. Each worker runs plain torch (DDP on gloo when there are several CPU workers,
 NCCL on GPUs; no DeepSpeed: the model is small and plain DDP is enough): MSE to the input, Adam,
-``ReduceLROnPlateau`` on the validation loss (factor 0.5, min lr 1e-6, patience 0.4× the early-stopping
-patience, i.e. 20 for the reference 50), early stopping on the validation loss.
+ReduceLROnPlateau on the validation loss (factor 0.5, min lr 1e-6, patience 0.4× the early-stopping
+patience, i.e. 20 for the reference 50; torch's relative threshold 1e-4), early stopping on the
+validation loss: the schedule and the stopping rule of pretraining and fine-tuning
+(:class:`~semgen_ray.engine.schedule.LRSchedule`, :class:`~semgen_ray.engine.early_stopping.EarlyStopping`).
 
 Every epoch rank 0 reports the metrics and a checkpoint (``checkpoint.pt``: model, optimizer,
-scheduler, early-stopping state, loss history). Ray keeps the two best by ``val_loss`` (and the
+LR schedule, early-stopping state, loss history). Ray keeps the two best by ``val_loss`` (and the
 latest). Calling :func:`train_autoencoder` again with the same ``run_dir`` and ``name`` resumes from
 the latest checkpoint (``ray.train.get_checkpoint()``), so ``max_epochs`` is the total epoch count.
 At the end the best checkpoint is exported with :func:`semgen_ray.models.export_weights` to
@@ -90,24 +92,46 @@ def _epoch_loss(model, shard, batch_size, device, autocast, optimizer=None):
     return (total[0].item() / n if n else float("nan")), int(n), int(total[2].item())
 
 
-def _restore(model, optimizer, scheduler) -> dict:
-    """The run state from Ray Train's latest checkpoint (weights, optimizer and scheduler loaded into
-    the given objects), or a fresh one."""
+def _schedule(lr: float, lr_patience: int):
+    """ReduceLROnPlateau as torch's default (relative threshold 1e-4, reducing after ``lr_patience + 1``
+    bad epochs), factor 0.5, floor 1e-6."""
+    from semgen_ray.engine import LRSchedule
+
+    return LRSchedule("plateau", lr, LR_FACTOR, plateau_patience=lr_patience + 1, min_delta=1e-4, relative=True,
+                      min_lr=MIN_LR)
+
+
+def _restore(model, optimizer, schedule):
+    """``(run state, schedule)`` from Ray Train's latest checkpoint (weights and optimizer loaded into the
+    given objects), or a fresh state and ``schedule``."""
     import ray.train
     import torch
 
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
-        return {"epoch": 0, "best_val_loss": math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
+        return {"epoch": 0, "history": []}, schedule
     with checkpoint.as_directory() as d:
         saved = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
     model.load_state_dict(saved["state_dict"])
     optimizer.load_state_dict(saved["optimizer"])
-    scheduler.load_state_dict(saved["scheduler"])
-    return saved["state"]
+    return saved["state"], saved_schedule(saved, schedule)
 
 
-def _report(metrics: dict, rank: int, module, optimizer, scheduler, state: dict) -> None:
+def saved_schedule(saved: dict, schedule):
+    """The LR schedule a checkpoint holds; one written with torch's ``ReduceLROnPlateau`` (before the shared
+    schedule) is carried over into ``schedule`` (its best loss, bad-epoch count and current LR)."""
+    import dataclasses
+
+    from semgen_ray.engine import LRSchedule
+
+    if "schedule" in saved:
+        return LRSchedule.from_state(saved["schedule"])
+    torch_state = saved["scheduler"]
+    return dataclasses.replace(schedule, best=float(torch_state["best"]), bad_epochs=int(torch_state["num_bad_epochs"]),
+                               lr=float(saved["optimizer"]["param_groups"][0]["lr"]))
+
+
+def _report(metrics: dict, rank: int, module, optimizer, schedule, state: dict) -> None:
     """Report an epoch's metrics, with rank 0's checkpoint (``checkpoint.pt``)."""
     import ray.train
     import torch
@@ -118,7 +142,7 @@ def _report(metrics: dict, rank: int, module, optimizer, scheduler, state: dict)
         ckpt = None
         if rank == 0:
             torch.save({"state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
-                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                        "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                         "state": state, "epoch": epoch}, Path(tmp) / CHECKPOINT_FILE)
             ckpt = Checkpoint.from_directory(tmp)
         ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=f"ckpt_{epoch:06d}")
@@ -133,6 +157,8 @@ def _train_loop(config: dict) -> None:
     import ray.train.torch as rtt
     import torch
 
+    from semgen_ray.engine import EarlyStopping, apply_lr
+
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
     torch.manual_seed(config["seed"] + rank)
@@ -140,9 +166,8 @@ def _train_loop(config: dict) -> None:
     device = rtt.get_device()
     model = _build(config["model_kwargs"])
     optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=LR_FACTOR, patience=config["lr_patience"], min_lr=MIN_LR)
-    state = _restore(model, optimizer, scheduler)
+    state, schedule = _restore(model, optimizer, _schedule(config["lr"], config["lr_patience"]))
+    stopping = EarlyStopping.from_state(state, config["patience"])
     model = rtt.prepare_model(model)  # to device; DDP when world size > 1
     module = model.module if hasattr(model, "module") else model
 
@@ -153,24 +178,21 @@ def _train_loop(config: dict) -> None:
 
     shards = {s: ray.train.get_dataset_shard(s) for s in ("train", "val")}
     bs = config["batch_size"]
-    while state["epoch"] < config["max_epochs"] and state["bad_epochs"] < config["patience"]:
+    while state["epoch"] < config["max_epochs"] and not stopping.stop:
         epoch = state["epoch"] + 1
         train_loss, scans, batches = _epoch_loss(model, shards["train"], bs, device, autocast, optimizer)
         val_loss = _epoch_loss(model, shards["val"], bs, device, autocast)[0]
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             raise FloatingPointError(f"epoch {epoch}: non-finite loss (train {train_loss}, val {val_loss})")
         lr = optimizer.param_groups[0]["lr"]
-        scheduler.step(val_loss)
-        if val_loss < state["best_val_loss"]:
-            state.update(best_val_loss=val_loss, best_epoch=epoch, bad_epochs=0)
-        else:
-            state["bad_epochs"] += 1
-        state["epoch"] = epoch
+        apply_lr(optimizer, schedule.after_epoch(epoch, val_loss))
+        stopping.update(val_loss, epoch)
+        state.update(stopping.state(), epoch=epoch)
         state["history"].append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
                                  "train_scans": scans, "train_batches": batches, "workers": ctx.get_world_size()})
         metrics = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
-                   **{k: state[k] for k in ("best_val_loss", "best_epoch", "bad_epochs")}}
-        _report(metrics, rank, module, optimizer, scheduler, state)
+                   **stopping.state()}
+        _report(metrics, rank, module, optimizer, schedule, state)
 
 
 def train_autoencoder(store_uri: str, patient_ids_train: Sequence[str], patient_ids_val: Sequence[str],
@@ -308,13 +330,11 @@ def _latest_and_best(result):
     """The run state of the latest checkpoint and the checkpoint with the lowest validation loss."""
     import torch
 
+    from semgen_ray.ray_train import best_checkpoint
+
     with result.checkpoint.as_directory() as d:
         latest = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)["state"]
-    best = None
-    for ckpt, metrics in (result.best_checkpoints or []):
-        if metrics and metrics.get("val_loss") is not None and (best is None or metrics["val_loss"] < best[1]["val_loss"]):
-            best = (ckpt, metrics)
-    return latest, best[0] if best is not None else result.checkpoint
+    return latest, best_checkpoint(result)
 
 
 def _export(model_kwargs: dict, checkpoint, card: dict, model_dir: str) -> str:

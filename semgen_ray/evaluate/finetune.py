@@ -19,7 +19,6 @@ The trial's seed fixes the initialisation of new layers, the data order and the 
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -152,18 +151,20 @@ def _settings_check(max_steps: int, eval_every: int, patience: int, lr_patience:
                          "stopping ends the trial before the LR is ever reduced")
 
 
-def _fine_tune(model, opt, sched, task: str, tr: dict, va: dict, rng, *, batch_size: int, max_steps: int,
+def _fine_tune(model, opt, schedule, task: str, tr: dict, va: dict, rng, *, batch_size: int, max_steps: int,
                eval_every: int, patience: int, device) -> tuple[int, int, float, int]:
     """The step loop of :func:`run_trial`; leaves ``model`` in its best validation state.
 
     Returns ``(steps, validations, best validation loss, step of the best)``."""
     import torch
 
+    from semgen_ray.engine import EarlyStopping, apply_lr
+
     ytype = torch.long if task == "classification" else torch.float32
     n = len(tr["x"])
     smallest = min(2, batch_size, n)  # the smallest batch trained on: 2 unless that can never happen
     order, pos = rng.permutation(n), 0
-    best, best_state, best_step, bad, steps, validations = math.inf, None, 0, 0, 0, 0
+    stopping, best_state, steps, validations = EarlyStopping(patience), None, 0, 0
     while steps < max_steps:
         if pos >= n:
             order, pos = rng.permutation(n), 0
@@ -182,17 +183,14 @@ def _fine_tune(model, opt, sched, task: str, tr: dict, va: dict, rng, *, batch_s
             continue
         val, _ = _evaluate(model, task, va["x"], va["y"], batch_size, device)
         validations += 1
-        sched.step(val)
-        if val < best:
-            best, best_step, bad = val, steps, 0
+        apply_lr(opt, schedule.after_epoch(validations, val))
+        if stopping.update(val, steps):
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            bad += 1
-            if bad >= patience:
-                break
+        elif stopping.stop:
+            break
     if best_state is not None:  # None only when every validation loss was NaN: test the last state
         model.load_state_dict(best_state)
-    return steps, validations, best, best_step
+    return steps, validations, stopping.best, stopping.best_at
 
 
 def _test_metrics(task: str, pred: np.ndarray, te: dict, best: float, tr: dict, va: dict, batch_size: int) -> dict:
@@ -250,6 +248,7 @@ def run_trial(data, task: str, arm: str, weights: str | None, seed: int, model_c
     """
     import torch
 
+    from semgen_ray.engine import LRSchedule
     from semgen_ray.evaluate.tasks import subsample
 
     if task not in ("classification", "segmentation"):
@@ -266,9 +265,8 @@ def run_trial(data, task: str, arm: str, weights: str | None, seed: int, model_c
     model = _on_device(_model(model_cfg, task, weights, head), device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     # threshold 0: any decrease counts as an improvement, as for the best state and early stopping
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=lr_patience - 1,
-                                                       threshold=0.0, min_lr=1e-6)
-    steps, validations, best, best_step = _fine_tune(model, opt, sched, task, tr, va, rng, batch_size=batch_size,
+    schedule = LRSchedule("plateau", lr, 0.5, plateau_patience=lr_patience, min_delta=0.0, min_lr=1e-6)
+    steps, validations, best, best_step = _fine_tune(model, opt, schedule, task, tr, va, rng, batch_size=batch_size,
                                                     max_steps=max_steps, eval_every=eval_every, patience=patience,
                                                     device=device)
     _, pred = _evaluate(model, task, te["x"], te["y"], batch_size, device)

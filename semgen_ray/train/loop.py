@@ -48,6 +48,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from semgen_ray.engine.early_stopping import EarlyStopping
 from semgen_ray.train.checkpoints import (DS_TAG, RNG_DIR, STATE_FILE, checkpoint_problem, complete_checkpoints,
                                           set_rng_state, step_of, verify_checkpoint, write_rank_files)
 from semgen_ray.train.objectives import JOINT, WARMUP, loss_terms, phase_of, warmup_epochs, warmup_objective
@@ -355,7 +356,7 @@ def _engine(cfg: dict, rank: int, device):
 
 def _restore(cfg: dict, engine, rank: int, device):
     """``(state, schedule)``: from the newest good checkpoint (the resume logged in the state), else fresh."""
-    from semgen_ray.train.schedule import LRSchedule
+    from semgen_ray.engine.schedule import LRSchedule
 
     train_cfg = cfg["train_config"]
     configured_warmup = warmup_epochs(cfg["objective"], train_cfg.cls_warmup_epochs)
@@ -415,7 +416,7 @@ class _Worker:
         import ray.train
         import ray.train.torch as rtt
 
-        from semgen_ray.train.schedule import apply_lr
+        from semgen_ray.engine.schedule import apply_lr
 
         ctx = ray.train.get_context()
         self.cfg, self.t = cfg, cfg["train_config"]
@@ -423,6 +424,7 @@ class _Worker:
         self.device = rtt.get_device()
         self.engine, self.optimizer, self.precision, dtype = _engine(cfg, self.rank, self.device)
         self.state, self.schedule = _restore(cfg, self.engine, self.rank, self.device)
+        self.stopping = EarlyStopping.from_state(self.state, self.t.patience)
         # this attempt's placement, kept in every checkpoint
         self.state["nodes"], self.state["worker_resources"] = _placement_of_each_rank(self.world)
         self.state["precision"] = self.precision
@@ -437,7 +439,7 @@ class _Worker:
 
     def done(self) -> bool:
         s = self.state
-        return (s["epoch"] >= self.t.max_epochs or s["bad_epochs"] >= self.t.patience
+        return (s["epoch"] >= self.t.max_epochs or self.stopping.stop
                 or (self.max_steps is not None and s["step"] >= self.max_steps))
 
     def save(self, metrics: dict) -> None:
@@ -518,7 +520,7 @@ class _Worker:
     def run_epoch(self) -> None:
         """Train, validate, update early stopping and the LR schedule (joint epochs only), record the
         epoch in the history and save the epoch-end checkpoint."""
-        from semgen_ray.train.schedule import apply_lr
+        from semgen_ray.engine.schedule import apply_lr
 
         state, epoch = self.state, self.state["epoch"] + 1
         phase = state["phase"] = phase_of(epoch, self.warmup)
@@ -533,10 +535,8 @@ class _Worker:
         if not math.isfinite(val_loss):
             raise FloatingPointError(f"epoch {epoch}: non-finite validation loss")
         if phase == JOINT:  # early stopping and the LR schedule see joint epochs only (1, 2, ... after W)
-            if val_loss < state["best_val_loss"]:
-                state.update(best_val_loss=val_loss, best_epoch=epoch, bad_epochs=0)
-            else:
-                state["bad_epochs"] += 1
+            self.stopping.update(val_loss, epoch)
+            state.update(self.stopping.state())
             apply_lr(self.optimizer, self.schedule.after_epoch(epoch - self.warmup, val_loss))
         state.update(epoch=epoch, batch_in_epoch=0, phase=phase_of(epoch + 1, self.warmup))
         metrics = {**train_m, "phase": phase, "val_loss": val_loss, "val_rec_loss": v[1] / vn,
@@ -550,7 +550,7 @@ class _Worker:
         metrics["select_loss"] = select_loss(phase, val_loss)
         if self.done():
             state["stopped"] = ("max_steps" if self.max_steps is not None and state["step"] >= self.max_steps
-                                else "patience" if state["bad_epochs"] >= self.t.patience else "max_epochs")
+                                else "patience" if self.stopping.stop else "max_epochs")
             metrics["stopped"] = state["stopped"]
         self.scalars.log(metrics, state["step"])
         self.save(metrics)

@@ -109,14 +109,10 @@ def _best_checkpoint(result):
     Warm-up epochs (``phase`` "warmup") report the classification loss alone, which is not
     comparable with a joint loss, so they are never chosen.
     """
+    from semgen_ray.ray_train import best_checkpoint
     from semgen_ray.train.objectives import JOINT
 
-    best = None
-    for ckpt, metrics in result.best_checkpoints or []:
-        if (metrics and metrics.get("epoch_end") and metrics.get("phase", JOINT) == JOINT
-                and (best is None or metrics["val_loss"] < best[1]["val_loss"])):
-            best = (ckpt, metrics)
-    return best[0] if best else result.checkpoint
+    return best_checkpoint(result, lambda m: m.get("epoch_end") and m.get("phase", JOINT) == JOINT)
 
 
 def fp32_state_dict(checkpoint_dir: str | os.PathLike, zero_stage: int) -> dict:

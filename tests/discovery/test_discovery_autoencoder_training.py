@@ -142,3 +142,23 @@ def test_rejects_bad_arguments(tmp_path):
         train_autoencoder("x", IDS, IDS, MODEL, SHAPE, precision="fp16", run_dir=tmp_path)
     with pytest.raises(ValueError, match="non-empty"):
         train_autoencoder("x", IDS, [], MODEL, SHAPE, run_dir=tmp_path)
+
+
+def test_a_checkpoint_of_torchs_plateau_scheduler_resumes_on_the_shared_schedule():
+    """Auto-encoder checkpoints written with torch's ReduceLROnPlateau carry on where it stood."""
+    from semgen_ray.discovery.autoencoder_training import _schedule, saved_schedule
+    from semgen_ray.engine import LRSchedule
+
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    torch_sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=2, min_lr=1e-6)
+    losses = [1.0, 0.9, 0.95, 0.95, 0.95, 0.91, 0.92, 0.93, 0.94, 0.95, 0.96]
+    for loss in losses[:6]:  # one reduction, then one bad epoch
+        torch_sched.step(loss)
+    schedule = saved_schedule({"scheduler": torch_sched.state_dict(), "optimizer": opt.state_dict()}, _schedule(1e-3, 2))
+    assert (schedule.lr, schedule.best, schedule.bad_epochs) == (5e-4, 0.9, 1)
+    for epoch, loss in enumerate(losses[6:], 7):
+        torch_sched.step(loss)
+        assert schedule.after_epoch(epoch, loss) == opt.param_groups[0]["lr"]
+    assert schedule.lr == 1.25e-4
+    assert saved_schedule({"schedule": schedule.state_dict()}, _schedule(1e-3, 2)) == schedule
+    assert isinstance(schedule, LRSchedule)

@@ -9,7 +9,6 @@ from semgen_ray.config import load_config
 from semgen_ray.config.schema import OBJECTIVES
 from semgen_ray.train.deepspeed_config import deepspeed_config, native_bf16, resolve_precision
 from semgen_ray.train.objectives import loss_terms, objective
-from semgen_ray.train.schedule import LRSchedule
 from semgen_ray.transforms import policy_from_preset
 
 
@@ -58,15 +57,6 @@ def test_one_policy_object_travels_to_the_training_workers():
     travelled = pickle.loads(pickle.dumps(cfg))
     assert travelled["corruption_policy"] == policy == travelled["train_config"].corruption_policy
     assert travelled["corruption_policy"].one_of_weights == (0.0, 0.0, 1.0, 0.0)
-
-
-def test_step_schedule_halves_every_40_epochs_and_plateau_waits():
-    s = LRSchedule("step", 1e-3, 0.5, 40)
-    assert [s.after_epoch(e, 1.0) for e in (1, 39, 40, 80)] == [1e-3, 1e-3, 5e-4, 2.5e-4]
-    p = LRSchedule("plateau", 1e-3, 0.5, plateau_patience=2)
-    lrs = [p.after_epoch(e, v) for e, v in enumerate([1.0, 0.5, 0.5, 0.5, 0.5], 1)]
-    assert lrs == [1e-3, 1e-3, 1e-3, 5e-4, 5e-4]
-    assert LRSchedule.from_state(p.state_dict()) == p
 
 
 def test_deepspeed_config_from_train_config():
