@@ -1,6 +1,6 @@
 """End-to-end self-discovery on a phantom cohort: time per stage and neighbour purity (README "Benchmarks").
 
-Generates (or reuses) a phantom cohort, runs :func:`semgen_ray.discovery.run.run_discovery` from
+Generates (or reuses) a phantom cohort, runs :func:`semgen_ray.stages.discovery.run_discovery` from
 scratch (``force``) and records the seconds of each step and the habitus purity of the neighbours
 against chance (phantom patients come from four body-type clusters, so an embedding that finds
 similar patients has purity well above chance).
@@ -35,7 +35,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
 
     from semgen_ray.config import load_config
-    from semgen_ray.discovery.run import run_discovery
+    from semgen_ray.stages.discovery import run_discovery
     from semgen_ray.phantoms.cohort import write_cohort
     from semgen_ray.runtime import init_ray
 

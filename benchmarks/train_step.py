@@ -4,7 +4,7 @@ Claim measured (issue 15): with ZeRO-1, the default, the training loop of the ``
 within 10 % of the cubes/s of a bare PyTorch loop on the same model, cubes, batch size, threads and
 machine.
 
-* **The real loop** is :func:`semgen_ray.train.run_pretraining`, unchanged: the pattern manifest's
+* **The real loop** is :func:`semgen_ray.stages.pretraining.run_pretraining`, unchanged: the pattern manifest's
   cubes cut from the volume store by Ray Data (crop-on-read), streamed to the Train workers
   (``get_dataset_shard`` through the local shuffle buffer), the DeepSpeed engine (ZeRO ``--zero``,
   ``--precision``), the ``semantic_genesis`` objective, corruptions where ``--corrupt-on`` puts them. Its
@@ -338,7 +338,7 @@ def real_loop(config, store_uri: str, manifest: str, zero: int, out: Path) -> di
     """One fresh ``run_pretraining``; the cubes/s of each epoch from its history."""
     from dataclasses import replace
 
-    from semgen_ray.train import run_pretraining
+    from semgen_ray.stages.pretraining import run_pretraining
 
     cfg = replace(config, train=replace(config.train, zero_stage=zero))
     t0 = time.perf_counter()

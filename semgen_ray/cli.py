@@ -23,8 +23,7 @@ CONTINUE = "run the same command again to continue (finished work is reused)"
 #: looked up only in modules already imported: a module never imported cannot have raised its error
 ERRORS = {
     "semgen_ray.runfolder": "RunFolderError", "semgen_ray.gpus": "GpuUnavailableError",
-    "semgen_ray.pipeline": "StageError", "semgen_ray.discovery.run": "DiscoveryError",
-    "semgen_ray.train.trainer": "PretrainError", "semgen_ray.evaluate.run": "EvaluationError",
+    "semgen_ray.stages": "StageError",  # every stage's error (discovery, pretraining, evaluation, the chain)
     "semgen_ray.store.volume_store": "StoreError", "semgen_ray.config.schema": "ConfigError",
 }
 

@@ -33,7 +33,7 @@ def _discover(args: argparse.Namespace) -> int:
     from semgen_ray import cli
 
     config = cli.load(args)
-    from semgen_ray.discovery.run import run_discovery
+    from semgen_ray.stages.discovery import run_discovery
 
     with cli.ray_session(config.ray):
         record = run_discovery(config, args.store, args.out, force=args.force)

@@ -1,4 +1,4 @@
-"""``python -m semgen_ray.pretrain``: run the Semantic Genesis pipeline (see semgen_ray.pipeline).
+"""``python -m semgen_ray.pretrain``: run the Semantic Genesis pipeline (see semgen_ray.stages.pipeline).
 
 With no arguments it runs every available stage on the built-in phantom cohort with the
 ``cpu-tiny`` preset, locally. ``--config`` takes a preset name or a YAML file; under
@@ -14,7 +14,7 @@ import sys
 
 def build_parser() -> argparse.ArgumentParser:
     from semgen_ray import cli
-    from semgen_ray.pipeline import DEFAULT_STAGES, STAGES
+    from semgen_ray.stages.pipeline import DEFAULT_STAGES, STAGES
 
     p = cli.parser("python -m semgen_ray.pretrain", __doc__.splitlines()[0], set_example="train.lr=3e-4",
                    run_dir="where artefacts go: a folder or a URI such as s3://bucket/run (overrides run_dir)",
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _pretrain(args: argparse.Namespace, resume: list[str]) -> int:
     from semgen_ray import cli, runfolder
-    from semgen_ray.pipeline import DEFAULT_STAGES, prepare_run, run_stages
+    from semgen_ray.stages.pipeline import DEFAULT_STAGES, prepare_run, run_stages
 
     overrides = []
     saved = None

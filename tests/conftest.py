@@ -73,6 +73,19 @@ def make_phantom_store():
 
 
 @pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory, make_phantom_store) -> str:
+    """Six 64×64×32 phantom patients, shared by the discovery tests (read-only)."""
+    return make_phantom_store(tmp_path_factory.mktemp("tiny") / "store.zarr")
+
+
+@pytest.fixture(scope="session")
+def ten_phantoms(tmp_path_factory, make_phantom_store) -> str:
+    """Ten 64×64×32 phantom patients (hash splits: enough train and val patients for tiny K), shared by
+    the discovery library's and the discovery stage's tests (read-only)."""
+    return make_phantom_store(tmp_path_factory.mktemp("ten") / "store.zarr", n=10)
+
+
+@pytest.fixture(scope="session")
 def s3_server():
     """An S3-API server on 127.0.0.1 for the session (tests/s3_server.py), stopped at the end."""
     from s3_server import S3Server

@@ -54,7 +54,7 @@ def test_one_console_format_progress_on_stdout_warnings_on_stderr(capsys):
 
 
 def test_errors_and_ctrl_c_end_a_command_with_one_line(capsys):
-    from semgen_ray.pipeline import StageError
+    from semgen_ray.stages.pipeline import StageError
 
     args = cli.parser("python -m semgen_ray.x", "x", set_example="a.b=1", force="redo").parse_args([])
 

@@ -33,7 +33,7 @@ def test_pretrain_runs_available_stages_and_reruns_idempotently(tmp_path, capsys
     # Issue 16: the stream check corrupts with the policy training gets, the objective's fields included
     # (in-painting only), not with the preset and the user's overrides alone.
     from semgen_ray.config import load_config
-    from semgen_ray.train.trainer import loop_config
+    from semgen_ray.stages.pretraining import loop_config
 
     trains = loop_config(load_config(tmp_path / "run" / "config.yaml"), 3, False, None)["corruption_policy"]
     assert stream["restoration_pairs"]["policy"] == trains.to_dict()
@@ -163,14 +163,14 @@ def test_a_forced_train_stage_that_is_interrupted_is_never_reused(tmp_path, monk
     (resuming from its checkpoints) instead of reporting the old 60-step run it replaced."""
     import os
 
-    import semgen_ray.train.trainer
+    import semgen_ray.stages.pretraining
 
     run = tmp_path / "run"
     (run / "discovery").mkdir(parents=True)
     (run / "discovery" / "patterns.parquet").write_bytes(b"a pattern manifest")
     args = ["--run-dir", str(run), "--stages", "train"]
     calls = []
-    monkeypatch.setattr(semgen_ray.train.trainer, "run_pretraining", _fake_training(calls))
+    monkeypatch.setattr(semgen_ray.stages.pretraining, "run_pretraining", _fake_training(calls))
     assert main(args) == 0 and main(args) == 0  # the second run reuses the first
     assert calls == [False] and "already holds this pretraining" in capsys.readouterr().out
     assert json.loads((run / "train" / "train.json").read_text())["steps"] == 60
@@ -180,7 +180,7 @@ def test_a_forced_train_stage_that_is_interrupted_is_never_reused(tmp_path, monk
     (run / "train" / "export" / "model_card.json").write_text('{"checkpoint": "elsewhere"}')
     assert main(args) == 0 and calls == [False, False] and "already holds" not in capsys.readouterr().out
 
-    monkeypatch.setattr(semgen_ray.train.trainer, "run_pretraining", _fake_training(calls, interrupt_at=24))
+    monkeypatch.setattr(semgen_ray.stages.pretraining, "run_pretraining", _fake_training(calls, interrupt_at=24))
     # Ctrl-C: one line saying how to continue (the stages this command ran), no traceback
     assert main(args + ["--force"]) == 130
     assert f"interrupted: continue with `python -m semgen_ray.pretrain --resume {run} --stages train`" \
@@ -189,7 +189,7 @@ def test_a_forced_train_stage_that_is_interrupted_is_never_reused(tmp_path, monk
     # the record and the export that pointed at the deleted checkpoints are gone
     assert not (run / "train" / "train.json").exists() and not (run / "train" / "export").exists()
 
-    monkeypatch.setattr(semgen_ray.train.trainer, "run_pretraining", _fake_training(calls, steps=61))
+    monkeypatch.setattr(semgen_ray.stages.pretraining, "run_pretraining", _fake_training(calls, steps=61))
     assert main(["--resume", str(run), "--stages", "train"]) == 0
     out = capsys.readouterr().out
     assert "already holds" not in out and calls == [False, False, True, False]

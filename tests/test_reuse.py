@@ -59,8 +59,8 @@ def test_a_baseline_trained_with_other_settings_is_not_reused(tmp_path, caplog):
     from dataclasses import replace
 
     from semgen_ray.config import load_config
-    from semgen_ray.evaluate.run import arm_weights
-    from semgen_ray.train.trainer import finished_pretraining, pretraining_key
+    from semgen_ray.stages.evaluation import arm_weights
+    from semgen_ray.stages.pretraining import finished_pretraining, pretraining_key
 
     run = tmp_path / "run"
     manifest = run / "discovery" / "patterns.parquet"

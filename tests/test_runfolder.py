@@ -81,7 +81,7 @@ def test_one_resolver_for_every_configured_path(tmp_path, monkeypatch):
     import os
 
     from semgen_ray.config import ConfigError, load_config
-    from semgen_ray.train.trainer import _storage
+    from semgen_ray.stages.pretraining import _storage
 
     monkeypatch.chdir(tmp_path)
     assert runfolder.inside("runs/a", "store.zarr") == "runs/a/store.zarr"

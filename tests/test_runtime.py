@@ -90,9 +90,9 @@ def test_a_cpu_request_no_node_can_hold_is_refused_before_the_stage_works(key, s
     """Ray would queue a task, Train worker or Tune trial asking for more CPUs than any node has forever,
     in local mode without a word: each stage refuses it first, naming the setting (the tests' Ray has 4)."""
     from semgen_ray.config import load_config
-    from semgen_ray.discovery.run import run_discovery
-    from semgen_ray.evaluate.run import run_evaluation
-    from semgen_ray.train import run_pretraining
+    from semgen_ray.stages.discovery import run_discovery
+    from semgen_ray.stages.evaluation import run_evaluation
+    from semgen_ray.stages.pretraining import run_pretraining
 
     store = make_phantom_store(tmp_path / "store.zarr", n=5)  # 2 train, 2 validation patients
     config = load_config("cpu-tiny", [f"{key}=5", f"run_dir={tmp_path / 'run'}", "discovery.k_train=2",

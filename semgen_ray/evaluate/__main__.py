@@ -33,7 +33,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from semgen_ray import cli, runfolder
 
     config = cli.load(args, ["ray.dashboard=true"] if args.dashboard else [])
-    from semgen_ray.evaluate.run import run_evaluation
+    from semgen_ray.stages.evaluation import run_evaluation
 
     runfolder.prepare(config.run_dir)  # a URI run folder: its bucket and credentials are checked before Ray starts
     with cli.ray_session(config.ray):

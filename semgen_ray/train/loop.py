@@ -63,7 +63,7 @@ NOT_SELECTABLE = 1e30
 
 
 def select_loss(phase: str, val_loss: float | None = None) -> float:
-    """What Ray Train ranks a checkpoint by (lower is better, :func:`semgen_ray.train.trainer.checkpoint_config`):
+    """What Ray Train ranks a checkpoint by (lower is better, :func:`semgen_ray.stages.pretraining.checkpoint_config`):
     a joint-phase epoch end's validation loss; :data:`NOT_SELECTABLE` for mid-epoch checkpoints
     (no validation loss) and warm-up epochs (another loss), so they never rank as best."""
     return val_loss if phase == JOINT and val_loss is not None else NOT_SELECTABLE
@@ -557,7 +557,7 @@ class _Worker:
 
 
 def train_loop(cfg: dict) -> None:
-    """Ray Train worker function (``cfg``: :func:`semgen_ray.train.trainer.loop_config`)."""
+    """Ray Train worker function (``cfg``: :func:`semgen_ray.stages.pretraining.loop_config`)."""
     worker = _Worker(cfg)
     while not worker.done():
         worker.run_epoch()

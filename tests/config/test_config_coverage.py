@@ -32,7 +32,7 @@ from semgen_ray.config import SemGenConfig
 
 TESTS = Path(__file__).resolve().parents[1]
 
-D = "tests/discovery/test_discovery_run.py::"
+D = "tests/stages/test_stages_discovery.py::"
 I = "tests/ingest/test_ingest.py::"
 E = "tests/evaluate/"
 T = "tests/train/test_train_trainer.py::"
@@ -121,7 +121,7 @@ COVERED: dict[str, tuple[str, ...]] = {
     ),
     "train.placement": ("tests/train/test_train_multinode.py::test_a_killed_node_costs_only_time",),
     "train.corruption_overrides": (P + "test_pretrain_runs_available_stages_and_reruns_idempotently",),
-    "train.storage_path": ("tests/test_pipeline.py::test_configuration_errors_leave_no_files_behind",),
+    "train.storage_path": ("tests/stages/test_stages_pipeline.py::test_configuration_errors_leave_no_files_behind",),
     "train.batch_size": (TS + "test_batch_size_and_grad_accum_set_the_cubes_per_optimizer_step",),
     "train.grad_accum": (TS + "test_batch_size_and_grad_accum_set_the_cubes_per_optimizer_step",),
     "train.lr": (TS + "test_lr_schedule_step_epochs_and_gamma_set_each_epochs_learning_rate",),

@@ -329,7 +329,7 @@ def test_batch_size_and_cpus_per_trial_reach_the_trial(monkeypatch):
     6 training cubes: batches of 2 (3 steps a pass), or of 4 and the remaining 2 (2 steps a pass)."""
     from semgen_ray.config import load_config
     from semgen_ray.evaluate import trials
-    from semgen_ray.evaluate.run import fine_tune_settings
+    from semgen_ray.stages.evaluation import fine_tune_settings
 
     real, seen, reported = finetune._forward, [], []
 

@@ -16,7 +16,7 @@ def test_target_cohort_follows_target_patients_target_seed_and_target_shape(tmp_
     from local_cluster import LOCAL_RAY
 
     from semgen_ray.config import load_config
-    from semgen_ray.evaluate.run import EvaluationError, target_store
+    from semgen_ray.stages.evaluation import EvaluationError, target_store
     from semgen_ray.phantoms import generate_patient
     from semgen_ray.store import open_store
 

@@ -251,7 +251,7 @@ def test_the_task_cache_follows_the_cube_size_not_timestamps(store, tmp_path, ca
     import os
 
     from semgen_ray.config import load_config
-    from semgen_ray.evaluate.run import load_tasks
+    from semgen_ray.stages.evaluation import load_tasks
 
     caplog.set_level(logging.INFO, logger="semgen_ray")
 
@@ -400,7 +400,7 @@ def test_a_named_target_store_is_used_instead_of_a_phantom_cohort(built, store, 
     no phantom cohort is written into the run folder, and the stage's task cubes (run.load_tasks) are
     that store's cubes."""
     from semgen_ray.config import load_config
-    from semgen_ray.evaluate.run import load_tasks, target_store
+    from semgen_ray.stages.evaluation import load_tasks, target_store
 
     run = tmp_path / "run"
     config = load_config(None, [f"run_dir={run}", f"evaluate.target_store={store}", f"data.cube_size={list(CUBE)}",

@@ -119,7 +119,7 @@ def test_training_resumes_from_the_newest_good_checkpoint(train_store, train_man
     registered with Ray): the run goes back to step 4 with its optimizer state, writes into no
     folder that exists, and a later run's controller finds every checkpoint it lists."""
     from semgen_ray.config import load_config
-    from semgen_ray.train import run_pretraining
+    from semgen_ray.stages.pretraining import run_pretraining
     from train_helpers import TINY
 
     def run(epochs):

@@ -25,7 +25,7 @@ import json, sys
 from semgen_ray.config import load_config
 from semgen_ray import logs
 from semgen_ray.runtime import init_ray
-from semgen_ray.train import run_pretraining
+from semgen_ray.stages.pretraining import run_pretraining
 store, manifest, out, *overrides = sys.argv[1:]
 config = load_config("cpu-tiny", overrides)
 logs.configure()  # the progress lines (library code logs; a script chooses to show them)

@@ -46,7 +46,7 @@ def test_one_policy_object_travels_to_the_training_workers():
     every worker's ``train_loop_config`` holds that object (pickled whole), not strings to rebuild it."""
     import pickle
 
-    from semgen_ray.train.trainer import loop_config
+    from semgen_ray.stages.pretraining import loop_config
 
     config = load_config(None, ["train.objective=inpainting_classification",
                                 "train.corruption_overrides={paint_margin: 1}"])

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from semgen_ray.config import load_config
-from semgen_ray.train import run_pretraining
+from semgen_ray.stages.pretraining import run_pretraining
 
 from train_helpers import TINY
 

@@ -1,6 +1,6 @@
 """Every ``train.*`` setting changes what a pretraining run does (issue 15: "every option does what it says").
 
-Two runs of :func:`semgen_ray.train.run_pretraining` on 16 training and 4 validation cubes share the
+Two runs of :func:`semgen_ray.stages.pretraining.run_pretraining` on 16 training and 4 validation cubes share the
 work: ``BASELINE`` (two workers, ZeRO 2, bf16, Adam, a step schedule, Ray Data corruptions) and
 ``CHANGED`` (one worker, ZeRO 0, fp32, SGD, no schedule, corruptions on the device, ...). Between
 them every setting below has another value than the tiny preset gives (``train_helpers.TINY`` over
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from semgen_ray.config import load_config
-from semgen_ray.train import run_pretraining
+from semgen_ray.stages.pretraining import run_pretraining
 
 from train_helpers import TINY
 

@@ -9,7 +9,7 @@ import pytest
 from safetensors.torch import load_file
 
 from semgen_ray.config import load_config
-from semgen_ray.train import run_pretraining
+from semgen_ray.stages.pretraining import run_pretraining
 
 from train_helpers import TINY
 
@@ -68,7 +68,7 @@ def test_warmup_leaves_the_decoder_untouched_and_resumes_mid_warmup(train_store,
 
     from semgen_ray.config import load_config
     from semgen_ray.models import build_model
-    from semgen_ray.train.trainer import loop_config
+    from semgen_ray.stages.pretraining import loop_config
 
     first = _run(train_store, train_manifest, tmp_path / "run", ["train.cls_warmup_epochs=2", "train.max_epochs=1"])
     assert [h["phase"] for h in first["history"]] == ["warmup"] and first["best_epoch"] == 0
@@ -106,7 +106,7 @@ def test_retention_keeps_the_best_epoch_end_and_the_export_takes_it(tmp_path):
     from ray.train.torch import TorchTrainer
 
     from semgen_ray.config.schema import TrainConfig
-    from semgen_ray.train.trainer import _best_checkpoint, checkpoint_config
+    from semgen_ray.stages.pretraining import _best_checkpoint, checkpoint_config
 
     def report_scenario():  # a closure: pickled by value for the Ray worker
         """Ray Train worker: checkpoints at steps 2 and 6 (mid-epoch) and 4 and 8 (epoch ends, validation

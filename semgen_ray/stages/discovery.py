@@ -34,11 +34,12 @@ import numpy as np
 
 from semgen_ray.config import to_dict
 from semgen_ray.config.schema import SemGenConfig
+from semgen_ray.stages import StageError
 
 logger = logging.getLogger(__name__)
 
 
-class DiscoveryError(RuntimeError):
+class DiscoveryError(StageError):
     """Self-discovery cannot run on this store/config; the message says why and what to change."""
 
 

@@ -27,13 +27,14 @@ import time
 from pathlib import Path
 
 from semgen_ray.config.schema import SemGenConfig
+from semgen_ray.stages import StageError
 
 RUN_NAME = "pretrain"
 
 logger = logging.getLogger(__name__)
 
 
-class PretrainError(RuntimeError):
+class PretrainError(StageError):
     """Pretraining cannot run as configured, or its run failed; the message says why."""
 
 

@@ -15,11 +15,11 @@ credentials are checked before any stage runs. Stages in this release:
   will: whole volumes resized to ``data.volume_shape`` (auto-encoder input), random ``data.cube_size``
   sub-volumes (crop-on-read), and those cubes as restoration pairs (``train.corruption``), checking
   shapes and value ranges and recording throughput in ``stream.json``.
-- ``discover``: self-discovery (:func:`semgen_ray.discovery.run.run_discovery`) into
+- ``discover``: self-discovery (:func:`semgen_ray.stages.discovery.run_discovery`) into
   ``run_dir/discovery``: the pattern manifest ``patterns.parquet``, montages, ``discovery.json``;
   reused when it is already there for the same config.
 
-- ``train``: pretraining (:func:`semgen_ray.train.run_pretraining`) on the discovery's pattern
+- ``train``: pretraining (:func:`semgen_ray.stages.pretraining.run_pretraining`) on the discovery's pattern
   manifest into ``run_dir/train``: Ray Train + DeepSpeed, checkpoints (resumed when the run stopped),
   the exported weights and model card (``train/export``), the report (``train/report``) and
   ``train.json``; skipped when ``train.json`` exists for the same config.
@@ -33,7 +33,7 @@ folder is created or anything is written.
 
 - ``evaluate`` (not in the default chain; also ``python -m semgen_ray.evaluate``): ten seeded
   fine-tuning trials per arm on the target tasks with Ray Tune, statistics and the report
-  (:func:`semgen_ray.evaluate.run.run_evaluation`) into ``run_dir/evaluate``.
+  (:func:`semgen_ray.stages.evaluation.run_evaluation`) into ``run_dir/evaluate``.
 """
 
 from __future__ import annotations
@@ -43,29 +43,13 @@ import time
 from dataclasses import replace
 
 from semgen_ray.config.schema import SemGenConfig
+from semgen_ray.stages import StageError
+from semgen_ray.stages.layout import RunLayout
 
 STAGES = ("data", "stream", "discover", "train", "evaluate")
 DEFAULT_STAGES = ("data", "discover", "train")
 
 logger = logging.getLogger(__name__)
-
-
-class StageError(RuntimeError):
-    """A stage cannot run as configured; the message says why."""
-
-
-def resolve(run_dir: str, uri: str) -> str:
-    """``uri`` as is when absolute or a URL, else relative to ``run_dir`` and kept inside it.
-
-    A relative path with ``..`` would put artefacts outside the run folder: it is refused (an
-    absolute path or a URI says so explicitly).
-    """
-    from semgen_ray import runfolder
-
-    try:
-        return runfolder.inside(run_dir, uri)
-    except runfolder.RunFolderError as err:
-        raise StageError(str(err)) from err
 
 
 def run_local_store(config: SemGenConfig) -> bool:
@@ -90,7 +74,7 @@ def preflight(config: SemGenConfig, stages: tuple[str, ...]) -> None:
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise StageError(f"unknown stage(s) {unknown}; available: {list(STAGES)}")
-    store = resolve(config.run_dir, config.store.uri)
+    store = RunLayout.of(config).store
     uris = [config.run_dir, store, config.train.storage_path, config.evaluate.target_store]
     try:
         for uri in uris:
@@ -137,7 +121,7 @@ def stage_data(config: SemGenConfig, force: bool = False) -> dict:
     from semgen_ray.phantoms.cohort import write_cohort
     from semgen_ray.store import StoreError, open_store
 
-    uri = resolve(config.run_dir, config.store.uri)
+    uri = RunLayout.of(config).store
     if not run_local_store(config):
         existing = _named_store_patients(uri)
         logger.info(f"[data] using the existing store {uri}: {len(existing)} patients (read only)")
@@ -163,14 +147,15 @@ def stage_stream(config: SemGenConfig, force: bool = False) -> dict:
     """Stream whole volumes and random cubes through Ray Data and check what arrives."""
     from semgen_ray.store import open_store
 
-    uri = resolve(config.run_dir, config.store.uri)
+    layout = RunLayout.of(config)
+    uri = layout.store
     store = open_store(uri)
     if not store.patient_ids:
         raise StageError(f"store {uri} has no complete patients; run the data stage or ingest first")
     summary = {"store": uri, "patients": len(store.patient_ids), "volumes": _stream_volumes(config, uri)}
     summary["cubes"], cubes, cube = _stream_cubes(config, uri, store)
     summary["restoration_pairs"] = _stream_pairs(config, cubes, cube)
-    summary["record"] = record = resolve(config.run_dir, "stream.json")
+    summary["record"] = record = layout.stream_record
     _write_json(record, summary)
     logger.info(f"[stream] throughput record: {record}")
     return summary
@@ -245,33 +230,24 @@ def _stream_pairs(config: SemGenConfig, cubes, cube: tuple) -> dict:
 
 def stage_discover(config: SemGenConfig, force: bool = False) -> dict:
     """Self-discovery on the store into ``run_dir/discovery`` (reused when already done)."""
-    from semgen_ray.discovery.run import DiscoveryError, run_discovery
+    from semgen_ray.stages.discovery import run_discovery
 
-    uri = resolve(config.run_dir, config.store.uri)
-    out = resolve(config.run_dir, "discovery")
-    try:
-        record = run_discovery(config, uri, out, force=force)
-    except DiscoveryError as err:
-        raise StageError(str(err)) from err
+    layout = RunLayout.of(config)
+    record = run_discovery(config, layout.store, layout.discovery, force=force)
     keep = ("manifest", "cubes", "config_hash", "habitus_purity", "index", "reused", "reused_steps")
     return {k: record[k] for k in keep if k in record} | {"classes": len(record["classes"])}
 
 
 def stage_train(config: SemGenConfig, force: bool = False) -> dict:
     """Pretraining on the discovery's pattern manifest into ``run_dir/train`` (reused when its reuse
-    record holds these settings and this manifest, :func:`semgen_ray.train.pretrain_or_reuse`)."""
+    record holds these settings and this manifest, :func:`semgen_ray.stages.pretraining.pretrain_or_reuse`)."""
     from semgen_ray import runfolder
-    from semgen_ray.train import PretrainError, pretrain_or_reuse
+    from semgen_ray.stages.pretraining import pretrain_or_reuse
 
-    uri = resolve(config.run_dir, config.store.uri)
-    manifest = resolve(config.run_dir, "discovery/patterns.parquet")
-    out = resolve(config.run_dir, "train")
-    if not runfolder.isfile(manifest):
-        raise StageError(f"no pattern manifest at {manifest}: run the discover stage first")
-    try:
-        record = pretrain_or_reuse(config, uri, manifest, out, force=force)
-    except PretrainError as err:
-        raise StageError(str(err)) from err
+    layout = RunLayout.of(config)
+    if not runfolder.isfile(layout.patterns):
+        raise StageError(f"no pattern manifest at {layout.patterns}: run the discover stage first")
+    record = pretrain_or_reuse(config, layout.store, layout.patterns, layout.train(), force=force)
     if not record["reused"]:
         logger.info(f"[train] weights and model card: {record['export']}; report: {record['report']}")
     keep = ("export", "report", "best_val_loss", "steps", "epochs", "fit_seconds", "reused")
@@ -280,13 +256,9 @@ def stage_train(config: SemGenConfig, force: bool = False) -> dict:
 
 def stage_evaluate(config: SemGenConfig, force: bool = False) -> dict:
     """Target-task evaluation of the run's exports against the baselines (Ray Tune)."""
-    from semgen_ray.evaluate.run import EvaluationError, run_evaluation
-    from semgen_ray.train import PretrainError
+    from semgen_ray.stages.evaluation import run_evaluation
 
-    try:
-        record = run_evaluation(config, force=force)
-    except (EvaluationError, PretrainError) as err:
-        raise StageError(str(err)) from err
+    record = run_evaluation(config, force=force)
     return {k: record[k] for k in ("report", "results", "trials", "best")}
 
 
@@ -311,7 +283,7 @@ def prepare_run(config: SemGenConfig, stages: tuple[str, ...] = DEFAULT_STAGES) 
         runfolder.prepare(config.run_dir)
     except runfolder.RunFolderError as err:
         raise StageError(str(err)) from err
-    runfolder.write_text(resolve(config.run_dir, "config.yaml"), yaml.safe_dump(to_dict(config), sort_keys=False))
+    runfolder.write_text(RunLayout.of(config).config_file, yaml.safe_dump(to_dict(config), sort_keys=False))
 
 
 def run_stages(config: SemGenConfig, stages: tuple[str, ...] = DEFAULT_STAGES, force: bool = False) -> dict:

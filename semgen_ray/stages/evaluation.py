@@ -20,50 +20,40 @@ from dataclasses import replace
 from pathlib import Path
 
 from semgen_ray.config.schema import OBJECTIVES, SemGenConfig
+from semgen_ray.stages import StageError
+from semgen_ray.stages.layout import RunLayout
 
 logger = logging.getLogger(__name__)
 
 
-class EvaluationError(RuntimeError):
+class EvaluationError(StageError):
     """Evaluation cannot run as configured; the message says why."""
-
-
-def _abs(run_dir: str, p: str) -> str:
-    """``p`` as an absolute path or URI (Tune trials run in their own working directories):
-    :func:`semgen_ray.runfolder.inside`, the run's one resolver."""
-    from semgen_ray import runfolder
-
-    try:
-        return runfolder.inside(run_dir, p, absolute=True)
-    except runfolder.RunFolderError as err:
-        raise EvaluationError(str(err)) from err
 
 
 def arm_weights(config: SemGenConfig, force: bool = False) -> dict[str, str | None]:
     """Arm name → weights (None for scratch), pretraining objective baselines on the way unless their
-    folder's reuse record holds these settings (:func:`semgen_ray.train.pretrain_or_reuse`)."""
+    folder's reuse record holds these settings (:func:`semgen_ray.stages.pretraining.pretrain_or_reuse`)."""
     from semgen_ray import runfolder
-    from semgen_ray.train import pretrain_or_reuse
+    from semgen_ray.stages.pretraining import pretrain_or_reuse
 
-    run = config.run_dir
+    layout = RunLayout.of(config)
     out: dict[str, str | None] = {}
     for arm in config.evaluate.arms:
         if arm == "scratch":
             out[arm] = None
         elif arm in config.evaluate.weights:
-            path = _abs(run, str(config.evaluate.weights[arm]))
+            path = layout.absolute(config.evaluate.weights[arm])
             if not runfolder.exists(path):
                 raise EvaluationError(f"evaluate.weights[{arm!r}]: no weights at {path}")
             out[arm] = path
         elif arm in OBJECTIVES:
-            folder = runfolder.join(run, "train" if arm == config.train.objective else f"train_{arm}")
-            manifest = runfolder.join(run, "discovery", "patterns.parquet")
+            folder, manifest = layout.train(arm), layout.patterns
             if not runfolder.isfile(manifest):
                 raise EvaluationError(f"arm {arm!r} needs pretraining, which needs the pattern manifest "
                                       f"{manifest}: run python -m semgen_ray.pretrain first")
             logger.info(f"[evaluate] the {arm!r} arm: weights pretrained in {folder}")
             cfg = replace(config, train=replace(config.train, objective=arm))
-            pretrain_or_reuse(cfg, _abs(run, config.store.uri), manifest, folder, force=force)
+            pretrain_or_reuse(cfg, layout.absolute(config.store.uri), manifest, folder, force=force)
             export = runfolder.join(folder, "export")
             out[arm] = export if runfolder.is_remote(export) else os.path.abspath(export)
     return out
@@ -74,13 +64,14 @@ def target_store(config: SemGenConfig) -> str:
     from semgen_ray.phantoms.cohort import write_cohort
 
     e = config.evaluate
+    layout = RunLayout.of(config)
     if e.target_store:
-        return _abs(config.run_dir, e.target_store)
+        return layout.absolute(e.target_store)
     if e.target_seed == config.phantoms.seed:
         raise EvaluationError("evaluate.target_seed equals phantoms.seed: the target patients would be the "
                               "pretraining patients")
     shape = e.target_shape or config.phantoms.shape
-    uri = _abs(config.run_dir, "target.zarr")
+    uri = layout.absolute("target.zarr")
     logger.info(f"[evaluate] target cohort: {e.target_patients} phantoms {list(shape)} (cohort seed {e.target_seed}) "
                 f"→ {_rel(config.run_dir, uri)}")
     report = write_cohort(replace(config.phantoms, n=e.target_patients, seed=e.target_seed, shape=shape),
@@ -173,7 +164,7 @@ def run_evaluation(config: SemGenConfig, force: bool = False) -> dict:
     e = config.evaluate
     require_cpus({"evaluate.cpus_per_trial": e.cpus_per_trial, "data.read_cpus": config.data.read_cpus,
                   "train.cpus_per_worker": config.train.cpus_per_worker})  # before any baseline trains
-    folder = runfolder.join(config.run_dir, "evaluate")
+    folder = RunLayout.of(config).evaluate
     cached = ["tasks.json", *(f"tasks_{t}.npz" for t in config.evaluate.tasks)]
     with runfolder.workdir(folder, fetch=cached) as out:
         return _evaluate(config, out, folder, force=force)

@@ -1,21 +1,43 @@
-"""Run-folder paths of the pipeline: relative artefact paths stay inside the run folder."""
+"""The stage chain: every run path resolved once (relative ones inside the run folder), and
+configuration errors that stop a run before anything is written."""
+
+import os
 
 import pytest
 
-from semgen_ray.pipeline import StageError, resolve
+from semgen_ray.stages.layout import RunLayout
+from semgen_ray.stages.pipeline import StageError
 
 
-def test_relative_paths_resolve_inside_the_run_folder():
-    assert resolve("runs/a", "store.zarr") == "runs/a/store.zarr"
-    assert resolve("s3://bucket/run/", "discovery/patterns.parquet") == "s3://bucket/run/discovery/patterns.parquet"
-    assert resolve("runs/a", "/data/store.zarr") == "/data/store.zarr"  # explicit: absolute path
-    assert resolve("runs/a", "s3://b/store.zarr") == "s3://b/store.zarr"  # explicit: URI
+def test_one_layout_resolves_every_path_of_the_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    local = RunLayout("runs/a", "runs/a/store.zarr", objective="restoration")
+    assert (local.config_file, local.stream_record, local.discovery, local.patterns, local.evaluate) == (
+        "runs/a/config.yaml", "runs/a/stream.json", "runs/a/discovery", "runs/a/discovery/patterns.parquet",
+        "runs/a/evaluate")
+    assert local.train() == local.train("restoration") == "runs/a/train"
+    assert local.train("semantic_genesis") == "runs/a/train_semantic_genesis"
+    assert local.absolute("target.zarr") == os.path.join(str(tmp_path), "runs", "a", "target.zarr")
+    assert local.absolute("/data/w.pt") == "/data/w.pt" and local.absolute("s3://b/w") == "s3://b/w"
+    remote = RunLayout("s3://bucket/run/", "s3://bucket/run/store.zarr")
+    assert remote.patterns == "s3://bucket/run/discovery/patterns.parquet"
+    assert remote.absolute("target.zarr") == "s3://bucket/run/target.zarr"
+
+
+def test_the_layout_of_a_config_resolves_its_store():
+    from semgen_ray.config import load_config
+
+    assert RunLayout.of(load_config(None, ["run_dir=runs/a"])).store == "runs/a/store.zarr"
+    assert RunLayout.of(load_config(None, ["run_dir=runs/a", "store.uri=/data/s.zarr"])).store == "/data/s.zarr"
+    assert RunLayout.of(load_config(None, ["run_dir=runs/a", "store.uri=s3://b/s.zarr"])).store == "s3://b/s.zarr"
 
 
 @pytest.mark.parametrize("escaping", ["../store.zarr", "a/../../x", "..", "a\\..\\..\\x"])
 def test_relative_paths_that_climb_out_are_refused(escaping):
     with pytest.raises(StageError, match="leaves the run folder"):
-        resolve("runs/a", escaping)
+        RunLayout("runs/a", "runs/a/store.zarr").absolute(escaping)
+    with pytest.raises(StageError, match="leaves the run folder"):
+        RunLayout("runs/a", "runs/a/store.zarr").path(escaping)
 
 
 # Configuration errors stop `pretrain` before anything is written (issue 15). None of these start Ray.
@@ -70,7 +92,7 @@ def _state(**kw):
 
 def test_only_a_checkpoint_that_ends_the_run_counts_as_finished():
     from semgen_ray.config import load_config
-    from semgen_ray.train.trainer import finished
+    from semgen_ray.stages.pretraining import finished
 
     t = load_config(None, ["train.max_epochs=10"]).train
     assert finished(_state(), t)
@@ -92,9 +114,9 @@ def test_an_aborted_fit_exports_nothing_and_writes_no_record(tmp_path):
     from ray.train import Checkpoint, Result
 
     from semgen_ray.config import load_config
-    from semgen_ray.train import PretrainError
+    from semgen_ray.stages.pretraining import PretrainError
     from semgen_ray.train.checkpoints import STATE_FILE
-    from semgen_ray.train.trainer import _finish
+    from semgen_ray.stages.pretraining import _finish
 
     ckpt = tmp_path / "step_24"
     ckpt.mkdir()

@@ -220,7 +220,7 @@ def test_discover_with_a_pca_hnsw_index_records_it(finished, tmp_path, ten_phant
 def test_habitus_purity_chance_is_that_of_random_neighbours_from_the_pool():
     """Chance = mean over references of (n_c - 1) / (N - 1) in the pool, not the squared cluster
     shares of the selected patients (which rise with the purity itself)."""
-    from semgen_ray.discovery.run import habitus_purity
+    from semgen_ray.stages.discovery import habitus_purity
 
     class Store:
         def meta(self, pid):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from semgen_ray.config import load_config
-from semgen_ray.discovery.run import DiscoveryError, _check_cohort_size, _split_ids
+from semgen_ray.stages.discovery import DiscoveryError, _check_cohort_size, _split_ids
 
 
 def test_too_few_patients_name_the_settings_that_fit():
