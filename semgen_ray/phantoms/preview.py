@@ -1,7 +1,9 @@
-"""A PNG of axial, coronal and sagittal slices of a few phantom patients (for the docs and for eyes).
+"""A PNG of axial, coronal and sagittal slices of a few phantom patients, or of their radiographs
+(for the docs and for eyes).
 
 Display conventions: lung window [-1000, 400] HU; axial slices radiological (patient anterior at the
-top, patient right on the image left); coronal and sagittal slices with superior at the top.
+top, patient right on the image left); coronal and sagittal slices with superior at the top;
+radiographs as a PA chest film is read (:mod:`semgen_ray.phantoms.radiograph`).
 """
 
 from __future__ import annotations
@@ -55,14 +57,47 @@ def save_preview(path: str | Path, indices: tuple[int, ...] = (0, 2, 5, 1),
             ax.set_yticks([])
         hab = vol.extra["habitus_name"]
         row[0].set_ylabel(f"patient {index} ({hab}, {nodules['count']} nod.)", fontsize=8)
+    return _save_png(fig, path, dpi)
+
+
+def save_radiographs(path: str | Path, indices: tuple[int, ...] = (0, 2, 5, 1), cohort_seed: int = 0,
+                     shape: tuple[int, int, int] = DEFAULT_SHAPE, dpi: int = 72) -> Path:
+    """The PA radiographs of patients ``indices`` side by side, nodule boxes in red; returns ``path``."""
+    from semgen_ray.figures import pyplot
+    from semgen_ray.phantoms.radiograph import BITS, phantom_radiograph
+
+    plt = pyplot()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, len(indices), figsize=(3.5 * len(indices), 3.5), squeeze=False)
+    for ax, index in zip(axes[0], indices):
+        r = phantom_radiograph(index, cohort_seed, shape)
+        ax.imshow(r.image, cmap="gray", vmin=0, vmax=2 ** BITS - 1, aspect=r.pixel_spacing[0] / r.pixel_spacing[1],
+                  interpolation="nearest")
+        for b in r.boxes:
+            ax.add_patch(plt.Rectangle((b["col0"] - 0.5, b["row0"] - 0.5), b["col1"] - b["col0"],
+                                       b["row1"] - b["row0"], fill=False, edgecolor="red", linewidth=1.5))
+        ax.set_title(f"patient {index}: {len(r.boxes)} nodule(s)", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return _save_png(fig, path, dpi)
+
+
+def _save_png(fig, path: Path, dpi: int) -> Path:
+    """``fig`` as a palette PNG of 127 grey levels and red (noise compresses badly; an adaptive palette
+    would drop the thin red outlines)."""
+    from PIL import Image
+
+    from semgen_ray.figures import pyplot
+
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, dpi=dpi, format="png")
-    plt.close(fig)
-    # CT noise compresses badly: store a 128-colour palette image (grey levels + the red contours)
-    from PIL import Image
-
-    Image.open(buffer).convert("RGB").quantize(colors=128).save(path, optimize=True)
+    pyplot().close(fig)
+    palette = Image.new("P", (1, 1))
+    palette.putpalette([v for g in range(127) for v in (round(g * 255 / 126),) * 3] + [255, 0, 0])
+    image = Image.open(buffer).convert("RGB").quantize(palette=palette, dither=Image.Dither.NONE)
+    image.save(path, optimize=True)
     return path
 
 
@@ -72,7 +107,7 @@ def build_parser():
 
     p = argparse.ArgumentParser(prog="python -m semgen_ray.phantoms.preview",
                                 description="Write a PNG of axial, coronal and sagittal slices of phantom "
-                                            "patients (one habitus cluster per row).")
+                                            "patients (one habitus cluster per row), or of their radiographs.")
     p.add_argument("--out", required=True, metavar="PNG",
                    help="the PNG to write (the README's: docs/phantom_slices.png, from the repository root)")
     p.add_argument("--indices", type=int, nargs="+", default=[0, 2, 5, 1], metavar="I",
@@ -81,6 +116,9 @@ def build_parser():
     p.add_argument("--shape", type=int, nargs=3, default=list(DEFAULT_SHAPE), metavar=("X", "Y", "Z"),
                    help=f"voxels per patient (default {' '.join(map(str, DEFAULT_SHAPE))})")
     p.add_argument("--dpi", type=int, default=72, help="resolution (default 72)")
+    p.add_argument("--radiographs", action="store_true",
+                   help="the patients' PA chest radiographs side by side instead of CT slices (the README's: "
+                        "docs/phantom_radiographs.png)")
     return p
 
 
@@ -89,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     ``--out docs/phantom_slices.png`` from the repository root). The output is always named: nothing
     is written into the current folder by default, and ``--help`` only prints the help."""
     args = build_parser().parse_args(argv)
-    print(save_preview(args.out, tuple(args.indices), args.seed, tuple(args.shape), args.dpi))
+    save = save_radiographs if args.radiographs else save_preview
+    print(save(args.out, tuple(args.indices), args.seed, tuple(args.shape), args.dpi))
     return 0
 
 

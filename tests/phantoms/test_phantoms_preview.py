@@ -45,3 +45,23 @@ def test_preview_command_help_writes_nothing_and_the_output_is_named(tmp_path, m
     assert list(tmp_path.iterdir()) == []                      # no docs/ folder, no PNG
     assert main(["--out", "p.png", "--indices", "0", "--shape", "32", "32", "16", "--dpi", "20"]) == 0
     assert load(tmp_path / "p.png").shape == (60, 300, 3) and [p.name for p in tmp_path.iterdir()] == ["p.png"]
+
+
+def test_radiographs_png_one_film_per_patient_with_red_nodule_boxes(tmp_path):
+    """``--radiographs``: the patients' PA films side by side; red boxes only where a patient has nodules."""
+    pytest.importorskip("matplotlib")
+    from semgen_ray.phantoms.preview import main
+    from semgen_ray.phantoms.radiograph import phantom_radiograph
+
+    shape = (64, 64, 32)
+    assert main(["--radiographs", "--out", str(tmp_path / "r.png"), "--indices", "0", "1",
+                 "--shape", *map(str, shape), "--dpi", "30"]) == 0
+    img = load(tmp_path / "r.png")
+    assert img.shape == (105, 210, 3)                          # 3.5 in per film, at 30 dpi
+    boxes = panels(img)
+    assert grid(boxes) == (1, 2)
+    red = (img[..., 0].astype(int) - img[..., 1]) > 80
+    for box, index in zip(sorted(boxes, key=lambda b: b[1]), (0, 1)):
+        has_nodules = bool(phantom_radiograph(index, shape=shape).boxes)
+        assert crop(red, box).any() == has_nodules, index
+    assert phantom_radiograph(1, shape=shape).boxes              # the check above saw red at least once
