@@ -607,6 +607,15 @@ def _dcmread(file: str, pydicom) -> tuple[object, bool, list[str]]:
     return ds, truncated, notes
 
 
+def read_dataset(file: str) -> tuple[object, list[str]]:
+    """``(dataset, notes)``: one DICOM file read as tolerantly as the series reader reads it (see
+    :func:`_dcmread`); a truncated file is a ``ReadError``."""
+    ds, truncated, notes = _dcmread(file, _import_pydicom())
+    if truncated:
+        raise ReadError(f"{os.path.basename(file)}: the file ends inside an element (truncated)")
+    return ds, notes
+
+
 _OTHER_PIXELS = ("FloatPixelData", "DoubleFloatPixelData", "SpectroscopyData")
 
 
