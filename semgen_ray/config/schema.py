@@ -102,6 +102,8 @@ class IngestConfig:
             CT always uses the HU window [-1000, 1000] (:mod:`semgen_ray.store.intensity`).
         mr_window: the fixed MR window (lo, hi) of ``mr_intensity: fixed`` (Models Genesis'
             [0, 4000], which assumes raw scanner units).
+        kind: ``3d`` (default): volumes (NIfTI, DICOM series, MetaImage, NRRD); ``2d``: radiographs,
+            every DICOM, PNG, JPEG and 2D NIfTI file one 2D image (:mod:`semgen_ray.io.radiograph`).
     """
 
     modality: str | None = None
@@ -115,9 +117,14 @@ class IngestConfig:
     allow_failures: bool = False
     mr_intensity: str = "foreground_percentile"
     mr_window: tuple[float, float] = (0.0, 4000.0)
+    kind: str = "3d"
 
     def __post_init__(self) -> None:
         _choice("ingest.modality", self.modality, MODALITY_OVERRIDES)
+        _choice("ingest.kind", self.kind, ("3d", "2d"))
+        _require(self.kind == "3d" or self.modality in (None, "OT"),
+                 f"ingest.modality {self.modality} is for volumes; a 2D image's modality comes from its file "
+                 "(DICOM CR / DX) or is OT")
         _choice("ingest.mr_intensity", self.mr_intensity, ("foreground_percentile", "fixed"))
         _require(len(self.mr_window) == 2 and all(isinstance(v, (int, float)) for v in self.mr_window)
                  and self.mr_window[0] < self.mr_window[1],

@@ -358,6 +358,7 @@ def build_tasks(store_uri: str, cube, seed: int = 0, min_voxels: int = 8, negati
     """
     from semgen_ray.evaluate.shortcuts import task_shortcut_aucs
     from semgen_ray.store import IntensityWindow, open_store
+    from semgen_ray.store.manifest import is_volume
 
     if negatives not in NEGATIVES:
         raise ValueError(f"negatives must be one of {NEGATIVES}, got {negatives!r}")
@@ -370,7 +371,7 @@ def build_tasks(store_uri: str, cube, seed: int = 0, min_voxels: int = 8, negati
     if cube_mm is not None and (len(cube_mm) != 3 or min(cube_mm) <= 0):
         raise ValueError(f"cube_mm must be 3 positive sizes (mm), got {cube_mm}")
     store = open_store(store_uri)
-    rows = [r for r in store.manifest_rows() if r["status"] == "ok"]
+    rows = [r for r in store.manifest_rows() if r["status"] == "ok" and is_volume(r)]  # 3D tasks: volumes only
     parts = {t: {s: {"x": [], "y": [], "patient": []} for s in SPLITS} for t in TASKS}
     counts = {s: {"positives": 0, "negatives": 0, "negatives_short": 0, "pool": 0, "objects": 0} for s in SPLITS}
     labelled, windows = 0, set()

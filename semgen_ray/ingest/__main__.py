@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--uneven", choices=["warn", "resample", "error"],
                    help="DICOM series with uneven slice spacing (default warn)")
     p.add_argument("--id-from", choices=["name", "dicom"], help="patient ids from file names or PatientID")
+    p.add_argument("--kind", choices=["3d", "2d"],
+                   help="3d: volumes (default); 2d: radiographs, every DICOM, PNG, JPEG and 2D NIfTI file "
+                        "one 2D image")
     p.add_argument("--allow-failures", action="store_true", help="exit 0 even if some sources failed")
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -44,7 +47,7 @@ def _ingest(args: argparse.Namespace) -> int:
 
     overrides = [f"store.uri={args.out}"]
     for key, value in (("modality", args.modality), ("uneven_spacing", args.uneven),
-                       ("id_from", args.id_from)):
+                       ("id_from", args.id_from), ("kind", args.kind)):
         if value is not None:
             overrides.append(f"ingest.{key}={value}")
     if args.spacing:

@@ -43,3 +43,22 @@ def check_volume(volume: Volume, config: IngestConfig) -> None:
         raise ReadError(f"image is constant (every voxel is {lo}): nothing to learn from")
     if volume.modality == "CT" and (lo < -32768 or hi > 32767):
         raise ReadError(f"CT values span [{lo}, {hi}], outside the int16 range of Hounsfield units")
+
+
+def check_image(image, config: IngestConfig) -> None:
+    """Raise :class:`ReadError` when a 2D ``image`` (:class:`~semgen_ray.io.image2d.Image2D`) is not
+    usable: thinner than ``min_extent`` pixels, more than ``max_voxels``, spacing above
+    ``max_spacing_mm``, non-finite or constant values."""
+    a = np.asarray(image.array)
+    if min(a.shape) < config.min_extent:
+        raise ReadError(f"image shape {tuple(a.shape)} has fewer than {config.min_extent} pixels along an axis "
+                        "(ingest.min_extent)")
+    if a.size > config.max_voxels:
+        raise ReadError(f"image of {a.size} pixels exceeds ingest.max_voxels={config.max_voxels}")
+    if max(image.pixel_spacing) > config.max_spacing_mm:
+        raise ReadError(f"pixel spacing {tuple(image.pixel_spacing)} mm is above ingest.max_spacing_mm="
+                        f"{config.max_spacing_mm} (a broken header?)")
+    if not np.isfinite(a).all():
+        raise ReadError("the image has NaN or infinite pixels")
+    if a.min() == a.max():
+        raise ReadError(f"image is constant (every pixel is {a.min()}): nothing to learn from")

@@ -25,7 +25,8 @@ _UID_RE = re.compile(r"^[0-9.]+$")
 
 @dataclass
 class Item:
-    """One patient produced by a job."""
+    """One patient produced by a job: a 3D ``volume``, or a 2D image (an
+    :class:`~semgen_ray.io.image2d.Image2D`) in the same field."""
 
     patient_id: str
     volume: Volume
@@ -77,12 +78,17 @@ class SourceJob:
         """The settings that change what :meth:`load` returns: the modality override (the list's own
         first, None: detected) and, for DICOM, the uneven-spacing policy."""
         settings = {"modality": self.modality or config.modality}
+        if config.kind == "2d":
+            return {**settings, "kind": "2d"}
         if self.source_ref.format == "dicom":
             settings["uneven_spacing"] = config.uneven_spacing
         return settings
 
     def load(self, config: IngestConfig) -> list[Item]:
         from semgen_ray.io import read_source
+
+        if config.kind == "2d":
+            return [self._load_image(config)]
 
         options = {"max_voxels": config.max_voxels}  # refused from the header, before any voxel is read
         if self.source_ref.format == "dicom":
@@ -95,6 +101,20 @@ class SourceJob:
                 pid = f"{pid}_s{vol.extra.get('series_number', k)}"
             items.append(Item(pid, vol, self._label_for(vol), self.split))
         return items
+
+    def _load_image(self, config: IngestConfig) -> Item:
+        """A 2D image (``ingest.kind: 2d``): one file, read by :func:`semgen_ray.io.radiograph.read_radiograph`."""
+        from semgen_ray.io.radiograph import read_radiograph
+
+        if self.label_path:
+            raise ReadError("labels of 2D images are not read yet (the list's label column)")
+        if len(self.source_ref.files) != 1:
+            raise ReadError(f"{self.source}: a 2D image is one file, the source has {len(self.source_ref.files)}")
+        modality = self.modality or config.modality
+        image = read_radiograph(self.source_ref.files[0], modality=modality)
+        if image.shape[0] * image.shape[1] > config.max_voxels:
+            raise ReadError(f"image of {image.shape[0] * image.shape[1]} pixels exceeds ingest.max_voxels")
+        return Item(self.patient_id, image, None, self.split)
 
     def _label_for(self, vol: Volume) -> np.ndarray | None:
         if not self.label_path:
@@ -126,8 +146,9 @@ def jobs_from_paths(paths: list[str], config: IngestConfig) -> tuple[list[Source
         ``(jobs, problems)``: problems are failure rows for paths that do not exist or lists that
         cannot be parsed, so that the run reports them instead of stopping.
     """
-    from semgen_ray.io import find_sources
+    from semgen_ray.io.sources import find_radiographs, find_sources
 
+    find = find_radiographs if config.kind == "2d" else find_sources
     jobs: list[SourceJob] = []
     problems: list[dict] = []
     for raw in paths:
@@ -143,16 +164,22 @@ def jobs_from_paths(paths: list[str], config: IngestConfig) -> tuple[list[Source
             problems.append({"patient_id": sanitize_patient_id(path.name), "source": str(path),
                              "error": f"{raw} does not exist"})
             continue
-        found = find_sources([str(path)])
+        try:
+            found = find([str(path)])
+        except ValueError as err:  # a file of no format this ingest reads: its failure row, not a crash
+            problems.append({"patient_id": sanitize_patient_id(path.name), "source": str(path), "error": str(err)})
+            continue
         if not found:
+            what = "DICOM, PNG, JPEG or NIfTI 2D image" if config.kind == "2d" else "NIfTI, DICOM, MetaImage or NRRD image"
             problems.append({"patient_id": sanitize_patient_id(path.name), "source": str(path),
-                             "error": f"no NIfTI, DICOM, MetaImage or NRRD image found in {raw}"})
+                             "error": f"no {what} found in {raw}"})
         for src in found:
             tag = _dicom_patient_id(src) if config.id_from == "dicom" and src.format == "dicom" else None
             if tag is not None:  # the user asked for this id: validated as it is, never rewritten
                 jobs.append(SourceJob(src, tag))
             else:
-                jobs.append(SourceJob(src, sanitize_patient_id(_default_id(src, path))))
+                default = src.patient_id if config.kind == "2d" else _default_id(src, path)  # 2D: the file's stem
+                jobs.append(SourceJob(src, sanitize_patient_id(default)))
     return jobs, problems
 
 

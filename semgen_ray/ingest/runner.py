@@ -22,7 +22,7 @@ import warnings
 from dataclasses import dataclass, field, replace
 
 from semgen_ray.config.schema import IngestConfig, RayConfig, StoreConfig
-from semgen_ray.ingest.checks import check_volume
+from semgen_ray.ingest.checks import check_image, check_volume
 from semgen_ray.ingest.jobs import Job
 from semgen_ray.ingest.split import assign_split
 from semgen_ray.io.dicom import UNEVEN_NOTE
@@ -141,23 +141,7 @@ def run_job(store: StoreConfig, job: Job, config: IngestConfig, known: dict[str,
             try:
                 check_patient_id(item.patient_id)
                 _check_not_taken(vol_store, item.patient_id, job.source)
-                volume = item.volume
-                label = item.label
-                if config.target_spacing is not None:
-                    from semgen_ray.io import resample
-
-                    volume = resample(volume, config.target_spacing, order=1)
-                    if label is not None:
-                        label = resample(replace(item.volume, array=label), config.target_spacing,
-                                         order=0).array
-                check_volume(volume, config)
-                split = item.split or assign_split(item.patient_id, config.split_fractions)
-                with warnings.catch_warnings():  # the driver warns (run_jobs), not the worker
-                    warnings.simplefilter("ignore", IntensityWarning)
-                    out["rows"].append(vol_store.write(
-                        item.patient_id, volume, label=label, split=split, source_sha256=fingerprint,
-                        mr_intensity=config.mr_intensity, mr_window=config.mr_window,
-                        ingest_settings=_recorded(settings, item.volume)))
+                out["rows"].append(_store(vol_store, item, config, settings, fingerprint))
                 written.append(item.patient_id)
                 if item.patient_id in reasons:
                     out["notes"].append((item.patient_id, f"rewritten: {reasons[item.patient_id]}"))
@@ -171,6 +155,33 @@ def run_job(store: StoreConfig, job: Job, config: IngestConfig, known: dict[str,
     finally:
         out["seconds"] = time.perf_counter() - t0
     return out
+
+
+def _store(vol_store, item, config: IngestConfig, settings: dict, fingerprint: str) -> dict:
+    """Check and store one item; its manifest row. A 3D volume is resampled to ``target_spacing``
+    when one is set; a 2D image (:class:`~semgen_ray.io.image2d.Image2D`) is stored as read (no
+    target spacing applies to it, and none is recorded)."""
+    from semgen_ray.io.image2d import Image2D
+
+    split = item.split or assign_split(item.patient_id, config.split_fractions)
+    if isinstance(item.volume, Image2D):
+        check_image(item.volume, config)
+        return vol_store.write_image(item.patient_id, item.volume, label=item.label, split=split,
+                                     source_sha256=fingerprint,
+                                     ingest_settings={k: v for k, v in settings.items() if k != "target_spacing"})
+    volume, label = item.volume, item.label
+    if config.target_spacing is not None:
+        from semgen_ray.io import resample
+
+        volume = resample(volume, config.target_spacing, order=1)
+        if label is not None:
+            label = resample(replace(item.volume, array=label), config.target_spacing, order=0).array
+    check_volume(volume, config)
+    with warnings.catch_warnings():  # the driver warns (run_jobs), not the worker
+        warnings.simplefilter("ignore", IntensityWarning)
+        return vol_store.write(item.patient_id, volume, label=label, split=split, source_sha256=fingerprint,
+                               mr_intensity=config.mr_intensity, mr_window=config.mr_window,
+                               ingest_settings=_recorded(settings, item.volume))
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Iterable
 
 from semgen_ray.io.volume import ReadError
 
-FORMATS = ("nifti", "dicom", "metaimage", "nrrd")
+FORMATS = ("nifti", "dicom", "metaimage", "nrrd", "png", "jpeg")
 
 # Longest suffix first, so ".nii.gz" wins over ".gz".
 _EXTENSIONS: tuple[tuple[str, str], ...] = (
@@ -28,6 +28,9 @@ _EXTENSIONS: tuple[tuple[str, str], ...] = (
     (".nhdr", "nrrd"),
 )
 _DICOM_EXTENSIONS = (".dcm", ".dicom")
+# 2D images (radiographs), found only when asked for (find_radiographs): a PNG beside CT scans is
+# not data to the 3D ingest.
+_EXTENSIONS_2D = ((".png", "png"), (".jpg", "jpeg"), (".jpeg", "jpeg"))
 # Names that are never image data; skipped without opening them.
 _IGNORED_EXTENSIONS = (".raw", ".zraw", ".gz", ".txt", ".md", ".json", ".csv", ".xml", ".png", ".jpg",
                        ".py", ".yaml", ".yml", ".zip", ".tar", ".img", ".hdr")
@@ -53,7 +56,7 @@ def image_format(path: str | os.PathLike) -> str | None:
 def strip_image_extension(name: str) -> str:
     """``name`` without a known image extension (``brain.nii.gz`` → ``brain``)."""
     lower = name.lower()
-    for ext, _ in _EXTENSIONS:
+    for ext, _ in (*_EXTENSIONS, *_EXTENSIONS_2D):
         if lower.endswith(ext):
             return name[: -len(ext)]
     for ext in _DICOM_EXTENSIONS:
@@ -259,6 +262,44 @@ def find_sources(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list
     return [found[k] for k in sorted(found)]
 
 
+def find_radiographs(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Source]:
+    """Discover 2D images under ``paths`` (files and/or folders, walked recursively): every DICOM
+    file (each its own source, never grouped into a series), PNG, JPEG and NIfTI file.
+
+    Raises:
+        FileNotFoundError: a given path does not exist.
+        ValueError: a given file is not a recognised 2D image format.
+    """
+    def fmt_of(path: str) -> str | None:
+        lower = os.path.basename(path).lower()
+        for ext, fmt in _EXTENSIONS_2D:
+            if lower.endswith(ext):
+                return fmt
+        fmt = image_format(path)
+        return fmt if fmt in ("nifti", "dicom") else ("dicom" if is_dicom_file(path) else None)
+
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    found: dict[str, Source] = {}
+    for p in paths:
+        p = os.path.normpath(os.fspath(p))
+        if os.path.isdir(p):
+            files = [os.path.join(d, f) for d, dirs, names in os.walk(p) for f in names
+                     if not f.startswith(".") and not any(part.startswith(".") for part in
+                                                          os.path.relpath(d, p).split(os.sep) if part != ".")]
+        elif os.path.isfile(p):
+            if fmt_of(p) is None:
+                raise ValueError(f"{p}: not a recognised 2D image file (expected DICOM, PNG, JPEG or NIfTI)")
+            files = [p]
+        else:
+            raise FileNotFoundError(f"no such file or folder: {p}")
+        for f in files:
+            fmt = fmt_of(f)
+            if fmt is not None:
+                found.setdefault(f, Source(f, fmt, files=(f,)))
+    return [found[k] for k in sorted(found)]
+
+
 def _hash_root(source: Source) -> str:
     if source.format == "dicom" and os.path.isdir(source.path):
         return source.path
@@ -293,5 +334,5 @@ def source_sha256(source: Source) -> str:
     return h.hexdigest()
 
 
-__all__ = ["FORMATS", "Source", "find_sources", "source_sha256", "image_format", "is_dicom_file",
+__all__ = ["FORMATS", "Source", "find_radiographs", "find_sources", "source_sha256", "image_format", "is_dicom_file",
            "dicom_files_in", "metaimage_data_files", "nrrd_data_files"]

@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="cohort seed (default 0)")
     p.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"),
                    help="voxels per patient (default 256 256 128)")
+    p.add_argument("--radiographs", action="store_true",
+                   help="store each patient's PA chest radiograph (a 2D image xray_<i>, nodule ids as its "
+                        "label) instead of its CT")
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -51,7 +54,7 @@ def _phantoms(args: argparse.Namespace) -> int:
 
     with cli.ray_session(config.ray):
         report = write_cohort(config.phantoms, config.store, config.ingest, ray_config=config.ray,
-                              progress=not args.no_progress, force=args.force)
+                              progress=not args.no_progress, force=args.force, radiographs=args.radiographs)
     print(report.summary())
     print(f"store: {report.store_uri}")
     return 0 if report.ok else 1

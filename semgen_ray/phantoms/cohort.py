@@ -55,15 +55,49 @@ class PhantomJob:
         return [Item(self.patient_id, volume, label)]
 
 
+def radiograph_id(index: int) -> str:
+    return f"xray_{index:05d}"
+
+
+@dataclass(frozen=True)
+class RadiographJob(PhantomJob):
+    """One patient's PA chest radiograph (:mod:`semgen_ray.phantoms.radiograph`), a 2D image labelled
+    with its nodules' projected ids (``extra``: their boxes)."""
+
+    @property
+    def patient_id(self) -> str:
+        return radiograph_id(self.index)
+
+    @property
+    def source(self) -> str:
+        return f"phantom-radiograph://seed{self.seed}/{self.index}"
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(f"radiograph:{super().fingerprint()}".encode()).hexdigest()
+
+    def load(self, config: IngestConfig):
+        from semgen_ray.ingest.jobs import Item
+        from semgen_ray.io.image2d import Image2D
+        from semgen_ray.phantoms.radiograph import BITS, phantom_radiograph
+
+        film = phantom_radiograph(self.index, self.seed, self.shape)
+        image = Image2D(film.image / float(2 ** BITS - 1), film.pixel_spacing, "DX", self.source,
+                        extra={"cohort_seed": self.seed, "index": self.index, "nodule_boxes": film.boxes})
+        return [Item(self.patient_id, image, film.mask)]
+
+
 def write_cohort(phantoms: PhantomConfig, store: StoreConfig, ingest: IngestConfig | None = None,
-                 ray_config: RayConfig | None = None, progress: bool = True, force: bool = False):
+                 ray_config: RayConfig | None = None, progress: bool = True, force: bool = False,
+                 radiographs: bool = False):
     """Generate ``phantoms.n`` patients into ``store``; unchanged patients are skipped on re-runs
-    (``force``: generated and stored again).
+    (``force``: generated and stored again). ``radiographs``: their PA chest radiographs instead (2D
+    images ``xray_<i>``, :class:`RadiographJob`).
 
     Returns the :class:`semgen_ray.ingest.IngestReport`.
     """
     from semgen_ray.ingest.runner import run_jobs
 
-    jobs = [PhantomJob(i, phantoms.seed, tuple(phantoms.shape)) for i in range(phantoms.n)]
+    job = RadiographJob if radiographs else PhantomJob
+    jobs = [job(i, phantoms.seed, tuple(phantoms.shape)) for i in range(phantoms.n)]
     return run_jobs(jobs, store, ingest or IngestConfig(), ray_config, progress=progress, force=force,
                     label="phantoms", unit="patient")

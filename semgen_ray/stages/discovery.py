@@ -44,7 +44,9 @@ class DiscoveryError(StageError):
 
 
 def _split_ids(rows: list[dict]) -> tuple[list[str], list[str]]:
-    ok = [r for r in rows if r["status"] == "ok"]
+    from semgen_ray.store.manifest import is_volume
+
+    ok = [r for r in rows if r["status"] == "ok" and is_volume(r)]  # 3D discovery: volumes only
     modalities = sorted({r["modality"] for r in ok})
     if len(modalities) > 1:
         counts = {m: sum(r["modality"] == m for r in ok) for m in modalities}

@@ -271,8 +271,9 @@ def store_card_entry(store_uri: str) -> dict | None:
     """:func:`card_entry` for every complete patient of a store (from its manifest)."""
     import json
 
+    from semgen_ray.store.manifest import is_volume
     from semgen_ray.store.volume_store import open_store
 
-    rows = [r for r in open_store(store_uri).manifest_rows() if r["status"] == "ok"]
+    rows = [r for r in open_store(store_uri).manifest_rows() if r["status"] == "ok" and is_volume(r)]
     return card_entry([(r["modality"], json.loads(r["intensity"]) if r.get("intensity") else None)
                        for r in rows])

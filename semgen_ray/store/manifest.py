@@ -20,6 +20,8 @@ warnings        string         reader notes joined by ``; `` (gantry tilt, uneve
 intensity       string (null)  JSON: the intensity mapping reads apply (``rule``, ``window``,
                                ``fill``), its statistics and check (semgen_ray.store.intensity)
 updated_at      timestamp[ms]  when the row was written (UTC)
+kind            string         ``3d`` (a volume) or ``2d`` (an image, e.g. a radiograph: shape and
+                               spacing (rows, columns)); manifests without the column are all ``3d``
 =============== ============== ===============================================================
 """
 
@@ -31,7 +33,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 COLUMNS = ("patient_id", "status", "error", "modality", "split", "shape", "spacing", "dtype", "has_label",
-           "source", "source_sha256", "warnings", "intensity", "updated_at")
+           "source", "source_sha256", "warnings", "intensity", "updated_at", "kind")
 
 
 @lru_cache(maxsize=1)
@@ -55,6 +57,7 @@ def schema():
             ("warnings", pa.string()),
             ("intensity", pa.string()),
             ("updated_at", pa.timestamp("ms", tz="UTC")),
+            ("kind", pa.string()),
         ]
     )
     assert tuple(out.names) == COLUMNS
@@ -84,7 +87,15 @@ def read_rows(fs, path: str) -> list[dict]:
 
     with fs.open(path, "rb") as f:
         table = pq.read_table(f)
-    return table.to_pylist()
+    rows = table.to_pylist()
+    for row in rows:  # manifests written before 2D images existed
+        row["kind"] = row.get("kind") or "3d"
+    return rows
+
+
+def is_volume(row: dict) -> bool:
+    """Whether a manifest row is a 3D volume (not a 2D image)."""
+    return row.get("kind", "3d") != "2d"
 
 
 def write_rows(fs, path: str, rows: Iterable[dict]) -> None:

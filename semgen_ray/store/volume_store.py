@@ -33,6 +33,10 @@ Region = Sequence[tuple[int, int]]  # ((x0, x1), (y0, y1), (z0, z1)), half-open 
 #: chunk shape of new arrays unless one is given (``store.chunks``: the schema's default too; the
 #: CPU presets set 64×64×32)
 DEFAULT_CHUNKS = (128, 128, 64)
+#: Chunk shape (rows, columns) of 2D images: a radiograph of up to 512 × 512 is one chunk.
+IMAGE_CHUNKS = (512, 512)
+#: 2D images are stored as uint16 display values: [0, 1] × this.
+IMAGE_SCALE = 65535
 
 
 #: the note on a patient stored without an ``ingest`` attribute that is kept as current
@@ -167,13 +171,19 @@ class VolumeStore:
     # ------------------------------------------------------------------ reading
     @property
     def patient_ids(self) -> list[str]:
-        """Patients with a complete volume, per the manifest (sorted)."""
-        return sorted(r["patient_id"] for r in self.manifest_rows() if r["status"] == "ok")
+        """Patients with a complete 3D volume, per the manifest (sorted; 2D images: :attr:`image_ids`)."""
+        return sorted(r["patient_id"] for r in self.manifest_rows() if r["status"] == "ok" and manifest.is_volume(r))
+
+    @property
+    def image_ids(self) -> list[str]:
+        """Complete 2D images (radiographs), per the manifest (sorted)."""
+        return sorted(r["patient_id"] for r in self.manifest_rows()
+                      if r["status"] == "ok" and not manifest.is_volume(r))
 
     def shapes(self) -> dict[str, tuple[int, int, int]]:
-        """Volume shape (X, Y, Z) by patient id, for complete patients, from the manifest."""
+        """Volume shape (X, Y, Z) by patient id, for complete 3D patients, from the manifest."""
         return {r["patient_id"]: tuple(int(v) for v in r["shape"])
-                for r in self.manifest_rows() if r["status"] == "ok"}
+                for r in self.manifest_rows() if r["status"] == "ok" and manifest.is_volume(r)}
 
     def manifest_rows(self, refresh: bool = False) -> list[dict]:
         """The manifest as a list of row dicts (see :mod:`semgen_ray.store.manifest`)."""
@@ -320,7 +330,8 @@ class VolumeStore:
         if meta.get("source_sha256") != source_sha256:
             return Freshness(False, "the source changed")
         if check_layout:
-            want = tuple(min(int(c), int(s)) for c, s in zip(self.chunks, arr.shape))
+            chunks = IMAGE_CHUNKS if meta.get("kind") == "2d" else self.chunks
+            want = tuple(min(int(c), int(s)) for c, s in zip(chunks, arr.shape))
             have = tuple(int(c) for c in arr.chunks)
             if have != want:
                 return Freshness(False, f"store.chunks changed: the patient is chunked {list(have)}, "
@@ -342,7 +353,7 @@ class VolumeStore:
                 if _canonical(settings.get(key)) != _canonical(value):
                     return Freshness(False, f"ingest.{key} changed: {_show(key, value)} -> "
                                             f"{_show(key, settings.get(key))}", settings_changed=True)
-        if mr_intensity is not None and meta["modality"] != "CT":
+        if mr_intensity is not None and meta["modality"] != "CT" and meta.get("kind") != "2d":
             record = meta.get("intensity")
             if not record:
                 return Freshness(False, "no intensity statistics recorded (an older semgen_ray)",
@@ -374,9 +385,6 @@ class VolumeStore:
         :class:`IntensityWarning`. ``ingest_settings``, the settings that shaped ``volume`` (the
         ingest's), are recorded as the ``ingest`` attribute that :meth:`check_current` compares.
         """
-        import zarr
-        from zarr.codecs import BloscCodec
-
         self._require_writable()
         layout.check_patient_id(patient_id)
         data = np.asarray(volume.array)
@@ -391,39 +399,8 @@ class VolumeStore:
             data = data.astype(np.int16, copy=False)
         else:
             data = data.astype(np.float32, copy=False)
-        if label is not None:
-            label = np.asarray(label)
-            if label.shape != data.shape:
-                raise StoreError(f"label of {patient_id!r} has shape {label.shape}, volume {data.shape}")
-            if label.size and (label.min() < 0 or label.max() > 255):
-                raise StoreError(f"label of {patient_id!r} has values outside uint8")
-            label = label.astype(np.uint8, copy=False)
-
-        chunks = tuple(min(c, s) for c, s in zip(self.chunks, data.shape))
-        compressor = BloscCodec(cname="zstd", clevel=self.clevel, shuffle="bitshuffle")
-
-        def create(group: str, values: np.ndarray):
-            arr = zarr.create_array(
-                self.uri, name=f"{group}/{patient_id}", shape=values.shape, dtype=values.dtype,
-                chunks=chunks, compressors=compressor, dimension_names=AXIS_ORDER,
-                fill_value=0, overwrite=True, zarr_format=3,
-                attributes={layout.ATTRS_KEY: {"complete": False}},
-            )
-            arr[...] = values
-            return arr
-
-        # Label first (if any) and the volume last, whose "complete" attribute commits the patient.
-        label_group = self._group[layout.LABELS]
-        if label is not None:
-            create(layout.LABELS, label)
-        elif patient_id in label_group.array_keys():
-            del label_group[patient_id]
         intensity = describe(data, volume.modality, mr_intensity, tuple(mr_window))
-        arr = create(layout.VOLUMES, data)
-        vmin, vmax = (float(data.min()), float(data.max())) if data.size else (0.0, 0.0)
         attrs = {
-            "complete": True,
-            "patient_id": patient_id,
             "spacing": list(volume.spacing),
             "origin": list(volume.origin),
             "direction": list(volume.direction),
@@ -431,15 +408,78 @@ class VolumeStore:
             "axis_order": "".join(AXIS_ORDER),
             "orientation": ORIENTATION,
             "source": volume.source,
-            "source_sha256": source_sha256,
-            "split": split,
-            "has_label": label is not None,
-            "min": vmin,
-            "max": vmax,
             "warnings": [*volume.warnings, *intensity["warnings"]],
             "intensity": intensity,
             "extra": {**volume.extra, **(extra or {})},
         }
+        return self._commit(patient_id, data, label, attrs, self.chunks, AXIS_ORDER, split, source_sha256,
+                            ingest_settings)
+
+    def write_image(self, patient_id: str, image, label: np.ndarray | None = None, split: str = "train",
+                    source_sha256: str = "", extra: dict | None = None, ingest_settings: dict | None = None) -> dict:
+        """Store one 2D image (an :class:`~semgen_ray.io.image2d.Image2D`, e.g. a radiograph) atomically,
+        as :meth:`write` stores a volume, and return its manifest row (``kind`` ``2d``).
+
+        Its [0, 1] display values are stored as uint16 (× :data:`IMAGE_SCALE`), dimensions
+        (row, col), chunks :data:`IMAGE_CHUNKS`; a read with ``normalize=True`` gives them back
+        (to 1/65535). ``label``: (rows, columns) uint8 values (e.g. nodule ids).
+        """
+        self._require_writable()
+        layout.check_patient_id(patient_id)
+        values = np.asarray(image.array, dtype=np.float64)
+        if values.ndim != 2 or not np.isfinite(values).all():
+            raise StoreError(f"image of {patient_id!r} must be a finite 2D array, got shape {values.shape}")
+        data = np.rint(np.clip(values, 0.0, 1.0) * IMAGE_SCALE).astype(np.uint16)
+        window = IntensityWindow(0.0, float(IMAGE_SCALE))
+        attrs = {
+            "kind": "2d",
+            "spacing": list(image.pixel_spacing),
+            "modality": image.modality,
+            "axis_order": "rc",
+            "source": image.source,
+            "warnings": list(image.warnings),
+            "intensity": {**window.as_dict(), "stats": None, "check": None, "warnings": []},
+            "extra": {**image.extra, **(extra or {})},
+        }
+        return self._commit(patient_id, data, label, attrs, IMAGE_CHUNKS, ("row", "col"), split, source_sha256,
+                            ingest_settings)
+
+    def _commit(self, patient_id: str, data: np.ndarray, label: np.ndarray | None, attrs: dict, chunking,
+                dimension_names, split: str, source_sha256: str, ingest_settings: dict | None) -> dict:
+        """Write the label (if any), then the array, whose ``complete`` attribute commits the patient;
+        the manifest row."""
+        import zarr
+        from zarr.codecs import BloscCodec
+
+        if label is not None:
+            label = np.asarray(label)
+            if label.shape != data.shape:
+                raise StoreError(f"label of {patient_id!r} has shape {label.shape}, volume {data.shape}")
+            if label.size and (label.min() < 0 or label.max() > 255):
+                raise StoreError(f"label of {patient_id!r} has values outside uint8")
+            label = label.astype(np.uint8, copy=False)
+        chunks = tuple(min(c, s) for c, s in zip(chunking, data.shape))
+        compressor = BloscCodec(cname="zstd", clevel=self.clevel, shuffle="bitshuffle")
+
+        def create(group: str, values: np.ndarray):
+            arr = zarr.create_array(
+                self.uri, name=f"{group}/{patient_id}", shape=values.shape, dtype=values.dtype,
+                chunks=chunks, compressors=compressor, dimension_names=dimension_names,
+                fill_value=0, overwrite=True, zarr_format=3,
+                attributes={layout.ATTRS_KEY: {"complete": False}},
+            )
+            arr[...] = values
+            return arr
+
+        label_group = self._group[layout.LABELS]
+        if label is not None:
+            create(layout.LABELS, label)
+        elif patient_id in label_group.array_keys():
+            del label_group[patient_id]
+        arr = create(layout.VOLUMES, data)
+        vmin, vmax = (float(data.min()), float(data.max())) if data.size else (0.0, 0.0)
+        attrs = {"complete": True, "patient_id": patient_id, **attrs, "source_sha256": source_sha256,
+                 "split": split, "has_label": label is not None, "min": vmin, "max": vmax}
         if ingest_settings is not None:
             attrs["ingest"] = {str(k): _canonical(v) for k, v in sorted(ingest_settings.items())}
         arr.attrs[layout.ATTRS_KEY] = attrs  # the commit point
@@ -454,7 +494,7 @@ class VolumeStore:
             dtype=meta["dtype"], has_label=bool(meta.get("has_label")), source=meta.get("source"),
             source_sha256=meta.get("source_sha256"), warnings="; ".join(meta.get("warnings", ())),
             intensity=json.dumps(meta["intensity"]) if meta.get("intensity") else None,
-            updated_at=_dt.datetime.now(_dt.timezone.utc),
+            updated_at=_dt.datetime.now(_dt.timezone.utc), kind=meta.get("kind", "3d"),
         )
         return row
 
@@ -595,15 +635,16 @@ def _legacy_settings(meta: dict, settings: dict) -> tuple[dict, str]:
 def _region_slices(region: Region | None, shape: Sequence[int], patient_id: str) -> tuple[slice, ...]:
     if region is None:
         return tuple(slice(0, int(s)) for s in shape)
-    if len(region) != 3:
-        raise StoreError(f"region must have 3 (start, stop) pairs, got {region!r}")
+    if len(region) != len(shape):
+        raise StoreError(f"region must have {len(shape)} (start, stop) pairs, got {region!r}")
+    names = AXIS_ORDER if len(shape) == 3 else ("row", "col")
     out = []
     for axis, ((lo, hi), size) in enumerate(zip(region, shape)):
         lo, hi = int(lo), int(hi)
         if not 0 <= lo < hi <= size:
             raise StoreError(
                 f"region {tuple(region)} is outside patient {patient_id!r} of shape {tuple(shape)} "
-                f"(axis {AXIS_ORDER[axis]})"
+                f"(axis {names[axis]})"
             )
         out.append(slice(lo, hi))
     return tuple(out)

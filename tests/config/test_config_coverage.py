@@ -70,6 +70,8 @@ COVERED: dict[str, tuple[str, ...]] = {
     "ingest.mr_intensity": (MR_FIXED,),
     "ingest.mr_window": (MR_FIXED,),
     "ingest.uneven_spacing": (I + "test_uneven_spacing_keeps_resamples_or_refuses_a_series_with_a_missing_slice",),
+    "ingest.kind": ("tests/ingest/test_ingest_radiographs.py::"
+                    "test_ingest_2d_stores_every_radiograph_as_read_and_skips_them_on_rerun",),
     # phantoms (the pipeline's own cohort)
     "phantoms.n": (P + "test_pretrain_runs_available_stages_and_reruns_idempotently",),
     "phantoms.shape": (P + "test_pretrain_runs_available_stages_and_reruns_idempotently",),

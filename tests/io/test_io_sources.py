@@ -87,8 +87,9 @@ def test_source_defaults_and_validation(tmp_path):
     assert src.patient_id == "PATIENT_7" and src.files == (str(folder / "a.dcm"),)
     assert Source("/x/brain.nhdr", "nrrd", files=("/x/brain.nhdr",)).patient_id == "brain"
     assert Source("/x/y.nii.gz", "nifti", patient_id="p1").patient_id == "p1"
+    assert Source("/x/film.png", "png", files=("/x/film.png",)).patient_id == "film"  # a 2D image (ingest --kind 2d)
     with pytest.raises(ValueError, match="format"):
-        Source("/x/y.png", "png")
+        Source("/x/y.gif", "gif")
 
 
 def test_sha256_stable_and_sensitive(tmp_path):

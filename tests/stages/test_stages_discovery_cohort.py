@@ -28,3 +28,9 @@ def test_mixed_modalities_are_counted_and_the_fix_named():
         _split_ids(rows)
     assert "mixes modalities ['CT', 'MR'] (2 CT, 1 MR patients)" in str(err.value)
     assert "store of their own" in str(err.value)
+
+
+def test_2d_images_beside_the_volumes_are_not_discovery_patients():
+    rows = [{"status": "ok", "modality": m, "split": s, "patient_id": p, "kind": k}
+            for p, m, s, k in [("p0", "CT", "train", "3d"), ("p1", "CT", "val", "3d"), ("x0", "DX", "train", "2d")]]
+    assert _split_ids(rows) == (["p0"], ["p1"])

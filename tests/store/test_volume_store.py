@@ -204,3 +204,56 @@ def test_fsspec_uris(tmp_path, scheme):
     assert np.array_equal(again.read("P1")[0], ct_volume().array)
     if scheme == "file://":
         assert (Path(tmp_path) / "u.zarr" / "manifest.parquet").is_file()
+
+
+def _radiograph(shape=(60, 50), seed=0):
+    from semgen_ray.io.image2d import Image2D
+
+    values = np.random.default_rng(seed).random(shape)
+    return Image2D(values, (0.2, 0.25), "DX", "film.dcm", ("a note",), {"bits": 12})
+
+
+def test_2d_images_live_beside_volumes_with_their_kind_label_and_spacing(tmp_path):
+    store = open_store(tmp_path / "s.zarr", mode="w", chunks=(16, 16, 8))
+    image = _radiograph()
+    label = (image.array > 0.9).astype(np.uint8)
+    rows = [store.write("P001", ct_volume()), store.write_image("X001", image, label=label, split="val",
+                                                              source_sha256="f")]
+    store.update_manifest(rows)
+    ro = open_store(str(tmp_path / "s.zarr"))
+    assert ro.patient_ids == ["P001"] and ro.image_ids == ["X001"] and list(ro.shapes()) == ["P001"]
+    stored, meta = ro.read("X001")
+    assert stored.dtype == np.uint16 and stored.shape == (60, 50)
+    assert meta["kind"] == "2d" and meta["spacing"] == (0.2, 0.25) and meta["split"] == "val"
+    assert meta["warnings"] == ["a note"] and meta["extra"] == {"bits": 12}
+    shown, _ = ro.read("X001", normalize=True)
+    np.testing.assert_allclose(shown, image.array, atol=0.5 / 65535 + 1e-7)
+    box, _ = ro.read("X001", region=((10, 20), (5, 45)), normalize=True)
+    np.testing.assert_array_equal(box, shown[10:20, 5:45])
+    assert np.array_equal(ro.read_label("X001"), label)
+    kinds = {r["patient_id"]: (r["kind"], r["shape"], r["spacing"]) for r in ro.manifest_rows()}
+    assert kinds == {"P001": ("3d", [40, 36, 20], [0.7, 0.8, 2.5]), "X001": ("2d", [60, 50], [0.2, 0.25])}
+    with pytest.raises(StoreError, match="2 .start, stop. pairs"):
+        ro.read("X001", region=((0, 1), (0, 1), (0, 1)))
+
+
+def test_2d_images_are_current_on_reingest_and_survive_a_manifest_rebuild(tmp_path):
+    store = open_store(tmp_path / "s.zarr", mode="w", chunks=(16, 16, 8))
+    store.update_manifest([store.write_image("X001", _radiograph(), source_sha256="f",
+                                             ingest_settings={"modality": None})])
+    assert store.check_current("X001", "f", {"modality": None}, "foreground_percentile", check_layout=True).current
+    assert not store.check_current("X001", "g").current
+    (tmp_path / "s.zarr" / "manifest.parquet").unlink()
+    rebuilt = {r["patient_id"]: r["kind"] for r in open_store(tmp_path / "s.zarr", mode="a").rebuild_manifest()}
+    assert rebuilt == {"X001": "2d"}
+
+
+def test_bad_2d_images_and_labels_are_refused(tmp_path):
+    store = open_store(tmp_path / "s.zarr", mode="w")
+    image = _radiograph()
+    with pytest.raises(StoreError, match="label of 'X' has shape"):
+        store.write_image("X", image, label=np.zeros((3, 3), np.uint8))
+    image.array[0, 0] = np.nan
+    with pytest.raises(StoreError, match="finite 2D array"):
+        store.write_image("X", image)
+    assert store.stored_ids() == []
