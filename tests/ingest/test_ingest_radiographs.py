@@ -3,7 +3,6 @@ value what the 2D reader reads; a bad file fails alone; the 3D ingest never take
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +12,7 @@ from semgen_ray.ingest.__main__ import main as ingest_main
 from semgen_ray.io.radiograph import read_radiograph
 from semgen_ray.store import open_store
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
-from test_io_radiograph import _dx, _film  # noqa: E402  (the reader tests' DICOM writer and test film)
+from radiograph_files import film, write_dx
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
@@ -27,13 +25,13 @@ def films(tmp_path) -> Path:
 
     root = tmp_path / "films"
     (root / "dicom").mkdir(parents=True)
-    _dx(root / "dicom" / "dx.dcm", 4095 - _film(12, 1), photometric="MONOCHROME1", window=("2000", "3000"))
-    _dx(root / "dicom" / "cr.dcm", _film(12, 2), modality="CR", spacing=("ImagerPixelSpacing", ["0.2", "0.2"]))
-    Image.fromarray(_film(16, 3)).save(root / "a16.png", dpi=(100, 100))
-    Image.fromarray(_film(8, 4)).save(root / "b8.jpg", quality=95)
-    nib.save(nib.Nifti1Image(_film(12, 5).T.astype(np.float32)[:, :, None], np.eye(4)), root / "c2d.nii.gz")
+    write_dx(root / "dicom" / "dx.dcm", 4095 - film(12, 1), photometric="MONOCHROME1", window=("2000", "3000"))
+    write_dx(root / "dicom" / "cr.dcm", film(12, 2), modality="CR", spacing=("ImagerPixelSpacing", ["0.2", "0.2"]))
+    Image.fromarray(film(16, 3)).save(root / "a16.png", dpi=(100, 100))
+    Image.fromarray(film(8, 4)).save(root / "b8.jpg", quality=95)
+    nib.save(nib.Nifti1Image(film(12, 5).T.astype(np.float32)[:, :, None], np.eye(4)), root / "c2d.nii.gz")
     (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
-    Image.fromarray(_film(8, 6)).save(root / ".hidden.png")
+    Image.fromarray(film(8, 6)).save(root / ".hidden.png")
     return root
 
 

@@ -9,58 +9,7 @@ import pytest
 from semgen_ray.io.radiograph import NO_SPACING, radiograph_format, read_radiograph, voi_window
 from semgen_ray.io.volume import ReadError
 
-ROWS, COLS = 48, 40
-
-
-def _film(bits: int = 12, seed: int = 0) -> np.ndarray:
-    """A chest-film-like test image of ``bits`` stored bits: a body, two dark lungs, noise."""
-    r, c = np.mgrid[:ROWS, :COLS]
-    body = ((r - 24) / 22) ** 2 + ((c - 20) / 18) ** 2 < 1
-    lungs = (((r - 22) / 12) ** 2 + ((np.abs(c - 20) - 8) / 5) ** 2) < 1
-    top = 2 ** bits - 1
-    img = np.where(body, 0.7, 0.05) - np.where(lungs, 0.35, 0.0)
-    img = img + np.random.default_rng(seed).normal(0, 0.02, img.shape)
-    return np.clip(np.rint(img * top), 0, top).astype(np.uint16 if bits > 8 else np.uint8)
-
-
-def _dx(path, pixels, *, photometric="MONOCHROME2", window=None, function=None, lut=None,
-        spacing=("PixelSpacing", ["0.15", "0.16"]), rescale=None, inverse=False, modality="DX"):
-    """An uncompressed single-frame DX (or CR) file."""
-    from pydicom import uid
-    from pydicom.dataset import Dataset, FileMetaDataset
-
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = uid.ExplicitVRLittleEndian
-    sop = uid.DigitalXRayImageStorageForPresentation if modality == "DX" else uid.ComputedRadiographyImageStorage
-    ds.file_meta.MediaStorageSOPClassUID = sop
-    ds.file_meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.99.18.1"
-    ds.SOPClassUID, ds.SOPInstanceUID = sop, ds.file_meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.826.0.1.3680043.99.18.0", "1.2.826.0.1.3680043.99.18.2"
-    ds.Modality = modality
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    if spacing:
-        setattr(ds, spacing[0], spacing[1])
-    if rescale:
-        ds.RescaleSlope, ds.RescaleIntercept = rescale
-    if window:
-        ds.WindowCenter, ds.WindowWidth = window
-    if function:
-        ds.VOILUTFunction = function
-    if lut is not None:
-        item = Dataset()
-        item.add_new(0x00283002, "US", [len(lut[1]), lut[0], 16])  # LUTDescriptor
-        item.add_new(0x00283006, "US", [int(v) for v in lut[1]])   # LUTData
-        ds.VOILUTSequence = [item]
-    if inverse:
-        ds.PresentationLUTShape = "INVERSE"
-    ds.PixelData = pixels.astype(np.uint16).tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return ds
-
+from radiograph_files import COLS, ROWS, film, write_dx
 
 def _sitk_array(path) -> np.ndarray:
     import SimpleITK as sitk
@@ -69,8 +18,8 @@ def _sitk_array(path) -> np.ndarray:
 
 
 def test_dx_without_window_uses_the_stored_bit_range_and_simpleitk_reads_the_same_pixels(tmp_path):
-    pixels = _film(12)
-    _dx(tmp_path / "a.dcm", pixels)
+    pixels = film(12)
+    write_dx(tmp_path / "a.dcm", pixels)
     img = read_radiograph(tmp_path / "a.dcm")
     assert img.shape == (ROWS, COLS) and img.array.dtype == np.float32
     assert img.modality == "DX" and img.pixel_spacing == (0.15, 0.16) and img.warnings == ()
@@ -84,8 +33,8 @@ def test_dx_window_and_voi_function_match_pydicom(tmp_path, function):
     from pydicom import dcmread
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-    pixels = _film(12, seed=1)
-    _dx(tmp_path / "w.dcm", pixels, window=("3000", "2500"), function=function, rescale=("2", "-100"))
+    pixels = film(12, seed=1)
+    write_dx(tmp_path / "w.dcm", pixels, window=("3000", "2500"), function=function, rescale=("2", "-100"))
     img = read_radiograph(tmp_path / "w.dcm")
     ds = dcmread(tmp_path / "w.dcm")
     theirs = apply_voi_lut(apply_modality_lut(ds.pixel_array, ds), ds)
@@ -96,10 +45,10 @@ def test_dx_window_and_voi_function_match_pydicom(tmp_path, function):
 
 
 def test_monochrome1_and_inverse_presentation_are_shown_inverted(tmp_path):
-    pixels = _film(12, seed=2)
-    _dx(tmp_path / "m2.dcm", pixels)
-    _dx(tmp_path / "m1.dcm", 4095 - pixels, photometric="MONOCHROME1")
-    _dx(tmp_path / "inv.dcm", 4095 - pixels, inverse=True)
+    pixels = film(12, seed=2)
+    write_dx(tmp_path / "m2.dcm", pixels)
+    write_dx(tmp_path / "m1.dcm", 4095 - pixels, photometric="MONOCHROME1")
+    write_dx(tmp_path / "inv.dcm", 4095 - pixels, inverse=True)
     m2, m1, inv = (read_radiograph(tmp_path / f"{n}.dcm").array for n in ("m2", "m1", "inv"))
     np.testing.assert_allclose(m1, m2, atol=1e-6)
     np.testing.assert_allclose(inv, m2, atol=1e-6)
@@ -110,9 +59,9 @@ def test_voi_lut_sequence_is_applied(tmp_path):
     from pydicom import dcmread
     from pydicom.pixels import apply_voi_lut
 
-    pixels = _film(12, seed=3)
+    pixels = film(12, seed=3)
     table = np.rint(65535 * np.sqrt(np.linspace(0, 1, 4096))).astype(np.int64)  # a gamma curve
-    _dx(tmp_path / "lut.dcm", pixels, lut=(0, table))
+    write_dx(tmp_path / "lut.dcm", pixels, lut=(0, table))
     img = read_radiograph(tmp_path / "lut.dcm")
     ds = dcmread(tmp_path / "lut.dcm")
     np.testing.assert_allclose(img.array, apply_voi_lut(ds.pixel_array, ds) / 65535.0, atol=2e-6)
@@ -120,11 +69,11 @@ def test_voi_lut_sequence_is_applied(tmp_path):
 
 
 def test_cr_with_imager_pixel_spacing_only_is_noted_and_no_spacing_is_assumed_1mm(tmp_path):
-    _dx(tmp_path / "cr.dcm", _film(12), modality="CR", spacing=("ImagerPixelSpacing", ["0.2", "0.2"]))
+    write_dx(tmp_path / "cr.dcm", film(12), modality="CR", spacing=("ImagerPixelSpacing", ["0.2", "0.2"]))
     cr = read_radiograph(tmp_path / "cr.dcm")
     assert cr.modality == "CR" and cr.pixel_spacing == (0.2, 0.2)
     assert any("ImagerPixelSpacing" in w for w in cr.warnings)
-    _dx(tmp_path / "none.dcm", _film(12), spacing=None)
+    write_dx(tmp_path / "none.dcm", film(12), spacing=None)
     assert read_radiograph(tmp_path / "none.dcm").warnings == (NO_SPACING,)
     assert read_radiograph(tmp_path / "none.dcm", modality="XR").modality == "XR"
 
@@ -133,7 +82,7 @@ def test_cr_with_imager_pixel_spacing_only_is_noted_and_no_spacing_is_assumed_1m
 def test_png_of_8_and_16_bits_match_simpleitk(tmp_path, bits):
     from PIL import Image
 
-    pixels = _film(bits, seed=4)
+    pixels = film(bits, seed=4)
     Image.fromarray(pixels).save(tmp_path / "x.png", dpi=(254, 127))
     img = read_radiograph(tmp_path / "x.png")
     np.testing.assert_allclose(img.array, _sitk_array(tmp_path / "x.png") / (2 ** bits - 1), atol=1e-6)
@@ -144,7 +93,7 @@ def test_png_of_8_and_16_bits_match_simpleitk(tmp_path, bits):
 def test_jpeg_matches_simpleitk_and_colour_pngs_become_grey(tmp_path):
     from PIL import Image
 
-    pixels = _film(8, seed=5)
+    pixels = film(8, seed=5)
     Image.fromarray(pixels).save(tmp_path / "x.jpg", quality=95)
     img = read_radiograph(tmp_path / "x.jpg")
     assert np.abs(img.array * 255 - _sitk_array(tmp_path / "x.jpg")).max() <= 1.0  # two JPEG decoders
@@ -159,7 +108,7 @@ def test_jpeg_matches_simpleitk_and_colour_pngs_become_grey(tmp_path):
 def test_2d_nifti_matches_simpleitk_layout_and_spacing(tmp_path):
     import nibabel as nib
 
-    values = _film(12, seed=6).T.astype(np.float32) - 1000.0  # (i, j): SimpleITK shows it as (j, i)
+    values = film(12, seed=6).T.astype(np.float32) - 1000.0  # (i, j): SimpleITK shows it as (j, i)
     image = nib.Nifti1Image(values[:, :, None], np.diag([0.3, 0.4, 1.0, 1.0]))
     nib.save(image, tmp_path / "x.nii.gz")
     img = read_radiograph(tmp_path / "x.nii.gz")
@@ -189,10 +138,10 @@ def test_unreadable_files_get_one_line_naming_them(tmp_path):
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 3), np.float32), np.eye(4)), tmp_path / "v.nii")
     with pytest.raises(ReadError, match="not a 2D image"):
         read_radiograph(tmp_path / "v.nii")
-    _dx(tmp_path / "rgb.dcm", _film(12), photometric="RGB")
+    write_dx(tmp_path / "rgb.dcm", film(12), photometric="RGB")
     with pytest.raises(ReadError, match="photometric interpretation RGB"):
         read_radiograph(tmp_path / "rgb.dcm")
-    Image.fromarray(_film(8)).save(tmp_path / "noext", format="PNG")
+    Image.fromarray(film(8)).save(tmp_path / "noext", format="PNG")
     assert radiograph_format(tmp_path / "noext") is None and radiograph_format(tmp_path / "rgb.dcm") == "dicom"
     with pytest.raises(ValueError, match="modality"):
         read_radiograph(tmp_path / "rgb.dcm", modality="CT")
