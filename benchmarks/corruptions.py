@@ -27,6 +27,10 @@ speed-up against the baseline measured in the same round. Writes JSON (default
 
     ./venv-run python benchmarks/corruptions.py              # about 3 min on 2 cores
     ./venv-run python benchmarks/corruptions.py --quick      # smaller, for a smoke test
+
+``--spatial-dims 2`` measures the same on 224×224 images (Semantic Genesis 2D; issue 18, target 10×):
+the baseline runs the same per-sample algorithm on 2D arrays (the elastic field smooths 2D noise),
+ours is ``make_corruption(preset, spatial_dims=2)``; it writes ``corruptions_2d.json``.
 """
 
 from __future__ import annotations
@@ -51,6 +55,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe as machine  # noqa: E402
 
 SHAPE = (64, 64, 32)
+#: The 2D images of ``--spatial-dims 2`` (the paper's 2D input, 224 × 224) and the target there.
+SHAPE_2D = (224, 224)
+TARGET_2D = 10.0
 #: Cubes per CPU-second of the official reference code (Semantic Genesis ``sg``, Models Genesis ``mg``),
 #: measured side by side with this project on this machine class, one thread (issue 17).
 REFERENCE_CODE = {"sg": 17.7, "mg": 13.1}
@@ -75,14 +82,15 @@ class Reference:
         return x, y
 
     def shuffle(self, x, blocks):
-        _, X, Y, Z = x.shape
+        dims = x.shape[1:]
         orig, out = x.copy(), x.copy()
         for _ in range(blocks):
-            sx, sy, sz = self.rand.randint(1, X // 10), self.rand.randint(1, Y // 10), self.rand.randint(1, Z // 10)
-            px, py, pz = self.rand.randint(0, X - sx), self.rand.randint(0, Y - sy), self.rand.randint(0, Z - sz)
-            window = orig[0, px:px + sx, py:py + sy, pz:pz + sz].flatten()
+            size = [self.rand.randint(1, d // 10) for d in dims]
+            pos = [self.rand.randint(0, d - s) for d, s in zip(dims, size)]
+            box = (0, *(slice(p, p + s) for p, s in zip(pos, size)))
+            window = orig[box].flatten()
             self.np.shuffle(window)
-            out[0, px:px + sx, py:py + sy, pz:pz + sz] = window.reshape((sx, sy, sz))
+            out[box] = window.reshape(size)
         return out
 
     def nonlinear(self, x):
@@ -98,37 +106,39 @@ class Reference:
         return np.interp(x, xs, ys)
 
     def inpaint(self, x, holes, rate, size, constant):
-        _, X, Y, Z = x.shape
+        dims = x.shape[1:]
         x = x.copy()
         cnt = holes
         while cnt > 0 and self.rand.random() < rate:
-            sx, sy, sz = (self.rand.randint(lo, hi) for lo, hi in size((X, Y, Z)))
-            px, py, pz = (self.rand.randint(3, d - s - 3) for d, s in zip((X, Y, Z), (sx, sy, sz)))
-            fill = self.rand.random() if constant else self.np.rand(sx, sy, sz)
-            x[:, px:px + sx, py:py + sy, pz:pz + sz] = fill
+            sides = [self.rand.randint(lo, hi) for lo, hi in size(dims)]
+            pos = [self.rand.randint(3, d - s - 3) for d, s in zip(dims, sides)]
+            fill = self.rand.random() if constant else self.np.rand(*sides)
+            x[(slice(None), *(slice(p, p + s) for p, s in zip(pos, sides)))] = fill
             cnt -= 1
         return x
 
     def outpaint(self, x, windows, rate, shrink, constant):
-        _, X, Y, Z = x.shape
+        dims = x.shape[1:]
         orig = x.copy()
         x = np.full(x.shape, self.rand.random()) if constant else self.np.rand(*x.shape)
         for k in range(windows):
             if k and self.rand.random() >= rate:
                 break
-            sx, sy, sz = (d - self.rand.randint(lo, hi) for d, (lo, hi) in zip((X, Y, Z), shrink((X, Y, Z))))
-            px, py, pz = (self.rand.randint(3, d - s - 3) for d, s in zip((X, Y, Z), (sx, sy, sz)))
-            x[:, px:px + sx, py:py + sy, pz:pz + sz] = orig[:, px:px + sx, py:py + sy, pz:pz + sz]
+            sides = [d - self.rand.randint(lo, hi) for d, (lo, hi) in zip(dims, shrink(dims))]
+            pos = [self.rand.randint(3, d - s - 3) for d, s in zip(dims, sides)]
+            box = (slice(None), *(slice(p, p + s) for p, s in zip(pos, sides)))
+            x[box] = orig[box]
         return x
 
     def elastic(self, x):
+        """x and y displaced by smoothed noise (z, in 3D, is not); 2D arrays are smoothed in 2D."""
         from scipy.ndimage import gaussian_filter, map_coordinates
 
         shape = x.shape[1:]
         dx = gaussian_filter(self.np.rand(*shape) * 2 - 1, 8, mode="constant", cval=0) * 991
         dy = gaussian_filter(self.np.rand(*shape) * 2 - 1, 8, mode="constant", cval=0) * 991
         g = np.meshgrid(*(np.arange(s) for s in shape), indexing="ij")
-        idx = (g[0] + dx).reshape(-1), (g[1] + dy).reshape(-1), g[2].reshape(-1)
+        idx = [(g[0] + dx).reshape(-1), (g[1] + dy).reshape(-1), *(a.reshape(-1) for a in g[2:])]
         return map_coordinates(x[0], idx, order=1, mode="reflect").reshape(x.shape)
 
     def sample(self, x, preset):
@@ -157,22 +167,22 @@ class Reference:
         elif r <= 0.5:
             x = self.nonlinear(x)
         elif r <= 0.75:
-            size = (lambda s: [(10, 20)] * 3) if keras else (lambda s: rel(s, (1, 6), (1, 3)))
+            size = (lambda s: [(10, 20)] * len(s)) if keras else (lambda s: rel(s, (1, 6), (1, 3)))
             x = self.inpaint(x, 1, 1.0, size, keras)
         else:
-            shrink = (lambda s: [(10, 20)] * 3) if keras else (lambda s: rel(s, (3, 7), (4, 7)))
+            shrink = (lambda s: [(10, 20)] * len(s)) if keras else (lambda s: rel(s, (3, 7), (4, 7)))
             x = self.outpaint(x, 1, 0.95, shrink, keras)
         return x, y
 
 
 # ---- measurement ------------------------------------------------------------------------------------
-def cubes(n: int, seed: int) -> np.ndarray:
-    """Smooth random cubes in [0, 1] (float32), (N, 1, 64, 64, 32)."""
+def cubes(n: int, seed: int, shape=SHAPE) -> np.ndarray:
+    """Smooth random cubes (or images) in [0, 1] (float32), (N, 1, *shape); every side a multiple of 8."""
     from scipy.ndimage import zoom
 
     rng = np.random.default_rng(seed)
-    coarse = rng.random((n, 1, 8, 8, 4))
-    return np.clip(zoom(coarse, (1, 1, 8, 8, 8), order=1), 0, 1).astype(np.float32)
+    coarse = rng.random((n, 1, *(d // 8 for d in shape)))
+    return np.clip(zoom(coarse, (1, 1, *(8,) * len(shape)), order=1), 0, 1).astype(np.float32)
 
 
 def run_baseline(batch: np.ndarray, preset: str, seed: int) -> float:
@@ -187,8 +197,8 @@ def baseline_steps(batch: np.ndarray, seed: int, reps: int = 3) -> dict:
     """CPU milliseconds per call of each baseline step on float64 cubes (median of ``reps``)."""
     ref = Reference(seed)
     cube = batch[0].astype(np.float64)
-    rel = [(max(1, d // 6), max(1, d // 3)) for d in SHAPE]
-    shrink = [(max(1, 3 * d // 7), max(1, 4 * d // 7)) for d in SHAPE]
+    rel = [(max(1, d // 6), max(1, d // 3)) for d in cube.shape[1:]]
+    shrink = [(max(1, 3 * d // 7), max(1, 4 * d // 7)) for d in cube.shape[1:]]
     steps = {
         "elastic_deformation": lambda: ref.elastic(cube),
         "local_pixel_shuffle_5": lambda: ref.shuffle(cube, 5),
@@ -221,10 +231,17 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--presets", nargs="+", default=["sg", "mg", "sg_keras"])
     ap.add_argument("--quick", action="store_true", help="batch 8, 4 baseline cubes, 2 rounds")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "corruptions.json"))
+    ap.add_argument("--spatial-dims", type=int, choices=[2, 3], default=3,
+                    help="3: 64x64x32 cubes (default); 2: 224x224 images (Semantic Genesis 2D)")
+    ap.add_argument("--out", help="JSON to write (default benchmarks/results/corruptions.json, "
+                                  "corruptions_2d.json with --spatial-dims 2)")
     args = ap.parse_args(argv)
     if args.quick:
         args.batch, args.baseline_cubes, args.rounds = 8, 4, 2
+    planar = args.spatial_dims == 2
+    shape, target = (SHAPE_2D, TARGET_2D) if planar else (SHAPE, TARGET)
+    args.out = args.out or str(Path(__file__).resolve().parent / "results"
+                               / ("corruptions_2d.json" if planar else "corruptions.json"))
 
     import torch
 
@@ -232,10 +249,10 @@ def main(argv=None) -> int:
     from semgen_ray.transforms import make_corruption
 
     described = machine()   # the load average at the start
-    batch = cubes(args.batch, 0)
+    batch = cubes(args.batch, 0, shape)
     base_batch = batch[: args.baseline_cubes, :]
     tensor = torch.from_numpy(batch.copy())
-    fns = {p: {"numpy": make_corruption(p, backend="numpy"), "torch": make_corruption(p, backend="torch")}
+    fns = {p: {b: make_corruption(p, backend=b, spatial_dims=args.spatial_dims) for b in ("numpy", "torch")}
            for p in args.presets}
     for p in args.presets:  # warm-up: caches (elastic basis, templates), torch kernels
         fns[p]["numpy"](batch[:2], 0)
@@ -258,22 +275,25 @@ def main(argv=None) -> int:
                          "min": round(min(times[p][impl]), 1), "max": round(max(times[p][impl]), 1),
                          "speedup_vs_baseline": round(statistics.median(ratios), 1),
                          "speedup_min": round(min(ratios), 1), "speedup_max": round(max(ratios), 1)})
-            if p in REFERENCE_CODE:   # against the official code's figure (another run: indicative)
+            if p in REFERENCE_CODE and not planar:   # the official code's figure (another run: indicative)
                 rows[-1]["speedup_vs_reference_code"] = round(statistics.median(times[p][impl]) / REFERENCE_CODE[p], 2)
     steps_ms = baseline_steps(batch, 99)
 
     result = {
-        "benchmark": "corruptions",
+        "benchmark": "corruptions_2d" if planar else "corruptions",
         "command": "python benchmarks/corruptions.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "cube": list(SHAPE), "batch": args.batch, "baseline_cubes_per_round": args.baseline_cubes,
-        "rounds": args.rounds, "threads": 1, "unit": "cubes per CPU-second (time.process_time, one thread)",
+        "cube": list(shape), "batch": args.batch, "baseline_cubes_per_round": args.baseline_cubes,
+        "rounds": args.rounds, "threads": 1,
+        "unit": f"{'images' if planar else 'cubes'} per CPU-second (time.process_time, one thread)",
         "machine": described, "loadavg_at_end": list(os.getloadavg()), "rows": rows,
-        "target_speedup": TARGET,
-        "reference_code_cubes_per_cpu_s": REFERENCE_CODE,
-        "reference_code_note": ("the official Semantic Genesis (sg) and Models Genesis (mg) corruption code, "
-                                "run side by side with this project on this machine class, one thread (issue 17)"),
+        "target_speedup": target,
         "baseline_step_ms": steps_ms,
     }
+    if not planar:
+        result["reference_code_cubes_per_cpu_s"] = REFERENCE_CODE
+        result["reference_code_note"] = ("the official Semantic Genesis (sg) and Models Genesis (mg) corruption "
+                                         "code, run side by side with this project on this machine class, one "
+                                         "thread (issue 17)")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

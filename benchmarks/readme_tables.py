@@ -158,8 +158,8 @@ def phantoms(results: Path) -> str:
                      for r in rows]))
 
 
-def corruptions(results: Path) -> str:
-    d = load("corruptions.json", results)
+def corruptions(results: Path, name: str = "corruptions.json") -> str:
+    d = load(name, results)
     by = {(r["preset"], r["implementation"]): r for r in d["rows"]}
     target = float(d.get("target_speedup", 10))
     official = d.get("reference_code_cubes_per_cpu_s", {})
@@ -180,7 +180,9 @@ def corruptions(results: Path) -> str:
     load_end = (d.get("loadavg_at_end") or [None])[0]
     loads = "" if load_start is None else f"; 1-minute load average {load_start:.1f} at the start" + (
         "" if load_end is None else f", {load_end:.1f} at the end")
-    text = (f"`benchmarks/results/corruptions.json` ({d['rounds']} rounds; cubes per CPU-second{loads}):\n\n"
+    unit = "images" if len(d["cube"]) == 2 else "cubes"
+    text = (f"`benchmarks/results/{name}` ({d['rounds']} rounds; {unit} of {'×'.join(map(str, d['cube']))} per "
+            f"CPU-second{loads}):\n\n"
             + table(["preset", "baseline", "official code", "numpy back end",
                      "× baseline (median, range over rounds)", "× official code", "torch back end (CPU)",
                      "× baseline (median, range)"], rows) + "\n")
@@ -196,16 +198,25 @@ def corruptions(results: Path) -> str:
         text += (" The official code's figures (" + ", ".join(f"`{p}` {v}" for p, v in official.items())
                  + " cubes per CPU-second) were measured side by side with this project in another run on this "
                  "machine class; the baseline repeats the official code's steps")
-        steps = d.get("baseline_step_ms", {})
-        if steps:
-            label = {"elastic_deformation": "elastic deformation", "local_pixel_shuffle_5": "shuffle of 5 blocks",
-                     "local_pixel_shuffle_10000": "shuffle of 10,000 blocks", "nonlinear_intensity": "Bézier map",
-                     "in_painting_1": "one hole", "out_painting_1": "one out-painting window"}
-            text += " (CPU ms per cube: " + ", ".join(f"{label.get(k, k)} {v:.3g}" for k, v in steps.items()) + ")"
+        text += _baseline_steps(d, " (CPU ms per cube: ", ")")
         ratios = [f"`{p}` {by[(p, 'baseline')]['cubes_per_cpu_s'] / v:.2f}×" for p, v in official.items()
                   if (p, "baseline") in by]
         text += "; baseline ÷ official code: " + ", ".join(ratios) + "."
+    else:
+        text += _baseline_steps(d, f" The baseline's CPU ms per {unit[:-1]}: ", ".")
     return text + "\n"
+
+
+def _baseline_steps(d: dict, before: str, after: str) -> str:
+    steps = d.get("baseline_step_ms", {})
+    label = {"elastic_deformation": "elastic deformation", "local_pixel_shuffle_5": "shuffle of 5 blocks",
+             "local_pixel_shuffle_10000": "shuffle of 10,000 blocks", "nonlinear_intensity": "Bézier map",
+             "in_painting_1": "one hole", "out_painting_1": "one out-painting window"}
+    return (before + ", ".join(f"{label.get(k, k)} {v:.3g}" for k, v in steps.items()) + after) if steps else ""
+
+
+def corruptions_2d(results: Path) -> str:
+    return corruptions(results, "corruptions_2d.json")
 
 
 def unet(results: Path) -> str:
@@ -504,6 +515,7 @@ SECTIONS = {
     "crop_read": crop_read,
     "phantoms": phantoms,
     "corruptions": corruptions,
+    "corruptions_2d": corruptions_2d,
     "bezier_error": bezier_error,
     "unet": unet,
     "train_step": train_step,

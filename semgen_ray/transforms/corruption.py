@@ -30,6 +30,11 @@ and rank draws its own stream::
 On the training device instead: ``make_corruption("sg", backend="torch")`` and call it on the
 batch tensor (CUDA or CPU); parameters are still drawn on the host with numpy (a few hundred numbers
 per cube, or 60,000 for ``mg``'s 10,000 shuffle blocks).
+
+2D images (Semantic Genesis 2D; ``spatial_dims=2``): a batch (N, C, X, Y) is corrupted as (N, C, X, Y, 1) cubes by the
+same operations and policies, and comes back 2D. An axis of length 1 is not drawn on: boxes, holes,
+windows and shuffle blocks span it whole, and the elastic field (which never moves z) displaces x
+and y as in 3D. The parameters are those of the (X, Y, 1) cube.
 """
 
 from __future__ import annotations
@@ -75,6 +80,8 @@ class Corruption:
         backend: ``"numpy"`` (returns numpy arrays) or ``"torch"`` (returns tensors, on the input
             tensor's device, or on ``device`` for numpy input).
         device: torch device for numpy input with the torch back end (default CPU).
+        spatial_dims: 3 (batches (N, C, X, Y, Z)) or 2 (batches (N, C, X, Y), corrupted as
+            (X, Y, 1) cubes; see the module docstring).
 
     Example:
         >>> f = make_corruption("sg")
@@ -86,7 +93,10 @@ class Corruption:
         True
     """
 
-    def __init__(self, policy: CorruptionPolicy, backend: str = "numpy", device=None) -> None:
+    def __init__(self, policy: CorruptionPolicy, backend: str = "numpy", device=None, spatial_dims: int = 3) -> None:
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
+        self.spatial_dims = spatial_dims
         if not isinstance(policy, CorruptionPolicy):
             raise TypeError(f"policy must be a CorruptionPolicy, got {type(policy).__name__}")
         if backend not in BACKENDS:
@@ -137,11 +147,14 @@ class Corruption:
             seed: int, (N,) per-sample seeds or (N, k) seed rows (:mod:`.seeding`).
         """
         batch_shape = tuple(int(s) for s in batch_shape)
-        if len(batch_shape) == 3 and not isinstance(seed, (int, np.integer)):
+        d = self.spatial_dims
+        if len(batch_shape) == d and not isinstance(seed, (int, np.integer)):
             batch_shape = (len(np.asarray(seed)), 1, *batch_shape)
-        if len(batch_shape) != 5:
-            raise ValueError(f"batch_shape must be (N, C, X, Y, Z), or (X, Y, Z) with per-sample seeds; "
-                             f"got {batch_shape}")
+        if len(batch_shape) != d + 2:
+            axes = "X, Y, Z" if d == 3 else "X, Y"
+            raise ValueError(f"batch_shape must be (N, C, {axes}), or ({axes}) with per-sample seeds; got {batch_shape}")
+        if d == 2:  # (X, Y, 1) cubes
+            batch_shape = (*batch_shape, 1)
         n, shape = batch_shape[0], batch_shape[2:]
         if n == 0:
             raise ValueError("cannot corrupt an empty batch")
@@ -171,8 +184,16 @@ class Corruption:
                             "(or make one with backend='torch')")
         else:
             batch = np.asarray(batch)
+        if self.spatial_dims == 2:  # a 2D batch (N, C, X, Y): corrupted as (X, Y, 1) cubes
+            if len(batch.shape) != 4:
+                raise ValueError(f"a 2D batch must be (N, C, X, Y), got shape {tuple(batch.shape)}")
+            batch = batch[..., None]
         spatial_shape(batch)
         return as_float_batch(batch)
+
+    def _as_given(self, out):
+        """``out`` in the batch's own rank (a 2D batch back without its z)."""
+        return out[..., 0] if self.spatial_dims == 2 else out
 
     def _run(self, x, params: CorruptionParams, names):
         """Apply ``names`` in order to ``x`` (float32, owned: overwritten); each operation only on the
@@ -212,35 +233,37 @@ class Corruption:
 
     def apply(self, batch, params: CorruptionParams):
         """Apply recorded parameters to a batch; float32, same back end as this corruption."""
-        return self._run(self._prepare(batch), params, ORDER)
+        return self._as_given(self._run(self._prepare(batch), params, ORDER))
 
     def target(self, batch, params: CorruptionParams, deformed: bool = False):
         """The restoration target: the original batch with the input's flips (and, with ``deformed``,
         its elastic deformation; the reference target is the un-deformed cube)."""
         names = ("flip", "elastic_deformation") if deformed else ("flip",)
-        return self._run(self._prepare(batch), params, names)
+        return self._as_given(self._run(self._prepare(batch), params, names))
 
     def __call__(self, batch, seed):
         """Corrupt a batch: ``(corrupted, params)`` (:meth:`sample` then :meth:`apply`)."""
         x = self._prepare(batch)
-        params = self.sample(tuple(x.shape), seed)
-        return self._run(x, params, ORDER), params
+        params = self.sample(tuple(x.shape)[:2 + self.spatial_dims], seed)
+        return self._as_given(self._run(x, params, ORDER)), params
 
 
 def make_corruption(preset: str | CorruptionPolicy = "sg", backend: str = "numpy", device=None,
-                    **overrides) -> Corruption:
+                    spatial_dims: int = 3, **overrides) -> Corruption:
     """The corruption of a preset (``"sg"`` default, ``"mg"``, ``"sg_keras"``) with overrides.
 
     Args:
         preset: preset name or a :class:`CorruptionPolicy`.
         backend: ``"numpy"`` or ``"torch"``.
         device: torch device for numpy input (torch back end only).
+        spatial_dims: 3, or 2 for 2D images (N, C, X, Y).
         **overrides: :class:`CorruptionPolicy` fields, e.g. ``shuffle_blocks=100``.
 
     Raises:
         PolicyError: unknown preset or field, or invalid value.
     """
-    return Corruption(policy_from_preset(preset, **overrides), backend=backend, device=device)
+    return Corruption(policy_from_preset(preset, **overrides), backend=backend, device=device,
+                      spatial_dims=spatial_dims)
 
 
 __all__ = ["BACKENDS", "Corruption", "make_corruption", "operations"]

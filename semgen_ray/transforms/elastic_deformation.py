@@ -28,6 +28,10 @@ in place, then one gather per corner (4) for the whole group of samples, with th
 (z, x, y) so that each gather stays within a 64×64 slice (fetching a voxel and its y neighbour in
 one 8-byte gather measured 10% slower). torch: one 2D ``grid_sample`` over all z
 slices of the batch (3D ``grid_sample`` when z is displaced too), on any device.
+
+A 2D image is an (X, Y, 1) cube (:mod:`semgen_ray.transforms.corruption`): its singleton z has the
+basis [1], so the field is the reference algorithm's in 2D, ``α · G_σ * w`` with a 2D Gaussian (about
+20 pixels RMS on 224 × 224 for α = 991, σ = 8: the same α spread over two axes instead of three).
 """
 
 from __future__ import annotations
@@ -45,6 +49,10 @@ RANK_TOLERANCE = 1e-6
 
 @lru_cache(maxsize=32)
 def _svd_basis(length: int, sigma: float) -> np.ndarray:
+    if length == 1:  # a 2D image's z: nothing to smooth along, the field is the 2D one (module docstring)
+        basis = np.ones((1, 1))
+        basis.setflags(write=False)
+        return basis
     from scipy.ndimage import gaussian_filter1d
 
     g = gaussian_filter1d(np.eye(length), sigma, axis=0, mode="constant", truncate=4.0)

@@ -55,7 +55,7 @@ class InPainting(RandomOperation):
 
     def sample(self, rng: np.random.Generator, shape) -> dict:
         lo, hi = resolve_range(self.size, shape)
-        if any(h > d - 2 * self.margin or l_ < 1 or l_ > h for l_, h, d in zip(lo, hi, shape)):
+        if any(h > d - 2 * self.margin or l_ < 1 or l_ > h for l_, h, d in zip(lo, hi, shape) if d > 1):
             raise ValueError(f"hole sides {lo}..{hi} do not fit a {tuple(shape)} cube with margin {self.margin}")
         boxes = np.zeros((self.max_holes, 6), dtype=np.int16)
         for h in range(self.max_holes):

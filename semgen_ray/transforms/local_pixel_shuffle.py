@@ -34,6 +34,7 @@ from functools import lru_cache
 import numpy as np
 
 from semgen_ray.transforms._backend import NUMPY, hash_bits_split
+from semgen_ray.transforms._boxes import flat_axes
 from semgen_ray.transforms._operation import RandomOperation, chunks
 from semgen_ray.transforms.policy import resolve_range
 
@@ -231,7 +232,7 @@ class LocalPixelShuffle(RandomOperation):
         self.blocks, self.block_size = int(blocks), tuple(block_size)
 
     def sample(self, rng: np.random.Generator, shape) -> dict:
-        lo, hi = (np.asarray(v, dtype=np.int64) for v in resolve_range(self.block_size, shape))
+        lo, hi = flat_axes(shape, *resolve_range(self.block_size, shape))   # a 2D image's z: side 1
         dims = np.asarray(shape, dtype=np.int64)
         if np.any(lo < 1) or np.any(hi < lo) or np.any(hi > dims):
             raise ValueError(f"block_size {self.block_size!r} resolves to {lo.tolist()}..{hi.tolist()} in a "

@@ -54,7 +54,7 @@ class OutPainting(RandomOperation):
 
     def sample(self, rng: np.random.Generator, shape) -> dict:
         lo, hi = resolve_range(self.shrink, shape)
-        if any(l_ > h or d - h < 1 or d - l_ > d - 2 * self.margin for l_, h, d in zip(lo, hi, shape)):
+        if any(l_ > h or d - h < 1 or d - l_ > d - 2 * self.margin for l_, h, d in zip(lo, hi, shape) if d > 1):
             raise ValueError(f"windows of side D - {lo}..{hi} do not fit a {tuple(shape)} cube with margin "
                              f"{self.margin}")
         boxes = np.zeros((self.max_windows, 6), dtype=np.int16)

@@ -289,18 +289,24 @@ def check_geometry(policy: CorruptionPolicy, shape: tuple[int, int, int]) -> Non
     used = {name for name, p in policy.probabilities().items() if p > 0}
     lo, hi = resolve_range(policy.shuffle_block_size, shape)
     for a, d in enumerate(shape if "local_pixel_shuffle" in used else ()):
+        if d == 1:  # a 2D image's singleton axis: spanned whole (transforms._boxes.flat_axes)
+            continue
         _require(1 <= lo[a] <= hi[a] <= d,
                  f"shuffle_block_size {policy.shuffle_block_size!r} resolves to {lo[a]}..{hi[a]} voxels on "
                  f"axis {a} of a {shape} cube; need 1 <= lo <= hi <= {d}")
     m = policy.paint_margin
     lo, hi = resolve_range(policy.inpaint_size, shape)
     for a, d in enumerate(shape if "in_painting" in used and policy.inpaint_holes else ()):
+        if d == 1:
+            continue
         _require(1 <= lo[a] <= hi[a] and hi[a] <= d - 2 * m,
                  f"inpaint_size {policy.inpaint_size!r} resolves to {lo[a]}..{hi[a]} voxels on axis {a} of a "
                  f"{shape} cube; with paint_margin {m} holes need 1 <= lo <= hi <= {d - 2 * m}: use smaller "
                  "sizes (e.g. relative ones like 'D/6') or a larger cube")
     lo, hi = resolve_range(policy.outpaint_shrink, shape)
     for a, d in enumerate(shape if "out_painting" in used else ()):
+        if d == 1:
+            continue
         _require(lo[a] <= hi[a] and d - hi[a] >= 1 and d - lo[a] <= d - 2 * m,
                  f"outpaint_shrink {policy.outpaint_shrink!r} resolves to {lo[a]}..{hi[a]} voxels on axis {a} "
                  f"of a {shape} cube, i.e. kept windows of {d - hi[a]}..{d - lo[a]}; with paint_margin {m} "

@@ -211,3 +211,46 @@ def test_import_is_light():
             "print(sorted(m for m in ('torch', 'scipy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# ---- 2D images (Semantic Genesis 2D) ----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def films():
+    """Six smooth 2D images in [0, 1] (N, 1, 96, 80)."""
+    from scipy.ndimage import zoom
+
+    coarse = np.random.default_rng(3).random((6, 1, 12, 10))
+    return np.clip(zoom(coarse, (1, 1, 8, 8), order=1), 0, 1).astype(np.float32)
+
+
+@pytest.mark.parametrize("preset", ["sg", "mg", "sg_keras"])
+def test_2d_batches_are_corrupted_as_flat_cubes_on_both_back_ends(films, preset):
+    f, g = make_corruption(preset, spatial_dims=2), make_corruption(preset, backend="torch", spatial_dims=2)
+    seeds = np.arange(6, dtype=np.uint64) + 40
+    y, params = f(films, seeds)
+    assert y.shape == films.shape and y.dtype == np.float32 and 0 <= y.min() and y.max() <= 1
+    assert params.shape == (96, 80, 1) and (y != films).any()
+    flat, _ = make_corruption(preset)(films[..., None], seeds)                 # the (X, Y, 1) cubes
+    np.testing.assert_array_equal(y, flat[..., 0])
+    yt, _ = g(torch.from_numpy(films), seeds)
+    np.testing.assert_allclose(yt.numpy(), y, atol=1e-4)
+    np.testing.assert_array_equal(f.apply(films, params), y)
+    assert f.target(films, params).shape == films.shape
+    one, _ = f(films[3:4], seeds[3:4])                                          # seeded per sample
+    np.testing.assert_array_equal(one, y[3:4])
+
+
+def test_2d_boxes_span_the_flat_axis_and_painting_stays_in_the_image(films):
+    f = make_corruption("mg", spatial_dims=2)
+    params = f.sample(films.shape, np.arange(6, dtype=np.uint64))
+    for name in ("in_painting", "out_painting", "local_pixel_shuffle"):
+        boxes = params.ops[name]["boxes"]
+        used = boxes[..., 3:].any(axis=-1)
+        assert used.any(), name
+        assert (boxes[used][:, 2] == 0).all() and (boxes[used][:, 5] == 1).all(), name   # z: corner 0, side 1
+        assert (boxes[used][:, 0] + boxes[used][:, 3] <= 96).all() and (boxes[used][:, 1] + boxes[used][:, 4] <= 80).all()
+    with pytest.raises(ValueError, match=r"\(N, C, X, Y\)"):
+        f(films[..., None], seed=0)
+    with pytest.raises(ValueError, match="spatial_dims"):
+        make_corruption("sg", spatial_dims=1)

@@ -72,6 +72,21 @@ def test_field_variance_is_the_reference_variance():
     assert 3.2 < np.sqrt(var(ref).mean()) < 3.35                 # RMS 3.27 voxels per axis on 64x64x32
 
 
+def test_2d_field_variance_is_the_reference_algorithm_run_on_a_2d_image():
+    """A 2D image is an (X, Y, 1) cube whose z has the basis [1]: the field's variance is that of the
+    reference's smoothing of 2D noise (a 2D Gaussian, σ = 8, × 991): about 20 pixels RMS on 224 × 224."""
+    shape = (224, 224, 1)
+    assert field_ranks(shape, 8.0)[2] == 1 and smoothing_basis(1, 8.0).tolist() == [[1.0]]
+    g = [gaussian_filter1d(np.eye(d), 8.0, axis=0, mode="constant", truncate=4.0) for d in shape[:2]]
+    ref = 991.0 ** 2 / 3 * np.outer(np.diag(g[0] @ g[0].T), np.diag(g[1] @ g[1].T))
+    b = [(smoothing_basis(d, 8.0) ** 2).sum(axis=1) for d in shape[:2]]
+    np.testing.assert_allclose(991.0 ** 2 / 3 * np.outer(b[0], b[1]), ref, rtol=2e-5)  # the truncation, at the corners
+    assert 19 < np.sqrt(ref.mean()) < 21
+    op = ElasticDeformation()
+    field = op.displacement(op.sample_batch((16, 1, *shape), seed=3), shape)       # (16, 2, 224, 224, 1)
+    assert abs(np.sqrt(np.mean(field ** 2)) / np.sqrt(ref.mean()) - 1) < 0.15
+
+
 def test_field_statistics_match_the_reference_draws():
     # reference: U(-1, 1) noise smoothed with sigma 8 (mode constant), times 991
     rng = np.random.default_rng(0)
