@@ -18,6 +18,10 @@ Here the whole batch is resolved with array operations, blocks grouped by shape 
    own index (a code below every block's);
 4. one gather of the original applies everything.
 
+When the blocks cover the batch many times over (``mg``'s 10,000 blocks on a 224 × 224 image: 26
+times), a first scatter-max of block numbers finds the blocks some voxel shows, and steps 1-3 run on
+those only (12 % of the blocks there): the others would lose every voxel to later blocks anyway.
+
 The random keys are 32-bit hashes of (per-sample key, block number, position in block)
 (:mod:`._backend`), so the same parameters give the same permutation on numpy and torch, and a
 sample's result never depends on the rest of the batch. Keys keep 32 − ``ceil(log2(volume))``
@@ -73,6 +77,8 @@ def _source_index(boxes: np.ndarray, keys: np.ndarray, shape, xp):
         return code & 0xFFFFFFFF if xp.name != "numpy" else _Proposals([], compact, vbits)
     local = (flat_boxes[:, 0].astype(np.int64) * Y + flat_boxes[:, 1]) * Z + flat_boxes[:, 2]
     base = local + np.repeat(np.arange(n, dtype=np.int64) * nvox, b)      # first voxel, in the batch
+    if int((sx[used] * sy[used] * sz[used]).sum()) > VISIBLE_PASS_COVERAGE * n * nvox:
+        used = _visible(used, base, sx, sy, sz, n * nvox, Y, Z)
     number = np.tile(np.arange(b, dtype=np.int64), n)                       # block number in its sample
     if compact:
         head = ((number << vbits) + local).astype(np.int32)
@@ -116,6 +122,30 @@ def _source_index(boxes: np.ndarray, keys: np.ndarray, shape, xp):
     if xp.name != "numpy":
         return code & 0xFFFFFFFF
     return _Proposals(pending, compact, vbits)
+
+
+#: Blocks covering the batch more than this many times over are first thinned to the visible ones
+#: (:func:`_visible`): ``mg``'s 10,000 blocks cover a 224 × 224 image 26 times and leave 12 % of the
+#: blocks (14 % of their voxels) visible; a 64 × 64 × 32 cube about twice, with most blocks visible.
+VISIBLE_PASS_COVERAGE = 4
+
+
+def _visible(used, base, sx, sy, sz, size: int, Y: int, Z: int) -> np.ndarray:
+    """The blocks of ``used`` that some voxel shows: the last block covering it, found by one
+    scatter-max of block numbers. The others cannot change the result, so their keys are never
+    drawn nor sorted; the output is the same."""
+    owner = np.full(size, -1, dtype=np.int32)
+    top = [int(v.max()) + 1 for v in (sx, sy, sz)]
+    shape_id = (sx[used] * top[1] + sy[used]) * top[2] + sz[used]
+    order = np.argsort(shape_id, kind="stable")
+    cuts = np.flatnonzero(np.diff(shape_id[order])) + 1
+    for blocks in np.split(used[order], cuts):              # one group per block shape
+        offset = _template(int(sx[blocks[0]]), int(sy[blocks[0]]), int(sz[blocks[0]]), Y, Z)
+        vox = base[blocks].reshape(-1, 1) + offset.reshape(1, -1)
+        np.maximum.at(owner, vox.reshape(-1), np.repeat(blocks.astype(np.int32), offset.size))
+    seen = np.zeros(base.size, dtype=bool)
+    seen[owner[owner >= 0]] = True
+    return used[seen[used]]
 
 
 class _Proposals:

@@ -67,6 +67,20 @@ def test_drawn_blocks_equal_the_reference_loop(make_batch, torch_path):
     assert (y != x).mean() > 0.05
 
 
+@pytest.mark.parametrize("coverage", [0, 1e9], ids=["visible-blocks-first", "every-block"])
+def test_dense_blocks_on_a_flat_image_equal_the_reference_loop(make_batch, torch_path, monkeypatch, coverage):
+    """2D images under ``mg``'s many blocks: most blocks are covered by later ones. Thinning them to
+    the visible ones first (:data:`VISIBLE_PASS_COVERAGE`) leaves the result exact."""
+    monkeypatch.setattr(lps, "VISIBLE_PASS_COVERAGE", coverage)
+    x = make_batch(2, shape=(60, 50, 1))
+    op = LocalPixelShuffle(blocks=2000)
+    y, params = op(x, seed=9)
+    assert (params["boxes"][..., 2] == 0).all() and (params["boxes"][..., 5] == 1).all()
+    want = reference_shuffle(x, params["boxes"], params["key"])
+    np.testing.assert_array_equal(y, want)
+    np.testing.assert_array_equal(op.apply(torch.from_numpy(x), params).numpy(), want)
+
+
 def test_many_blocks_in_a_large_cube_use_wide_codes_and_stay_exact(torch_path):
     # 3000 blocks x 2^20 voxels do not fit the int32 codes (block << 20 | voxel): the int64 path
     x = np.random.default_rng(2).random((1, 1, 128, 128, 64), dtype=np.float32)
