@@ -17,6 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from semgen_ray.config.schema import IngestConfig
+from semgen_ray.io.image2d import Image2D
 from semgen_ray.io.volume import ReadError, Volume
 from semgen_ray.store.layout import sanitize_patient_id
 
@@ -29,7 +30,7 @@ class Item:
     :class:`~semgen_ray.io.image2d.Image2D`) in the same field."""
 
     patient_id: str
-    volume: Volume
+    volume: Volume | Image2D
     label: np.ndarray | None = None
     split: str | None = None
 
@@ -110,11 +111,8 @@ class SourceJob:
             raise ReadError("labels of 2D images are not read yet (the list's label column)")
         if len(self.source_ref.files) != 1:
             raise ReadError(f"{self.source}: a 2D image is one file, the source has {len(self.source_ref.files)}")
-        modality = self.modality or config.modality
-        image = read_radiograph(self.source_ref.files[0], modality=modality)
-        if image.shape[0] * image.shape[1] > config.max_voxels:
-            raise ReadError(f"image of {image.shape[0] * image.shape[1]} pixels exceeds ingest.max_voxels")
-        return Item(self.patient_id, image, None, self.split)
+        image = read_radiograph(self.source_ref.files[0], modality=self.modality or config.modality)
+        return Item(self.patient_id, image, None, self.split)  # checked by the runner (check_image)
 
     def _label_for(self, vol: Volume) -> np.ndarray | None:
         if not self.label_path:

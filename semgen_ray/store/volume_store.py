@@ -155,13 +155,13 @@ class VolumeStore:
     @property
     def chunks(self) -> tuple[int, int, int]:
         """The chunk shape (x, y, z) of this store's arrays: the one given to :func:`open_store`
-        (new arrays get it), else the chunking of the arrays already stored (the first one's; an
+        (new arrays get it), else the chunking of the volumes already stored (the first one's; an
         array thinner than a chunk along an axis is one chunk there, of its own size), else
-        :data:`DEFAULT_CHUNKS` for an empty store."""
+        :data:`DEFAULT_CHUNKS` for a store without volumes. 2D images are chunked :data:`IMAGE_CHUNKS`."""
         if self._chunks is None:
-            ids = self.stored_ids()
-            self._chunks = (tuple(int(c) for c in self._array(layout.VOLUMES, ids[0]).chunks) if ids
-                            else DEFAULT_CHUNKS)
+            arrays = (self._array(layout.VOLUMES, pid) for pid in self.stored_ids())
+            volume = next((a for a in arrays if a.ndim == 3), None)   # 2D images have chunks of their own
+            self._chunks = tuple(int(c) for c in volume.chunks) if volume is not None else DEFAULT_CHUNKS
         return self._chunks
 
     def stored_ids(self) -> list[str]:

@@ -237,6 +237,16 @@ def test_2d_images_live_beside_volumes_with_their_kind_label_and_spacing(tmp_pat
         ro.read("X001", region=((0, 1), (0, 1), (0, 1)))
 
 
+def test_a_store_that_starts_with_an_image_keeps_3d_chunks_for_its_volumes(tmp_path):
+    store = open_store(tmp_path / "s.zarr", mode="w", chunks=(16, 16, 8))
+    store.write_image("A001", _radiograph())
+    store.write("P001", ct_volume())
+    again = open_store(tmp_path / "s.zarr", mode="a")                  # chunks from what is stored
+    assert again.chunks == (16, 16, 8)
+    again.write("P002", ct_volume())
+    assert again.meta("P002")["shape"] == (40, 36, 20)
+
+
 def test_2d_images_are_current_on_reingest_and_survive_a_manifest_rebuild(tmp_path):
     store = open_store(tmp_path / "s.zarr", mode="w", chunks=(16, 16, 8))
     store.update_manifest([store.write_image("X001", _radiograph(), source_sha256="f",
