@@ -1,4 +1,5 @@
-"""``read_volumes``: whole scans resampled to one fixed grid (the self-discovery auto-encoder input)."""
+"""``read_volumes``: whole scans resampled to one fixed grid (the self-discovery auto-encoder input),
+or, with a 2D ``shape``, whole 2D images (radiographs) resampled to one fixed size."""
 
 from __future__ import annotations
 
@@ -22,8 +23,12 @@ def _volume_task(store_uri: str, patient_ids: Sequence[str], shape, normalize, a
         vol = window.apply(raw) if window is not None else raw.astype(np.float32)
         del raw
         src = np.asarray(meta["shape"], np.int64)
+        if len(shape) == 2:  # a 2D image: resized as an (X, Y, 1) volume
+            resized = resize(vol[..., None], (*shape, 1), antialias=antialias)[..., 0]
+        else:
+            resized = resize(vol, shape, antialias=antialias)
         row = {
-            "volume": resize(vol, shape, antialias=antialias)[None],
+            "volume": resized[None],
             "patient_id": np.array([pid], dtype=object),
             "spacing": np.asarray(meta["spacing"], np.float64)[None],
             "original_shape": src[None],
@@ -40,7 +45,9 @@ def read_volumes(store_uri: str, shape: Sequence[int] = (128, 128, 64),
                  patient_ids: Sequence[str] | None = None, normalize=True, *, antialias: bool = True,
                  columns: Sequence[str] | None = None, num_cpus: float = 1.0,
                  concurrency: int | None = None, ray_remote_args: dict | None = None):
-    """A ``ray.data.Dataset`` with one row per patient: the whole scan resampled to ``shape``.
+    """A ``ray.data.Dataset`` with one row per patient: the whole scan resampled to ``shape``; with a
+    2D ``shape`` (rows, columns), one row per 2D image of the store (:attr:`VolumeStore.image_ids`),
+    its [0, 1] display values resized bilinearly (as an (X, Y, 1) volume).
 
     The scan is windowed first (as the reference normalises before resizing), then resized with
     :func:`~semgen_ray.data.resize.resize` (trilinear; box-averaged along axes that shrink by 2× or
@@ -66,12 +73,15 @@ def read_volumes(store_uri: str, shape: Sequence[int] = (128, 128, 64),
     from semgen_ray.data.resize import target_shape
     from semgen_ray.store import open_store
 
-    target = target_shape(shape)
-    shapes = open_store(store_uri).shapes()
+    planar = len(tuple(shape)) == 2
+    target = target_shape((*shape, 1))[:2] if planar else target_shape(shape)
+    store = open_store(store_uri)
+    shapes = ({pid: store.meta(pid)["shape"] for pid in store.image_ids} if planar else store.shapes())
     pids = sorted(shapes) if patient_ids is None else [str(p) for p in patient_ids]
     unknown = [p for p in pids if p not in shapes]
     if unknown:
-        raise BoxError(f"patient(s) {unknown[:5]} are not complete patients of store {store_uri}")
+        raise BoxError(f"patient(s) {unknown[:5]} are not complete {'2D images' if planar else 'patients'} of "
+                       f"store {store_uri}")
     cols = None if columns is None else tuple(columns)
     if cols is not None and (bad := [c for c in cols if c not in VOLUME_COLUMNS]):
         raise ValueError(f"unknown column(s) {bad}; available: {list(VOLUME_COLUMNS)}")

@@ -211,7 +211,8 @@ def train_autoencoder(store_uri: str, patient_ids_train: Sequence[str], patient_
         model_kwargs: :func:`semgen_ray.models.build_autoencoder` arguments; the optional key
             ``preset_or_config`` (a preset name, YAML path, ``ModelConfig`` or dict) is its first
             argument, the rest are overrides (``width``, ``depth``, ``norm``, ``skips``, …).
-        volume_shape: whole-scan input size (x, y, z), a multiple of ``2**(depth-1)``.
+        volume_shape: whole-scan input size (x, y, z), a multiple of ``2**(depth-1)``; (rows, columns)
+            for the store's 2D images, with ``model_kwargs["spatial_dims"] = 2``.
         batch_size: per-worker batch size.
         lr: Adam learning rate (1e-3).
         max_epochs: total epochs (a resumed run counts the epochs already done).
@@ -257,6 +258,9 @@ def train_autoencoder(store_uri: str, patient_ids_train: Sequence[str], patient_
     init_ray(ray_config)
     shape = tuple(int(s) for s in volume_shape)
     model_kwargs = dict(model_kwargs or {})
+    if len(shape) != model_kwargs.get("spatial_dims", 3):
+        raise ValueError(f"volume_shape {list(shape)} needs an auto-encoder with spatial_dims={len(shape)} "
+                         f"(model_kwargs has {model_kwargs.get('spatial_dims', 3)})")
     _build(model_kwargs)  # validate the model options in the driver, before starting workers
     gpu = use_gpu if isinstance(use_gpu, bool) else decide_gpus(use_gpu, "discovery", num_workers, gpu_wait_s).use
     remote = runfolder.is_remote(run_dir)
@@ -271,8 +275,9 @@ def train_autoencoder(store_uri: str, patient_ids_train: Sequence[str], patient_
                 "val": _volumes(store_uri, shape, patient_ids_val, read_cpus, cache)}
     result = _fit(config, datasets, gpu, int(num_workers), float(cpus_per_worker), name, run_dir)
     latest, best_ckpt = _latest_and_best(result)
-    card = {"input_size": list(shape), "name": "self-discovery auto-encoder",
-            "intensity": store_card_entry(str(store_uri)),
+    intensity = (store_card_entry(str(store_uri)) if len(shape) == 3 else  # 2D images: display values
+                 {"kind": "2d", "range": [0.0, 1.0], "mapping": "stored uint16 / 65535"})
+    card = {"input_size": list(shape), "name": "self-discovery auto-encoder", "intensity": intensity,
             "description": "whole-scan auto-encoder (docs/method.md §1.3); embedding = pooled bottleneck",
             "epoch": int(latest["best_epoch"]),
             "lineage": {"store_uri": str(store_uri),
