@@ -446,6 +446,18 @@ def discovery(results: Path) -> str:
             + table(["run", "neighbour purity", "stage times"], rows))
 
 
+def discovery_2d(results: Path) -> str:
+    d = load("discovery_2d.json", results)
+    p, e, r = d["params"], d["purity_embedding"], d["purity_raw_pixels"]
+    rows = [[f"2D auto-encoder embedding ({d['embedding_dim']}-d; {d['autoencoder']['epochs']} epochs, best "
+             f"{d['autoencoder']['best_epoch']})", f"{e['purity']:.2f}", f"{e['chance']:.2f}"],
+            [f"raw pixels ({'×'.join(map(str, p['size']))})", f"{r['purity']:.2f}", f"{r['chance']:.2f}"]]
+    return (f"`benchmarks/results/discovery_2d.json`: {p['train_films']} training films of {p['n']} phantoms "
+            f"(projected from {'×'.join(map(str, p['shape']))} CTs, resized to {'×'.join(map(str, p['size']))}), "
+            f"every film a reference, K = {p['k']}; auto-encoder training {d['autoencoder_seconds']:.0f} s on 2 cores:\n\n"
+            + table(["neighbours by", "habitus purity", "chance"], rows))
+
+
 def _evaluate_wall(results: Path, name: str, conditions: str) -> str:
     d = load(name, results)
     cls, seg = d["per_task"]["classification"], d["per_task"]["segmentation"]
@@ -524,6 +536,7 @@ SECTIONS = {
     "neighbours": neighbours,
     "neighbours_1e6": neighbours_1e6,
     "discovery": discovery,
+    "discovery_2d": discovery_2d,
     "unet_avx2": unet_avx2,
     "unet_layout": unet_layout,
     "train_data_profile": train_data_profile,

@@ -80,9 +80,13 @@ class RadiographJob(PhantomJob):
         from semgen_ray.io.image2d import Image2D
         from semgen_ray.phantoms.radiograph import BITS, phantom_radiograph
 
+        from semgen_ray.phantoms import sample_params
+
         film = phantom_radiograph(self.index, self.seed, self.shape)
+        params = sample_params(self.seed, self.index)
         image = Image2D(film.image / float(2 ** BITS - 1), film.pixel_spacing, "DX", self.source,
-                        extra={"cohort_seed": self.seed, "index": self.index, "nodule_boxes": film.boxes})
+                        extra={"cohort_seed": self.seed, "index": self.index, "nodule_boxes": film.boxes,
+                               "habitus": params.habitus, "habitus_name": params.habitus_name})
         return [Item(self.patient_id, image, film.mask)]
 
 

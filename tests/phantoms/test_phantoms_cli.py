@@ -47,6 +47,7 @@ def test_cli_radiographs_store_2d_images_beside_nothing_3d_and_skip_on_rerun(tmp
     assert meta["kind"] == "2d" and meta["modality"] == "DX" and meta["spacing"] == film.pixel_spacing
     assert np.array_equal(store.read_label("xray_00001"), film.mask)
     assert meta["extra"]["nodule_boxes"] == film.boxes and meta["source"] == "phantom-radiograph://seed7/1"
+    assert meta["extra"]["habitus_name"] == generate_patient(1, cohort_seed=7, shape=(4, 4, 4))[0].extra["habitus_name"]
     rows = {r["patient_id"]: r for r in store.manifest_rows()}
     assert rows["xray_00001"]["kind"] == "2d" and rows["xray_00001"]["shape"] == list(film.image.shape)
     assert "2 written" in capsys.readouterr().out
