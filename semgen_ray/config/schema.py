@@ -180,8 +180,12 @@ class DataConfig:
     def __post_init__(self) -> None:
         _positive_triple("data.cube_size", self.cube_size)
         _positive_triple("data.volume_shape", self.volume_shape)
-        _require(all(c % 8 == 0 for c in self.cube_size),
+        flat = self.cube_size[2] == 1  # a flat cube: a 2D image, for a 2D U-Net (z is not pooled)
+        _require(all(c % 8 == 0 for c in (self.cube_size[:2] if flat else self.cube_size)),
                  f"data.cube_size must be divisible by 8 (3 poolings in the U-Net), got {self.cube_size}")
+        _require(flat == (self.volume_shape[2] == 1),
+                 f"data.cube_size {list(self.cube_size)} and data.volume_shape {list(self.volume_shape)} must be "
+                 "flat (z = 1: 2D images) together or not at all")
         _require(self.read_cpus > 0, "data.read_cpus must be positive")
 
 

@@ -60,7 +60,8 @@ def candidate_ranges(shape: Sequence[int], cube: Sequence[int], border_xy: int, 
     cx, cy, cz = (int(c) for c in cube)
     ranges = ((border_xy, X - cx - 1 - border_xy),
               (border_xy, Y - cy - 1 - border_xy),
-              (border_z, Z - cz - len_depth - 1 - border_z))
+              # a flat image (a 2D image as an (X, Y, 1) volume) has its one z
+              (0, 0) if Z == cz == 1 else (border_z, Z - cz - len_depth - 1 - border_z))
     if any(hi < lo for lo, hi in ranges):
         return None
     return ranges

@@ -43,10 +43,10 @@ class DiscoveryError(StageError):
     """Self-discovery cannot run on this store/config; the message says why and what to change."""
 
 
-def _split_ids(rows: list[dict]) -> tuple[list[str], list[str]]:
+def _split_ids(rows: list[dict], images: bool = False) -> tuple[list[str], list[str]]:
     from semgen_ray.store.manifest import is_volume
 
-    ok = [r for r in rows if r["status"] == "ok" and is_volume(r)]  # 3D discovery: volumes only
+    ok = [r for r in rows if r["status"] == "ok" and is_volume(r) != images]  # volumes, or the 2D images
     modalities = sorted({r["modality"] for r in ok})
     if len(modalities) > 1:
         counts = {m: sum(r["modality"] == m for r in ok) for m in modalities}
@@ -165,10 +165,16 @@ class _Run:
         except runfolder.RunFolderError as err:
             raise DiscoveryError(str(err)) from err
         self.store = open_store(store_uri)
-        self.train_ids, self.val_ids = _split_ids(self.store.manifest_rows())
+        # a flat volume_shape (z = 1): the store's 2D images, as (X, Y, 1) volumes (Semantic Genesis 2D)
+        self.flat = int(config.data.volume_shape[2]) == 1
+        if self.flat and self.d.coordinates == "body_box":
+            raise DiscoveryError("discovery.coordinates: body_box is for CT volumes; 2D images use voxel")
+        self.train_ids, self.val_ids = _split_ids(self.store.manifest_rows(), images=self.flat)
         _check_cohort_size(self.d, len(self.train_ids), len(self.val_ids), store_uri)
         self.model_kwargs = {"width": config.model.width, "depth": config.model.depth,
-                             "norm": config.model.norm, "skips": self.d.autoencoder == "unet"}
+                             "norm": config.model.norm, "skips": self.d.autoencoder == "unet",
+                             **({"spatial_dims": 2} if self.flat else {})}
+        self.ae_shape = tuple(config.data.volume_shape)[:2] if self.flat else tuple(config.data.volume_shape)
         # where it ran does not change the result
         self.settings = {k: v for k, v in to_dict(self.d).items() if k != "use_gpu"}
         self.inputs = {"model": self.model_kwargs, "volume_shape": list(config.data.volume_shape),
@@ -183,6 +189,20 @@ class _Run:
         from semgen_ray import runfolder
 
         return runfolder.join(self.out, name)
+
+    def read(self, pid: str, region=None, normalize: bool = False) -> tuple[np.ndarray, dict]:
+        """A patient's volume (or a box of it); a 2D image as an (X, Y, 1) volume."""
+        if not self.flat:
+            return self.store.read(pid, region=region, normalize=normalize)
+        image, meta = self.store.read(pid, region=None if region is None else region[:2], normalize=normalize)
+        return image[..., None], meta
+
+    def shapes(self) -> dict[str, tuple[int, int, int]]:
+        """Every patient's shape (X, Y, Z); a 2D image's is (X, Y, 1)."""
+        if not self.flat:
+            return self.store.shapes()
+        return {r["patient_id"]: (*r["shape"], 1) for r in self.store.manifest_rows()
+                if r["status"] == "ok" and r.get("kind") == "2d"}
 
     def lap(self, name: str) -> None:
         """Record and log the seconds since the previous step ended."""
@@ -232,9 +252,10 @@ def _autoencoder(run: _Run) -> tuple[dict, str]:
         run.record["reused_steps"].append("autoencoder")
         logger.info(f"[discover] reusing the trained auto-encoder {ae['model_dir']}")
         return ae, ae_key
-    shape = run.config.data.volume_shape
+    shape = run.ae_shape
     logger.info(f"[discover] training the auto-encoder on {len(run.train_ids)} + {len(run.val_ids)} (val) whole "
-                f"scans of {list(shape)}: at most {d.ae_epochs} epochs, patience {d.ae_patience}")
+                f"{'images' if run.flat else 'scans'} of {list(shape)}: at most {d.ae_epochs} epochs, "
+                f"patience {d.ae_patience}")
     ae = train_autoencoder(
         run.store_uri, run.train_ids, run.val_ids, model_kwargs=run.model_kwargs, volume_shape=shape,
         batch_size=d.ae_batch_size, lr=d.ae_lr, max_epochs=d.ae_epochs, patience=d.ae_patience,
@@ -265,7 +286,7 @@ def _embeddings(run: _Run, ae: dict, ae_key: str) -> tuple[list[str], np.ndarray
         logger.info(f"[discover] reusing the embeddings {emb_path}")
     else:
         logger.info(f"[discover] embedding {len(patients)} patients with the auto-encoder")
-        ids, emb = embed_patients(run.store_uri, ae["model_dir"], run.config.data.volume_shape,
+        ids, emb = embed_patients(run.store_uri, ae["model_dir"], run.ae_shape,
                                   patient_ids=patients, num_gpus=1 if run.use_gpu() else 0,
                                   read_cpus=run.config.data.read_cpus)
         save_embeddings(emb_path, ids, emb, {"model_dir": str(ae["model_dir"]), "ae_key": ae_key})
@@ -328,7 +349,7 @@ def _references(run: _Run, rng: np.random.Generator) -> list[tuple[str, tuple]]:
                 "the borders or the foreground threshold"
             )
         ref = candidates.pop(0)
-        volume, meta = run.store.read(ref)
+        volume, meta = run.read(ref)
         coord = draw_coordinate(volume, rng, [c for _, c in classes], cube=run.config.data.cube_size, config=d,
                                 modality=meta["modality"])
         if coord is None:
@@ -362,7 +383,7 @@ def _patterns(run: _Run, rng, classes, train_nb, train_dist, val_nb, val_dist, c
     from semgen_ray.discovery.pattern_manifest import write_manifest
     from semgen_ray.discovery.patterns import class_boxes
 
-    d, shapes = run.d, run.store.shapes()
+    d, shapes = run.d, run.shapes()
     rows, dropped = [], 0
     for class_id, (ref, coord) in enumerate(classes):
         for split, names, dists, res in (("train", train_nb[class_id], train_dist[class_id], d.resolutions),
@@ -400,18 +421,19 @@ def _montages(run: _Run, classes, train_nb, train_dist, corners) -> None:
     from semgen_ray import runfolder
     from semgen_ray.discovery.montage import neighbour_labels, write_distance_plot, write_montage
 
-    cube, shapes = run.config.data.cube_size, run.store.shapes()
+    cube, shapes = run.config.data.cube_size, run.shapes()
     with runfolder.workdir(run.out) as local:
         for class_id, ((ref, coord), names) in enumerate(zip(classes, train_nb)):
             crops, shown = [], []
             for rank, pid in enumerate(names[:8]):
                 box = tuple((c, c + s) for c, s in zip(corners[class_id][pid], cube))
                 if all(0 <= lo and hi <= n for (lo, hi), n in zip(box, shapes[pid])):
-                    crops.append(run.store.read(pid, region=box, normalize=True)[0])
+                    crops.append(run.read(pid, region=box, normalize=True)[0])
                     shown.append((pid, float(train_dist[class_id][rank]), box[2][0] + cube[2] // 2))
             write_montage(local / "montages" / f"class_{class_id:03d}.png", crops,
                           title=f"class {class_id}: reference {ref} at {tuple(map(int, coord))}\n"
-                                f"axial slices (z) of the crops; d: embedding distance",
+                                f"{'the film patches' if run.flat else 'axial slices (z) of the crops'}; "
+                                "d: embedding distance",
                           labels=neighbour_labels(*zip(*shown)) if shown else None)
         write_distance_plot(local / "neighbour_distances.png", [list(map(float, x)) for x in train_dist])
 

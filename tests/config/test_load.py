@@ -38,6 +38,8 @@ def test_yaml_file_on_top_of_a_preset_and_overrides(tmp_path):
     ("phantoms.shape=[1, 2]", "must have 3 items"),
     ("train.precision=fp8", "train.precision must be one of"),
     ("data.cube_size=[30, 30, 16]", "divisible by 8"),
+    ("data.cube_size=[30, 30, 1]", "divisible by 8"),             # a flat (2D) cube: x and y still
+    ("data.cube_size=[32, 32, 1]", "flat .z = 1: 2D images. together"),  # the volume shape is not flat
     ("discovery.min_patch=90", "min_patch < max_patch"),
     ("ingest.split_fractions=[0.5, 0.5, 0.5]", "summing to 1"),
     ("train.batch_size=1.5", "must be an integer"),

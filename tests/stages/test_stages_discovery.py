@@ -407,3 +407,35 @@ def test_autoencoder_settings_and_read_cpus_change_the_run(finished, tmp_path, t
         return {name for name, p in start.named_parameters() if not torch.equal(p.detach(), state[name])}
 
     assert moved(old) and not moved(new)
+
+
+def test_discover_on_2d_images_with_a_flat_volume_shape(tmp_path, capsys):
+    """Semantic Genesis 2D: ``data.volume_shape`` and ``data.cube_size`` flat (z = 1) run self-discovery
+    on the store's radiographs: a 2D auto-encoder, the index, class coordinates and film patches as
+    (X, Y, 1) boxes; the store's CT volumes are left out. Re-running reuses the finished work."""
+    from semgen_ray.config.schema import IngestConfig, PhantomConfig, StoreConfig
+    from semgen_ray.phantoms.cohort import write_cohort
+    from semgen_ray.store import open_store
+
+    uri = str(tmp_path / "films.zarr")
+    for radiographs in (True, False):  # the films, and 4 CT volumes beside them that 2D discovery ignores
+        assert write_cohort(PhantomConfig(n=12 if radiographs else 4, seed=0, shape=(64, 64, 32)),
+                            StoreConfig(uri=uri), IngestConfig(), progress=False, radiographs=radiographs).ok
+    flat = ["data.volume_shape=[32, 64, 1]", "data.cube_size=[16, 16, 1]", "discovery.border_xy=2",
+            "discovery.min_patch=10", "discovery.max_patch=14"]
+    assert main(_args(uri, tmp_path / "run", flat)) == 0
+    rows = read_manifest(str(tmp_path / "run" / "patterns.parquet")).to_pylist()
+    films = set(open_store(uri).image_ids)
+    assert rows and {r["patient_id"] for r in rows} <= films
+    assert all(r["z0"] == 0 and r["z1"] == 1 for r in rows)
+    shapes = {r["patient_id"]: r["shape"] for r in open_store(uri).manifest_rows()}
+    assert all(0 <= r["x0"] < r["x1"] <= shapes[r["patient_id"]][0] and r["y1"] <= shapes[r["patient_id"]][1]
+               for r in rows)
+    record = _record(tmp_path / "run")
+    assert record["train_patients"] + record["val_patients"] <= 12 and record["habitus_purity"] is not None
+    card = json.loads((tmp_path / "run" / "autoencoder_run" / "autoencoder" / "model_card.json").read_text())
+    assert card["input"]["size"] == [32, 64]
+    assert (tmp_path / "run" / "montages" / "class_000.png").is_file()
+    capsys.readouterr()
+    assert main(_args(uri, tmp_path / "run", flat)) == 0
+    assert "already holds this discovery" in capsys.readouterr().out
