@@ -215,3 +215,23 @@ def test_a_forced_discovery_deletes_its_records_before_it_starts(tmp_path, make_
                  "--set", "discovery.k_train=2", "--set", "discovery.k_val=2", "--set", "discovery.num_classes=4"]) == 130
     assert "--resume" in capsys.readouterr().err
     assert [name for name in records if (disc / name).exists()] == []
+
+
+FLAT = ["--set", "data.volume_shape=[32, 64, 1]", "--set", "data.cube_size=[16, 16, 1]",
+        "--set", "phantoms.shape=[64, 64, 32]", "--set", "phantoms.n=12", "--set", "model.width=4",
+        "--set", "discovery.border_xy=2", "--set", "discovery.min_patch=10", "--set", "discovery.max_patch=14",
+        "--set", "discovery.num_classes=2", "--set", "discovery.k_train=3", "--set", "discovery.k_val=1",
+        "--set", "discovery.ae_epochs=1"]
+
+
+@pytest.mark.slow
+def test_a_run_on_2d_images_generates_radiographs_and_discovers_on_them(tmp_path, capsys):
+    """A flat volume shape: the data stage fills the run's store with the phantoms' radiographs and
+    discovery runs on them; the stages not built for 2D images are refused before anything is written."""
+    assert main(["--run-dir", str(tmp_path / "refused"), *FLAT]) == 1
+    assert "2D train is not built yet" in capsys.readouterr().err and not (tmp_path / "refused").exists()
+    assert main(["--run-dir", str(tmp_path / "run"), "--stages", "data,discover", *FLAT]) == 0
+    store = open_store(tmp_path / "run" / "store.zarr")
+    assert store.patient_ids == [] and store.image_ids == [f"xray_{i:05d}" for i in range(12)]
+    rows = json.loads((tmp_path / "run" / "discovery" / "discovery.json").read_text())
+    assert rows["cubes"] > 0 and rows["train_patients"] + rows["val_patients"] <= 12

@@ -188,6 +188,11 @@ class DataConfig:
                  "flat (z = 1: 2D images) together or not at all")
         _require(self.read_cpus > 0, "data.read_cpus must be positive")
 
+    @property
+    def flat(self) -> bool:
+        """Whether the run is on 2D images (Semantic Genesis 2D): a flat volume shape and cube (z = 1)."""
+        return int(self.volume_shape[2]) == 1
+
 
 @dataclass(frozen=True)
 class DiscoveryConfig:

@@ -166,7 +166,7 @@ class _Run:
             raise DiscoveryError(str(err)) from err
         self.store = open_store(store_uri)
         # a flat volume_shape (z = 1): the store's 2D images, as (X, Y, 1) volumes (Semantic Genesis 2D)
-        self.flat = int(config.data.volume_shape[2]) == 1
+        self.flat = config.data.flat
         if self.flat and self.d.coordinates == "body_box":
             raise DiscoveryError("discovery.coordinates: body_box is for CT volumes; 2D images use voxel")
         self.train_ids, self.val_ids = _split_ids(self.store.manifest_rows(), images=self.flat)

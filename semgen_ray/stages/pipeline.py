@@ -6,7 +6,8 @@ work whose artefact is already there. The run directory and the store are local 
 credentials are checked before any stage runs. Stages in this release:
 
 - ``data``: make sure the volume store exists. A run-local store (``store.uri`` relative to the run
-  directory, the default) is filled with the built-in phantom cohort (``config.phantoms``); a store
+  directory, the default) is filled with the built-in phantom cohort (``config.phantoms``; their
+  radiographs when the run is on 2D images, a flat ``data.volume_shape``, ``DataConfig.flat``); a store
   given by absolute path or URI is the user's: it must already hold patients (``python -m
   semgen_ray.ingest`` or ``python -m semgen_ray.phantoms``) and is only read, never written, whatever
   patients it holds, so that a mistyped ``s3://`` address fails instead of silently training on
@@ -85,16 +86,22 @@ def preflight(config: SemGenConfig, stages: tuple[str, ...]) -> None:
         runfolder.check_readable(store)  # not "no patients" later
     except runfolder.RunFolderError as err:
         raise StageError(str(err)) from err
+    if config.data.flat and (unbuilt := [s for s in stages if s not in ("data", "discover")]):
+        raise StageError(f"a flat data.volume_shape and data.cube_size (z = 1: 2D images) run the data and "
+                         f"discover stages only; 2D {', '.join(unbuilt)} is not built yet")
     if not run_local_store(config) and any(s in READS_STORE for s in stages):
-        _named_store_patients(store)
+        _named_store_patients(store, images=config.data.flat)
 
 
-def _named_store_patients(uri: str) -> list[str]:
-    """The patients of the user's store ``uri`` (opened read-only); a ``StageError`` when it has none."""
+
+def _named_store_patients(uri: str, images: bool = False) -> list[str]:
+    """The patients (``images``: the 2D images) of the user's store ``uri`` (opened read-only); a
+    ``StageError`` when it has none."""
     from semgen_ray.store import StoreError, open_store
 
     try:
-        existing = open_store(uri).patient_ids
+        store = open_store(uri)
+        existing = store.image_ids if images else store.patient_ids
     except StoreError:
         existing = []
     if not existing:
@@ -121,21 +128,24 @@ def stage_data(config: SemGenConfig, force: bool = False) -> dict:
     from semgen_ray.phantoms.cohort import write_cohort
     from semgen_ray.store import StoreError, open_store
 
-    uri = RunLayout.of(config).store
+    uri, films = RunLayout.of(config).store, config.data.flat
     if not run_local_store(config):
-        existing = _named_store_patients(uri)
+        existing = _named_store_patients(uri, images=films)
         logger.info(f"[data] using the existing store {uri}: {len(existing)} patients (read only)")
         return {"store": uri, "patients": len(existing), "generated": 0}
     try:
-        existing = open_store(uri).patient_ids
+        store = open_store(uri)
+        existing = store.image_ids if films else store.patient_ids
     except StoreError:
         existing = []
-    phantom_ids = [i for i in existing if i.startswith("phantom_")]
-    if existing and len(phantom_ids) < len(existing):
+    generated = [i for i in existing if i.startswith("xray_" if films else "phantom_")]
+    if existing and len(generated) < len(existing):
         logger.info(f"[data] using the existing store {uri}: {len(existing)} patients")
         return {"store": uri, "patients": len(existing), "generated": 0}
-    logger.info(f"[data] phantom cohort: {config.phantoms.n} patients of {config.phantoms.shape} → {uri}")
-    report = write_cohort(config.phantoms, replace(config.store, uri=uri), config.ingest, config.ray)
+    what = "radiographs of the phantom cohort" if films else "phantom cohort"  # 2D images: their films
+    logger.info(f"[data] {what}: {config.phantoms.n} patients of {config.phantoms.shape} → {uri}")
+    report = write_cohort(config.phantoms, replace(config.store, uri=uri), config.ingest, config.ray,
+                          radiographs=films)
     logger.info(report.summary())
     if not report.ok:
         raise StageError(f"{len(report.failed)} phantom patients failed; see the manifest of {uri}")
