@@ -75,8 +75,7 @@ def read_volumes(store_uri: str, shape: Sequence[int] = (128, 128, 64),
 
     planar = len(tuple(shape)) == 2
     target = target_shape((*shape, 1))[:2] if planar else target_shape(shape)
-    store = open_store(store_uri)
-    shapes = ({pid: store.meta(pid)["shape"] for pid in store.image_ids} if planar else store.shapes())
+    shapes = open_store(store_uri).shapes(images=planar)
     pids = sorted(shapes) if patient_ids is None else [str(p) for p in patient_ids]
     unknown = [p for p in pids if p not in shapes]
     if unknown:

@@ -201,8 +201,7 @@ class _Run:
         """Every patient's shape (X, Y, Z); a 2D image's is (X, Y, 1)."""
         if not self.flat:
             return self.store.shapes()
-        return {r["patient_id"]: (*r["shape"], 1) for r in self.store.manifest_rows()
-                if r["status"] == "ok" and r.get("kind") == "2d"}
+        return {pid: (*shape, 1) for pid, shape in self.store.shapes(images=True).items()}
 
     def lap(self, name: str) -> None:
         """Record and log the seconds since the previous step ended."""

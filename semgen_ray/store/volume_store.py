@@ -177,13 +177,13 @@ class VolumeStore:
     @property
     def image_ids(self) -> list[str]:
         """Complete 2D images (radiographs), per the manifest (sorted)."""
-        return sorted(r["patient_id"] for r in self.manifest_rows()
-                      if r["status"] == "ok" and not manifest.is_volume(r))
+        return sorted(self.shapes(images=True))
 
-    def shapes(self) -> dict[str, tuple[int, int, int]]:
-        """Volume shape (X, Y, Z) by patient id, for complete 3D patients, from the manifest."""
-        return {r["patient_id"]: tuple(int(v) for v in r["shape"])
-                for r in self.manifest_rows() if r["status"] == "ok" and manifest.is_volume(r)}
+    def shapes(self, images: bool = False) -> dict[str, tuple[int, ...]]:
+        """Volume shape (X, Y, Z) by patient id, for complete 3D patients, from the manifest;
+        ``images``: the (rows, columns) of the complete 2D images instead."""
+        return {r["patient_id"]: tuple(int(v) for v in r["shape"]) for r in self.manifest_rows()
+                if r["status"] == "ok" and manifest.is_volume(r) != images}
 
     def manifest_rows(self, refresh: bool = False) -> list[dict]:
         """The manifest as a list of row dicts (see :mod:`semgen_ray.store.manifest`)."""
