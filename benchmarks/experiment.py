@@ -178,6 +178,18 @@ def judge(run_dir: Path, num_classes: int, protocol: dict = PROTOCOLS[CURRENT]) 
                         "values": {a["treatment"]: sg, a["control"]: sc, a["restoration"]: re}}}
 
 
+def relative_paths(out: Path, root: Path | None = None) -> None:
+    """Paths in the kept text files named relative to the repository (``root``), Ray's session folder
+    as ``RAY_SESSION``: results files name no machine's absolute paths."""
+    prefix = f"{(root or Path.cwd()).resolve()}/"
+    for path in out.iterdir():
+        if path.is_file() and path.suffix in (".json", ".log", ".md", ".csv"):
+            text = path.read_text()
+            new = re.sub(r"/tmp/ray/session_[^/\s]+", "RAY_SESSION", text.replace(prefix, ""))
+            if new != text:
+                path.write_text(new)
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--protocol", type=int, choices=sorted(PROTOCOLS), default=CURRENT,
@@ -211,6 +223,7 @@ def main(argv=None) -> dict:
     shutil.copy(run / "discovery" / "discovery.json", out / "discovery.json")
     shutil.copy(run / "train" / "train.json", out / "train.json")
     (out / "outcome.json").write_text(json.dumps(result, indent=2, default=float))
+    relative_paths(out)
     print(json.dumps({k: result[k] for k in ("decision", "gates")}, indent=2, default=float))
     return result
 

@@ -509,6 +509,108 @@ def evaluate_cases_previous(results: Path) -> str:
     return _evaluate_cases(results, "evaluate_cpu_tiny_previous_protocol")
 
 
+def _arm_stats(rows: list[dict], task: str, arm: str, fraction: float, metric: str) -> tuple[str, int, int]:
+    """``mean ± s.d.`` in % (sample s.d.), collapsed trials and trials of one arm, task and label fraction."""
+    import numpy as np
+
+    sel = [r for r in rows if r["task"] == task and r["arm"] == arm and abs(float(r["label_fraction"]) - fraction) < 1e-9]
+    v = 100 * np.array([float(r[metric]) for r in sel])
+    return f"{v.mean():.1f} ± {v.std(ddof=1):.1f}", sum(r["collapsed"].lower() == "true" for r in sel), len(sel)
+
+
+def _points(x: float) -> str:
+    """A difference of fractions in percentage points, signed, with a true minus sign."""
+    return f"{100 * x:+.1f}".replace("-", "−")
+
+
+def _secondary(rows: list[dict], task: str, metric: str, fraction: float) -> dict:
+    """Semantic Genesis and restoration-only against scratch (and each other) on one task, by the
+    evaluation's own statistics."""
+    from semgen_ray.evaluate.statistics import compare, compare_paired
+
+    def values(arm):
+        sel = sorted((r for r in rows if r["task"] == task and r["arm"] == arm
+                      and abs(float(r["label_fraction"]) - fraction) < 1e-9), key=lambda r: int(r["seed"]))
+        return [int(r["seed"]) for r in sel], [float(r[metric]) for r in sel]
+
+    (s_sg, sg), (s_sc, sc), (_, re) = values("semantic_genesis"), values("scratch"), values("restoration")
+    return {"vs_scratch": compare(sg, sc, "semantic_genesis", "scratch"),
+            "paired": compare_paired(sg, sc, "semantic_genesis", "scratch", s_sg, s_sc),
+            "vs_restoration": compare(sg, re, "semantic_genesis", "restoration"),
+            "restoration_vs_scratch": compare(re, sc, "restoration", "scratch")}
+
+
+def experiment_cpu_small_v2(results: Path) -> str:
+    """Protocol 2 of the cpu-small experiment: time, gates, the arms at the primary fraction, the curve,
+    the decision and its tests (``benchmarks/experiment.py``)."""
+    folder = "experiment_cpu_small_v2"
+    o, rows = load(f"{folder}/outcome.json", results), rows_csv(f"{folder}/results.csv", results)
+    disc, train = load(f"{folder}/discovery.json", results), load(f"{folder}/train.json", results)
+    sec, m, g, pr = o["seconds"], o["machine"], o["gates"], o["protocol"]
+    trial_s = sum(float(r["seconds"]) for r in rows)
+    budget = 45 * 60
+    out = (f"`benchmarks/results/{folder}/outcome.json` ({m['cpu']}, {m['cores']} cores): **{mmss(sec['total'])}** "
+           f"({'within' if sec['total'] <= budget else 'over'} the 45 min budget): pretraining stage "
+           f"{mmss(sec['pretrain'])} (auto-encoder {disc['seconds']['autoencoder']:.0f} s, Semantic Genesis "
+           f"{train['steps']} steps in {train['fit_seconds']:.0f} s), evaluation stage {mmss(sec['evaluate'])} "
+           f"(restoration-only pretraining, target cohort and tasks, {len(rows)} trials of "
+           f"{trial_s / 60:.0f} trial-minutes on 2 cores).\n\n")
+    gd, gp, gt, th = g["discovery"], g["pretext"], g["task"], pr["gates"]
+    yes = lambda ok: "yes" if ok else "**no**"  # noqa: E731
+    out += table(["gate", "measured", "threshold", "passed"], [
+        ["1 neighbour purity", f"{gd['purity']:.3f} (chance {gd['chance']:.3f})",
+         f"≥ {th['purity_min']} and ≥ {th['purity_over_chance']:g} × chance", yes(gd["passed"])],
+        ["2 pseudo-class validation accuracy (best)", f"{gp['val_acc_best']:.3f} (chance {gp['chance']:.3f})",
+         f"≥ {th['pseudo_class_acc_over_chance']:g} × chance", yes(gp["val_acc_best"] >= th["pseudo_class_acc_over_chance"] * gp["chance"])],
+        ["2 restoration validation MSE, best / first joint epoch", f"{gp['rec_ratio']:.3f}",
+         f"≤ {th['restoration_mse_ratio_max']}", yes(gp["rec_ratio"] <= th["restoration_mse_ratio_max"])],
+        ["3 best one-number shortcut AUC (classification)", f"{gt['shortcut_auc']:.3f}", f"≤ {th['shortcut_auc_max']}",
+         yes(gt["shortcut_auc"] <= th["shortcut_auc_max"])],
+        ["3 scratch, 100 % labels, classification AUC", f"{gt['scratch_full_auc']:.3f}", f"≥ {th['scratch_full_auc_min']}",
+         yes(gt["scratch_full_auc"] >= th["scratch_full_auc_min"])],
+        ["3 scratch, 20 % labels, classification AUC (not at ceiling)", f"{gt['scratch_primary_auc']:.3f}",
+         f"≤ {th['scratch_primary_auc_max']}", yes(gt["scratch_primary_auc"] <= th["scratch_primary_auc_max"])],
+        ["3 scratch, 100 % labels, segmentation Dice", f"{gt['scratch_full_dice']:.3f}", f"≥ {th['scratch_full_dice_min']}",
+         yes(gt["scratch_full_dice"] >= th["scratch_full_dice_min"])]])
+    frac = pr["primary"]["label_fraction"]
+    arms = [a for a in ("scratch", "restoration", "semantic_genesis") if any(r["arm"] == a for r in rows)]
+    table_rows = []
+    for arm in arms:
+        auc, c_cls, n = _arm_stats(rows, "classification", arm, frac, "auc")
+        dice, c_seg, _ = _arm_stats(rows, "segmentation", arm, frac, "dice")
+        table_rows.append([arm, n, auc, f"{c_cls}/{n}", dice, f"{c_seg}/{n}"])
+    out += (f"\nEvery trial is in `results.csv`; at the primary {100 * frac:.0f} % of the training labels:\n\n"
+            + table(["arm", "trials", "classification AUC %", "collapsed", "segmentation Dice %", "collapsed"], table_rows))
+    fractions = sorted({float(r["label_fraction"]) for r in rows})
+    curve = []
+    for task, metric in (("classification", "auc"), ("segmentation", "dice")):
+        for arm in arms:
+            cells = []
+            for f in fractions:
+                cell, _, n = _arm_stats(rows, task, arm, f, metric)
+                cells.append(f"{cell} ({n})")
+            curve.append([f"{task} {'AUC' if metric == 'auc' else 'Dice'} %, {arm}", *cells])
+    out += ("\nThe label-efficiency curve (`curve.png`; mean ± s.d. (trials)):\n\n"
+            + table(["task, arm", *(f"{100 * f:.0f} % of the labels" for f in fractions)], curve))
+    vs, rest, paired = o["primary"]["vs_scratch"], o["primary"]["vs_restoration"], o["primary"]["paired_vs_scratch"]
+    out += (f"\n**Decision under the protocol: {o['decision']}.** Primary endpoint, Semantic Genesis − scratch: "
+            f"{_points(vs['diff'])} AUC points (95 % CI {_points(vs['diff_ci_low'])} to {_points(vs['diff_ci_high'])}), "
+            f"Student t = {vs['student_t']:.2f}, p = {vs['student_p']:.2g}; paired by seed p = {paired['p']:.2g}, "
+            f"Wilcoxon p = {paired['wilcoxon_p']:.2g}; minimum detectable difference at 80 % power "
+            f"{100 * paired['mdd_unpaired']:.1f} points ({100 * paired['mdd_paired']:.1f} paired). "
+            f"Semantic Genesis − restoration-only: {_points(rest['diff'])} points (p = {rest['student_p']:.2g}; "
+            f"the protocol's margin {100 * pr['non_inferiority_margin']:.0f} points).\n")
+    seg = _secondary(rows, "segmentation", "dice", frac)
+    out += (f"\nSegmentation (secondary), Semantic Genesis − scratch: {_points(seg['vs_scratch'].diff)} Dice points "
+            f"(Student p = {seg['vs_scratch'].student_p:.2g}, paired p = {seg['paired'].p:.2g}); − restoration-only: "
+            f"{_points(seg['vs_restoration'].diff)} (p = {seg['vs_restoration'].student_p:.2g}). Restoration-only − "
+            f"scratch: classification {_points(_secondary(rows, 'classification', 'auc', frac)['restoration_vs_scratch'].diff)}"
+            f" AUC points (p = {_secondary(rows, 'classification', 'auc', frac)['restoration_vs_scratch'].student_p:.2g}), "
+            f"segmentation {_points(seg['restoration_vs_scratch'].diff)} Dice points "
+            f"(p = {seg['restoration_vs_scratch'].student_p:.2g}).\n")
+    return out
+
+
 def bezier_error(results: Path) -> str:
     d = load("bezier_error.json", results)
     r, g = d["random"], d["degenerate"]
@@ -546,6 +648,7 @@ SECTIONS = {
     "evaluate_wall_default_layout": evaluate_wall_default_layout,
     "evaluate_cases_previous": evaluate_cases_previous,
     "evaluate_cases": evaluate_cases,
+    "experiment_cpu_small_v2": experiment_cpu_small_v2,
 }
 
 
