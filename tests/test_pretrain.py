@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from semgen_ray.pretrain import main
@@ -225,13 +226,29 @@ FLAT = ["--set", "data.volume_shape=[32, 64, 1]", "--set", "data.cube_size=[16, 
 
 
 @pytest.mark.slow
-def test_a_run_on_2d_images_generates_radiographs_and_discovers_on_them(tmp_path, capsys):
-    """A flat volume shape: the data stage fills the run's store with the phantoms' radiographs and
-    discovery runs on them; the stages not built for 2D images are refused before anything is written."""
-    assert main(["--run-dir", str(tmp_path / "refused"), *FLAT]) == 1
-    assert "2D train is not built yet" in capsys.readouterr().err and not (tmp_path / "refused").exists()
-    assert main(["--run-dir", str(tmp_path / "run"), "--stages", "data,discover", *FLAT]) == 0
+def test_a_run_on_2d_images_generates_radiographs_discovers_and_pretrains_a_2d_unet(tmp_path, capsys):
+    """A flat volume shape: the data stage fills the run's store with the phantoms' radiographs,
+    discovery runs on them and pretraining trains a 2D U-Net on the film patches (Semantic Genesis 2D);
+    the stages not built for 2D images are refused before anything is written."""
+    import torch
+
+    from semgen_ray.models import load_pretrained
+
+    assert main(["--run-dir", str(tmp_path / "refused"), "--stages", "data,discover,train,evaluate", *FLAT]) == 1
+    assert "2D evaluate is not built yet" in capsys.readouterr().err and not (tmp_path / "refused").exists()
+    train = ["--set", "train.max_epochs=2", "--set", "train.batch_size=4", "--set", "train.num_workers=1"]
+    assert main(["--run-dir", str(tmp_path / "run"), *FLAT, *train]) == 0
     store = open_store(tmp_path / "run" / "store.zarr")
     assert store.patient_ids == [] and store.image_ids == [f"xray_{i:05d}" for i in range(12)]
     rows = json.loads((tmp_path / "run" / "discovery" / "discovery.json").read_text())
     assert rows["cubes"] > 0 and rows["train_patients"] + rows["val_patients"] <= 12
+    record = json.loads((tmp_path / "run" / "train" / "train.json").read_text())
+    assert record["epochs"] == 2 and record["train_cubes"] + record["val_cubes"] == rows["cubes"]
+    assert all(np.isfinite(h["val_loss"]) for h in record["history"])
+    card = json.loads((tmp_path / "run" / "train" / "export" / "model_card.json").read_text())
+    assert card["input"]["size"] == [16, 16] and card["input"]["layout"] == "N C x y"
+    assert card["architecture"]["spatial_dims"] == 2
+    model = load_pretrained(tmp_path / "run" / "train" / "export").eval()
+    with torch.no_grad():
+        restored, logits = model(torch.rand(3, 1, 16, 16))
+    assert restored.shape == (3, 1, 16, 16) and logits.shape == (3, 2)

@@ -31,7 +31,9 @@ def _crop_task(store_uri: str, patient_id: str, rows, cube_size, normalize, anti
         part = rows.take(pa.array(idx)) if n != rows.num_rows else rows
         if columns is not None:
             part = part.select([c for c in columns if c in part.column_names])
-        tensors = {"cube": cubes, "spacing": np.tile(np.asarray(meta["spacing"], np.float64), (n, 1))}
+        spacing = np.asarray(meta["spacing"], np.float64)
+        spacing = np.pad(spacing, (0, 3 - len(spacing)), constant_values=np.nan)  # a 2D image has no z spacing
+        tensors = {"cube": cubes, "spacing": np.tile(spacing, (n, 1))}
         tensors = {k: v for k, v in tensors.items() if columns is None or k in columns}
         block = part
         if tensors:
@@ -64,7 +66,8 @@ def crop_specs(store_uri: str, boxes, cube_size: Sequence[int] = (64, 64, 32), n
         if unknown:
             raise ValueError(f"unknown column(s) {unknown}; available: {sorted(known)}")
     if validate:
-        check_in_bounds(table, open_store(store_uri).shapes(), store_uri)
+        store = open_store(store_uri)
+        check_in_bounds(table, {**store.box_shapes(images=True), **store.box_shapes()}, store_uri)
     cube_bytes = int(np.prod(cube)) * 4
     rows_per_block = max(1, _source.BLOCK_BYTES // cube_bytes)
     specs = []
@@ -116,7 +119,8 @@ def read_crops(store_uri: str, boxes, cube_size: Sequence[int] = (64, 64, 32), n
 
     Returns:
         A lazy Dataset, one row per box: ``cube`` float32 ``cube_size``; ``spacing`` float64 (3,),
-        the patient's stored voxel size in mm (x, y, z), not that of the resized cube; ``patient_id``;
+        the patient's stored voxel size in mm (x, y, z; z NaN for a 2D image, read as an (X, Y, 1)
+        volume), not that of the resized cube; ``patient_id``;
         the box columns; ``box_index`` (the row's position in ``boxes``); pass-through columns.
 
     Raises:

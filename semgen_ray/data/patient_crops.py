@@ -56,7 +56,8 @@ def cut_crops(region: np.ndarray, origin: Sequence[int], lo: np.ndarray, hi: np.
 def read_patient_crops(store, patient_id: str, lo: np.ndarray, hi: np.ndarray,
                        cube_size: Sequence[int], normalize=True, antialias: bool = True,
                        rows_per_chunk: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, dict]]:
-    """Read a patient's boxes with one store read; yield ``(row_indices, cubes, meta)`` chunks.
+    """Read a patient's boxes with one store read; yield ``(row_indices, cubes, meta)`` chunks. A 2D
+    image is read as an (X, Y, 1) volume, its boxes flat (z0, z1 = 0, 1).
 
     The region is read in the stored dtype (int16 for CT, half the memory of float32) and only the
     cut voxels are windowed. ``rows_per_chunk`` bounds the memory of one yielded chunk of cubes.
@@ -69,7 +70,8 @@ def read_patient_crops(store, patient_id: str, lo: np.ndarray, hi: np.ndarray,
     if not len(lo):
         return
     meta = store.meta(patient_id)
-    shape = np.asarray(meta["shape"], dtype=np.int64)
+    flat = len(meta["shape"]) == 2  # a 2D image, cut as an (X, Y, 1) volume (Semantic Genesis 2D)
+    shape = np.asarray((*meta["shape"], 1) if flat else meta["shape"], dtype=np.int64)
     bad = np.flatnonzero((lo < 0).any(axis=1) | (hi > shape).any(axis=1) | (hi <= lo).any(axis=1))
     if bad.size:
         i = int(bad[0])
@@ -78,7 +80,7 @@ def read_patient_crops(store, patient_id: str, lo: np.ndarray, hi: np.ndarray,
                        f"{tuple(shape.tolist())} in store {store.uri}")
     region_box = bounding_region(lo, hi)
     try:
-        region, meta = store.read(patient_id, region=region_box, normalize=False)
+        region, meta = (store.read_flat if flat else store.read)(patient_id, region=region_box, normalize=False)
     except StoreError as err:  # e.g. the array changed since the manifest was read
         raise BoxError(f"patient {patient_id!r}: {err}") from err
     window = store.intensity_window(patient_id, normalize, meta)  # the patient's recorded mapping

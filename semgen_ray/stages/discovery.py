@@ -192,16 +192,11 @@ class _Run:
 
     def read(self, pid: str, region=None, normalize: bool = False) -> tuple[np.ndarray, dict]:
         """A patient's volume (or a box of it); a 2D image as an (X, Y, 1) volume."""
-        if not self.flat:
-            return self.store.read(pid, region=region, normalize=normalize)
-        image, meta = self.store.read(pid, region=None if region is None else region[:2], normalize=normalize)
-        return image[..., None], meta
+        return (self.store.read_flat if self.flat else self.store.read)(pid, region=region, normalize=normalize)
 
     def shapes(self) -> dict[str, tuple[int, int, int]]:
         """Every patient's shape (X, Y, Z); a 2D image's is (X, Y, 1)."""
-        if not self.flat:
-            return self.store.shapes()
-        return {pid: (*shape, 1) for pid, shape in self.store.shapes(images=True).items()}
+        return self.store.box_shapes(images=self.flat)
 
     def lap(self, name: str) -> None:
         """Record and log the seconds since the previous step ended."""

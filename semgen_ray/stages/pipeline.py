@@ -21,7 +21,7 @@ credentials are checked before any stage runs. Stages in this release:
   reused when it is already there for the same config.
 
 - ``train``: pretraining (:func:`semgen_ray.stages.pretraining.run_pretraining`) on the discovery's pattern
-  manifest into ``run_dir/train``: Ray Train + DeepSpeed, checkpoints (resumed when the run stopped),
+  manifest (a 2D U-Net on film patches when the run is on 2D images) into ``run_dir/train``: Ray Train + DeepSpeed, checkpoints (resumed when the run stopped),
   the exported weights and model card (``train/export``), the report (``train/report``) and
   ``train.json``; skipped when ``train.json`` exists for the same config.
 
@@ -49,6 +49,8 @@ from semgen_ray.stages.layout import RunLayout
 
 STAGES = ("data", "stream", "discover", "train", "evaluate")
 DEFAULT_STAGES = ("data", "discover", "train")
+#: the stages built for 2D images (a flat ``data.volume_shape``)
+FLAT_STAGES = ("data", "discover", "train")
 
 logger = logging.getLogger(__name__)
 
@@ -86,9 +88,9 @@ def preflight(config: SemGenConfig, stages: tuple[str, ...]) -> None:
         runfolder.check_readable(store)  # not "no patients" later
     except runfolder.RunFolderError as err:
         raise StageError(str(err)) from err
-    if config.data.flat and (unbuilt := [s for s in stages if s not in ("data", "discover")]):
-        raise StageError(f"a flat data.volume_shape and data.cube_size (z = 1: 2D images) run the data and "
-                         f"discover stages only; 2D {', '.join(unbuilt)} is not built yet")
+    if config.data.flat and (unbuilt := [s for s in stages if s not in FLAT_STAGES]):
+        raise StageError(f"a flat data.volume_shape and data.cube_size (z = 1: 2D images) run the "
+                         f"{', '.join(FLAT_STAGES)} stages; 2D {', '.join(unbuilt)} is not built yet")
     if not run_local_store(config) and any(s in READS_STORE for s in stages):
         _named_store_patients(store, images=config.data.flat)
 

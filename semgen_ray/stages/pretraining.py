@@ -62,7 +62,7 @@ def loop_config(config: SemGenConfig, num_classes: int, gpu: bool, tensorboard_d
     t = config.train
     model = replace(config.model, num_classes=num_classes, head=config.model.head or "torch")
     deepspeed_config(t, gpu)  # its errors (fp16 without GPUs) here, before any worker starts
-    return {"model": asdict(model), "train_config": t,
+    return {"model": asdict(model), "spatial_dims": 2 if config.data.flat else 3, "train_config": t,
             "seed": config.seed, "batch_size": t.batch_size, "shuffle_buffer": t.shuffle_buffer,
             "objective": t.objective, "corrupt_on": t.corrupt_on,
             "corruption_policy": t.corruption_policy,  # the run's policy object, pickled to every worker
@@ -260,8 +260,9 @@ def run_pretraining(config: SemGenConfig, store_uri: str, manifest_path: str, ou
 def _finish(config: SemGenConfig, cfg: dict, data, result, seconds: float, store_uri: str, manifest_path: str,
             out: Path, storage: str, decision) -> dict:
     """Export the best joint-phase weights, write the report and ``train.json``; returns the record."""
-    from semgen_ray.models import build_model, export_weights
+    from semgen_ray.models import export_weights
     from semgen_ray.train.checkpoints import STATE_FILE
+    from semgen_ray.train.loop import loop_model
     from semgen_ray.train.report import write_report
 
     t = config.train
@@ -279,7 +280,7 @@ def _finish(config: SemGenConfig, cfg: dict, data, result, seconds: float, store
         logger.info(f"[train] recovered from a failure: resumed at step {resume['resumed_at_step']} (epoch "
                     f"{resume['epoch']}, batch {resume['batch_in_epoch']}) from {resume['checkpoint']}")
     best = _best_checkpoint(result)
-    model = build_model(cfg["model"])
+    model = loop_model(cfg)
     with best.as_directory() as d:
         model.load_state_dict(fp32_state_dict(d, t.zero_stage))
     from semgen_ray.config import to_dict
@@ -288,9 +289,11 @@ def _finish(config: SemGenConfig, cfg: dict, data, result, seconds: float, store
     from semgen_ray import reuse
     from semgen_ray.store import store_card_entry
 
-    card = {"name": f"semgen_ray {t.objective}", "input_size": list(config.data.cube_size),
+    cube = list(config.data.cube_size)[:model.spatial_dims]  # a 2D model's input is (X, Y)
+    card = {"name": f"semgen_ray {t.objective}", "input_size": cube,
             "epoch": state["best_epoch"], "intensity": store_card_entry(store_uri),
-            "description": f"U-Net 3D pretrained with the {t.objective} objective (Semantic Genesis, docs/method.md §5)",
+            "description": f"U-Net {model.spatial_dims}D pretrained with the {t.objective} objective "
+                           "(Semantic Genesis, docs/method.md §5)",
             "lineage": {"store_uri": store_uri, "pattern_manifest": str(manifest_path),
                         "pattern_manifest_hash": reuse.content(manifest_path),  # SHA-256 of its bytes
                         "pattern_manifest_config_hash": data.config_hash,

@@ -185,6 +185,20 @@ class VolumeStore:
         return {r["patient_id"]: tuple(int(v) for v in r["shape"]) for r in self.manifest_rows()
                 if r["status"] == "ok" and manifest.is_volume(r) != images}
 
+    def box_shapes(self, images: bool = False) -> dict[str, tuple[int, int, int]]:
+        """Shape (X, Y, Z) by patient id as box tables and crops see it: the complete 3D volumes, or
+        (``images``) the complete 2D images as (X, Y, 1) volumes (Semantic Genesis 2D on the 3D path)."""
+        if not images:
+            return self.shapes()
+        return {pid: (*shape, 1) for pid, shape in self.shapes(images=True).items()}
+
+    def read_flat(self, patient_id: str, region: Region | None = None,
+                  normalize: bool | IntensityWindow = False) -> tuple[np.ndarray, dict[str, Any]]:
+        """A 2D image as an (X, Y, 1) volume, and its metadata; ``region`` is a 3D box of that volume
+        (see :meth:`read`)."""
+        image, meta = self.read(patient_id, region=None if region is None else tuple(region)[:2], normalize=normalize)
+        return image[..., None], meta
+
     def manifest_rows(self, refresh: bool = False) -> list[dict]:
         """The manifest as a list of row dicts (see :mod:`semgen_ray.store.manifest`)."""
         if self._rows_cache is None or refresh or self.mode != "r":

@@ -122,6 +122,7 @@ class _Batches:
         self.seed = cfg["seed"]
         self.on_device = cfg["corrupt_on"] == "device" and self.obj.corrupts
         self.target = cfg["target"]
+        self.flat = cfg.get("spatial_dims", 3) == 2  # (X, Y, 1) cubes of 2D images, fed to a 2D U-Net
         if self.on_device:
             from semgen_ray.transforms import make_corruption
 
@@ -176,6 +177,8 @@ class _Batches:
                 x = y = cube
         n = x.shape[0]
         self.counts[0] += int((x.reshape(n, -1) == y.reshape(n, -1)).all(1).sum())
+        if self.flat:
+            x, y = x[..., 0], y[..., 0]
         return x.to(self.device, self.dtype), y.to(self.device), labels
 
 
@@ -321,6 +324,13 @@ def _maybe_fail(cfg: dict, rank: int, step: int) -> None:
         os._exit(1)
 
 
+def loop_model(cfg: dict):
+    """The U-Net of a ``train_loop_config``: 2D when the cubes are flat (2D images), else 3D."""
+    from semgen_ray.models import build_model
+
+    return build_model(cfg["model"], spatial_dims=cfg.get("spatial_dims", 3))
+
+
 def _engine(cfg: dict, rank: int, device):
     """Seed this rank, build the model and wrap it in DeepSpeed: ``(engine, optimizer, precision, dtype)``.
 
@@ -332,7 +342,6 @@ def _engine(cfg: dict, rank: int, device):
     import numpy as np
     import torch
 
-    from semgen_ray.models import build_model
     from semgen_ray.train.deepspeed_config import deepspeed_config, make_optimizer, native_bf16, resolve_precision
 
     random.seed(cfg["seed"] + rank)
@@ -344,7 +353,7 @@ def _engine(cfg: dict, rank: int, device):
     precision = resolve_precision(train_cfg.precision, native=lacking == 0)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
     # parameters and buffers (BatchNorm statistics) in the training dtype; DeepSpeed keeps fp32 masters
-    model = build_model(cfg["model"]).to(dtype)
+    model = loop_model(cfg).to(dtype)
     torch.manual_seed(cfg["seed"] + rank)  # ... then a stream of its own per rank
     optimizer = make_optimizer(train_cfg, model.parameters())
     deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # no JIT build of the CPU shm op

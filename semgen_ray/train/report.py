@@ -76,7 +76,11 @@ def _samples(model, val_ds, config: SemGenConfig, n: int):
             ops = ["none (objective without corruption)"] * len(cube)
     model.eval()
     with torch.no_grad():
-        restored, _ = model(torch.from_numpy(np.array(x, np.float32)))
+        inputs = torch.from_numpy(np.array(x, np.float32))
+        if getattr(model, "spatial_dims", 3) == 2:  # flat cubes of 2D images: the 2D model sees (N, C, X, Y)
+            restored = model(inputs[..., 0])[0][..., None]
+        else:
+            restored, _ = model(inputs)
     labels = [f"cube {r}: {o}" for r, o in zip(rows, ops)]
     return y[:, 0], np.asarray(x)[:, 0], restored.numpy()[:, 0], labels
 

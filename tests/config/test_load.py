@@ -16,6 +16,8 @@ def test_presets_load_and_match_the_paper():
     tiny = load_config("cpu-tiny")
     assert tiny.model.width == 8 and max(tiny.data.cube_size) <= 32
     assert load_config() == tiny
+    films = load_config("cpu-tiny-2d")  # Semantic Genesis 2D: a flat volume shape and cube
+    assert films.data.flat and films.data.cube_size == (32, 32, 1) and films.phantoms == tiny.phantoms
 
 
 def test_roundtrip_through_plain_data():

@@ -139,3 +139,28 @@ def test_torch_batches_and_streaming_split(data_ray, store_uri, volumes):
     for t in threads:
         t.join(timeout=60)
     assert sorted(seen[0] + seen[1]) == list(range(18))
+
+
+def test_read_crops_cuts_2d_images_as_flat_volumes(data_ray, tmp_path, arrays, volumes):
+    """Semantic Genesis 2D on the 3D path: a 2D image's boxes are flat (z 0..1) and its crops are
+    (X, Y, 1) cubes of the windowed image, resized like any crop; volumes in the same store are unchanged."""
+    from semgen_ray.io.image2d import Image2D
+    from semgen_ray.io.volume import Volume
+    from semgen_ray.store import open_store
+
+    film = Image2D(np.random.default_rng(1).random((60, 50)), (0.2, 0.25), "DX", "film.dcm", (), {})
+    store = open_store(tmp_path / "mixed.zarr", mode="w")
+    store.update_manifest([store.write("P2", Volume(arrays["P2"], volumes["P2"][1], modality="CT")),
+                           store.write_image("X1", film)])
+    shown, _ = store.read("X1", normalize=True)
+    boxes = [{"patient_id": "X1", "x0": 3, "y0": 7, "z0": 0, "x1": 19, "y1": 23, "z1": 1, "row_id": 0},
+             {"patient_id": "X1", "x0": 30, "y0": 20, "z0": 0, "x1": 54, "y1": 44, "z1": 1, "row_id": 1},
+             {"patient_id": "P2", "x0": 0, "y0": 0, "z0": 0, "x1": 16, "y1": 16, "z1": 1, "row_id": 2}]
+    got = collect(read_crops(str(tmp_path / "mixed.zarr"), boxes, cube_size=(16, 16, 1)))
+    by_row = {int(r): i for i, r in enumerate(got["row_id"])}
+    np.testing.assert_array_equal(got["cube"][by_row[0]], shown[3:19, 7:23, None])
+    np.testing.assert_array_equal(got["cube"][by_row[1]], resize(shown[30:54, 20:44, None], (16, 16, 1)))
+    np.testing.assert_array_equal(got["cube"][by_row[2]], CT_WINDOW.apply(arrays["P2"][:16, :16, :1]))
+    assert np.isnan(got["spacing"][by_row[0]][2]) and list(got["spacing"][by_row[0]][:2]) == [0.2, 0.25]
+    with pytest.raises(BoxError, match=r"run past their volume.*'X1'.*\(60, 50, 1\)"):
+        read_crops(str(tmp_path / "mixed.zarr"), [{**boxes[0], "z1": 2}], cube_size=(16, 16, 1))
