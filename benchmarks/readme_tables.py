@@ -611,6 +611,30 @@ def experiment_cpu_small_v2(results: Path) -> str:
     return out
 
 
+def pretrain_cpu_tiny_2d(results: Path) -> str:
+    """The 2D main job's one timed run (``benchmarks/pretrain.py --config cpu-tiny-2d``)."""
+    run, disc = load("pretrain_cpu_tiny_2d/run.json", results), load("pretrain_cpu_tiny_2d/discovery.json", results)
+    train = load("pretrain_cpu_tiny_2d/train.json", results)
+    hist, purity = train["history"], disc["habitus_purity"]
+    warm = [h for h in hist if h.get("phase") == "warmup"]
+    joint = [h for h in hist if h.get("phase", "joint") == "joint"]
+    rec = [h["val_rec_loss"] for h in joint]
+    m = run["machine"]
+    rows = [["whole run (data, discover, train)", mmss(run["seconds"])],
+            ["auto-encoder (whole films)", f"{disc['seconds']['autoencoder']:.0f} s"],
+            ["neighbours' habitus purity", f"{purity['purity']:.2f} (chance {purity['chance']:.2f})"],
+            ["film patches (train / val)", f"{train['train_cubes']} / {train['val_cubes']}"],
+            ["pretraining", f"{train['steps']} steps, {train['epochs']} epochs in {train['fit_seconds']:.0f} s "
+                            f"({train['precision']}, {train['workers']} workers)"],
+            ["pseudo-class validation accuracy, warm-up (uncorrupted patches), best",
+             f"{max(h['val_acc'] for h in warm):.2f}" if warm else "no warm-up"],
+            ["pseudo-class validation accuracy, joint (corrupted patches), best",
+             f"{max(h['val_acc'] for h in joint):.2f} (chance {1 / train['num_classes']:.2f})"],
+            ["restoration validation MSE, first → best joint epoch", f"{rec[0]:.4f} → {min(rec):.4f}"]]
+    return (f"`benchmarks/results/pretrain_cpu_tiny_2d/` ({m['cpu']}, {m['cores']} cores; `{run['command']}`, "
+            "one run):\n\n" + table(["what", "measured"], rows))
+
+
 def bezier_error(results: Path) -> str:
     d = load("bezier_error.json", results)
     r, g = d["random"], d["degenerate"]
@@ -649,6 +673,7 @@ SECTIONS = {
     "evaluate_cases_previous": evaluate_cases_previous,
     "evaluate_cases": evaluate_cases,
     "experiment_cpu_small_v2": experiment_cpu_small_v2,
+    "pretrain_cpu_tiny_2d": pretrain_cpu_tiny_2d,
 }
 
 
