@@ -22,14 +22,13 @@ import datetime
 import json
 import re
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from commands import relative_paths, timed_run  # noqa: E402
 from machine import describe  # noqa: E402
 
 _GATES = {"purity_min": 0.6, "purity_over_chance": 2.0, "pseudo_class_acc_over_chance": 4.0,
@@ -51,15 +50,6 @@ for _p in PROTOCOLS.values():
                "non_inferiority_margin": 0.02,  # Semantic Genesis may trail restoration-only by at most 2 AUC points
                "gates": _GATES})
 CURRENT = 2
-
-
-def _run(cmd: list[str], log_path: Path) -> float:
-    t0 = time.perf_counter()
-    with open(log_path, "w") as f:
-        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed with {proc.returncode}; see {log_path}")
-    return round(time.perf_counter() - t0, 1)
 
 
 def _rows(path: Path) -> list[dict]:
@@ -178,18 +168,6 @@ def judge(run_dir: Path, num_classes: int, protocol: dict = PROTOCOLS[CURRENT]) 
                         "values": {a["treatment"]: sg, a["control"]: sc, a["restoration"]: re}}}
 
 
-def relative_paths(out: Path, root: Path | None = None) -> None:
-    """Paths in the kept text files named relative to the repository (``root``), Ray's session folder
-    as ``RAY_SESSION``: results files name no machine's absolute paths."""
-    prefix = f"{(root or Path.cwd()).resolve()}/"
-    for path in out.iterdir():
-        if path.is_file() and path.suffix in (".json", ".log", ".md", ".csv"):
-            text = path.read_text()
-            new = re.sub(r"/tmp/ray/session_[^/\s]+", "RAY_SESSION", text.replace(prefix, ""))
-            if new != text:
-                path.write_text(new)
-
-
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--protocol", type=int, choices=sorted(PROTOCOLS), default=CURRENT,
@@ -208,9 +186,9 @@ def main(argv=None) -> dict:
     if not args.no_run:
         py, preset = sys.executable, protocol["config"]
         result["seconds"] = {
-            "pretrain": _run([py, "-m", "semgen_ray.pretrain", "--config", preset, "--run-dir", str(run)],
+            "pretrain": timed_run([py, "-m", "semgen_ray.pretrain", "--config", preset, "--run-dir", str(run)],
                              out / "pretrain.log"),
-            "evaluate": _run([py, "-m", "semgen_ray.evaluate", "--config", preset, "--run-dir", str(run)],
+            "evaluate": timed_run([py, "-m", "semgen_ray.evaluate", "--config", preset, "--run-dir", str(run)],
                              out / "evaluate.log")}
         result["seconds"]["total"] = round(sum(result["seconds"].values()), 1)
     elif _seconds_from_logs(out):
@@ -223,7 +201,7 @@ def main(argv=None) -> dict:
     shutil.copy(run / "discovery" / "discovery.json", out / "discovery.json")
     shutil.copy(run / "train" / "train.json", out / "train.json")
     (out / "outcome.json").write_text(json.dumps(result, indent=2, default=float))
-    relative_paths(out)
+    relative_paths(out, {f"{Path.cwd().resolve()}/": ""})  # paths relative to the repository
     print(json.dumps({k: result[k] for k in ("decision", "gates")}, indent=2, default=float))
     return result
 

@@ -2,8 +2,7 @@
 
 Runs ``python -m semgen_ray.pretrain --config PRESET`` (its default stages: data, discover, train) in
 a fresh run folder and copies the run's records into ``--out``: the console log, ``discovery.json``,
-``train.json``, the montages' and the pretraining report's figures, and ``run.json`` (machine, wall
-time, command):
+``train.json``, the pretraining report's figures, and ``run.json`` (machine, wall time, command):
 
     ./venv-run python benchmarks/pretrain.py --config cpu-tiny-2d   # → benchmarks/results/pretrain_cpu_tiny_2d/
 """
@@ -13,13 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from commands import relative_paths, timed_run  # noqa: E402
 from machine import describe  # noqa: E402
 
 #: what is kept of the run folder (path in the run folder → name in ``--out``)
@@ -37,17 +35,10 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory(prefix="semgen_pretrain_") as tmp:
         run = Path(tmp) / "run"
         command = [sys.executable, "-m", "semgen_ray.pretrain", "--config", args.config, "--run-dir", str(run)]
-        t0 = time.perf_counter()
-        with open(out / "pretrain.log", "w") as log:
-            proc = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
-        seconds = round(time.perf_counter() - t0, 1)
-        if proc.returncode != 0:
-            raise SystemExit(f"the run failed ({proc.returncode}); see {out / 'pretrain.log'}")
+        seconds = timed_run(command, out / "pretrain.log")
         for src, name in KEPT.items():
             shutil.copy(run / src, out / name)
-        for name in ("pretrain.log", *(n for n in KEPT.values() if n.endswith(".json"))):
-            # the run folder was temporary: its paths are written as RUN/...
-            (out / name).write_text((out / name).read_text().replace(str(run), "RUN"))
+        relative_paths(out, {str(run): "RUN"})  # the run folder was temporary
     record = {"command": f"./venv-run python benchmarks/pretrain.py --config {args.config}",
               "config": args.config, "seconds": seconds, "machine": describe()}
     (out / "run.json").write_text(json.dumps(record, indent=2))

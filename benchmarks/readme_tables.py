@@ -509,11 +509,17 @@ def evaluate_cases_previous(results: Path) -> str:
     return _evaluate_cases(results, "evaluate_cpu_tiny_previous_protocol")
 
 
+def _trials(rows: list[dict], task: str, arm: str, fraction: float) -> list[dict]:
+    """The per-trial rows of one arm, task and label fraction, by seed."""
+    return sorted((r for r in rows if r["task"] == task and r["arm"] == arm
+                   and abs(float(r["label_fraction"]) - fraction) < 1e-9), key=lambda r: int(r["seed"]))
+
+
 def _arm_stats(rows: list[dict], task: str, arm: str, fraction: float, metric: str) -> tuple[str, int, int]:
     """``mean ± s.d.`` in % (sample s.d.), collapsed trials and trials of one arm, task and label fraction."""
     import numpy as np
 
-    sel = [r for r in rows if r["task"] == task and r["arm"] == arm and abs(float(r["label_fraction"]) - fraction) < 1e-9]
+    sel = _trials(rows, task, arm, fraction)
     v = 100 * np.array([float(r[metric]) for r in sel])
     return f"{v.mean():.1f} ± {v.std(ddof=1):.1f}", sum(r["collapsed"].lower() == "true" for r in sel), len(sel)
 
@@ -529,8 +535,7 @@ def _secondary(rows: list[dict], task: str, metric: str, fraction: float) -> dic
     from semgen_ray.evaluate.statistics import compare, compare_paired
 
     def values(arm):
-        sel = sorted((r for r in rows if r["task"] == task and r["arm"] == arm
-                      and abs(float(r["label_fraction"]) - fraction) < 1e-9), key=lambda r: int(r["seed"]))
+        sel = _trials(rows, task, arm, fraction)
         return [int(r["seed"]) for r in sel], [float(r[metric]) for r in sel]
 
     (s_sg, sg), (s_sc, sc), (_, re) = values("semantic_genesis"), values("scratch"), values("restoration")
@@ -601,11 +606,11 @@ def experiment_cpu_small_v2(results: Path) -> str:
             f"Semantic Genesis − restoration-only: {_points(rest['diff'])} points (p = {rest['student_p']:.2g}; "
             f"the protocol's margin {100 * pr['non_inferiority_margin']:.0f} points).\n")
     seg = _secondary(rows, "segmentation", "dice", frac)
+    cls_rest = _secondary(rows, "classification", "auc", frac)["restoration_vs_scratch"]
     out += (f"\nSegmentation (secondary), Semantic Genesis − scratch: {_points(seg['vs_scratch'].diff)} Dice points "
             f"(Student p = {seg['vs_scratch'].student_p:.2g}, paired p = {seg['paired'].p:.2g}); − restoration-only: "
             f"{_points(seg['vs_restoration'].diff)} (p = {seg['vs_restoration'].student_p:.2g}). Restoration-only − "
-            f"scratch: classification {_points(_secondary(rows, 'classification', 'auc', frac)['restoration_vs_scratch'].diff)}"
-            f" AUC points (p = {_secondary(rows, 'classification', 'auc', frac)['restoration_vs_scratch'].student_p:.2g}), "
+            f"scratch: classification {_points(cls_rest.diff)} AUC points (p = {cls_rest.student_p:.2g}), "
             f"segmentation {_points(seg['restoration_vs_scratch'].diff)} Dice points "
             f"(p = {seg['restoration_vs_scratch'].student_p:.2g}).\n")
     return out
