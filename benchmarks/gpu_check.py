@@ -184,7 +184,7 @@ def _deepspeed_run(s: dict, device, precision: str) -> dict:
 
     from semgen_ray.config import load_config
     from semgen_ray.models import build_model
-    from semgen_ray.train.deepspeed_config import deepspeed_config, make_optimizer
+    from semgen_ray.engine.deepspeed_config import deepspeed_config, make_optimizer
 
     batch = s["unet_batch"]
     cfg = load_config(s["model"], [f"train.precision={precision}", "train.zero_stage=1",

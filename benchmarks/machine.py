@@ -37,7 +37,7 @@ def _torch_cpu() -> dict:
     try:
         import torch
 
-        from semgen_ray.train.deepspeed_config import native_bf16
+        from semgen_ray.engine.deepspeed_config import native_bf16
 
         return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": native_bf16(gpu=False)}
     except Exception:  # noqa: BLE001 - no torch here: nothing to say

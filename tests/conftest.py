@@ -86,6 +86,20 @@ def ten_phantoms(tmp_path_factory, make_phantom_store) -> str:
 
 
 @pytest.fixture(scope="session")
+def train_store(ten_phantoms) -> str:
+    """The pretraining tests' store: the ten shared phantoms (read-only)."""
+    return ten_phantoms
+
+
+@pytest.fixture(scope="session")
+def train_manifest(train_store, tmp_path_factory) -> str:
+    """A hand-made pattern manifest over ``train_store`` (``train_helpers.tiny_manifest``)."""
+    from train_helpers import tiny_manifest
+
+    return tiny_manifest(train_store, tmp_path_factory.mktemp("manifest") / "patterns.parquet")
+
+
+@pytest.fixture(scope="session")
 def s3_server():
     """An S3-API server on 127.0.0.1 for the session (tests/s3_server.py), stopped at the end."""
     from s3_server import S3Server

@@ -84,9 +84,10 @@ def test_no_module_imports_a_private_name_of_another(tmp_path):
 #: every import counts, a function's lazy one included,
 #: except those under ``if TYPE_CHECKING:``. A new unit must be placed here.
 LAYERS = (
-    ("__init__", "seeds", "logs", "figures", "runfolder", "engine", "io", "transforms"),  # foundations
+    ("__init__", "seeds", "logs", "figures", "runfolder", "io", "transforms"),  # foundations
     ("reuse", "config", "store"),
     ("runtime", "gpus", "models", "data", "ray_train", "cli"),
+    ("engine",),  # the training loops' shared engine: step engines, checkpoints, schedule, stopping
     ("ingest",),
     ("phantoms",),
     ("discovery",),  # the stages' libraries, in pipeline order

@@ -118,7 +118,7 @@ def test_quick_tour_pretrain_line_runs_on_the_tours_phantoms(tour_store, tmp_pat
     assert patterns["class_id"].nunique() == 4          # the line's --set discovery.num_classes=4
     # the preset's precision ``auto``: bf16 only where this CPU computes it natively (fp32 on AVX2-only
     # CPUs, where bf16 convolutions run ~36x slower), recorded in train.json and every epoch's history
-    from semgen_ray.train.deepspeed_config import native_bf16
+    from semgen_ray.engine.deepspeed_config import native_bf16
 
     train = json.loads((run_dir / "train" / "train.json").read_text())
     expected = "bf16" if native_bf16(gpu=False) else "fp32"

@@ -225,6 +225,11 @@ class DiscoveryConfig:
         ae_epochs, ae_batch_size, ae_lr, ae_patience: the auto-encoder's training (docs/method.md §1.3:
             up to 10,000 epochs, batch 8, Adam 1e-3, early stopping after 50 epochs).
         ae_workers: Ray Train workers for the auto-encoder.
+        ae_engine: the auto-encoder's step engine, ``torch`` (default; DDP across workers) or
+            ``deepspeed`` (:mod:`semgen_ray.engine.backends`).
+        ae_precision: ``fp32`` (default), ``bf16`` (autocast with ``torch``; 16-bit weights and fp32
+            masters with ``deepspeed``), ``fp16`` (``deepspeed`` on GPUs) or ``auto``.
+        ae_zero_stage: DeepSpeed's ZeRO stage 0-3 (``deepspeed`` only).
         use_gpu: ``auto`` (GPUs when the cluster has or can scale up GPU nodes), ``true`` (wait for
             them, then fail) or ``false``: the auto-encoder's training and the embedding
             (:mod:`semgen_ray.gpus`).
@@ -255,6 +260,9 @@ class DiscoveryConfig:
     ae_lr: float = 1e-3
     ae_patience: int = 50
     ae_workers: int = 1
+    ae_engine: str = "torch"
+    ae_precision: str = "fp32"
+    ae_zero_stage: int = 0
     use_gpu: str | bool | None = "auto"  # normalised to "auto" | "true" | "false"
 
     def __post_init__(self) -> None:
@@ -274,6 +282,11 @@ class DiscoveryConfig:
         _choice("discovery.index", self.index, ("hnsw", "exact", "auto"))
         _require(self.hnsw_pca_dim >= 0, "discovery.hnsw_pca_dim must be >= 0 (0 = no PCA)")
         _require(self.ae_lr > 0, "discovery.ae_lr must be positive")
+        _choice("discovery.ae_engine", self.ae_engine, ("torch", "deepspeed"))
+        _choice("discovery.ae_precision", self.ae_precision, ("fp32", "bf16", "fp16", "auto"))
+        _require(0 <= self.ae_zero_stage <= 3, f"discovery.ae_zero_stage must be 0..3, got {self.ae_zero_stage}")
+        _require(self.ae_engine == "deepspeed" or (self.ae_precision != "fp16" and self.ae_zero_stage == 0),
+                 "discovery.ae_precision=fp16 and discovery.ae_zero_stage > 0 need discovery.ae_engine=deepspeed")
 
 
 @dataclass(frozen=True)
@@ -508,6 +521,11 @@ class EvaluateConfig:
             §6.2's per-task values).
         head: classification head for fine-tuning: ``linear`` (global pooling of the encoder
             output + one linear layer, docs/method.md §6.1) or the pretraining heads ``torch`` / ``keras``.
+        engine: each trial's step engine, ``torch`` (default) or ``deepspeed`` (ZeRO-0 in a one-rank
+            process group, :mod:`semgen_ray.engine.backends`).
+        precision: fine-tuning precision, ``fp32`` (default), ``bf16`` (autocast with ``torch``;
+            bf16 weights with fp32 masters with ``deepspeed``), ``fp16`` (``deepspeed`` on GPUs) or
+            ``auto`` (bf16 where the device computes it natively).
         cpus_per_trial: CPUs per Tune trial (trials run in parallel as CPUs allow).
         use_gpu: ``auto`` / ``true`` / ``false`` for the fine-tuning trials (:mod:`semgen_ray.gpus`).
         gpus_per_trial: GPUs per trial when on GPUs (a fraction shares a GPU between trials).
@@ -550,6 +568,8 @@ class EvaluateConfig:
     lr_patience: int = 3
     per_task: dict = field(default_factory=dict)
     head: str = "linear"
+    engine: str = "torch"
+    precision: str = "fp32"
     cpus_per_trial: float = 1.0
     use_gpu: str | bool | None = "auto"  # normalised to "auto" | "true" | "false"
     gpus_per_trial: float = 1.0
@@ -593,6 +613,10 @@ class EvaluateConfig:
             _require(isinstance(overrides, dict) and all(k in tunable for k in overrides),
                      f"evaluate.per_task[{task!r}] must map settings of {list(tunable)} to values, got {overrides!r}")
         _choice("evaluate.head", self.head, ("linear", "torch", "keras"))
+        _choice("evaluate.engine", self.engine, ("torch", "deepspeed"))
+        _choice("evaluate.precision", self.precision, ("fp32", "bf16", "fp16", "auto"))
+        _require(self.precision != "fp16" or self.engine == "deepspeed",
+                 "evaluate.precision=fp16 needs evaluate.engine=deepspeed (dynamic loss scaling)")
         if self.target_shape is not None:
             _positive_triple("evaluate.target_shape", self.target_shape)
         _choice("evaluate.negatives", self.negatives, ("candidates", "random"))

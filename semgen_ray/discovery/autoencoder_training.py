@@ -2,25 +2,29 @@
 
 Whole scans are read and resized by :func:`semgen_ray.data.volumes.read_volumes` (only the numeric
 ``volume`` column) and handed to a Ray Train :class:`~ray.train.torch.TorchTrainer` as the ``train``
-and ``val`` datasets. Each worker runs plain torch (DDP on gloo when there are several CPU workers,
-NCCL on GPUs; no DeepSpeed: the model is small and plain DDP is enough): MSE to the input, Adam,
-ReduceLROnPlateau on the validation loss (factor 0.5, min lr 1e-6, patience 0.4× the early-stopping
-patience, i.e. 20 for the reference 50; torch's relative threshold 1e-4), early stopping on the
-validation loss: the schedule and the stopping rule of pretraining and fine-tuning
-(:class:`~semgen_ray.engine.schedule.LRSchedule`, :class:`~semgen_ray.engine.early_stopping.EarlyStopping`).
+and ``val`` datasets. Each worker drives the step engine every training loop shares
+(:mod:`semgen_ray.engine.backends`): plain torch by default (DDP on gloo when there are several CPU
+workers, NCCL on GPUs; bf16 by autocast), or DeepSpeed (ZeRO, bf16 / fp16 with fp32 masters) with
+``engine="deepspeed"``. MSE to the input, Adam, ReduceLROnPlateau on the validation loss (factor 0.5,
+min lr 1e-6, patience 0.4× the early-stopping patience, i.e. 20 for the reference 50; torch's
+relative threshold 1e-4), early stopping on the validation loss: the schedule and the stopping rule
+of pretraining and fine-tuning (:class:`~semgen_ray.engine.schedule.LRSchedule`,
+:class:`~semgen_ray.engine.early_stopping.EarlyStopping`).
 
-Every epoch rank 0 reports the metrics and a checkpoint (``checkpoint.pt``: model, optimizer,
-LR schedule, early-stopping state, loss history). Ray keeps the two best by ``val_loss`` (and the
-latest). Calling :func:`train_autoencoder` again with the same ``run_dir`` and ``name`` resumes from
-the latest checkpoint (``ray.train.get_checkpoint()``), so ``max_epochs`` is the total epoch count.
-At the end the best checkpoint is exported with :func:`semgen_ray.models.export_weights` to
-``run_dir/autoencoder/``, which :func:`semgen_ray.discovery.embedding.embed_patients` reads.
+Every epoch the workers report the metrics and a full-state checkpoint in pretraining's format
+(:mod:`semgen_ray.engine.checkpoint`: the engine's weights and optimizer, the run state with the LR
+schedule, early stopping and loss history, every rank's RNG states, integrity records). Ray keeps
+the two best by ``val_loss`` (and the latest). Calling :func:`train_autoencoder` again with the same
+``run_dir`` and ``name`` resumes from the newest good checkpoint (a damaged one is skipped), so
+``max_epochs`` is the total epoch count. At the end the best checkpoint's fp32 weights are exported
+with :func:`semgen_ray.models.export_weights` to ``run_dir/autoencoder/``, which
+:func:`semgen_ray.discovery.embedding.embed_patients` reads.
 
 Reproducibility: the volumes are cached in a fixed order (Ray Data ``preserve_order``), the training
 volumes are shuffled every epoch by a block order seeded from ``seed`` and Ray Data's execution index
-(the reference shuffles its file list every epoch), ingest preserves that order, and rank ``r`` seeds
-torch / numpy with ``seed + r``: the same call on the same machine trains the same weights (tested
-in tests/discovery). A resumed run restarts the execution index, so its later epochs see other
+(the reference shuffles its file list every epoch), ingest preserves that order, and every rank is
+seeded as in the other loops (:func:`semgen_ray.engine.seeding.seed_rank`): the same call on the
+same machine trains the same weights (tested in tests/discovery). A resumed run restarts the execution index, so its later epochs see other
 (still seeded) orders than an uninterrupted run.
 
 Resources: on the 2-core machine a Train worker that takes a whole CPU leaves Ray Data no budget and
@@ -29,14 +33,13 @@ the run hangs (docs/operations.md §1/§2); the default ``cpus_per_worker=0.5`` 
 
 from __future__ import annotations
 
+import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-CHECKPOINT_FILE = "checkpoint.pt"
 LR_FACTOR = 0.5
 MIN_LR = 1e-6
 LR_PATIENCE_RATIO = 20 / 50
@@ -64,32 +67,32 @@ def lr_patience_for(patience: int) -> int:
     return max(1, round(patience * LR_PATIENCE_RATIO))
 
 
-def _epoch_loss(model, shard, batch_size, device, autocast, optimizer=None):
-    """Mean MSE over this worker's shard, summed across workers (a global mean); trains when given an optimizer.
+def _epoch_loss(engine, shard, batch_size, device, dtype, train: bool = False):
+    """Mean MSE over this worker's shard, summed across workers (a global mean); trains when ``train``.
 
-    Returns ``(mean loss, scans, batches)``, the counts summed over all workers."""
+    Returns ``(mean loss, scans, batches, this rank's optimizer steps)``, scans and batches summed
+    over all workers."""
     import torch
-    import torch.distributed as dist
     import torch.nn.functional as F
 
-    total = torch.zeros(3, dtype=torch.float64)
-    model.train(optimizer is not None)
-    with torch.set_grad_enabled(optimizer is not None):
+    from semgen_ray.engine.backends import allreduce_sum
+
+    total, steps = [0.0, 0.0, 0.0], 0
+    engine.train(train)
+    with torch.set_grad_enabled(train):
         for batch in shard.iter_torch_batches(batch_size=batch_size, dtypes=torch.float32,
                                               device=str(device)):
             x = batch["volume"].unsqueeze(1)
-            with autocast():
-                recon, _ = model(x)
+            recon, _ = engine(x.to(dtype))
             loss = F.mse_loss(recon.float(), x)
-            if optimizer is not None:
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-            total += torch.tensor([loss.item() * x.shape[0], x.shape[0], 1], dtype=torch.float64)
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(total)  # gloo: CPU tensor
-    n = total[1].item()
-    return (total[0].item() / n if n else float("nan")), int(n), int(total[2].item())
+            if train:
+                engine.backward(loss)
+                engine.step()
+                steps += 1
+            total = [total[0] + loss.item() * x.shape[0], total[1] + x.shape[0], total[2] + 1]
+    total = allreduce_sum(total, device)
+    n = total[1]
+    return (total[0] / n if n else float("nan")), int(n), int(total[2]), steps
 
 
 def _schedule(lr: float, lr_patience: int):
@@ -101,98 +104,55 @@ def _schedule(lr: float, lr_patience: int):
                       min_lr=MIN_LR)
 
 
-def _restore(model, optimizer, schedule):
-    """``(run state, schedule)`` from Ray Train's latest checkpoint (weights and optimizer loaded into the
-    given objects), or a fresh state and ``schedule``."""
-    import ray.train
-    import torch
-
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
-        return {"epoch": 0, "history": []}, schedule
-    with checkpoint.as_directory() as d:
-        saved = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
-    model.load_state_dict(saved["state_dict"])
-    optimizer.load_state_dict(saved["optimizer"])
-    return saved["state"], saved_schedule(saved, schedule)
-
-
-def saved_schedule(saved: dict, schedule):
-    """The LR schedule a checkpoint holds; one written with torch's ``ReduceLROnPlateau`` (before the shared
-    schedule) is carried over into ``schedule`` (its best loss, bad-epoch count and current LR)."""
-    import dataclasses
-
+def _restore(config: dict, engine, rank: int):
+    """``(run state, schedule)`` from the newest good checkpoint of the run (weights, optimizer and RNGs
+    loaded), or a fresh state and schedule."""
     from semgen_ray.engine import LRSchedule
+    from semgen_ray.engine.checkpoint import load_newest
 
-    if "schedule" in saved:
-        return LRSchedule.from_state(saved["schedule"])
-    torch_state = saved["scheduler"]
-    return dataclasses.replace(schedule, best=float(torch_state["best"]), bad_epochs=int(torch_state["num_bad_epochs"]),
-                               lr=float(saved["optimizer"]["param_groups"][0]["lr"]))
-
-
-def _report(metrics: dict, rank: int, module, optimizer, schedule, state: dict) -> None:
-    """Report an epoch's metrics, with rank 0's checkpoint (``checkpoint.pt``)."""
-    import ray.train
-    import torch
-    from ray.train import Checkpoint
-
-    epoch = metrics["epoch"]
-    with tempfile.TemporaryDirectory() as tmp:
-        ckpt = None
-        if rank == 0:
-            torch.save({"state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
-                        "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                        "state": state, "epoch": epoch}, Path(tmp) / CHECKPOINT_FILE)
-            ckpt = Checkpoint.from_directory(tmp)
-        ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=f"ckpt_{epoch:06d}")
+    state = load_newest(engine, rank, config["checkpoint_root"], tag="discover")
+    if state is None:
+        return {"epoch": 0, "step": 0, "history": []}, _schedule(config["lr"], config["lr_patience"])
+    state.setdefault("resumes", []).append({"epoch": state["epoch"], "checkpoint": state.pop("resumed_from")})
+    return state, LRSchedule.from_state(state.pop("schedule"))
 
 
 def _train_loop(config: dict) -> None:
-    """Ray Train worker function."""
-    import contextlib
-
-    import numpy as np
+    """Ray Train worker function: the step engine (``config["engine"]``), an epoch per checkpoint."""
     import ray.train
     import ray.train.torch as rtt
-    import torch
 
     from semgen_ray.engine import EarlyStopping, apply_lr
+    from semgen_ray.engine.backends import EngineSettings, build_engine
+    from semgen_ray.engine.checkpoint import report_checkpoint
+    from semgen_ray.engine.seeding import seed_rank
 
     ctx = ray.train.get_context()
-    rank = ctx.get_world_rank()
-    torch.manual_seed(config["seed"] + rank)
-    np.random.seed((config["seed"] + rank) % 2**32)
-    device = rtt.get_device()
-    model = _build(config["model_kwargs"])
-    optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
-    state, schedule = _restore(model, optimizer, _schedule(config["lr"], config["lr_patience"]))
+    rank, device = ctx.get_world_rank(), rtt.get_device()
+    model = seed_rank(config["seed"], rank, lambda: _build(config["model_kwargs"]))
+    settings = EngineSettings(batch_size=config["batch_size"], lr=config["lr"], precision=config["precision"],
+                              zero_stage=config["zero_stage"])
+    built = build_engine(model, settings, config["engine"], device)
+    state, schedule = _restore(config, built.engine, rank)
+    apply_lr(built.optimizer, schedule.lr)
     stopping = EarlyStopping.from_state(state, config["patience"])
-    model = rtt.prepare_model(model)  # to device; DDP when world size > 1
-    module = model.module if hasattr(model, "module") else model
-
-    def autocast():
-        if config["precision"] == "bf16":
-            return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
     shards = {s: ray.train.get_dataset_shard(s) for s in ("train", "val")}
     bs = config["batch_size"]
     while state["epoch"] < config["max_epochs"] and not stopping.stop:
         epoch = state["epoch"] + 1
-        train_loss, scans, batches = _epoch_loss(model, shards["train"], bs, device, autocast, optimizer)
-        val_loss = _epoch_loss(model, shards["val"], bs, device, autocast)[0]
+        train_loss, scans, batches, steps = _epoch_loss(built.engine, shards["train"], bs, device, built.dtype, True)
+        val_loss = _epoch_loss(built.engine, shards["val"], bs, device, built.dtype)[0]
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             raise FloatingPointError(f"epoch {epoch}: non-finite loss (train {train_loss}, val {val_loss})")
-        lr = optimizer.param_groups[0]["lr"]
-        apply_lr(optimizer, schedule.after_epoch(epoch, val_loss))
+        lr = schedule.lr
+        apply_lr(built.optimizer, schedule.after_epoch(epoch, val_loss))
         stopping.update(val_loss, epoch)
-        state.update(stopping.state(), epoch=epoch)
+        state.update(stopping.state(), epoch=epoch, step=state["step"] + steps, precision=built.precision)
         state["history"].append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
                                  "train_scans": scans, "train_batches": batches, "workers": ctx.get_world_size()})
-        metrics = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
-                   **stopping.state()}
-        _report(metrics, rank, module, optimizer, schedule, state)
+        metrics = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr, **stopping.state()}
+        report_checkpoint(built.engine, {**state, "schedule": schedule.state_dict(), "world_size": ctx.get_world_size()},
+                          metrics, rank, config["checkpoint_root"], f"step_{state['step']:08d}_epoch_end")
 
 
 def train_autoencoder(store_uri: str, patient_ids_train: Sequence[str], patient_ids_val: Sequence[str],
@@ -202,7 +162,7 @@ def train_autoencoder(store_uri: str, patient_ids_train: Sequence[str], patient_
                       run_dir: str | os.PathLike = "runs/autoencoder", seed: int = 0, precision: str = "fp32",
                       *, name: str = "autoencoder_train", cpus_per_worker: float = 0.5,
                       use_gpu: bool | str = "auto", gpu_wait_s: float = 900.0, lr_patience: int | None = None, read_cpus: float = 1.0,
-                      cache: bool = True, ray_config=None) -> dict:
+                      cache: bool = True, ray_config=None, engine: str = "torch", zero_stage: int = 0) -> dict:
     """Train the auto-encoder with Ray Train and export the best model (by validation loss).
 
     Args:
@@ -222,7 +182,8 @@ def train_autoencoder(store_uri: str, patient_ids_train: Sequence[str], patient_
         run_dir: Ray Train ``storage_path``, a local path or a URI (``s3://…``); the export goes to
             ``run_dir/autoencoder``.
         seed: worker ``r`` seeds torch with ``seed + r``; the per-epoch patient order derives from it.
-        precision: ``fp32`` or ``bf16`` (autocast; the loss is computed in fp32).
+        precision: ``fp32``, ``bf16``, ``fp16`` (DeepSpeed on GPUs) or ``auto`` (bf16 where every
+            worker's device computes it natively); the loss is computed in fp32.
         name: the Ray Train run name (the run is ``run_dir/name``); reuse it to resume.
         cpus_per_worker: logical CPUs per Train worker (0.5 leaves Ray Data a budget on 2 cores).
         use_gpu: a decision (``True`` / ``False``) or a setting (``auto`` / ``true`` / ``false``) that
@@ -232,18 +193,21 @@ def train_autoencoder(store_uri: str, patient_ids_train: Sequence[str], patient_
         cache: materialise the resized volumes once in the object store (``N × prod(shape) × 4``
             bytes, ~4 MiB per scan at 128×128×64) instead of re-reading every epoch.
         ray_config: passed to :func:`semgen_ray.runtime.init_ray` when Ray is not running.
+        engine: ``torch`` (plain torch, bf16 by autocast, DDP across workers) or ``deepspeed``
+            (:mod:`semgen_ray.engine.backends`); both write the same full-state checkpoints.
+        zero_stage: DeepSpeed's ZeRO stage (0-3) with ``engine="deepspeed"``.
 
     Returns:
         ``{"best_checkpoint", "best_epoch", "best_val_loss", "history" (per epoch: epoch,
         train_loss, val_loss, lr, and train_scans / train_batches / workers: the scans and batches
         of the epoch's training pass, all workers together, and how many workers there were),
-        "epochs", "stopped_early", "model_dir", "run_path"}``.
+        "epochs", "stopped_early", "model_dir", "run_path", "engine", "precision" (the one trained in,
+        ``auto`` resolved), "zero_stage", "resumes" (per resume: the epoch and checkpoint it went on from)}``.
 
     Raises:
         ValueError: empty split, bad precision; RuntimeError: the Train run failed.
     """
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    _check_engine(engine, precision, zero_stage)
     if not patient_ids_train or not patient_ids_val:
         raise ValueError("train_autoencoder needs non-empty train and validation patient lists")
     if patience < 1 or max_epochs < 1 or batch_size < 1 or num_workers < 1:
@@ -270,11 +234,13 @@ def train_autoencoder(store_uri: str, patient_ids_train: Sequence[str], patient_
     config = {"model_kwargs": model_kwargs, "batch_size": int(batch_size), "lr": float(lr),
               "max_epochs": int(max_epochs), "patience": int(patience),
               "lr_patience": int(lr_patience if lr_patience is not None else lr_patience_for(patience)),
-              "seed": int(seed), "precision": precision}
+              "seed": int(seed), "precision": precision, "engine": engine, "zero_stage": int(zero_stage),
+              "checkpoint_root": runfolder.join(run_dir, name)}
     datasets = {"train": _volumes(store_uri, shape, patient_ids_train, read_cpus, cache, shuffle_seed=int(seed)),
                 "val": _volumes(store_uri, shape, patient_ids_val, read_cpus, cache)}
     result = _fit(config, datasets, gpu, int(num_workers), float(cpus_per_worker), name, run_dir)
     latest, best_ckpt = _latest_and_best(result)
+    config.pop("checkpoint_root")
     intensity = (store_card_entry(str(store_uri)) if len(shape) == 3 else  # 2D images: display values
                  {"kind": "2d", "range": [0.0, 1.0], "mapping": "stored uint16 / 65535"})
     card = {"input_size": list(shape), "name": "self-discovery auto-encoder", "intensity": intensity,
@@ -286,11 +252,12 @@ def train_autoencoder(store_uri: str, patient_ids_train: Sequence[str], patient_
                                             "val_patients": len(patient_ids_val),
                                             "best_val_loss": float(latest["best_val_loss"]),
                                             "checkpoint": best_ckpt.path}}}
-    model_dir = _export(model_kwargs, best_ckpt, card, runfolder.join(run_dir, "autoencoder"))
+    model_dir = _export(model_kwargs, best_ckpt, int(zero_stage), card, runfolder.join(run_dir, "autoencoder"))
     return {"best_checkpoint": best_ckpt.path, "best_epoch": int(latest["best_epoch"]),
             "best_val_loss": float(latest["best_val_loss"]), "history": list(latest["history"]),
             "epochs": int(latest["epoch"]), "stopped_early": latest["bad_epochs"] >= patience,
-            "model_dir": str(model_dir), "run_path": runfolder.join(run_dir, name)}
+            "model_dir": str(model_dir), "run_path": runfolder.join(run_dir, name), "engine": engine,
+            "precision": latest["precision"], "zero_stage": int(zero_stage), "resumes": latest.get("resumes", [])}
 
 
 def _volumes(store_uri: str, shape: tuple, ids, read_cpus: float, cache: bool, shuffle_seed: int | None = None):
@@ -331,24 +298,38 @@ def _fit(config: dict, datasets: dict, gpu: bool, num_workers: int, cpus_per_wor
     return result
 
 
+def _check_engine(engine: str, precision: str, zero_stage: int) -> None:
+    from semgen_ray.engine.backends import BACKENDS
+
+    if engine not in BACKENDS:
+        raise ValueError(f"engine must be one of {', '.join(BACKENDS)}, got {engine!r}")
+    if precision not in ("fp32", "bf16", "fp16", "auto"):
+        raise ValueError(f"precision must be fp32, bf16, fp16 or auto, got {precision!r}")
+    if engine == "torch" and (precision == "fp16" or zero_stage):
+        raise ValueError("fp16 and ZeRO stages need engine='deepspeed'")
+    if not 0 <= zero_stage <= 3:
+        raise ValueError(f"zero_stage must be 0..3, got {zero_stage}")
+
+
 def _latest_and_best(result):
     """The run state of the latest checkpoint and the checkpoint with the lowest validation loss."""
-    import torch
-
+    from semgen_ray.engine.checkpoint import STATE_FILE
     from semgen_ray.ray_train import best_checkpoint
 
     with result.checkpoint.as_directory() as d:
-        latest = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)["state"]
+        latest = json.loads((Path(d) / STATE_FILE).read_text())
     return latest, best_checkpoint(result)
 
 
-def _export(model_kwargs: dict, checkpoint, card: dict, model_dir: str) -> str:
-    """The checkpoint's weights as a model export with its card (written locally, uploaded to a URI)."""
+def _export(model_kwargs: dict, checkpoint, zero_stage: int, card: dict, model_dir: str) -> str:
+    """The checkpoint's fp32 weights as a model export with its card (written locally, uploaded to a URI)."""
     from semgen_ray import runfolder
-    from semgen_ray.models import export_weights, load_weights
+    from semgen_ray.engine.fp32_weights import fp32_state_dict
+    from semgen_ray.models import export_weights
 
     model = _build(model_kwargs)
-    load_weights(model, checkpoint)
+    with checkpoint.as_directory() as d:
+        model.load_state_dict(fp32_state_dict(d, zero_stage))
     with runfolder.workdir(model_dir) as local:
         export_weights(model, local, card)
     return model_dir

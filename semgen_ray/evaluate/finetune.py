@@ -53,15 +53,16 @@ def _model(model_cfg: dict, task: str, weights: str | None, head: str):
     return model
 
 
-def _on_device(model, device: str):
-    """``model`` on ``device``; on a CPU with channels-last weights (``N X Y Z C`` memory order), in
+def _on_device(model, device: str, channels_last: bool = True):
+    """``model`` on ``device``; on a CPU with channels-last weights (``N X Y Z C`` memory order) unless
+    ``channels_last`` is false (DeepSpeed broadcasts parameters as contiguous bytes), in
     which oneDNN's 3D convolutions train a ``cpu-tiny`` U-Net 1.3-1.5x faster than in the default
     order (``benchmarks/results/unet_layout.json``). A step's outputs equal the default order's to
     float rounding (the sums run in another order), not bit for bit. CUDA keeps the default order."""
     import torch
 
     model = model.to(device)
-    if device != "cpu":
+    if device != "cpu" or not channels_last:
         return model
     return model.to(memory_format=torch.channels_last_3d if model.spatial_dims == 3 else torch.channels_last)
 
@@ -82,8 +83,9 @@ def _loss(task: str, out, y):
     return 1 - (2 * (p * t).sum() + 1) / (p.sum() + t.sum() + 1)
 
 
-def _evaluate(model, task: str, x: np.ndarray, y: np.ndarray, batch: int, device="cpu") -> tuple[float, np.ndarray]:
-    """(loss over the whole split, predictions), batched, in eval mode without gradients.
+def _evaluate(built, task: str, x: np.ndarray, y: np.ndarray, batch: int, device="cpu") -> tuple[float, np.ndarray]:
+    """(loss over the whole split, predictions) of the step engine ``built``'s model, batched, in eval
+    mode without gradients.
 
     The loss equals the one of a single pass over the split: mean cross-entropy, or the soft Dice
     of the summed intersections and volumes.
@@ -91,11 +93,12 @@ def _evaluate(model, task: str, x: np.ndarray, y: np.ndarray, batch: int, device
     import torch
     import torch.nn.functional as F
 
-    model.eval()
+    built.engine.eval()
     preds, ce, inter, volume = [], 0.0, 0.0, 0.0
-    with torch.no_grad():
+    with torch.no_grad(), built.autocast():
         for i in range(0, len(x), batch):
-            out = _forward(model, task, torch.from_numpy(x[i:i + batch]).to(device)).float().cpu()
+            out = _forward(built.engine.module, task, torch.from_numpy(x[i:i + batch]).to(device, built.dtype))
+            out = out.float().cpu()
             if task == "classification":
                 ce += float(F.cross_entropy(out, torch.as_tensor(y[i:i + batch], dtype=torch.long),
                                             reduction="sum"))
@@ -151,14 +154,18 @@ def _settings_check(max_steps: int, eval_every: int, patience: int, lr_patience:
                          "stopping ends the trial before the LR is ever reduced")
 
 
-def _fine_tune(model, opt, schedule, task: str, tr: dict, va: dict, rng, *, batch_size: int, max_steps: int,
+def _fine_tune(built, schedule, task: str, tr: dict, va: dict, rng, *, batch_size: int, max_steps: int,
                eval_every: int, patience: int, device) -> tuple[int, int, float, int]:
-    """The step loop of :func:`run_trial`; leaves ``model`` in its best validation state.
+    """The step loop of :func:`run_trial` on the step engine ``built``
+    (:func:`semgen_ray.engine.backends.build_engine`); leaves its model in the best validation state
+    (a copy kept in memory: a trial lasts seconds to minutes, a restarted trial starts over).
 
     Returns ``(steps, validations, best validation loss, step of the best)``."""
     import torch
 
     from semgen_ray.engine import EarlyStopping, apply_lr
+
+    engine, model = built.engine, built.engine.module
 
     ytype = torch.long if task == "classification" else torch.float32
     n = len(tr["x"])
@@ -172,18 +179,18 @@ def _fine_tune(model, opt, schedule, task: str, tr: dict, va: dict, rng, *, batc
         pos += batch_size
         if len(idx) < smallest:
             continue  # a single-cube remainder: BatchNorm needs more than one sample
-        model.train()
-        out = _forward(model, task, torch.from_numpy(tr["x"][idx]).to(device))
+        engine.train()
+        with built.autocast():
+            out = _forward(model, task, torch.from_numpy(tr["x"][idx]).to(device, built.dtype))
         loss = _loss(task, out, torch.as_tensor(tr["y"][idx], dtype=ytype, device=device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        engine.backward(loss)
+        engine.step()
         steps += 1
         if steps % eval_every and steps < max_steps:
             continue
-        val, _ = _evaluate(model, task, va["x"], va["y"], batch_size, device)
+        val, _ = _evaluate(built, task, va["x"], va["y"], batch_size, device)
         validations += 1
-        apply_lr(opt, schedule.after_epoch(validations, val))
+        apply_lr(built.optimizer, schedule.after_epoch(validations, val))
         if stopping.update(val, steps):
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         elif stopping.stop:
@@ -211,7 +218,7 @@ def _test_metrics(task: str, pred: np.ndarray, te: dict, best: float, tr: dict, 
 def run_trial(data, task: str, arm: str, weights: str | None, seed: int, model_cfg: dict, *,
               head: str = "linear", lr: float = 1e-3, batch_size: int = 8, max_steps: int = 400,
               eval_every: int = 20, patience: int = 8, lr_patience: int = 3, label_fraction: float = 1.0,
-              threads: int = 1, device: str = "cpu") -> dict:
+              threads: int = 1, device: str = "cpu", engine: str = "torch", precision: str = "fp32") -> dict:
     """Fine-tune ``arm``'s initialisation on ``data`` (a :class:`~semgen_ray.evaluate.tasks.TaskData`).
 
     Training draws batches of ``batch_size`` from a seeded permutation of the training cubes, a new
@@ -234,6 +241,10 @@ def run_trial(data, task: str, arm: str, weights: str | None, seed: int, model_c
         label_fraction: fraction of the training patients used (:func:`~semgen_ray.evaluate.tasks.subsample`).
         threads: torch CPU threads.
         device: ``cpu`` or ``cuda`` (a trial given a GPU by Ray sees it as ``cuda``).
+        engine: the step engine, ``torch`` (default) or ``deepspeed`` (ZeRO-0 in a one-rank
+            process group), :func:`semgen_ray.engine.backends.build_engine`.
+        precision: ``fp32`` (default), ``bf16`` (autocast with ``torch``; bf16 weights with fp32
+            masters with ``deepspeed``), ``fp16`` (``deepspeed`` on a GPU) or ``auto``.
 
     Returns:
         A row with :data:`ROW_KEYS` (``auc`` for classification; ``dice``, ``iou``, ``mean_iou``
@@ -249,6 +260,8 @@ def run_trial(data, task: str, arm: str, weights: str | None, seed: int, model_c
     import torch
 
     from semgen_ray.engine import LRSchedule
+    from semgen_ray.engine.backends import EngineSettings, build_engine, ensure_process_group
+    from semgen_ray.engine.seeding import seed_rank
     from semgen_ray.evaluate.tasks import subsample
 
     if task not in ("classification", "segmentation"):
@@ -256,25 +269,27 @@ def run_trial(data, task: str, arm: str, weights: str | None, seed: int, model_c
     _settings_check(max_steps, eval_every, patience, lr_patience, batch_size)
     t0 = time.perf_counter()
     torch.set_num_threads(threads)
-    torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     data = subsample(data, label_fraction, seed)
     tr, va, te = (data.splits[s] for s in ("train", "val", "test"))
     if not (len(tr["x"]) and len(va["x"]) and len(te["x"])):
         raise ValueError(f"{task}: empty split (train/val/test sizes {data.sizes()})")
-    model = _on_device(_model(model_cfg, task, weights, head), device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model = seed_rank(seed, 0, lambda: _on_device(_model(model_cfg, task, weights, head), device, engine == "torch"))
     # threshold 0: any decrease counts as an improvement, as for the best state and early stopping
     schedule = LRSchedule("plateau", lr, 0.5, plateau_patience=lr_patience, min_delta=0.0, min_lr=1e-6)
-    steps, validations, best, best_step = _fine_tune(model, opt, schedule, task, tr, va, rng, batch_size=batch_size,
+    if engine == "deepspeed":
+        ensure_process_group()  # a Tune trial is a lone process
+    built = build_engine(model, EngineSettings(batch_size=batch_size, lr=lr, precision=precision), engine,
+                         torch.device(device))
+    steps, validations, best, best_step = _fine_tune(built, schedule, task, tr, va, rng, batch_size=batch_size,
                                                     max_steps=max_steps, eval_every=eval_every, patience=patience,
                                                     device=device)
-    _, pred = _evaluate(model, task, te["x"], te["y"], batch_size, device)
+    _, pred = _evaluate(built, task, te["x"], te["y"], batch_size, device)
     row = {"task": task, "arm": arm, "seed": int(seed), "label_fraction": float(label_fraction),
            "val_loss": float(best), "steps": steps, "best_step": best_step, "validations": validations,
            "train_cases": int(len(tr["x"])), "train_patients": int(len(np.unique(tr["patient"]))),
            "subset_draws": int(data.info.get("subset_draws", 0)), "test_cases": int(len(te["x"])),
-           "lr_final": float(opt.param_groups[0]["lr"])}
+           "lr_final": float(built.optimizer.param_groups[0]["lr"])}
     row.update(_test_metrics(task, pred, te, best, tr, va, batch_size))
     row["seconds"] = round(time.perf_counter() - t0, 2)
     return row

@@ -137,6 +137,10 @@ def load_tasks(config: SemGenConfig, store: str, out: Path, force: bool = False)
     return data
 
 
+#: The fine-tuning engine's defaults (:func:`semgen_ray.evaluate.finetune.run_trial`).
+FINE_TUNE_DEFAULTS = {"engine": "torch", "precision": "fp32"}
+
+
 def fine_tune_settings(config: SemGenConfig, gpu: bool = False) -> dict:
     """The Tune trials' settings (see :func:`semgen_ray.evaluate.trials.run_trials`); ``gpu``: the
     trials fine-tune on GPUs (``evaluate.gpus_per_trial`` each)."""
@@ -149,7 +153,10 @@ def fine_tune_settings(config: SemGenConfig, gpu: bool = False) -> dict:
             "per_task": {t: dict(v) for t, v in e.per_task.items()},
             "label_fractions": sorted({e.label_fraction, *e.curve_fractions}),
             "primary_fraction": e.label_fraction, "curve_trials": e.curve_trials or e.trials,
-            "threads": max(1, int(e.cpus_per_trial)), "gpus_per_trial": e.gpus_per_trial if gpu else 0}
+            "threads": max(1, int(e.cpus_per_trial)), "gpus_per_trial": e.gpus_per_trial if gpu else 0,
+            # set away from their defaults only: the settings are the trials' key, and trials run
+            # before these settings existed stay valid
+            **{k: v for k, v in (("engine", e.engine), ("precision", e.precision)) if v != FINE_TUNE_DEFAULTS[k]}}
 
 
 def run_evaluation(config: SemGenConfig, force: bool = False) -> dict:

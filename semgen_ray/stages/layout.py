@@ -71,4 +71,11 @@ class RunLayout:
         return self.path("evaluate")
 
 
-__all__ = ["RunLayout"]
+def train_storage(train_dir: str, storage_path: str) -> str:
+    """Ray Train's storage of a pretraining folder: ``train.storage_path`` as given when absolute or a
+    URI, else inside ``train_dir`` (a local folder or a URI: Ray Train writes checkpoints to object
+    stores through pyarrow); always absolute, since Ray Train works in its own directory."""
+    return _inside(str(train_dir), str(storage_path), absolute=True)
+
+
+__all__ = ["RunLayout", "train_storage"]

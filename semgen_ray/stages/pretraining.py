@@ -1,7 +1,7 @@
 """Driver side of pretraining: Ray Train ``TorchTrainer`` + DeepSpeed, export and report (docs/method.md §5).
 
 :func:`run_pretraining` builds the datasets (:mod:`~semgen_ray.train.pattern_data`), the DeepSpeed config
-(:mod:`~semgen_ray.train.deepspeed_config`) and a ``TorchTrainer`` running
+(:mod:`~semgen_ray.engine.deepspeed_config`) and a ``TorchTrainer`` running
 :func:`semgen_ray.train.loop.train_loop` with ``ScalingConfig`` (workers, GPUs, CPUs per worker),
 ``FailureConfig`` (retries from the last checkpoint) and a ``CheckpointConfig`` that keeps the best
 checkpoints by joint-phase validation loss (``select_loss``: classification warm-up epochs never
@@ -28,6 +28,7 @@ from pathlib import Path
 
 from semgen_ray.config.schema import SemGenConfig
 from semgen_ray.stages import StageError
+from semgen_ray.stages.layout import train_storage
 
 RUN_NAME = "pretrain"
 
@@ -57,7 +58,7 @@ def loop_config(config: SemGenConfig, num_classes: int, gpu: bool, tensorboard_d
     """The ``train_loop_config`` handed to every worker."""
     from dataclasses import asdict, replace
 
-    from semgen_ray.train.deepspeed_config import deepspeed_config
+    from semgen_ray.engine.deepspeed_config import deepspeed_config
 
     t = config.train
     model = replace(config.model, num_classes=num_classes, head=config.model.head or "torch")
@@ -68,14 +69,6 @@ def loop_config(config: SemGenConfig, num_classes: int, gpu: bool, tensorboard_d
             "corruption_policy": t.corruption_policy,  # the run's policy object, pickled to every worker
             "target": t.target,
             "tensorboard_dir": tensorboard_dir, "fault_injection": fault_injection}
-
-
-def _storage(config: SemGenConfig, run_dir: str) -> str:
-    """Ray Train's storage: ``train.storage_path`` as given when absolute or a URI, else inside ``run_dir``
-    (a local folder or a URI: Ray Train writes checkpoints to object stores through pyarrow)."""
-    from semgen_ray import runfolder
-
-    return runfolder.inside(run_dir, config.train.storage_path, absolute=True)
 
 
 def _publish(record: dict, local: Path, out_dir: str) -> dict:
@@ -95,7 +88,7 @@ def checkpoint_config(t):
     last, :func:`semgen_ray.train.loop.select_loss`), and always the latest, for resuming.
 
     Ray writes its list of checkpoints before it deletes any, and every checkpoint has a folder of
-    its own (:func:`semgen_ray.train.checkpoints.unused_name`), so a later run never finds its list
+    its own (:func:`semgen_ray.engine.checkpoint.unused_name`), so a later run never finds its list
     pointing at a deleted folder.
     """
     from ray.train import CheckpointConfig
@@ -117,9 +110,9 @@ def _best_checkpoint(result):
 
 
 def fp32_state_dict(checkpoint_dir: str | os.PathLike, zero_stage: int) -> dict:
-    """fp32 master weights of a checkpoint (:mod:`semgen_ray.train.export`), failing as a ``PretrainError``."""
-    from semgen_ray.train.export import ExportError
-    from semgen_ray.train.export import fp32_state_dict as masters
+    """fp32 master weights of a checkpoint (:mod:`semgen_ray.engine.fp32_weights`), failing as a ``PretrainError``."""
+    from semgen_ray.engine.fp32_weights import ExportError
+    from semgen_ray.engine.fp32_weights import fp32_state_dict as masters
 
     try:
         return masters(checkpoint_dir, zero_stage)
@@ -226,7 +219,7 @@ def run_pretraining(config: SemGenConfig, store_uri: str, manifest_path: str, ou
     gpu = decision.use
     clock_name, clock = create_epoch_clock()
     data = pattern_datasets(config, store_uri, manifest_path, epoch_clock=clock_name)
-    storage = _storage(config, str(out_dir) if remote else str(out))
+    storage = train_storage(str(out_dir), t.storage_path)
     if force:
         import fsspec
 
@@ -261,7 +254,7 @@ def _finish(config: SemGenConfig, cfg: dict, data, result, seconds: float, store
             out: Path, storage: str, decision) -> dict:
     """Export the best joint-phase weights, write the report and ``train.json``; returns the record."""
     from semgen_ray.models import export_weights
-    from semgen_ray.train.checkpoints import STATE_FILE
+    from semgen_ray.engine.checkpoint import STATE_FILE
     from semgen_ray.train.loop import loop_model
     from semgen_ray.train.report import write_report
 

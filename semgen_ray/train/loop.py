@@ -31,7 +31,7 @@ Checkpoints (every ``checkpoint_every`` optimizer steps and at each epoch end) h
 DeepSpeed's model, optimizer and loss-scaler state (``ds/``); the step, epoch, position in the epoch,
 LR schedule, early-stopping state and history (``client_state`` and ``state.json``); each rank's
 Python / numpy / torch RNG states and a record of its files' sizes and hashes (layout and checks:
-:mod:`semgen_ray.train.checkpoints`). A restarted worker group (Ray Train ``FailureConfig``) loads the
+:mod:`semgen_ray.engine.checkpoint`). A restarted worker group (Ray Train ``FailureConfig``) loads the
 newest good checkpoint and skips the batches of the current epoch that it had already trained on, so a
 failure costs at most the steps since that checkpoint.
 """
@@ -39,18 +39,16 @@ failure costs at most the steps since that checkpoint.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import os
-import random
 import tempfile
 import time
 from pathlib import Path
 
+from semgen_ray.engine.backends import allreduce_sum
+from semgen_ray.engine.checkpoint import load_newest, report_checkpoint
 from semgen_ray.engine.early_stopping import EarlyStopping
-from semgen_ray.train.checkpoints import (DS_TAG, RNG_DIR, STATE_FILE, checkpoint_problem, complete_checkpoints,
-                                          set_rng_state, step_of, verify_checkpoint, write_rank_files)
 from semgen_ray.train.objectives import JOINT, WARMUP, loss_terms, phase_of, warmup_epochs, warmup_objective
 
 logger = logging.getLogger(__name__)
@@ -95,17 +93,6 @@ def _rows_digest(rows) -> str:
     return hashlib.sha256("|".join(digests).encode()).hexdigest()[:16]
 
 
-def _allreduce_sum(values, device):
-    """Sum a list of floats over ranks (float64; gloo-friendly CPU tensors on CPU)."""
-    import torch
-    import torch.distributed as dist
-
-    t = torch.tensor(values, dtype=torch.float64, device=device if device.type == "cuda" else "cpu")
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(t)
-    return t.tolist()
-
-
 class _Batches:
     """Model inputs from a Ray Data batch: ``(input, target, labels)`` on the device, dtype-cast.
 
@@ -141,7 +128,7 @@ class _Batches:
         """What the batches since :meth:`start_epoch` fed the model, summed over ranks (a collective)."""
         from semgen_ray.transforms.params import ORDER
 
-        counts = _allreduce_sum(self.counts.tolist(), device)
+        counts = allreduce_sum(self.counts.tolist(), device)
         out = {"corrupted_on": self.corrupted_on, "unchanged_inputs": int(counts[0])}
         if self.corrupted_on == "device":  # Ray Data workers do not report what they applied
             out["corruptions"] = {name: int(n) for name, n in zip(ORDER, counts[1:])}
@@ -219,79 +206,7 @@ def optimizer_fingerprint(engine, device) -> float:
         for value in per_param.values():
             if torch.is_tensor(value):
                 total += float(value.double().sum())
-    return _allreduce_sum([total], device)[0]
-
-
-def _save(engine, state: dict, schedule, metrics: dict, rank: int, device, root: str | None = None) -> None:
-    """Write a full-state checkpoint (all ranks: DeepSpeed's save is collective) and report it
-    (into a new folder under ``root``, the run's checkpoint folder)."""
-    import ray.train
-    import torch.distributed as dist
-    from ray.train import Checkpoint
-
-    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-    state = dict(state, schedule=schedule.state_dict(), world_size=world,
-                 optimizer_fingerprint=optimizer_fingerprint(engine, device))
-    with tempfile.TemporaryDirectory() as tmp:
-        engine.save_checkpoint(tmp, tag=DS_TAG, client_state={"semgen": state})
-        if rank == 0:
-            (Path(tmp) / STATE_FILE).write_text(json.dumps(state, default=float))
-        write_rank_files(tmp, rank)  # last: its integrity record covers everything above
-        base = f"step_{state['step']:08d}" + ("_epoch_end" if metrics.get("epoch_end") else "")
-        ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp),
-                         checkpoint_dir_name=_checkpoint_name(root, base, rank))
-
-
-def _checkpoint_name(root: str | None, base: str, rank: int) -> str:
-    """The folder name of a new checkpoint, the same on every rank: ``base``, or ``base.<n>`` when a
-    folder of that name exists (rank 0 looks, the others are told).
-
-    A run resumed from an older checkpoint than the newest (a bad one was skipped) reaches steps it
-    saved before. Writing into their folder would leave two of Ray Train's checkpoint entries on one
-    folder, and its retention deleting the old entry would delete the new one's files.
-    """
-    import torch.distributed as dist
-
-    from semgen_ray.train.checkpoints import unused_name
-
-    name = [unused_name(root, base) if rank == 0 and root else base]
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.broadcast_object_list(name, src=0)
-    return name[0]
-
-
-def _load(engine, rank: int, root: str | None):
-    """``(state, schedule_state)`` from the newest good checkpoint, or ``(None, None)``.
-
-    Candidates, newest first: Ray Train's latest registered checkpoint and every complete one in the
-    run's storage (a checkpoint written just before a crash may not have reached Ray's registry yet).
-    One whose files changed since they were written, or that does not load with ``weights_only``,
-    is skipped with a warning. Every rank checks every file, so all ranks pick the same checkpoint.
-    """
-    import ray.train
-
-    candidates = {}
-    registered = ray.train.get_checkpoint()
-    if registered is not None and checkpoint_problem(*_fs(registered.path)) is None:
-        candidates[registered.path.rstrip("/")] = registered
-    for found in complete_checkpoints(root, warn=rank == 0) if root else []:
-        candidates.setdefault(found.path.rstrip("/"), found)
-    for checkpoint in sorted(candidates.values(), key=step_of, reverse=True):
-        with checkpoint.as_directory() as d:
-            problem = verify_checkpoint(d)
-            if problem is not None:
-                if rank == 0:
-                    logger.warning(f"[train] skipping checkpoint {checkpoint.path}: {problem}")
-                continue
-            _, client = engine.load_checkpoint(d, tag=DS_TAG, load_optimizer_states=True,
-                                               load_lr_scheduler_states=False)
-            if client is None or "semgen" not in client:
-                raise RuntimeError(f"checkpoint {checkpoint.path} holds no training state")
-            set_rng_state(json.loads((Path(d) / RNG_DIR / f"rank_{rank}.json").read_text()))
-        state = dict(client["semgen"])
-        state["resumed_from"] = checkpoint.path
-        return state, state.pop("schedule")
-    return None, None
+    return allreduce_sum([total], device)[0]
 
 
 def _placement_of_each_rank(world: int) -> tuple[list[str], list[dict]]:
@@ -310,12 +225,6 @@ def _placement_of_each_rank(world: int) -> tuple[list[str], list[dict]]:
     return [node for node, _ in gathered], [dict(res) for _, res in gathered]
 
 
-def _fs(path: str):
-    import fsspec
-
-    return fsspec.core.url_to_fs(path)
-
-
 def _maybe_fail(cfg: dict, rank: int, step: int) -> None:
     """Fault injection for tests: kill this worker process once at the given step."""
     fault = cfg.get("fault_injection")
@@ -332,35 +241,13 @@ def loop_model(cfg: dict):
 
 
 def _engine(cfg: dict, rank: int, device):
-    """Seed this rank, build the model and wrap it in DeepSpeed: ``(engine, optimizer, precision, dtype)``.
+    """Seed this rank, build the model and wrap it in DeepSpeed (``train.precision: auto`` is bf16
+    only if every rank's device computes it natively, so all ranks train in one precision)."""
+    from semgen_ray.engine.backends import build_engine
+    from semgen_ray.engine.seeding import seed_rank
 
-    Every rank starts from the same initial weights (torch seeded with the run seed), then draws a
-    stream of its own (run seed + rank). ``train.precision: auto`` is bf16 only if every rank's
-    device computes it natively, so all ranks train in one precision.
-    """
-    import deepspeed
-    import numpy as np
-    import torch
-
-    from semgen_ray.train.deepspeed_config import deepspeed_config, make_optimizer, native_bf16, resolve_precision
-
-    random.seed(cfg["seed"] + rank)
-    np.random.seed((cfg["seed"] + rank) % 2**32)
-    torch.manual_seed(cfg["seed"])  # the same initial weights on every rank ...
-    train_cfg = cfg["train_config"]
-    gpu = device.type == "cuda"
-    lacking = _allreduce_sum([0.0 if native_bf16(gpu) else 1.0], device)[0]
-    precision = resolve_precision(train_cfg.precision, native=lacking == 0)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
-    # parameters and buffers (BatchNorm statistics) in the training dtype; DeepSpeed keeps fp32 masters
-    model = loop_model(cfg).to(dtype)
-    torch.manual_seed(cfg["seed"] + rank)  # ... then a stream of its own per rank
-    optimizer = make_optimizer(train_cfg, model.parameters())
-    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # no JIT build of the CPU shm op
-    engine, optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer,
-                                                   config=deepspeed_config(train_cfg, gpu, precision),
-                                                   dist_init_required=False)
-    return engine, optimizer, precision, dtype
+    model = seed_rank(cfg["seed"], rank, lambda: loop_model(cfg))
+    return build_engine(model, cfg["train_config"], "deepspeed", device)
 
 
 def _restore(cfg: dict, engine, rank: int, device):
@@ -369,7 +256,7 @@ def _restore(cfg: dict, engine, rank: int, device):
 
     train_cfg = cfg["train_config"]
     configured_warmup = warmup_epochs(cfg["objective"], train_cfg.cls_warmup_epochs)
-    state, sched_state = _load(engine, rank, cfg.get("checkpoint_root"))
+    state = load_newest(engine, rank, cfg.get("checkpoint_root"))
     if state is None:
         return _fresh_state(configured_warmup), LRSchedule(
             train_cfg.schedule, train_cfg.lr, train_cfg.gamma, train_cfg.step_epochs or max(1, int(0.8 * train_cfg.patience)))
@@ -378,6 +265,7 @@ def _restore(cfg: dict, engine, rank: int, device):
         logger.warning(f"[train] resuming with the checkpoint's classification warm-up of "
                        f"{state['cls_warmup_epochs']} epoch(s), not the configured {configured_warmup}")
     # what was restored, so a resume can be checked against the checkpoint
+    sched_state = state.pop("schedule")
     state["log"].append({"resumed_at_step": state["step"], "epoch": state["epoch"],
                          "checkpoint": state.pop("resumed_from"), "batch_in_epoch": state["batch_in_epoch"],
                          "saved_optimizer_fingerprint": state.get("optimizer_fingerprint"),
@@ -431,7 +319,8 @@ class _Worker:
         self.cfg, self.t = cfg, cfg["train_config"]
         self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
         self.device = rtt.get_device()
-        self.engine, self.optimizer, self.precision, dtype = _engine(cfg, self.rank, self.device)
+        built = _engine(cfg, self.rank, self.device)
+        self.engine, self.optimizer, self.precision, dtype = built.engine, built.optimizer, built.precision, built.dtype
         self.state, self.schedule = _restore(cfg, self.engine, self.rank, self.device)
         self.stopping = EarlyStopping.from_state(self.state, self.t.patience)
         # this attempt's placement, kept in every checkpoint
@@ -452,7 +341,12 @@ class _Worker:
                 or (self.max_steps is not None and s["step"] >= self.max_steps))
 
     def save(self, metrics: dict) -> None:
-        _save(self.engine, self.state, self.schedule, metrics, self.rank, self.device, self.cfg.get("checkpoint_root"))
+        """Report ``metrics`` with a full-state checkpoint (all ranks): the state, LR schedule, world
+        size and optimizer fingerprint, under ``step_<step>[_epoch_end]``."""
+        state = dict(self.state, schedule=self.schedule.state_dict(), world_size=self.world,
+                     optimizer_fingerprint=optimizer_fingerprint(self.engine, self.device))
+        name = f"step_{state['step']:08d}" + ("_epoch_end" if metrics.get("epoch_end") else "")
+        report_checkpoint(self.engine, state, metrics, self.rank, self.cfg.get("checkpoint_root"), name)
 
     def _step_sums(self, x, y, labels, epoch: int, phase: str, train: bool) -> list[float]:
         """Forward (and, training, backward and DeepSpeed step) of one micro-batch: its loss sums."""
@@ -524,7 +418,7 @@ class _Worker:
                 x, y, labels = self.batches(batch, seed_epoch, phase == WARMUP)
                 val_inputs.update(x.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
                 vs += self._step_sums(x, y, labels, epoch, phase, train=False)
-        return _allreduce_sum(vs.tolist(), device=self.device), val_inputs
+        return allreduce_sum(vs.tolist(), device=self.device), val_inputs
 
     def run_epoch(self) -> None:
         """Train, validate, update early stopping and the LR schedule (joint epochs only), record the
@@ -577,7 +471,7 @@ def _train_metrics(sums, wait: float, t_start: float, world: int, device, state:
                    epoch: int) -> dict:
     """Training metrics since the start of the epoch, summed over ranks."""
     elapsed = time.perf_counter() - t_start
-    s = _allreduce_sum([*sums.tolist(), wait, elapsed], device)
+    s = allreduce_sum([*sums.tolist(), wait, elapsed], device)
     n = max(s[4], 1.0)
     return {"step": state["step"], "epoch": epoch, "train_loss": s[0] / n, "train_rec_loss": s[1] / n,
             "train_cls_loss": s[2] / n, "train_acc": s[3] / n, "lr": lr,

@@ -35,7 +35,7 @@ TESTS = Path(__file__).resolve().parents[1]
 D = "tests/stages/test_stages_discovery.py::"
 I = "tests/ingest/test_ingest.py::"
 E = "tests/evaluate/"
-T = "tests/train/test_train_trainer.py::"
+T = "tests/stages/test_stages_pretraining.py::"
 P = "tests/test_pretrain.py::"
 FT = E + "test_evaluate_finetune.py::"
 CLI = E + "test_evaluate_cli.py::test_evaluate_cli_reports_progress_relative_paths_and_follows_its_options"
@@ -109,13 +109,16 @@ COVERED: dict[str, tuple[str, ...]] = {
     "discovery.ae_lr": (AE,),
     "discovery.ae_patience": (AE,),
     "discovery.ae_workers": (AE,),
+    "discovery.ae_engine": (D + "test_the_autoencoder_trains_with_deepspeed_through_the_command",),
+    "discovery.ae_precision": (D + "test_the_autoencoder_trains_with_deepspeed_through_the_command",),
+    "discovery.ae_zero_stage": (D + "test_the_autoencoder_trains_with_deepspeed_through_the_command",),
     # train
     "train.objective": (T + "test_objectives_run",),
     "train.cls_warmup_epochs": (T + "test_warmup_leaves_the_decoder_untouched_and_resumes_mid_warmup",),
     "train.max_epochs": (T + "test_warmup_leaves_the_decoder_untouched_and_resumes_mid_warmup",),
     "train.max_steps": (T + "test_objectives_run",),
     "train.checkpoint_every": (
-        "tests/train/test_train_checkpoints.py::test_training_resumes_from_the_newest_good_checkpoint",
+        "tests/engine/test_engine_checkpoint.py::test_training_resumes_from_the_newest_good_checkpoint",
     ),
     "train.max_failures": (
         "tests/train/test_train_reproducible.py::"
@@ -161,6 +164,8 @@ COVERED: dict[str, tuple[str, ...]] = {
     "evaluate.patience": (FT + "test_plateau_halves_lr_then_stops_early_and_tests_the_best_state",),
     "evaluate.lr_patience": (FT + "test_plateau_halves_lr_then_stops_early_and_tests_the_best_state",),
     "evaluate.head": (FT + "test_linear_head_is_one_linear_layer_on_the_pooled_bottleneck",),
+    "evaluate.engine": (FT + "test_engine_and_precision_reach_the_trial",),
+    "evaluate.precision": (FT + "test_engine_and_precision_reach_the_trial",),
     "evaluate.cube_mm": (TASKS + "test_cube_mm_scales_the_nodule",),
     "evaluate.seg_jitter": (TASKS + "test_jitter_moves_objects_off_centre_but_keeps_them",),
     "evaluate.seg_background": (TASKS + "test_background_cubes_and_segmentation_counts",),

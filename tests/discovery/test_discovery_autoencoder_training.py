@@ -65,8 +65,16 @@ def test_train_reports_finite_losses_and_exports_best(trained):
     first, last = result["history"][0], result["history"][-1]
     assert last["train_loss"] < 0.95 * first["train_loss"]
     assert result["best_val_loss"] == min(h["val_loss"] for h in result["history"])
-    assert Path(result["best_checkpoint"]).is_dir()
-    assert Path(result["best_checkpoint"]).name == f"ckpt_{result['best_epoch']:06d}"
+    best = Path(result["best_checkpoint"])
+    assert best.is_dir() and best.name.startswith("step_") and best.name.endswith("_epoch_end")
+    from semgen_ray.engine.checkpoint import STATE_FILE, checkpoint_problem, verify_checkpoint
+
+    assert json.loads((best / STATE_FILE).read_text())["epoch"] == result["best_epoch"]
+    import fsspec
+
+    # pretraining's checkpoint format: both ranks' RNG states and integrity records, complete and intact
+    assert checkpoint_problem(fsspec.filesystem("file"), str(best)) is None and verify_checkpoint(best) is None
+    assert sorted(p.name for p in (best / "rng").iterdir()) == ["rank_0.json", "rank_1.json"]
 
     model_dir = Path(result["model_dir"])
     assert model_dir == run_dir / "autoencoder"
@@ -127,8 +135,9 @@ def test_resume_continues_from_latest_checkpoint(trained):
     assert again["history"][:2] == first["history"]  # restored, not retrained
     assert [h["epoch"] for h in again["history"]] == [1, 2, 3]
     assert all(math.isfinite(h["val_loss"]) for h in again["history"])
-    kept = sorted(p.name for p in Path(again["run_path"]).glob("ckpt_*"))
-    assert 2 <= len(kept) <= 3 and "ckpt_000003" in kept  # two best by val_loss, plus the latest
+    kept = sorted(p.name for p in Path(again["run_path"]).glob("step_*"))
+    latest = Path(again["run_path"]) / kept[-1]
+    assert 2 <= len(kept) <= 3 and json.loads((latest / "state.json").read_text())["epoch"] == 3  # two best + latest
 
 
 def test_rejects_bad_arguments(tmp_path):
@@ -139,26 +148,39 @@ def test_rejects_bad_arguments(tmp_path):
 
     assert lr_patience_for(50) == 20 and lr_patience_for(1) == 1
     with pytest.raises(ValueError, match="precision"):
+        train_autoencoder("x", IDS, IDS, MODEL, SHAPE, precision="fp8", run_dir=tmp_path)
+    with pytest.raises(ValueError, match="fp16 and ZeRO stages need engine='deepspeed'"):
         train_autoencoder("x", IDS, IDS, MODEL, SHAPE, precision="fp16", run_dir=tmp_path)
+    with pytest.raises(ValueError, match="engine must be one of torch, deepspeed"):
+        train_autoencoder("x", IDS, IDS, MODEL, SHAPE, engine="jax", run_dir=tmp_path)
     with pytest.raises(ValueError, match="non-empty"):
         train_autoencoder("x", IDS, [], MODEL, SHAPE, run_dir=tmp_path)
 
 
-def test_a_checkpoint_of_torchs_plateau_scheduler_resumes_on_the_shared_schedule():
-    """Auto-encoder checkpoints written with torch's ReduceLROnPlateau carry on where it stood."""
-    from semgen_ray.discovery.autoencoder_training import _schedule, saved_schedule
-    from semgen_ray.engine import LRSchedule
+def test_deepspeed_trains_the_auto_encoder_and_a_damaged_checkpoint_is_skipped_on_resume(trained, tmp_path):
+    """``engine="deepspeed"`` (ZeRO-1, bf16, two workers): the same checkpoint format, an fp32 export
+    of the optimizer's masters; a resume skips a newest checkpoint whose bytes changed, as
+    pretraining's does, and continues from the one before."""
+    from safetensors.torch import load_file
 
-    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
-    torch_sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=2, min_lr=1e-6)
-    losses = [1.0, 0.9, 0.95, 0.95, 0.95, 0.91, 0.92, 0.93, 0.94, 0.95, 0.96]
-    for loss in losses[:6]:  # one reduction, then one bad epoch
-        torch_sched.step(loss)
-    schedule = saved_schedule({"scheduler": torch_sched.state_dict(), "optimizer": opt.state_dict()}, _schedule(1e-3, 2))
-    assert (schedule.lr, schedule.best, schedule.bad_epochs) == (5e-4, 0.9, 1)
-    for epoch, loss in enumerate(losses[6:], 7):
-        torch_sched.step(loss)
-        assert schedule.after_epoch(epoch, loss) == opt.param_groups[0]["lr"]
-    assert schedule.lr == 1.25e-4
-    assert saved_schedule({"schedule": schedule.state_dict()}, _schedule(1e-3, 2)) == schedule
-    assert isinstance(schedule, LRSchedule)
+    from semgen_ray.discovery.autoencoder_training import train_autoencoder
+
+    uri = trained[0]
+    kwargs = dict(batch_size=2, lr=1e-3, patience=5, num_workers=2, run_dir=tmp_path / "run", seed=0,
+                  engine="deepspeed", zero_stage=1, precision="bf16")
+    first = train_autoencoder(uri, IDS[:4], IDS[4:], MODEL, SHAPE, max_epochs=2, **kwargs)
+    assert [h["epoch"] for h in first["history"]] == [1, 2]
+    assert first["history"][-1]["train_loss"] < first["history"][0]["train_loss"]
+    newest = max(Path(first["run_path"]).glob("step_*"), key=lambda p: p.name)
+    assert json.loads((newest / "state.json").read_text())["precision"] == "bf16"
+    assert sorted(p.name for p in (newest / "ds").iterdir() if "optim" in p.name) == [
+        f"bf16_zero_pp_rank_{r}_mp_rank_00_optim_states.pt" for r in (0, 1)]  # one ZeRO-1 shard per rank
+    weights = load_file(str(Path(first["model_dir"]) / "model.safetensors"))
+    assert all(w.dtype == torch.float32 for w in weights.values() if w.is_floating_point())
+    shard = next((newest / "ds").glob("*optim_states.pt"))
+    shard.write_bytes(shard.read_bytes()[:-8] + bytes(8))  # same size, other content: only the hash sees it
+    again = train_autoencoder(uri, IDS[:4], IDS[4:], MODEL, SHAPE, max_epochs=3, **kwargs)
+    (resume,) = again["resumes"]
+    assert resume["epoch"] == 1 and not resume["checkpoint"].endswith(newest.name)  # the one before
+    assert again["history"][:1] == first["history"][:1]  # epoch 1 restored, epochs 2 and 3 trained
+    assert [h["epoch"] for h in again["history"]] == [1, 2, 3]

@@ -57,9 +57,9 @@ def _fake_val_losses(monkeypatch, losses):
     real = finetune._evaluate
     seen = {"val": [], "test": []}
 
-    def fake(model, task, x, y, batch, device="cpu"):
-        loss, pred = real(model, task, x, y, batch, device)
-        checksum = float(sum(p.detach().double().sum() for p in model.parameters()))
+    def fake(built, task, x, y, batch, device="cpu"):
+        loss, pred = real(built, task, x, y, batch, device)
+        checksum = float(sum(p.detach().double().sum() for p in built.engine.module.parameters()))
         if x.shape[0] == 4:  # the validation split (train 6, val 4, test 6)
             seen["val"].append(checksum)
             return losses[len(seen["val"]) - 1], pred
@@ -352,3 +352,39 @@ def test_batch_size_and_cpus_per_trial_reach_the_trial(monkeypatch):
         steps[batch_size] = list(seen)
     assert steps[2] == [(2, 1)] * 4
     assert steps[4] == [(4, 2), (2, 2)] * 2
+
+
+def test_engine_and_precision_reach_the_trial(monkeypatch):
+    """evaluate.engine and evaluate.precision, through the stage's trial settings into the trial body:
+    plain torch in fp32 (the default, left out of the settings so earlier trials stay valid), torch
+    with bf16 autocast over fp32 weights, DeepSpeed with bf16 weights (fp32 masters) in a one-rank
+    process group (kept for the process, as DeepSpeed needs)."""
+    import torch.distributed as dist
+
+    from semgen_ray.config import load_config
+    from semgen_ray.evaluate import trials
+    from semgen_ray.stages.evaluation import fine_tune_settings
+
+    real, seen, reported = finetune._forward, [], []
+
+    def spy(model, task, x):
+        if model.training:
+            seen.append((x.dtype, next(model.parameters()).dtype, torch.is_autocast_enabled("cpu")))
+        return real(model, task, x)
+
+    monkeypatch.setattr(finetune, "_forward", spy)
+    monkeypatch.setattr("ray.tune.report", reported.append)
+    data = {"classification": make_data("classification")}
+    f32, b16 = torch.float32, torch.bfloat16
+    expected = {("torch", "fp32"): (f32, f32, False), ("torch", "bf16"): (f32, f32, True),
+                ("deepspeed", "bf16"): (b16, b16, False)}
+    for (engine, precision), first_step in expected.items():
+        config = load_config(None, [f"evaluate.engine={engine}", f"evaluate.precision={precision}",
+                                    "evaluate.max_steps=2", "evaluate.eval_every=2", "model.width=4"])
+        settings = {**fine_tune_settings(config), "weights": {"scratch": None}}
+        assert ("engine" in settings) is (engine != "torch") and ("precision" in settings) is (precision != "fp32")
+        seen.clear()
+        trials._trial({"settings": settings, "cell": ("classification", 1.0, 0), "arm": "scratch"}, data)
+        assert reported[-1]["steps"] == 2 and math.isfinite(reported[-1]["val_loss"])
+        assert seen[0] == first_step, (engine, precision)
+    assert dist.is_initialized() and dist.get_world_size() == 1

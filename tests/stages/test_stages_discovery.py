@@ -409,6 +409,26 @@ def test_autoencoder_settings_and_read_cpus_change_the_run(finished, tmp_path, t
     assert moved(old) and not moved(new)
 
 
+def test_the_autoencoder_trains_with_deepspeed_through_the_command(finished, tmp_path, ten_phantoms):
+    """discovery.ae_engine=deepspeed, ae_precision=bf16, ae_zero_stage=1 (two workers): the auto-encoder
+    trains on DeepSpeed in bf16 with one ZeRO-1 optimizer shard per rank, in the checkpoint format of
+    pretraining, and the run is another one than the module's (torch, fp32): not reused."""
+    from pathlib import Path
+
+    base = _record(finished[0])["autoencoder"]
+    assert (base["engine"], base["precision"], base["zero_stage"]) == ("torch", "fp32", 0)
+    run = tmp_path / "run"
+    assert main(_args(ten_phantoms, run, ["discovery.ae_engine=deepspeed", "discovery.ae_precision=bf16",
+                                          "discovery.ae_zero_stage=1", "discovery.ae_workers=2"])) == 0
+    record = _record(run)
+    ae = record["autoencoder"]
+    assert (ae["engine"], ae["precision"], ae["zero_stage"], ae["workers"]) == ("deepspeed", "bf16", 1, 2)
+    assert "autoencoder" not in record["reused_steps"]
+    shards = sorted(p.name for p in Path(run, "autoencoder_run").rglob("*optim_states.pt"))
+    assert shards and {s.split("_mp_rank")[0] for s in shards} == {"bf16_zero_pp_rank_0", "bf16_zero_pp_rank_1"}
+    assert 0 <= record["habitus_purity"]["purity"] <= 1  # discovery ran to the end on its embeddings
+
+
 def test_discover_on_2d_images_with_a_flat_volume_shape(tmp_path, capsys):
     """Semantic Genesis 2D: ``data.volume_shape`` and ``data.cube_size`` flat (z = 1) run self-discovery
     on the store's radiographs: a 2D auto-encoder, the index, class coordinates and film patches as

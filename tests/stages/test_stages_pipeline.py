@@ -115,7 +115,7 @@ def test_an_aborted_fit_exports_nothing_and_writes_no_record(tmp_path):
 
     from semgen_ray.config import load_config
     from semgen_ray.stages.pretraining import PretrainError
-    from semgen_ray.train.checkpoints import STATE_FILE
+    from semgen_ray.engine.checkpoint import STATE_FILE
     from semgen_ray.stages.pretraining import _finish
 
     ckpt = tmp_path / "step_24"

@@ -15,7 +15,7 @@ import fsspec
 import pytest
 from local_cluster import LocalCluster
 
-from semgen_ray.train.checkpoints import checkpoint_problem, verify_checkpoint
+from semgen_ray.engine.checkpoint import checkpoint_problem, verify_checkpoint
 from train_helpers import TINY
 
 pytestmark = [pytest.mark.slow, pytest.mark.system]

@@ -7,7 +7,7 @@ import torch
 
 from semgen_ray.config import load_config
 from semgen_ray.config.schema import OBJECTIVES
-from semgen_ray.train.deepspeed_config import deepspeed_config, native_bf16, resolve_precision
+from semgen_ray.engine.deepspeed_config import deepspeed_config, native_bf16, resolve_precision
 from semgen_ray.train.objectives import loss_terms, objective
 from semgen_ray.transforms import policy_from_preset
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from semgen_ray.train.checkpoints import (STATE_FILE, checkpoint_problem, complete_checkpoints, rng_state,
+from semgen_ray.engine.checkpoint import (STATE_FILE, checkpoint_problem, complete_checkpoints, rng_state,
                                           set_rng_state, step_of, unused_name, verify_checkpoint, write_rank_files)
 
 

@@ -1,13 +1,12 @@
 """The exported weights are DeepSpeed's fp32 master weights at every ZeRO stage (one process, gloo)."""
 
-import os
 
 import pytest
 import torch
 
 from semgen_ray.config import load_config
-from semgen_ray.train.checkpoints import DS_TAG, write_rank_files
-from semgen_ray.train.export import fp32_state_dict
+from semgen_ray.engine.checkpoint import DS_TAG, write_rank_files
+from semgen_ray.engine.fp32_weights import fp32_state_dict
 
 from train_helpers import TINY
 
@@ -19,18 +18,9 @@ CUBE = (8, 8, 8)
 @pytest.fixture(scope="module")
 def process_group():
     """A one-rank gloo process group for ``deepspeed.initialize`` in this process."""
-    import torch.distributed as dist
-    from local_cluster import free_port
+    from semgen_ray.engine.backends import ensure_process_group
 
-    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "RANK": "0", "WORLD_SIZE": "1",
-           "LOCAL_RANK": "0"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    dist.init_process_group("gloo", rank=0, world_size=1)
-    yield
-    dist.destroy_process_group()
-    for k, v in saved.items():
-        os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    ensure_process_group()  # kept for the process: DeepSpeed caches the groups it derives from it
 
 
 def _trained_engine(stage: int):
@@ -38,7 +28,7 @@ def _trained_engine(stage: int):
     import deepspeed
 
     from semgen_ray.models import build_model
-    from semgen_ray.train.deepspeed_config import deepspeed_config, make_optimizer
+    from semgen_ray.engine.deepspeed_config import deepspeed_config, make_optimizer
 
     config = load_config("cpu-tiny", [*TINY, f"train.zero_stage={stage}", "train.batch_size=2", "train.lr=0.01"])
     torch.manual_seed(0)

@@ -1,10 +1,13 @@
-"""Full-state checkpoint files: layout, integrity records, completeness, safe loading.
+"""Full-state checkpoints of every training loop: layout, integrity records, completeness, safe
+loading, and writing / resuming through Ray Train.
 
-A pretraining checkpoint directory (``step_<8-digit step>[_epoch_end]``, e.g. ``step_00000042``) is
-the union of what every rank wrote into its own temporary directory before Ray Train uploaded it to
-the run's storage:
+A checkpoint directory (``step_<8-digit step>[_epoch_end]``, e.g. ``step_00000042``) is the union of
+what every rank wrote into its own temporary directory before Ray Train uploaded it to the run's
+storage (auto-encoder training and pretraining write the same layout, whichever step engine,
+:mod:`semgen_ray.engine.backends`, they train with):
 
-    ds/                      DeepSpeed model states (rank 0) and one optimizer shard per rank
+    ds/                      the engine's model states (rank 0) and optimizer state (DeepSpeed: one
+                             shard per rank); ``latest`` names the tag
     state.json               the training state (rank 0): step, epoch, schedule, history, world size
     rng/rank_<r>.json        each rank's Python / numpy / torch (CPU and CUDA) RNG state (JSON, never pickle)
     integrity/rank_<r>.json  each rank's record of the files it wrote: size and SHA-256
@@ -23,6 +26,7 @@ import json
 import logging
 import random
 import re
+import tempfile
 from pathlib import Path
 
 from semgen_ray.models.weights import file_sha256
@@ -127,7 +131,7 @@ def verify_checkpoint(directory: str | Path) -> str | None:
     return None
 
 
-def complete_checkpoints(root: str, warn: bool = True) -> list:
+def complete_checkpoints(root: str, warn: bool = True, tag: str = "train") -> list:
     """Every complete ``step_*`` checkpoint under ``root`` (a path or URI), newest first.
 
     Incomplete ones are skipped, with a warning unless ``warn`` is false (ranks other than 0).
@@ -145,7 +149,7 @@ def complete_checkpoints(root: str, warn: bool = True) -> list:
         if problem is None:
             found.append(Checkpoint(root.rstrip("/") + "/" + d.rsplit("/", 1)[-1]) if "://" in root else Checkpoint(d))
         elif warn:
-            logger.warning(f"[train] skipping checkpoint {d}: {problem}")
+            logger.warning(f"[{tag}] skipping checkpoint {d}: {problem}")
     return found
 
 
@@ -167,3 +171,75 @@ def unused_name(root: str, base: str) -> str:
         n += 1
         name = f"{base}.{n}"
     return name
+
+
+def write_checkpoint(engine, directory: str | Path, state: dict, rank: int) -> None:
+    """Write the full state into ``directory``: the engine's weights and optimizer with ``state`` as
+    its client state (every rank: DeepSpeed's save is collective), ``state.json`` (rank 0), then the
+    rank's RNG state and integrity record."""
+    engine.save_checkpoint(str(directory), tag=DS_TAG, client_state={"semgen": state})
+    if rank == 0:
+        (Path(directory) / STATE_FILE).write_text(json.dumps(state, default=float))
+    write_rank_files(directory, rank)  # last: its integrity record covers everything above
+
+
+def report_checkpoint(engine, state: dict, metrics: dict, rank: int, root: str | None, name: str) -> None:
+    """Write a full-state checkpoint and report it with ``metrics`` to Ray Train, into a new folder
+    ``name`` (or ``name.<n>``, :func:`unused_name`) under ``root``, the run's checkpoint folder."""
+    import ray.train
+    from ray.train import Checkpoint
+
+    with tempfile.TemporaryDirectory() as tmp:
+        write_checkpoint(engine, tmp, state, rank)
+        ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp),
+                         checkpoint_dir_name=_same_name(root, name, rank))
+
+
+def _same_name(root: str | None, base: str, rank: int) -> str:
+    """The folder name of a new checkpoint, the same on every rank: ``base``, or ``base.<n>`` when a
+    folder of that name exists (rank 0 looks, the others are told).
+
+    A run resumed from an older checkpoint than the newest (a bad one was skipped) reaches steps it
+    saved before. Writing into their folder would leave two of Ray Train's checkpoint entries on one
+    folder, and its retention deleting the old entry would delete the new one's files.
+    """
+    import torch.distributed as dist
+
+    name = [unused_name(root, base) if rank == 0 and root else base]
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.broadcast_object_list(name, src=0)
+    return name[0]
+
+
+def load_newest(engine, rank: int, root: str | None, tag: str = "train") -> dict | None:
+    """The training state of the newest good checkpoint, loaded into ``engine`` (weights, optimizer)
+    and this rank's RNGs, with ``resumed_from`` set; ``None`` when there is none.
+
+    Candidates, newest first: Ray Train's latest registered checkpoint and every complete one under
+    ``root`` (a checkpoint written just before a crash may not have reached Ray's registry yet). One
+    whose files changed since they were written, or that does not load with ``weights_only``, is
+    skipped with a warning. Every rank checks every file, so all ranks pick the same checkpoint.
+    """
+    import fsspec
+    import ray.train
+
+    candidates = {}
+    registered = ray.train.get_checkpoint()
+    if registered is not None and checkpoint_problem(*fsspec.core.url_to_fs(registered.path)) is None:
+        candidates[registered.path.rstrip("/")] = registered
+    for found in complete_checkpoints(root, warn=rank == 0, tag=tag) if root else []:
+        candidates.setdefault(found.path.rstrip("/"), found)
+    for checkpoint in sorted(candidates.values(), key=step_of, reverse=True):
+        with checkpoint.as_directory() as d:
+            problem = verify_checkpoint(d)
+            if problem is not None:
+                if rank == 0:
+                    logger.warning(f"[{tag}] skipping checkpoint {checkpoint.path}: {problem}")
+                continue
+            _, client = engine.load_checkpoint(d, tag=DS_TAG, load_optimizer_states=True,
+                                               load_lr_scheduler_states=False)
+            if client is None or "semgen" not in client:
+                raise RuntimeError(f"checkpoint {checkpoint.path} holds no training state")
+            set_rng_state(json.loads((Path(d) / RNG_DIR / f"rank_{rank}.json").read_text()))
+        return {**client["semgen"], "resumed_from": checkpoint.path}
+    return None

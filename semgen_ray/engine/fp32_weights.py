@@ -33,7 +33,7 @@ def fp32_state_dict(checkpoint_dir: str | os.PathLike, zero_stage: int) -> dict:
         ExportError: the checkpoint fails its integrity or weights-only check, or its masters do
             not match the module's parameters.
     """
-    from semgen_ray.train.checkpoints import DS_TAG, verify_checkpoint
+    from semgen_ray.engine.checkpoint import DS_TAG, verify_checkpoint
 
     d = Path(checkpoint_dir)
     problem = verify_checkpoint(d)  # DeepSpeed's reader unpickles: only after a weights-only check
@@ -58,7 +58,7 @@ def _stage0_state(model_file: Path) -> dict:
     """The module's state with every trained parameter replaced by its fp32 master (ZeRO-0)."""
     import torch
 
-    from semgen_ray.train.checkpoints import weights_only_globals
+    from semgen_ray.engine.checkpoint import weights_only_globals
 
     with torch.serialization.safe_globals(weights_only_globals()):
         saved = torch.load(model_file, map_location="cpu", weights_only=True)

@@ -1,4 +1,6 @@
-"""The DeepSpeed config of a pretraining run, from :class:`semgen_ray.config.schema.TrainConfig`.
+"""The DeepSpeed config of a training run, from its settings: :class:`semgen_ray.config.schema.TrainConfig`
+for pretraining, :class:`~semgen_ray.engine.backends.EngineSettings` for the auto-encoder and fine-tuning
+(both have ``batch_size``, ``grad_accum``, ``zero_stage``, ``precision``, ``optimizer`` and ``lr``).
 
 The optimizer is a torch optimizer passed to ``deepspeed.initialize`` (no JIT-compiled FusedAdam,
 docs/operations.md §1); ZeRO stage, precision and gradient accumulation come from the config. fp16 uses
@@ -10,7 +12,10 @@ kernels (AVX2 only) torch runs bf16 convolutions through reference code, and a t
 
 from __future__ import annotations
 
-from semgen_ray.config.schema import TrainConfig
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # any settings object with these fields (duck-typed; config is a layer above)
+    from semgen_ray.config.schema import TrainConfig
 
 #: Never print DeepSpeed's periodic step logs (metrics go to Ray and TensorBoard).
 QUIET_STEPS = 10**9
@@ -48,7 +53,7 @@ def deepspeed_config(train: TrainConfig, gpu: bool, precision: str | None = None
     if precision == "auto":  # probe the device only when the choice is left to it
         precision = resolve_precision(precision, native_bf16(gpu))
     if precision == "fp16" and not gpu:
-        raise ValueError("train.precision=fp16 needs GPUs (DeepSpeed has no fp16 on this CPU); use bf16 or fp32")
+        raise ValueError("precision fp16 needs GPUs (DeepSpeed has no fp16 on this CPU); use bf16 or fp32")
     cfg = {
         "train_micro_batch_size_per_gpu": train.batch_size,
         "gradient_accumulation_steps": train.grad_accum,
