@@ -640,6 +640,39 @@ def pretrain_cpu_tiny_2d(results: Path) -> str:
             "one run):\n\n" + table(["what", "measured"], rows))
 
 
+def slice_arms_cpu_small(results: Path) -> str:
+    """3D against 2D-on-slices Semantic Genesis under docs/protocol-slice-arms.md (``benchmarks/slice_arms.py``)."""
+    o = load("slice_arms_cpu_small/outcome.json", results)
+    sec, m = o["seconds"], o["machine"]
+    names = {"scratch": "scratch (3D)", "semantic_genesis": "Semantic Genesis 3D", "scratch_2d": "scratch 2D on slices",
+             "semantic_genesis_2d": "Semantic Genesis 2D on slices"}
+    tasks = o["tasks"]
+    means = {}
+    for task, t in tasks.items():
+        for c in [t["primary"], *t["secondary"]]:
+            means[(task, c["a"])], means[(task, c["b"])] = (c["mean_a"], c["sd_a"]), (c["mean_b"], c["sd_b"])
+    rows = [[names[arm]] + [f"{100 * means[(task, arm)][0]:.1f} ± {100 * means[(task, arm)][1]:.1f} "
+                            f"({tasks[task]['collapsed'][arm]} collapsed)" for task in tasks] for arm in o["arms"]]
+    out = (f"`benchmarks/results/slice_arms_cpu_small/` (`{o['command']}`, {m['cpu']}, {m['cores']} cores, one run: "
+           f"{mmss(sec['total'])}; 2D pretraining {mmss(sec['pretrain_2d'])}, 3D data + discovery + pretraining "
+           f"{mmss(sec['pretrain_3d'])}, evaluation {mmss(sec['evaluate'])}). Test metric at 20 % of the labels, "
+           "mean ± s.d. over 10 seeds, in %:\n\n"
+           + table(["arm", *(f"{task} ({tasks[task]['metric'].upper() if tasks[task]['metric'] == 'auc' else 'Dice'})"
+                             for task in tasks)], rows))
+    for task, t in tasks.items():
+        p, g = t["primary"], t["gate"]
+        gate = (f"gate passed: scratch {100 * g['scratch_full_mean']:.1f} % ≥ {100 * g['min']:.0f} % with all labels"
+                if g["passed"] else f"gate FAILED: scratch {100 * (g['scratch_full_mean'] or 0):.1f} % < "
+                f"{100 * g['min']:.0f} % with all labels")
+        sec_text = "; ".join(f"{names[c['a']]} − {names[c['b']]} {_points(c['diff'])} (p = {c['student_p']:.2g})"
+                             for c in t["secondary"])
+        out += (f"\n**{task.capitalize()}: {t['decision']}** ({gate}). Semantic Genesis 3D − 2D on slices: "
+                f"{_points(p['diff'])} points (95 % CI {_points(p['ci'][0])} to {_points(p['ci'][1])}), Student "
+                f"p = {p['student_p']:.2g} against α = 0.025, paired by seed p = {p['paired_p']:.2g}. Secondary: "
+                f"{sec_text}.\n")
+    return out
+
+
 def bezier_error(results: Path) -> str:
     d = load("bezier_error.json", results)
     r, g = d["random"], d["degenerate"]

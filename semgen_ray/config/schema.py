@@ -500,9 +500,11 @@ class EvaluateConfig:
         trials: runs per arm, task and label fraction (paper 10), seeds 0 .. trials-1.
         arms: initialisations compared: ``scratch`` (random), pretraining objectives
             (``semantic_genesis``, ``restoration``, ``classification``, the add-ons; their exports are
-            made by the pipeline when missing) and names of ``weights``.
-        weights: more arms, name → weight file or export folder (exports of this project, or the
-            official Models Genesis / Semantic Genesis ``.pt`` files).
+            made by the pipeline when missing) and names of ``weights``; ``scratch_2d`` (a random 2D
+            U-Net) and the ``weights`` whose export is 2D are 2D slice-based arms, fine-tuned on the
+            cubes' axial slices and scored per cube (docs/method.md §6.4).
+        weights: more arms, name → weight file or export folder (exports of this project, 2D ones
+            included, or the official Models Genesis / Semantic Genesis ``.pt`` files).
         tasks: ``classification`` (NCC-like, AUC) and/or ``segmentation`` (NCS-like, foreground Dice).
         alpha: significance level of the tests.
         label_fraction: fraction of the labelled training patients used (the low-label regime < 1);
@@ -591,7 +593,7 @@ class EvaluateConfig:
         _require(self.trials >= 2, "evaluate.trials must be >= 2 (a t-test needs two samples)")
         _require(len(self.arms) >= 1, "evaluate.arms must not be empty")
         _require(len(set(self.arms)) == len(self.arms), "evaluate.arms has duplicates")
-        known = ("scratch", *OBJECTIVES, *self.weights)
+        known = ("scratch", "scratch_2d", *OBJECTIVES, *self.weights)
         for arm in self.arms:
             _choice("evaluate.arms entry", arm, known)
         for t in self.tasks:

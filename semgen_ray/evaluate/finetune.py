@@ -36,14 +36,14 @@ COLLAPSE_PRIOR_REL = 0.01
 COLLAPSE_PRIOR_STD = 0.05
 
 
-def _model(model_cfg: dict, task: str, weights: str | None, head: str):
+def _model(model_cfg: dict, task: str, weights: str | None, head: str, spatial_dims: int = 3):
     from semgen_ray.models import build_model, load_weights
 
     cfg = {k: v for k, v in model_cfg.items() if k not in ("head", "num_classes")}
     if task == "classification":
-        model = build_model(cfg, num_classes=2, head=head)
+        model = build_model(cfg, num_classes=2, head=head, spatial_dims=spatial_dims)
     else:
-        model = build_model(cfg, head=None)
+        model = build_model(cfg, head=None, spatial_dims=spatial_dims)
     if weights:
         from semgen_ray import runfolder
 
@@ -218,7 +218,8 @@ def _test_metrics(task: str, pred: np.ndarray, te: dict, best: float, tr: dict, 
 def run_trial(data, task: str, arm: str, weights: str | None, seed: int, model_cfg: dict, *,
               head: str = "linear", lr: float = 1e-3, batch_size: int = 8, max_steps: int = 400,
               eval_every: int = 20, patience: int = 8, lr_patience: int = 3, label_fraction: float = 1.0,
-              threads: int = 1, device: str = "cpu", engine: str = "torch", precision: str = "fp32") -> dict:
+              threads: int = 1, device: str = "cpu", engine: str = "torch", precision: str = "fp32",
+              spatial_dims: int = 3) -> dict:
     """Fine-tune ``arm``'s initialisation on ``data`` (a :class:`~semgen_ray.evaluate.tasks.TaskData`).
 
     Training draws batches of ``batch_size`` from a seeded permutation of the training cubes, a new
@@ -245,6 +246,8 @@ def run_trial(data, task: str, arm: str, weights: str | None, seed: int, model_c
             process group), :func:`semgen_ray.engine.backends.build_engine`.
         precision: ``fp32`` (default), ``bf16`` (autocast with ``torch``; bf16 weights with fp32
             masters with ``deepspeed``), ``fp16`` (``deepspeed`` on a GPU) or ``auto``.
+        spatial_dims: 3 (default), or 2: a 2D network fine-tuned on the cubes' axial slices and
+            scored per cube (:mod:`semgen_ray.evaluate.slices`); the counts in the row are cubes.
 
     Returns:
         A row with :data:`ROW_KEYS` (``auc`` for classification; ``dice``, ``iou``, ``mean_iou``
@@ -262,6 +265,7 @@ def run_trial(data, task: str, arm: str, weights: str | None, seed: int, model_c
     from semgen_ray.engine import LRSchedule
     from semgen_ray.engine.backends import EngineSettings, build_engine, ensure_process_group
     from semgen_ray.engine.seeding import seed_rank
+    from semgen_ray.evaluate.slices import axial_slices, to_cubes
     from semgen_ray.evaluate.tasks import subsample
 
     if task not in ("classification", "segmentation"):
@@ -274,17 +278,22 @@ def run_trial(data, task: str, arm: str, weights: str | None, seed: int, model_c
     tr, va, te = (data.splits[s] for s in ("train", "val", "test"))
     if not (len(tr["x"]) and len(va["x"]) and len(te["x"])):
         raise ValueError(f"{task}: empty split (train/val/test sizes {data.sizes()})")
-    model = seed_rank(seed, 0, lambda: _on_device(_model(model_cfg, task, weights, head), device, engine == "torch"))
+    fit = data if spatial_dims == 3 else axial_slices(data)  # what the network sees: cubes or slices
+    model = seed_rank(seed, 0, lambda: _on_device(_model(model_cfg, task, weights, head, spatial_dims), device,
+                                                  engine == "torch"))
     # threshold 0: any decrease counts as an improvement, as for the best state and early stopping
     schedule = LRSchedule("plateau", lr, 0.5, plateau_patience=lr_patience, min_delta=0.0, min_lr=1e-6)
     if engine == "deepspeed":
         ensure_process_group()  # a Tune trial is a lone process
     built = build_engine(model, EngineSettings(batch_size=batch_size, lr=lr, precision=precision), engine,
                          torch.device(device))
-    steps, validations, best, best_step = _fine_tune(built, schedule, task, tr, va, rng, batch_size=batch_size,
+    ftr, fva, fte = (fit.splits[s] for s in ("train", "val", "test"))
+    steps, validations, best, best_step = _fine_tune(built, schedule, task, ftr, fva, rng, batch_size=batch_size,
                                                     max_steps=max_steps, eval_every=eval_every, patience=patience,
                                                     device=device)
-    _, pred = _evaluate(built, task, te["x"], te["y"], batch_size, device)
+    _, pred = _evaluate(built, task, fte["x"], fte["y"], batch_size, device)
+    if spatial_dims == 2:
+        pred = to_cubes(task, pred, len(te["x"]))
     row = {"task": task, "arm": arm, "seed": int(seed), "label_fraction": float(label_fraction),
            "val_loss": float(best), "steps": steps, "best_step": best_step, "validations": validations,
            "train_cases": int(len(tr["x"])), "train_patients": int(len(np.unique(tr["patient"]))),

@@ -39,7 +39,7 @@ def arm_weights(config: SemGenConfig, force: bool = False) -> dict[str, str | No
     layout = RunLayout.of(config)
     out: dict[str, str | None] = {}
     for arm in config.evaluate.arms:
-        if arm == "scratch":
+        if arm in ("scratch", "scratch_2d"):
             out[arm] = None
         elif arm in config.evaluate.weights:
             path = layout.absolute(config.evaluate.weights[arm])
@@ -57,6 +57,23 @@ def arm_weights(config: SemGenConfig, force: bool = False) -> dict[str, str | No
             export = runfolder.join(folder, "export")
             out[arm] = export if runfolder.is_remote(export) else os.path.abspath(export)
     return out
+
+
+def slice_arms(arms: dict[str, str | None]) -> list[str]:
+    """The 2D slice-based arms (docs/method.md §6.4): ``scratch_2d`` and the arms whose export's model
+    card says ``spatial_dims: 2``."""
+    from semgen_ray import runfolder
+    from semgen_ray.models.weights import read_card
+
+    flat = []
+    for arm, weights in arms.items():
+        dims = 2 if arm == "scratch_2d" else 3
+        if weights is not None:
+            with runfolder.local_copy(weights) as local:
+                dims = ((read_card(local) or {}).get("architecture") or {}).get("spatial_dims", 3)
+        if dims == 2:
+            flat.append(arm)
+    return flat
 
 
 def target_store(config: SemGenConfig) -> str:
@@ -199,6 +216,9 @@ def _evaluate(config: SemGenConfig, out: Path, folder: str, force: bool = False)
         runfolder.remove(tune_dir)
     gpu = decide_gpus(e.use_gpu, "evaluate", e.gpus_per_trial, config.ray.gpu_wait_s)
     settings = fine_tune_settings(config, gpu.use)
+    flat = slice_arms(arms)
+    if flat:  # only then: the settings are the trials' key
+        settings["slice_arms"] = flat
     per_arm = e.trials + (len(settings["label_fractions"]) - 1) * min(e.trials, settings["curve_trials"])
     total = len(data) * len(arms) * per_arm
     logger.info(f"[evaluate] {total} trials: {len(data)} tasks × {len(arms)} arms × ({e.trials} seeds at label "
@@ -220,7 +240,8 @@ def _evaluate(config: SemGenConfig, out: Path, folder: str, force: bool = False)
               + (f" resampled from {list(e.cube_mm)} mm" if e.cube_mm else "")
               + f"; negatives `{e.negatives}`; head `{e.head}`; fine-tuning ≤ {e.max_steps} steps, validation "
               f"every {e.eval_every}, patience {e.patience}, LR patience {e.lr_patience}; arms: "
-              + ", ".join(f"`{a}` ({_rel(run, w) if w else 'random init'})" for a, w in arms.items()))
+              + ", ".join(f"`{a}` ({_rel(run, w) if w else 'random init'}"
+                          + (", 2D on axial slices" if a in flat else "") + ")" for a, w in arms.items()))
     gates = {"auc": e.gate_auc, "dice": e.gate_dice, "max_shortcut_auc": e.max_shortcut_auc}
     summary = write_report(out, rows, e.alpha, header, label_fraction=e.label_fraction,
                            task_info={t: d.info for t, d in data.items()}, gates=gates)
