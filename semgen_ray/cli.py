@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 
-CONFIG_HELP = "preset (paper, cpu-tiny, cpu-small, cpu-tiny-2d) or YAML file; default $SEMGEN_CONFIG when set, else cpu-tiny"
+CONFIG_HELP = "preset (paper, cpu-tiny, cpu-small, cpu-tiny-2d, paper-2d) or YAML file; default $SEMGEN_CONFIG when set, else cpu-tiny"
 CONTINUE = "run the same command again to continue (finished work is reused)"
 #: the project's errors that end a command with one line (module → class; status 1, a ConfigError 2),
 #: looked up only in modules already imported: a module never imported cannot have raised its error

@@ -225,6 +225,15 @@ FLAT = ["--set", "data.volume_shape=[32, 64, 1]", "--set", "data.cube_size=[16, 
         "--set", "discovery.ae_epochs=1"]
 
 
+def test_the_paper_2d_preset_asks_for_a_store_of_radiographs(tmp_path, capsys):
+    """The paper's 2D sizes (224×224 patches) do not fit the phantom cohort's films: without a store of
+    radiographs the run is refused before anything is written, saying what to do."""
+    assert main(["--run-dir", str(tmp_path / "paper-2d"), "--config", "paper-2d"]) == 1
+    err = capsys.readouterr().err
+    assert "films (phantoms.shape [512, 512, 192]) are 192×512 pixels, smaller than data.cube_size [224, 224]" in err
+    assert "--kind 2d" in err and not (tmp_path / "paper-2d").exists()
+
+
 @pytest.mark.slow
 def test_a_run_on_2d_images_generates_radiographs_discovers_and_pretrains_a_2d_unet(tmp_path, capsys):
     """A flat volume shape: the data stage fills the run's store with the phantoms' radiographs,

@@ -12,7 +12,7 @@ from typing import Any
 
 from semgen_ray.config.schema import ConfigError, SemGenConfig
 
-PRESETS = ("paper", "cpu-tiny", "cpu-small", "cpu-tiny-2d")
+PRESETS = ("paper", "cpu-tiny", "cpu-small", "cpu-tiny-2d", "paper-2d")
 
 
 def _type_name(tp) -> str:
@@ -151,7 +151,7 @@ def _read_yaml(text: str, where: str) -> dict:
 
 
 def preset_dict(name: str) -> dict:
-    """The raw data of a built-in preset (``paper``, ``cpu-tiny``, ``cpu-small`` or ``cpu-tiny-2d``)."""
+    """The raw data of a built-in preset (``paper``, ``cpu-tiny``, ``cpu-small``, ``cpu-tiny-2d`` or ``paper-2d``)."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; presets are {', '.join(PRESETS)}")
     text = resources.files("semgen_ray.config").joinpath("presets", f"{name}.yaml").read_text()

@@ -93,6 +93,18 @@ def preflight(config: SemGenConfig, stages: tuple[str, ...]) -> None:
                          f"{', '.join(FLAT_STAGES)} stages; 2D {', '.join(unbuilt)} is not built yet")
     if not run_local_store(config) and any(s in READS_STORE for s in stages):
         _named_store_patients(store, images=config.data.flat)
+    elif config.data.flat and any(s in READS_STORE for s in stages):
+        _check_phantom_films(config)
+
+
+def _check_phantom_films(config: SemGenConfig) -> None:
+    """The phantom cohort's films (rows = the phantoms' z, columns = their x) hold ``data.cube_size``."""
+    shape, cube = list(config.phantoms.shape), list(config.data.cube_size)[:2]
+    film = [shape[2], shape[0]]
+    if any(c > f for c, f in zip(cube, film)):
+        raise StageError(f"the phantom cohort's films (phantoms.shape {shape}) are {film[0]}×{film[1]} pixels, "
+                         f"smaller than data.cube_size {cube}: give a store of radiographs (--store URI, made by "
+                         "python -m semgen_ray.ingest FILMS --kind 2d), or use the cpu-tiny-2d preset")
 
 
 

@@ -18,6 +18,10 @@ def test_presets_load_and_match_the_paper():
     assert load_config() == tiny
     films = load_config("cpu-tiny-2d")  # Semantic Genesis 2D: a flat volume shape and cube
     assert films.data.flat and films.data.cube_size == (32, 32, 1) and films.phantoms == tiny.phantoms
+    paper_2d = load_config("paper-2d")  # the paper's 2D sizes: K = 1000, C = 100, 224x224 patches
+    assert paper_2d.data.flat and paper_2d.data.cube_size == (224, 224, 1)
+    assert (paper_2d.discovery.k_train, paper_2d.discovery.num_classes) == (1000, 100)
+    assert paper_2d.discovery.max_patch > paper_2d.discovery.min_patch and paper_2d.model == paper.model
 
 
 def test_roundtrip_through_plain_data():
