@@ -712,6 +712,7 @@ SECTIONS = {
     "evaluate_cases": evaluate_cases,
     "experiment_cpu_small_v2": experiment_cpu_small_v2,
     "pretrain_cpu_tiny_2d": pretrain_cpu_tiny_2d,
+    "slice_arms_cpu_small": slice_arms_cpu_small,
 }
 
 

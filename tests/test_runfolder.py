@@ -92,7 +92,8 @@ def test_one_resolver_for_every_configured_path(tmp_path, monkeypatch):
     with pytest.raises(RunFolderError, match="leaves the run folder runs/a"):
         runfolder.inside("runs/a", "x/../../y")
     config = load_config(None, ["train.storage_path=ckpt"])
-    assert train_storage("runs/a/train", config.train.storage_path) == os.path.join(str(tmp_path), "runs", "a", "train", "ckpt")
+    expected = os.path.join(str(tmp_path), "runs", "a", "train", "ckpt")
+    assert train_storage("runs/a/train", config.train.storage_path) == expected
     assert train_storage("s3://b/run/train", "ckpt") == "s3://b/run/train/ckpt"
     with pytest.raises(ConfigError, match="train.storage_path: '../x' leaves the run folder"):
         load_config(None, ["train.storage_path=../x"])

@@ -27,8 +27,9 @@ def _rows(means: dict, full_scratch: float, spread: float = 0.02) -> list[dict]:
     rows = []
     for task, metric in (("classification", "auc"), ("segmentation", "dice")):
         for arm, mean in means.items():
-            rows += [{"task": task, "arm": arm, "seed": s, "label_fraction": 0.2, metric: mean + spread * rng.standard_normal(),
-                      "collapsed": arm == "scratch_2d" and s == 0} for s in range(10)]
+            rows += [{"task": task, "arm": arm, "seed": s, "label_fraction": 0.2,
+                      metric: mean + spread * rng.standard_normal(), "collapsed": arm == "scratch_2d" and s == 0}
+                     for s in range(10)]
         rows += [{"task": task, "arm": "scratch", "seed": s, "label_fraction": 1.0, metric: full_scratch,
                   "collapsed": False} for s in range(2)]
     return rows

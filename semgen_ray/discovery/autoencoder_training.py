@@ -24,8 +24,8 @@ Reproducibility: the volumes are cached in a fixed order (Ray Data ``preserve_or
 volumes are shuffled every epoch by a block order seeded from ``seed`` and Ray Data's execution index
 (the reference shuffles its file list every epoch), ingest preserves that order, and every rank is
 seeded as in the other loops (:func:`semgen_ray.engine.seeding.seed_rank`): the same call on the
-same machine trains the same weights (tested in tests/discovery). A resumed run restarts the execution index, so its later epochs see other
-(still seeded) orders than an uninterrupted run.
+same machine trains the same weights (tested in tests/discovery). A resumed run restarts the
+execution index, so its later epochs see other (still seeded) orders than an uninterrupted run.
 
 Resources: on the 2-core machine a Train worker that takes a whole CPU leaves Ray Data no budget and
 the run hangs (docs/operations.md §1/§2); the default ``cpus_per_worker=0.5`` avoids it.
@@ -151,8 +151,9 @@ def _train_loop(config: dict) -> None:
         state["history"].append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
                                  "train_scans": scans, "train_batches": batches, "workers": ctx.get_world_size()})
         metrics = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr, **stopping.state()}
-        report_checkpoint(built.engine, {**state, "schedule": schedule.state_dict(), "world_size": ctx.get_world_size()},
-                          metrics, rank, config["checkpoint_root"], f"step_{state['step']:08d}_epoch_end")
+        saved = {**state, "schedule": schedule.state_dict(), "world_size": ctx.get_world_size()}
+        report_checkpoint(built.engine, saved, metrics, rank, config["checkpoint_root"],
+                          f"step_{state['step']:08d}_epoch_end")
 
 
 def train_autoencoder(store_uri: str, patient_ids_train: Sequence[str], patient_ids_val: Sequence[str],

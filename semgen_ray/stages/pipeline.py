@@ -104,7 +104,7 @@ def _check_phantom_films(config: SemGenConfig) -> None:
     if any(c > f for c, f in zip(cube, film)):
         raise StageError(f"the phantom cohort's films (phantoms.shape {shape}) are {film[0]}×{film[1]} pixels, "
                          f"smaller than data.cube_size {cube}: give a store of radiographs (--store URI, made by "
-                         "python -m semgen_ray.ingest FILMS --kind 2d), or use the cpu-tiny-2d preset")
+                         "python -m semgen_ray.ingest FILMS --kind 2d --out STORE), or use the cpu-tiny-2d preset")
 
 
 
