@@ -92,6 +92,17 @@ def save(uri: str | os.PathLike, key: str, data: Mapping[str, Any], outputs: Ite
     return record
 
 
+def without_later_defaults(settings: Mapping[str, Any], later: Mapping[str, Any]) -> dict:
+    """``settings`` without the entries of ``later`` (settings added after runs existed) that hold
+    their default: a key made from the result stays the one earlier runs recorded, so their work is
+    still reused, while a setting moved away from its default changes the key.
+
+    >>> without_later_defaults({"lr": 1e-3, "engine": "torch"}, {"engine": "torch"})
+    {'lr': 0.001}
+    """
+    return {k: v for k, v in settings.items() if not (k in later and v == later[k])}
+
+
 def clear(uri: str | os.PathLike) -> None:
     """Delete the record at ``uri`` (nothing when there is none): forced work starts with this."""
     runfolder.remove(uri)

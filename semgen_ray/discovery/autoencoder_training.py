@@ -208,7 +208,9 @@ def train_autoencoder(store_uri: str, patient_ids_train: Sequence[str], patient_
     Raises:
         ValueError: empty split, bad precision; RuntimeError: the Train run failed.
     """
-    _check_engine(engine, precision, zero_stage)
+    from semgen_ray.engine.backends import check_engine
+
+    check_engine(engine, precision, zero_stage)
     if not patient_ids_train or not patient_ids_val:
         raise ValueError("train_autoencoder needs non-empty train and validation patient lists")
     if patience < 1 or max_epochs < 1 or batch_size < 1 or num_workers < 1:
@@ -235,13 +237,11 @@ def train_autoencoder(store_uri: str, patient_ids_train: Sequence[str], patient_
     config = {"model_kwargs": model_kwargs, "batch_size": int(batch_size), "lr": float(lr),
               "max_epochs": int(max_epochs), "patience": int(patience),
               "lr_patience": int(lr_patience if lr_patience is not None else lr_patience_for(patience)),
-              "seed": int(seed), "precision": precision, "engine": engine, "zero_stage": int(zero_stage),
-              "checkpoint_root": runfolder.join(run_dir, name)}
+              "seed": int(seed), "precision": precision, "engine": engine, "zero_stage": int(zero_stage)}
     datasets = {"train": _volumes(store_uri, shape, patient_ids_train, read_cpus, cache, shuffle_seed=int(seed)),
                 "val": _volumes(store_uri, shape, patient_ids_val, read_cpus, cache)}
     result = _fit(config, datasets, gpu, int(num_workers), float(cpus_per_worker), name, run_dir)
     latest, best_ckpt = _latest_and_best(result)
-    config.pop("checkpoint_root")
     intensity = (store_card_entry(str(store_uri)) if len(shape) == 3 else  # 2D images: display values
                  {"kind": "2d", "range": [0.0, 1.0], "mapping": "stored uint16 / 65535"})
     card = {"input_size": list(shape), "name": "self-discovery auto-encoder", "intensity": intensity,
@@ -284,11 +284,12 @@ def _fit(config: dict, datasets: dict, gpu: bool, num_workers: int, cpus_per_wor
 
     from ray.train import CheckpointConfig
 
-    from semgen_ray import ray_train
+    from semgen_ray import ray_train, runfolder
     from semgen_ray.logs import ReportRelay
 
     relay = ReportRelay("discover", functools.partial(epoch_line, max_epochs=config["max_epochs"]), __name__)
-    result = ray_train.fit(_train_loop, config, datasets, relay=relay, name=name, storage=run_dir,
+    loop_config = {**config, "checkpoint_root": runfolder.join(run_dir, name)}  # where the run's checkpoints go
+    result = ray_train.fit(_train_loop, loop_config, datasets, relay=relay, name=name, storage=run_dir,
                            num_workers=num_workers, gpu=gpu, resources={"CPU": cpus_per_worker},
                            checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val_loss",
                                                               checkpoint_score_order="min"))
@@ -297,19 +298,6 @@ def _fit(config: dict, datasets: dict, gpu: bool, num_workers: int, cpus_per_wor
     if result.checkpoint is None:
         raise RuntimeError("auto-encoder training reported no checkpoint")
     return result
-
-
-def _check_engine(engine: str, precision: str, zero_stage: int) -> None:
-    from semgen_ray.engine.backends import BACKENDS
-
-    if engine not in BACKENDS:
-        raise ValueError(f"engine must be one of {', '.join(BACKENDS)}, got {engine!r}")
-    if precision not in ("fp32", "bf16", "fp16", "auto"):
-        raise ValueError(f"precision must be fp32, bf16, fp16 or auto, got {precision!r}")
-    if engine == "torch" and (precision == "fp16" or zero_stage):
-        raise ValueError("fp16 and ZeRO stages need engine='deepspeed'")
-    if not 0 <= zero_stage <= 3:
-        raise ValueError(f"zero_stage must be 0..3, got {zero_stage}")
 
 
 def _latest_and_best(result):

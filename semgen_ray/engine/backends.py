@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BACKENDS = ("torch", "deepspeed")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 MODEL_STATES = "mp_rank_00_model_states.pt"
 OPTIMIZER_STATES = "optimizer.pt"
 
@@ -52,6 +53,19 @@ class Engine:
 
     def autocast(self):
         return getattr(self.engine, "autocast", contextlib.nullcontext)()
+
+
+def check_engine(backend: str, precision: str, zero_stage: int = 0) -> None:
+    """Raise ``ValueError`` unless the step engine can train this way: a known back end and
+    precision, fp16 and ZeRO only on DeepSpeed (the torch engine has neither loss scaling nor shards)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"engine must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be {', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]}, got {precision!r}")
+    if backend == "torch" and (precision == "fp16" or zero_stage):
+        raise ValueError("fp16 and ZeRO stages need engine='deepspeed'")
+    if not 0 <= zero_stage <= 3:
+        raise ValueError(f"zero_stage must be 0..3, got {zero_stage}")
 
 
 def allreduce_sum(values, device):
@@ -105,8 +119,6 @@ class TorchEngine:
         import torch
         import torch.distributed as dist
 
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"the torch engine trains in fp32 or bf16 (autocast), not {precision}")
         self.module, self.optimizer, self.device = module, optimizer, device
         self.network = module
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
@@ -177,8 +189,7 @@ def build_engine(model, settings, backend: str, device, precision: str | None = 
 
     from semgen_ray.engine.deepspeed_config import deepspeed_config, make_optimizer
 
-    if backend not in BACKENDS:
-        raise ValueError(f"engine must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    check_engine(backend, precision or settings.precision, settings.zero_stage)
     precision = agreed_precision(precision or settings.precision, device)
     if backend == "torch":
         model = model.to(device)
@@ -196,5 +207,5 @@ def build_engine(model, settings, backend: str, device, precision: str | None = 
     return Engine(engine, optimizer, precision, dtype)
 
 
-__all__ = ["BACKENDS", "Engine", "EngineSettings", "TorchEngine", "agreed_precision", "allreduce_sum",
-           "build_engine", "ensure_process_group"]
+__all__ = ["BACKENDS", "PRECISIONS", "Engine", "EngineSettings", "TorchEngine", "agreed_precision", "allreduce_sum",
+           "build_engine", "check_engine", "ensure_process_group"]

@@ -32,6 +32,7 @@ import time
 
 import numpy as np
 
+from semgen_ray import reuse
 from semgen_ray.config import to_dict
 from semgen_ray.config.schema import SemGenConfig
 from semgen_ray.stages import StageError
@@ -180,8 +181,8 @@ class _Run:
                              **({"spatial_dims": 2} if self.flat else {})}
         self.ae_shape = tuple(config.data.volume_shape)[:2] if self.flat else tuple(config.data.volume_shape)
         # where it ran does not change the result
-        self.settings = {k: v for k, v in to_dict(self.d).items()
-                         if k != "use_gpu" and not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])}
+        self.settings = reuse.without_later_defaults({k: v for k, v in to_dict(self.d).items() if k != "use_gpu"},
+                                                     LATER_DEFAULTS)
         self.inputs = {"model": self.model_kwargs, "volume_shape": list(config.data.volume_shape),
                        "seed": config.seed, "store": store_uri, "patients": [self.train_ids, self.val_ids]}
         self.chash = config_hash(self.settings, {"cube_size": list(config.data.cube_size), **self.inputs})
@@ -226,7 +227,7 @@ class _Run:
 def _finished(run: _Run) -> dict | None:
     """The record of a finished run with this config hash and an unchanged manifest, else ``None``;
     ``force`` first deletes the records, so a forced run that stops never looks finished later."""
-    from semgen_ray import reuse, runfolder
+    from semgen_ray import runfolder
 
     if run.force:
         for name in ("discovery.json", "patterns.parquet", "autoencoder.json", "embeddings.parquet"):
@@ -240,7 +241,6 @@ def _finished(run: _Run) -> dict | None:
 
 def _autoencoder(run: _Run) -> tuple[dict, str]:
     """Step 1a: the trained auto-encoder's record and its reuse key (reused when the key matches)."""
-    from semgen_ray import reuse
     from semgen_ray.discovery.autoencoder_training import train_autoencoder
     from semgen_ray.discovery.pattern_manifest import config_hash
 
@@ -444,7 +444,6 @@ def run_discovery(config: SemGenConfig, store_uri: str, out_dir: str, force: boo
 
     Reuses finished work in ``out_dir`` (see the module docstring) unless ``force``.
     """
-    from semgen_ray import reuse
     from semgen_ray.discovery.neighbours import neighbours_for_references
 
     run = _Run(config, store_uri, out_dir, force)

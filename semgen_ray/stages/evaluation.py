@@ -19,6 +19,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+from semgen_ray import reuse
 from semgen_ray.config.schema import OBJECTIVES, SemGenConfig
 from semgen_ray.stages import StageError
 from semgen_ray.stages.layout import RunLayout
@@ -123,7 +124,6 @@ def load_tasks(config: SemGenConfig, store: str, out: Path, force: bool = False)
     """Target-task cubes of ``store``, rebuilt unless the reuse record ``tasks.json``
     (:mod:`semgen_ray.reuse`) holds these settings (:func:`task_settings`) and the cube files it
     lists are unchanged."""
-    from semgen_ray import reuse
     from semgen_ray.evaluate.tasks import TaskData, TaskError, build_tasks
 
     e = config.evaluate
@@ -171,9 +171,8 @@ def fine_tune_settings(config: SemGenConfig, gpu: bool = False) -> dict:
             "label_fractions": sorted({e.label_fraction, *e.curve_fractions}),
             "primary_fraction": e.label_fraction, "curve_trials": e.curve_trials or e.trials,
             "threads": max(1, int(e.cpus_per_trial)), "gpus_per_trial": e.gpus_per_trial if gpu else 0,
-            # set away from their defaults only: the settings are the trials' key, and trials run
-            # before these settings existed stay valid
-            **{k: v for k, v in (("engine", e.engine), ("precision", e.precision)) if v != FINE_TUNE_DEFAULTS[k]}}
+            # the settings are the trials' key: trials run before these settings existed stay valid
+            **reuse.without_later_defaults({"engine": e.engine, "precision": e.precision}, FINE_TUNE_DEFAULTS)}
 
 
 def run_evaluation(config: SemGenConfig, force: bool = False) -> dict:
