@@ -334,8 +334,10 @@ def train_data(results: Path) -> str:
             + f"\nAn H100 training the `paper` U-Net consumes about {h100:.0f} cubes/s (754 GFLOP per cube at ~40 % of "
               f"990 TFLOP/s bf16; an estimate, no GPU was measured). Feeding it takes about "
               f"{a['cores_per_h100']:.0f} CPU cores when the `sg` corruptions (mostly the elastic deformation) run on "
-              f"the CPU, and about {b['cores_per_h100']:.0f} when they run on the GPU with the torch back end: on GPU "
-              f"nodes with fewer than ~{a['cores_per_h100']:.0f} cores per GPU, use `train.corrupt_on: device`.\n")
+              f"the CPU, and about {b['cores_per_h100']:.0f} when they run on the GPU with the torch back end. So "
+              f"`train.corrupt_on: auto` (the default) runs them on the training device whenever the train stage "
+              f"has GPUs; `data` keeps them on the CPU workers (nodes with ~{a['cores_per_h100']:.0f} or more cores "
+              f"per GPU can afford it).\n")
 
 
 def _train_data_profile(results: Path, name: str) -> str:

@@ -57,6 +57,19 @@ def provisionable_gpus() -> float:
     return provisionable("GPU")
 
 
+def expects_gpus(setting, ray_config=None) -> bool:
+    """Whether :func:`decide_gpus` would put a stage of this ``use_gpu`` setting on GPUs, without
+    waiting for them: ``true`` yes, ``false`` no, ``auto`` when the cluster has GPUs or GPU node types
+    (Ray is started, or joined, with ``ray_config`` when it is not running yet)."""
+    setting = normalise_use_gpu(setting)
+    if setting != "auto":
+        return setting == "true"
+    from semgen_ray.runtime import init_ray
+
+    init_ray(ray_config)
+    return cluster_gpus() > 0 or provisionable_gpus() > 0
+
+
 def decide_gpus(setting, stage: str, gpus: float, wait_s: float, poll_s: float = 5.0) -> GpuDecision:
     """Decide GPU use for ``stage``, which needs ``gpus`` GPUs in all; waits for them when required.
 

@@ -1,5 +1,6 @@
 """Reuse records (issue 16): keyed by settings and content, never by timestamps or a file's existence."""
 
+import json
 import logging
 import os
 
@@ -69,7 +70,8 @@ def test_a_baseline_trained_with_other_settings_is_not_reused(tmp_path, caplog):
     folder = run / "train_restoration"
     (folder / "export").mkdir(parents=True)
     (folder / "export" / "model.safetensors").write_bytes(b"weights")
-    config = load_config(None, [f"run_dir={run}", "evaluate.arms=[scratch, restoration]"])
+    # use_gpu false: train.corrupt_on auto is resolved without asking a cluster
+    config = load_config(None, [f"run_dir={run}", "evaluate.arms=[scratch, restoration]", "train.use_gpu=false"])
 
     def baseline(c):
         return replace(c, train=replace(c.train, objective="restoration"))
@@ -83,8 +85,44 @@ def test_a_baseline_trained_with_other_settings_is_not_reused(tmp_path, caplog):
     assert arm_weights(config) == {"scratch": None, "restoration": str(folder / "export")}
     assert any("already holds this pretraining" in line for line in caplog.messages)  # reused, nothing trained
     for other in (["train.lr=0.5"], ["data.cube_size=[32, 32, 32]"], ["model.width=4"]):
-        changed = load_config(None, [f"run_dir={run}", *other])
+        changed = load_config(None, [f"run_dir={run}", "train.use_gpu=false", *other])
         assert finished_pretraining(baseline(changed), str(manifest), str(folder)) is None, other
     assert finished_pretraining(config, str(manifest), str(folder)) is None  # the semantic_genesis arm
     manifest.write_bytes(b"another pattern manifest")  # rediscovered patterns: other inputs
     assert finished_pretraining(baseline(config), str(manifest), str(folder)) is None
+
+
+_GPU_CLUSTER = """
+import json, sys
+import ray
+ray.init(address="local", num_cpus=1, num_gpus=1, include_dashboard=False)  # declares one GPU
+from semgen_ray.config import load_config
+from semgen_ray.stages.pretraining import pretraining_key, with_corruption_site
+key = lambda on: pretraining_key(load_config(None, [f"train.corrupt_on={on}"]), sys.argv[1])
+print(json.dumps({"site": with_corruption_site(load_config(None, [])).train.corrupt_on,
+                  "auto_is_device": key("auto") == key("device") != key("data")}))
+ray.shutdown()
+"""
+
+
+def test_corrupt_on_auto_is_keyed_as_where_the_corruptions_run(tmp_path):
+    """``train.corrupt_on: auto`` (the default) resolves before the run is keyed: without GPUs it is
+    the ``data`` run of earlier versions (which is therefore reused), on a cluster with GPUs the
+    ``device`` run (issue 17: the corruptions go to the training device there)."""
+    import subprocess
+    import sys
+
+    from semgen_ray.config import load_config
+    from semgen_ray.stages.pretraining import pretraining_key
+
+    manifest = tmp_path / "patterns.parquet"
+    manifest.write_bytes(b"a pattern manifest")
+    key = lambda on: pretraining_key(load_config(None, ["train.use_gpu=false", f"train.corrupt_on={on}"]),  # noqa: E731
+                                     str(manifest))
+    assert key("auto") == key("data") != key("device")
+    assert load_config(None, []).train.corrupt_on == "auto"
+    # a cluster with a GPU: Ray in a process of its own, told it has one
+    out = subprocess.run([sys.executable, "-c", _GPU_CLUSTER, str(manifest)], capture_output=True, text=True,
+                         timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"site": "device", "auto_is_device": True}

@@ -379,8 +379,11 @@ class TrainConfig:
         grad_accum: micro-batches per optimizer step (DeepSpeed gradient accumulation); an epoch's
             last step takes the micro-batches left, so no gradient crosses an epoch's end.
         corrupt_on: ``data`` (numpy back end on Ray Data CPU workers; each pass draws fresh seeds,
-            recorded per cube) or ``device`` (torch back end on the training device; seeds from
-            (run seed, epoch, row), fully replayable).
+            recorded per cube), ``device`` (torch back end on the training device; seeds from
+            (run seed, epoch, row), fully replayable) or ``auto`` (the default: ``device`` when the
+            train stage runs on GPUs, which a few CPU cores could not feed with corrupted cubes,
+            else ``data``; resolved before the run is keyed, so an ``auto`` run on CPUs is the
+            ``data`` run of earlier versions).
         fixed_val_corruption: corrupt the validation cubes the same way all run (default; a steady
             early-stopping signal) or, ``False``, redraw them each epoch as the reference does.
         checkpoint_every: also checkpoint every this many optimizer steps (0: only at epoch ends).
@@ -426,7 +429,7 @@ class TrainConfig:
     step_epochs: int | None = None
     gamma: float = 0.5
     grad_accum: int = 1
-    corrupt_on: str = "data"
+    corrupt_on: str = "auto"
     fixed_val_corruption: bool = True
     checkpoint_every: int = 0
     keep_checkpoints: int = 2
@@ -447,7 +450,7 @@ class TrainConfig:
         _require(self.step_epochs is None or self.step_epochs >= 1, "train.step_epochs must be >= 1")
         _require(0 < self.gamma <= 1, "train.gamma must be in (0, 1]")
         _require(self.grad_accum >= 1, "train.grad_accum must be >= 1")
-        _choice("train.corrupt_on", self.corrupt_on, ("data", "device"))
+        _choice("train.corrupt_on", self.corrupt_on, ("auto", "data", "device"))
         _require(self.cls_warmup_epochs >= 0, "train.cls_warmup_epochs must be >= 0")
         _require(self.checkpoint_every >= 0 and self.max_steps >= 0, "train.checkpoint_every and max_steps must be >= 0")
         _require(self.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1")

@@ -139,12 +139,29 @@ def finished(state: dict, t) -> bool:
     return bool(state.get("stopped")) and state.get("batch_in_epoch", 0) == 0 and stop
 
 
+def with_corruption_site(config: SemGenConfig, gpu: bool | None = None) -> SemGenConfig:
+    """``config`` with ``train.corrupt_on`` resolved: ``data`` and ``device`` stay, ``auto`` becomes
+    ``device`` when the train stage runs on GPUs (``gpu``; ``None``: as :func:`semgen_ray.gpus.expects_gpus`
+    foresees from ``train.use_gpu`` and the cluster), else ``data``."""
+    from dataclasses import replace
+
+    from semgen_ray.gpus import expects_gpus
+
+    t = config.train
+    if t.corrupt_on != "auto":
+        return config
+    gpu = expects_gpus(t.use_gpu, config.ray) if gpu is None else gpu
+    return replace(config, train=replace(t, corrupt_on="device" if gpu else "data"))
+
+
 def pretraining_key(config: SemGenConfig, manifest_path: str) -> str:
     """The reuse key (:mod:`semgen_ray.reuse`) of a pretraining: its settings (``train`` but where it
-    runs, ``model``, ``data``, ``seed``) and the content of the pattern manifest it reads."""
+    runs, with ``corrupt_on`` resolved, ``model``, ``data``, ``seed``) and the content of the pattern
+    manifest it reads."""
     from semgen_ray import reuse
     from semgen_ray.config import to_dict
 
+    config = with_corruption_site(config)
     train = {k: v for k, v in to_dict(config.train).items() if k != "use_gpu"}  # not the result's
     return reuse.digest({"train": train, "model": to_dict(config.model), "data": to_dict(config.data),
                          "seed": config.seed, "manifest": reuse.content(manifest_path)})
@@ -217,6 +234,8 @@ def run_pretraining(config: SemGenConfig, store_uri: str, manifest_path: str, ou
     check_corruption(config)
     decision = decide_gpus(t.use_gpu, "train", t.num_workers, config.ray.gpu_wait_s)
     gpu = decision.use
+    config = with_corruption_site(config, gpu)
+    t = config.train
     clock_name, clock = create_epoch_clock()
     data = pattern_datasets(config, store_uri, manifest_path, epoch_clock=clock_name)
     storage = train_storage(str(out_dir), t.storage_path)
@@ -302,7 +321,7 @@ def _finish(config: SemGenConfig, cfg: dict, data, result, seconds: float, store
               "best_epoch": state["best_epoch"], "best_val_loss": state["best_val_loss"],
               "cls_warmup_epochs": state.get("cls_warmup_epochs", 0),
               "stopped": state["stopped"], "fit_seconds": round(seconds, 1), "num_classes": data.num_classes,
-              "corruption_policy": t.corruption_policy.to_dict(),
+              "corruption_policy": t.corruption_policy.to_dict(), "corrupt_on": t.corrupt_on,
               "train_cubes": data.train_rows, "val_cubes": data.val_rows, "objective": t.objective,
               "workers": t.num_workers, "nodes": state.get("nodes", []),
               "worker_resources": state.get("worker_resources", []), "precision": state.get("precision"),

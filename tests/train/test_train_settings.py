@@ -31,14 +31,14 @@ PRESET = {"train.batch_size": 4, "train.grad_accum": 1, "train.lr": 1e-3, "train
           "train.gamma": 0.5, "train.patience": 5, "train.lambda_cls": 0.01, "train.lambda_rec": 1.0,
           "train.num_workers": 2, "train.cpus_per_worker": 0.5, "train.precision": "bf16",
           "train.zero_stage": 2, "train.optimizer": "adam", "train.corruption": "sg",
-          "train.target": "original", "train.corrupt_on": "data", "train.fixed_val_corruption": True,
+          "train.target": "original", "train.corrupt_on": "auto", "train.fixed_val_corruption": True,
           "train.keep_checkpoints": 2, "train.shuffle_buffer": 8}
 
 BASELINE = {"train.num_workers": 2, "train.cpus_per_worker": 0.5, "train.zero_stage": 2, "train.precision": "bf16",
             "train.optimizer": "adam", "train.batch_size": 4, "train.grad_accum": 1,
             "train.lr": 0.004, "train.schedule": "step", "train.step_epochs": 1, "train.gamma": 0.25,
             "train.lambda_cls": 0.5, "train.lambda_rec": 2.0, "train.patience": 5, "train.max_epochs": 2,
-            "train.corruption": "sg", "train.target": "deformed", "train.corrupt_on": "data",
+            "train.corruption": "sg", "train.target": "deformed", "train.corrupt_on": "auto",
             "train.fixed_val_corruption": True, "train.keep_checkpoints": 2, "train.shuffle_buffer": 8}
 
 CHANGED = {"train.num_workers": 1, "train.cpus_per_worker": 1.0, "train.zero_stage": 0, "train.precision": "fp32",
@@ -225,7 +225,8 @@ def test_precision_zero_stage_and_optimizer_shape_the_checkpoint(baseline, chang
 def test_corruption_target_corrupt_on_and_fixed_val_corruption_change_what_the_model_is_fed(baseline, changed):
     """What the training loop fed the model, from each epoch's history:
 
-    - ``corrupt_on``: where the inputs were corrupted (Ray Data workers, or the training device);
+    - ``corrupt_on``: where the inputs were corrupted (Ray Data workers, or the training device;
+      ``auto`` on these CPU workers is the Ray Data workers);
     - ``corruption``: the operations applied (recorded when corrupted on the device): ``mg`` flips
       and never deforms elastically, ``sg`` deforms every cube and never flips;
     - ``target``: ``sg`` deforms every input, so an input identical to its target (a 1-voxel local
@@ -233,7 +234,8 @@ def test_corruption_target_corrupt_on_and_fixed_val_corruption_change_what_the_m
       with the ``original`` target no input equals its target;
     - ``fixed_val_corruption``: the validation inputs are the same every epoch, or redrawn.
     """
-    assert BASELINE["train.corrupt_on"] == "data" and CHANGED["train.corrupt_on"] == "device"
+    assert BASELINE["train.corrupt_on"] == "auto" and CHANGED["train.corrupt_on"] == "device"
+    assert baseline["corrupt_on"] == "data" and changed["corrupt_on"] == "device"  # auto without GPUs: data
     assert {h["corrupted_on"] for h in baseline["history"]} == {"data"}
     assert {h["corrupted_on"] for h in changed["history"]} == {"device"}
 
