@@ -30,7 +30,7 @@ ARMS = ("scratch", "semantic_genesis", "scratch_2d", "semantic_genesis_2d")
 PROTOCOL = {"label_fraction": 0.2, "alpha": 0.025,
             "tasks": {"classification": {"metric": "auc", "gate": 0.80},
                       "segmentation": {"metric": "dice", "gate": 0.50}},
-            "primary": ("semantic_genesis", "semantic_genesis_2d"),
+            "primary": ("semantic_genesis", "semantic_genesis_2d"), "decisions": ("3D better", "2D better"),
             "secondary": (("scratch", "scratch_2d"), ("semantic_genesis_2d", "scratch_2d"),
                           ("semantic_genesis", "scratch"))}
 KEPT = ("results.csv", "report.md", "evaluate.json", "bars_classification.png", "bars_segmentation.png",
@@ -43,10 +43,9 @@ def _values(rows: list[dict], task: str, arm: str, fraction: float, metric: str)
     return [s for s, _ in picked], [v for _, v in picked]
 
 
-def _comparison(rows: list[dict], task: str, metric: str, a: str, b: str) -> dict:
+def _comparison(rows: list[dict], task: str, metric: str, a: str, b: str, fraction: float) -> dict:
     from semgen_ray.evaluate.statistics import compare, compare_paired
 
-    fraction = PROTOCOL["label_fraction"]
     (sa, va), (sb, vb) = _values(rows, task, a, fraction, metric), _values(rows, task, b, fraction, metric)
     c, p = compare(va, vb, a, b), compare_paired(va, vb, a, b, sa, sb)
     return {"a": a, "b": b, "mean_a": c.mean_a, "mean_b": c.mean_b, "sd_a": c.sd_a, "sd_b": c.sd_b, "diff": c.diff,
@@ -54,24 +53,26 @@ def _comparison(rows: list[dict], task: str, metric: str, a: str, b: str) -> dic
             "paired_p": p.p, "n": [len(va), len(vb)]}
 
 
-def judge(rows: list[dict]) -> dict:
-    """The protocol's per-task gate, primary comparison and decision, and the secondary comparisons."""
+def judge(rows: list[dict], protocol: dict = PROTOCOL, arms=ARMS) -> dict:
+    """The protocol's per-task gate (mean ``scratch`` with all labels), primary comparison (a − b at
+    the protocol's label fraction, Student t against its α) and decision, and the secondary
+    comparisons; every arm's collapsed trials counted."""
     out = {}
-    for task, t in PROTOCOL["tasks"].items():
+    fraction, (better, worse) = protocol["label_fraction"], protocol["decisions"]
+    for task, t in protocol["tasks"].items():
         metric = t["metric"]
         full = _values(rows, task, "scratch", 1.0, metric)[1]
         gate = {"scratch_full_mean": float(np.mean(full)) if full else None, "min": t["gate"]}
         gate["passed"] = bool(full) and gate["scratch_full_mean"] >= t["gate"]
-        primary = _comparison(rows, task, metric, *PROTOCOL["primary"])
-        significant = primary["student_p"] < PROTOCOL["alpha"]
+        primary = _comparison(rows, task, metric, *protocol["primary"], fraction)
+        significant = primary["student_p"] < protocol["alpha"]
         decision = ("inconclusive (gate failed)" if not gate["passed"] else
-                    "3D better" if significant and primary["diff"] > 0 else
-                    "2D better" if significant and primary["diff"] < 0 else "no significant difference")
-        fraction = PROTOCOL["label_fraction"]
+                    better if significant and primary["diff"] > 0 else
+                    worse if significant and primary["diff"] < 0 else "no significant difference")
         out[task] = {"metric": metric, "gate": gate, "primary": primary, "decision": decision,
-                     "secondary": [_comparison(rows, task, metric, a, b) for a, b in PROTOCOL["secondary"]],
+                     "secondary": [_comparison(rows, task, metric, a, b, fraction) for a, b in protocol["secondary"]],
                      "collapsed": {arm: sum(bool(r["collapsed"]) for r in rows if r["task"] == task and r["arm"] == arm
-                                            and abs(r["label_fraction"] - fraction) < 1e-9) for arm in ARMS}}
+                                            and abs(r["label_fraction"] - fraction) < 1e-9) for arm in arms}}
     return out
 
 

@@ -64,9 +64,12 @@ def expects_gpus(setting, ray_config=None) -> bool:
     setting = normalise_use_gpu(setting)
     if setting != "auto":
         return setting == "true"
+    import ray
+
     from semgen_ray.runtime import init_ray
 
-    init_ray(ray_config)
+    if not ray.is_initialized():
+        init_ray(ray_config)
     return cluster_gpus() > 0 or provisionable_gpus() > 0
 
 

@@ -235,16 +235,18 @@ def test_the_paper_2d_preset_asks_for_a_store_of_radiographs(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_run_on_2d_images_generates_radiographs_discovers_and_pretrains_a_2d_unet(tmp_path, capsys):
+def test_a_run_on_2d_images_generates_radiographs_discovers_pretrains_and_evaluates_a_2d_unet(tmp_path, capsys):
     """A flat volume shape: the data stage fills the run's store with the phantoms' radiographs,
-    discovery runs on them and pretraining trains a 2D U-Net on the film patches (Semantic Genesis 2D);
-    the stages not built for 2D images are refused before anything is written."""
+    discovery runs on them, pretraining trains a 2D U-Net on the film patches (Semantic Genesis 2D),
+    and the evaluation fine-tunes it and scratch on patches of another cohort's films; the stage not
+    built for 2D images is refused before anything is written."""
     import torch
 
+    from semgen_ray.evaluate.report import read_csv
     from semgen_ray.models import load_pretrained
 
-    assert main(["--run-dir", str(tmp_path / "refused"), "--stages", "data,discover,train,evaluate", *FLAT]) == 1
-    assert "2D evaluate is not built yet" in capsys.readouterr().err and not (tmp_path / "refused").exists()
+    assert main(["--run-dir", str(tmp_path / "refused"), "--stages", "data,stream", *FLAT]) == 1
+    assert "2D stream is not built yet" in capsys.readouterr().err and not (tmp_path / "refused").exists()
     train = ["--set", "train.max_epochs=2", "--set", "train.batch_size=4", "--set", "train.num_workers=1"]
     assert main(["--run-dir", str(tmp_path / "run"), *FLAT, *train]) == 0
     store = open_store(tmp_path / "run" / "store.zarr")
@@ -261,3 +263,22 @@ def test_a_run_on_2d_images_generates_radiographs_discovers_and_pretrains_a_2d_u
     with torch.no_grad():
         restored, logits = model(torch.rand(3, 1, 16, 16))
     assert restored.shape == (3, 1, 16, 16) and logits.shape == (3, 2)
+
+    evaluate = ["--run-dir", str(tmp_path / "run"), "--stages", "evaluate", *FLAT, *train,
+                *[a for s in ("evaluate.target_patients=48", "evaluate.min_voxels=1", "evaluate.trials=2",
+                              "evaluate.max_steps=4", "evaluate.eval_every=2", "evaluate.patience=2",
+                              "evaluate.lr_patience=1", "evaluate.arms=[scratch, semantic_genesis]",
+                              "evaluate.negatives=matched") for a in ("--set", s)]]
+    assert main(evaluate) == 1  # the 3D presets' physical cube size does not apply to films
+    assert "set evaluate.cube_mm: null" in capsys.readouterr().err
+    assert main([*evaluate, "--set", "evaluate.cube_mm=null"]) == 0
+    films = open_store(tmp_path / "run" / "target.zarr")
+    assert films.patient_ids == [] and len(films.image_ids) == 48  # another cohort's radiographs
+    record = json.loads((tmp_path / "run" / "evaluate" / "evaluate.json").read_text())
+    assert record["arms"] == {"scratch": None, "semantic_genesis": "train/export"}  # the 2D export, not retrained
+    with np.load(tmp_path / "run" / "evaluate" / "tasks_segmentation.npz") as z:
+        assert z["train_x"].shape[1:] == (1, 16, 16) and z["train_y"].shape[1:] == (1, 16, 16)
+    rows = read_csv(tmp_path / "run" / "evaluate" / "results.csv")
+    assert sorted((r["task"], r["arm"], r["seed"]) for r in rows) == sorted(
+        (t, a, s) for t in ("classification", "segmentation") for a in ("scratch", "semantic_genesis") for s in (0, 1))
+    assert "patches [16, 16] pixels of 2D images" in (tmp_path / "run" / "evaluate" / "report.md").read_text()

@@ -540,8 +540,10 @@ class EvaluateConfig:
         target_shape: voxels (x, y, z) of the target phantoms; ``None``: ``phantoms.shape``.
         min_voxels: smallest labelled object that makes a positive cube.
         negatives: classification negatives: ``candidates`` (nodule-like structures inside the lung,
-            matched to the positives' intensity statistics, as LUNA16's false-positive candidates)
-            or ``random`` (random boxes anywhere without a label, the earlier behaviour).
+            matched to the positives' intensity statistics, as LUNA16's false-positive candidates),
+            ``matched`` (label-free boxes anywhere, matched to the same statistics; the negatives of
+            2D images, which have no lung mask) or ``random`` (random boxes anywhere without a
+            label, the earlier behaviour).
         negatives_per_positive: non-nodule cubes per nodule cube (classification).
         cube_mm: physical size (x, y, z) in mm of a target cube, resampled to ``data.cube_size``
             voxels (the paper's 64×64×32 LUNA16 cubes span about 45 mm); ``None``: ``data.cube_size``
@@ -624,7 +626,7 @@ class EvaluateConfig:
                  "evaluate.precision=fp16 needs evaluate.engine=deepspeed (dynamic loss scaling)")
         if self.target_shape is not None:
             _positive_triple("evaluate.target_shape", self.target_shape)
-        _choice("evaluate.negatives", self.negatives, ("candidates", "random"))
+        _choice("evaluate.negatives", self.negatives, ("candidates", "matched", "random"))
         if self.cube_mm is not None:
             _positive_triple("evaluate.cube_mm", self.cube_mm, integer=False)
         _require(0 <= self.seg_jitter < 0.5, "evaluate.seg_jitter must be in [0, 0.5)")

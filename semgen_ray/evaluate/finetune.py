@@ -247,7 +247,8 @@ def run_trial(data, task: str, arm: str, weights: str | None, seed: int, model_c
         precision: ``fp32`` (default), ``bf16`` (autocast with ``torch``; bf16 weights with fp32
             masters with ``deepspeed``), ``fp16`` (``deepspeed`` on a GPU) or ``auto``.
         spatial_dims: 3 (default), or 2: a 2D network fine-tuned on the cubes' axial slices and
-            scored per cube (:mod:`semgen_ray.evaluate.slices`); the counts in the row are cubes.
+            scored per cube (:mod:`semgen_ray.evaluate.slices`; the counts in the row are cubes), or
+            on the patches themselves when ``data`` holds 2D images ((N, 1, X, Y) ``x``).
 
     Returns:
         A row with :data:`ROW_KEYS` (``auc`` for classification; ``dice``, ``iou``, ``mean_iou``
@@ -278,7 +279,11 @@ def run_trial(data, task: str, arm: str, weights: str | None, seed: int, model_c
     tr, va, te = (data.splits[s] for s in ("train", "val", "test"))
     if not (len(tr["x"]) and len(va["x"]) and len(te["x"])):
         raise ValueError(f"{task}: empty split (train/val/test sizes {data.sizes()})")
-    fit = data if spatial_dims == 3 else axial_slices(data)  # what the network sees: cubes or slices
+    images = tr["x"].ndim == 4  # (N, 1, X, Y): patches of 2D images
+    if images and spatial_dims == 3:
+        raise ValueError(f"{task}: a 3D network cannot fine-tune on 2D images (arm {arm!r}); use 2D weights")
+    sliced = spatial_dims == 2 and not images
+    fit = axial_slices(data) if sliced else data  # what the network sees: cubes, slices or patches
     model = seed_rank(seed, 0, lambda: _on_device(_model(model_cfg, task, weights, head, spatial_dims), device,
                                                   engine == "torch"))
     # threshold 0: any decrease counts as an improvement, as for the best state and early stopping
@@ -292,7 +297,7 @@ def run_trial(data, task: str, arm: str, weights: str | None, seed: int, model_c
                                                     max_steps=max_steps, eval_every=eval_every, patience=patience,
                                                     device=device)
     _, pred = _evaluate(built, task, fte["x"], fte["y"], batch_size, device)
-    if spatial_dims == 2:
+    if sliced:
         pred = to_cubes(task, pred, len(te["x"]))
     row = {"task": task, "arm": arm, "seed": int(seed), "label_fraction": float(label_fraction),
            "val_loss": float(best), "steps": steps, "best_step": best_step, "validations": validations,

@@ -17,11 +17,18 @@ LIDC-style nodule masks):
     :mod:`semgen_ray.evaluate.candidates`), chosen from a seeded per-patient pool so that their cube
     statistics resemble the positives' (greedy nearest neighbours on the standardised statistics of
     :mod:`semgen_ray.evaluate.shortcuts`), so no one-number shortcut separates the classes;
+  - ``"matched"``: random label-free boxes anywhere in the volume, matched to the positives'
+    statistics the same way (no lung mask needed: the negatives of 2D images);
   - ``"random"``: random boxes anywhere in the volume (the earlier behaviour; a third of them are
     mostly air outside the body, so "is this lung?" solves the task);
 - segmentation: a cube per object moved off-centre by a seeded uniform jitter of up to
   ``seg_jitter`` × the cube per axis (the object stays inside), plus ``seg_background`` cubes per
   object at random places inside the body, with their binary masks (label > 0).
+
+On 2D images (``images``: radiographs, Semantic Genesis 2D) the same tasks are cut from the films as
+patches of ``cube``'s first two sizes: nodule patches against ``matched`` or ``random`` negatives, and
+segmentation patches with the nodules' projected masks, background patches anywhere on the film;
+``x`` is then (N, 1, X, Y).
 
 Splits are the store's patient splits (``train`` / ``val`` / ``test``), so a patient's cubes never
 cross splits. Arrays are windowed to [0, 1] on read (CT HU [-1000, 1000]). Each :class:`TaskData`
@@ -38,7 +45,7 @@ import numpy as np
 
 SPLITS = ("train", "val", "test")
 TASKS = ("classification", "segmentation")
-NEGATIVES = ("candidates", "random")
+NEGATIVES = ("candidates", "matched", "random")
 #: Candidates drawn per patient before the negatives are matched to the positives.
 POOL_SIZE = 128
 #: Version of the cube sampling: part of the task cache key, so that cubes cached by an earlier
@@ -241,10 +248,20 @@ def _candidate_negatives(grid: _Grid, volume: np.ndarray, label: np.ndarray, lun
                          rng: np.random.Generator) -> tuple[np.ndarray, int]:
     """Origins of candidate negatives matched to the positives at ``positive_origins``, and the pool size."""
     from semgen_ray.evaluate.candidates import candidate_centres
-    from semgen_ray.evaluate.shortcuts import cube_statistics
 
     centres = candidate_centres(volume, lung, label, spacing, window)
-    centres = centres[rng.permutation(len(centres))]
+    return _matched_negatives(grid, volume, label, window, centres[rng.permutation(len(centres))],
+                              positive_origins, per_positive, rng)
+
+
+def _matched_negatives(grid: _Grid, volume: np.ndarray, label: np.ndarray, window, centres: np.ndarray,
+                       positive_origins: np.ndarray, per_positive: int,
+                       rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """Origins of negatives chosen from the label-free cubes at ``centres`` (in their order, up to
+    :data:`POOL_SIZE`) to match the statistics of the positives at ``positive_origins``, and the
+    pool size."""
+    from semgen_ray.evaluate.shortcuts import cube_statistics
+
     origins = grid.origins(centres)
     pool = []
     for start in range(0, len(origins), POOL_SIZE):  # label checks in batches until the pool is full
@@ -282,17 +299,22 @@ def _seg_counts(y: np.ndarray, n_objects: int) -> dict:
 
 
 def _patient_cubes(volume, label, spacing, window, grid, objects, seed: int, pid: str, *, negatives: str,
-                   negatives_per_positive: int, seg_jitter: float, seg_background: int) -> dict:
+                   negatives_per_positive: int, seg_jitter: float, seg_background: int, image: bool = False) -> dict:
     """One patient's cubes: classification positives (``pos``) and negatives (``neg``, drawn from a
     candidate ``pool`` of that many), segmentation cubes (``seg_x``) and their masks (``seg_y``).
-    Each random draw has its own stream of the patient's seed (:func:`_patient_rng`)."""
+    Each random draw has its own stream of the patient's seed (:func:`_patient_rng`). An ``image``
+    (a film as an (X, Y, 1) volume) has no body mask: its background cubes lie anywhere on it."""
     from semgen_ray.evaluate.candidates import body_and_lung
 
     cls_origins = grid.origins(np.array([c for c, _ in objects]))
-    body = None
+    body = np.ones(volume.shape, bool) if image else None
     if negatives == "random":
         neg_origins = _random_negatives(grid, label, negatives_per_positive, len(objects), _patient_rng(seed, pid))
         pool = 0
+    elif negatives == "matched":
+        anywhere = _body_points(np.ones(volume.shape, bool), 4 * POOL_SIZE, _patient_rng(seed, pid, 1))
+        neg_origins, pool = _matched_negatives(grid, volume, label, window, anywhere, cls_origins,
+                                               negatives_per_positive, _patient_rng(seed, pid, 4))
     else:
         body, lung = body_and_lung(volume, spacing, window)
         neg_origins, pool = _candidate_negatives(grid, volume, label, lung, spacing, window, cls_origins,
@@ -350,8 +372,9 @@ def _task_data(task: str, parts: dict, counts: dict, store_uri: str, settings: d
 
 def build_tasks(store_uri: str, cube, seed: int = 0, min_voxels: int = 8, negatives_per_positive: int = 2, *,
                 negatives: str = "candidates", cube_mm=None, seg_jitter: float = 0.25,
-                seg_background: int = 0) -> dict[str, TaskData]:
-    """Both tasks' cubes from every labelled patient of the store (see the module docstring).
+                seg_background: int = 0, images: bool = False) -> dict[str, TaskData]:
+    """Both tasks' cubes from every labelled patient of the store (see the module docstring);
+    ``images``: the patches of its 2D images (radiographs) instead, of ``cube``'s first two sizes.
 
     Everything random is drawn from per-patient seeds (``seed`` and the patient id), so the same
     arguments give identical arrays.
@@ -367,11 +390,19 @@ def build_tasks(store_uri: str, cube, seed: int = 0, min_voxels: int = 8, negati
     if seg_background < 0:
         raise ValueError(f"seg_background must be >= 0, got {seg_background}")
     cube = tuple(int(c) for c in cube)
+    if images:
+        if cube_mm is not None:
+            raise TaskError("cube_mm resamples the cubes of CT volumes; patches of 2D images are cut at their "
+                            "pixel size: set evaluate.cube_mm: null")
+        if negatives == "candidates":
+            raise TaskError("negatives: candidates finds nodule-like structures in the lungs of a CT volume; "
+                            "on 2D images use evaluate.negatives: matched (or random)")
+        cube = (*cube[:2], 1)
     cube_mm = None if cube_mm is None else tuple(float(c) for c in cube_mm)
     if cube_mm is not None and (len(cube_mm) != 3 or min(cube_mm) <= 0):
         raise ValueError(f"cube_mm must be 3 positive sizes (mm), got {cube_mm}")
     store = open_store(store_uri)
-    rows = [r for r in store.manifest_rows() if r["status"] == "ok" and is_volume(r)]  # 3D tasks: volumes only
+    rows = [r for r in store.manifest_rows() if r["status"] == "ok" and is_volume(r) != images]
     parts = {t: {s: {"x": [], "y": [], "patient": []} for s in SPLITS} for t in TASKS}
     counts = {s: {"positives": 0, "negatives": 0, "negatives_short": 0, "pool": 0, "objects": 0} for s in SPLITS}
     labelled, windows = 0, set()
@@ -381,12 +412,12 @@ def build_tasks(store_uri: str, cube, seed: int = 0, min_voxels: int = 8, negati
         if not store.has_label(pid):
             continue
         labelled += 1
-        volume, meta = store.read(pid, normalize=True)
+        volume, meta = (store.read_flat if images else store.read)(pid, normalize=True)
         volume = volume.astype(np.float32, copy=False)
         window = IntensityWindow(*meta["window"])
         windows.add(meta["window"])
         spacing = meta["spacing"]
-        label = store.read_label(pid)
+        label = store.read_label(pid)[..., None] if images else store.read_label(pid)
         shape = volume.shape
         if cube_mm is None and any(c > n for c, n in zip(cube, shape)):
             raise TaskError(f"patient {pid} of shape {shape} is smaller than the cube {cube}")
@@ -396,19 +427,27 @@ def build_tasks(store_uri: str, cube, seed: int = 0, min_voxels: int = 8, negati
             continue
         cubes = _patient_cubes(volume, label, spacing, window, grid, objects, seed, pid,
                                negatives=negatives, negatives_per_positive=negatives_per_positive,
-                               seg_jitter=seg_jitter, seg_background=seg_background)
+                               seg_jitter=seg_jitter, seg_background=seg_background, image=images)
         _collect(parts, counts[split], split, pid, cubes, len(objects), negatives_per_positive)
     if not labelled:
-        raise TaskError(f"no patient of {store_uri} has a label array: target tasks need labels")
+        raise TaskError(f"no {'image' if images else 'patient'} of {store_uri} has a label array: target tasks "
+                        "need labels")
     settings = {"negatives": negatives, "negatives_per_positive": int(negatives_per_positive),
                 "cube": list(cube), "cube_mm": None if cube_mm is None else list(cube_mm),
                 "seg_jitter": float(seg_jitter), "seg_background": int(seg_background),
-                "min_voxels": int(min_voxels), "seed": int(seed)}
+                "min_voxels": int(min_voxels), "seed": int(seed), **({"images": True} if images else {})}
     out = {task: _task_data(task, parts[task], counts, store_uri, settings) for task in TASKS}
     window = IntensityWindow(*windows.pop()) if len(windows) == 1 else None
     cls = out["classification"]
     cls.info["shortcut_auc"] = task_shortcut_aucs(cls, window) if window else task_shortcut_aucs(cls)
-    return out
+    return {t: _as_images(d) for t, d in out.items()} if images else out
+
+
+def _as_images(data: TaskData) -> TaskData:
+    """A task cut from (X, Y, 1) films with (N, 1, X, Y) patches and masks."""
+    splits = {s: {"x": v["x"][..., 0], "y": v["y"][..., 0] if data.task == "segmentation" else v["y"],
+                  "patient": v["patient"]} for s, v in data.splits.items()}
+    return TaskData(data.task, splits, data.info)
 
 
 def _body_points(body: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:

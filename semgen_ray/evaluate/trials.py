@@ -147,7 +147,7 @@ def _trial(config: dict, data: dict) -> None:
                        s["model"], head=s.get("head", "linear"), label_fraction=float(fraction),
                        threads=s["threads"], device="cuda" if s.get("gpus_per_trial") else "cpu",
                        engine=s.get("engine", "torch"), precision=s.get("precision", "fp32"),
-                       spatial_dims=2 if config["arm"] in s.get("slice_arms", ()) else 3,
+                       spatial_dims=2 if s.get("images") or config["arm"] in s.get("slice_arms", ()) else 3,
                        **task_settings(s, task))
     tune.report(result)
 
@@ -166,7 +166,8 @@ def run_trials(data: dict, arms: dict[str, str | None], settings: dict, out_dir:
             and ``curve_trials``: fractions other than the primary one get seeds
             0 .. curve_trials-1 only (a cheaper label-efficiency curve); ``engine`` and
             ``precision`` (:func:`~semgen_ray.evaluate.finetune.run_trial`'s, default torch / fp32);
-            ``slice_arms``: arms whose 2D network works on axial slices (:mod:`semgen_ray.evaluate.slices`).
+            ``slice_arms``: arms whose 2D network works on axial slices (:mod:`semgen_ray.evaluate.slices`);
+            ``images``: the tasks are patches of 2D images, every arm a 2D network.
         trials: seeds per arm, task and label fraction (0 .. trials-1).
         callbacks: Ray Tune callbacks (e.g. progress lines), given to ``tune.RunConfig``.
 

@@ -4,7 +4,8 @@
    ``train.objective``, ``<run>/train_<objective>`` for the baselines, pretrained here on the same
    pattern manifest when missing); named weight files from ``evaluate.weights``;
 2. the target store: ``evaluate.target_store``, or a phantom cohort of another cohort seed
-   (``<run>/target.zarr``), so that no pretraining patient is a target patient;
+   (``<run>/target.zarr``; its radiographs when the run is 2D), so that no pretraining patient is a
+   target patient;
 3. the target tasks' cubes (cached in ``<run>/evaluate/tasks_<task>.npz``, rebuilt when the settings
    they depend on change);
 4. the Tune trials, task × arm × label fraction × seed (resumed when interrupted), with progress lines;
@@ -77,8 +78,17 @@ def slice_arms(arms: dict[str, str | None]) -> list[str]:
     return flat
 
 
+def image_arms(arms: dict[str, str | None]) -> None:
+    """A 2D run's arms (tasks on 2D images): ``scratch`` and 2D exports; anything else is refused."""
+    three_d = [a for a in arms if a != "scratch" and a not in slice_arms(arms)]
+    if three_d:
+        raise EvaluationError(f"the target tasks of a 2D run are patches of 2D images, which 2D networks fine-tune: "
+                              f"arm(s) {three_d} are not (scratch_2d is scratch here; 3D weights cannot be used)")
+
+
 def target_store(config: SemGenConfig) -> str:
-    """The labelled store of the target tasks (a phantom cohort of its own seed by default)."""
+    """The labelled store of the target tasks (a phantom cohort of its own seed by default, its
+    radiographs when the run is 2D)."""
     from semgen_ray.phantoms.cohort import write_cohort
 
     e = config.evaluate
@@ -90,10 +100,12 @@ def target_store(config: SemGenConfig) -> str:
                               "pretraining patients")
     shape = e.target_shape or config.phantoms.shape
     uri = layout.absolute("target.zarr")
-    logger.info(f"[evaluate] target cohort: {e.target_patients} phantoms {list(shape)} (cohort seed {e.target_seed}) "
-                f"→ {_rel(config.run_dir, uri)}")
+    films = config.data.flat
+    logger.info(f"[evaluate] target cohort: {e.target_patients} phantoms {list(shape)} (cohort seed {e.target_seed})"
+                + (", their radiographs" if films else "") + f" → {_rel(config.run_dir, uri)}")
     report = write_cohort(replace(config.phantoms, n=e.target_patients, seed=e.target_seed, shape=shape),
-                          replace(config.store, uri=uri), config.ingest, config.ray, progress=False)
+                          replace(config.store, uri=uri), config.ingest, config.ray, progress=False,
+                          radiographs=films)
     if not report.ok:
         raise EvaluationError(f"{len(report.failed)} target phantoms failed; see the manifest of {uri}")
     return uri
@@ -117,7 +129,8 @@ def task_settings(config: SemGenConfig, store: str) -> dict:
             "min_voxels": e.min_voxels,
             "negatives": e.negatives, "negatives_per_positive": e.negatives_per_positive,
             "cube_mm": list(e.cube_mm) if e.cube_mm else None, "seg_jitter": e.seg_jitter,
-            "seg_background": e.seg_background, "target_shape": list(e.target_shape or config.phantoms.shape)}
+            "seg_background": e.seg_background, "target_shape": list(e.target_shape or config.phantoms.shape),
+            **({"images": True} if config.data.flat else {})}  # only then: earlier caches keep their key
 
 
 def load_tasks(config: SemGenConfig, store: str, out: Path, force: bool = False) -> dict:
@@ -138,7 +151,8 @@ def load_tasks(config: SemGenConfig, store: str, out: Path, force: bool = False)
         try:
             built = build_tasks(store, config.data.cube_size, seed=config.seed, min_voxels=e.min_voxels,
                                 negatives_per_positive=e.negatives_per_positive, negatives=e.negatives,
-                                cube_mm=e.cube_mm, seg_jitter=e.seg_jitter, seg_background=e.seg_background)
+                                cube_mm=e.cube_mm, seg_jitter=e.seg_jitter, seg_background=e.seg_background,
+                                images=config.data.flat)
         except TaskError as err:
             raise EvaluationError(str(err)) from err
         for t in e.tasks:
@@ -205,6 +219,8 @@ def _evaluate(config: SemGenConfig, out: Path, folder: str, force: bool = False)
     e = config.evaluate
     run = config.run_dir
     arms = arm_weights(config, force=force)
+    if config.data.flat:
+        image_arms(arms)  # before the target cohort is made
     store = target_store(config)
     data = load_tasks(config, store, out, force=force)
     tune_base = folder if runfolder.is_remote(folder) else out  # Tune writes a URI itself
@@ -216,7 +232,9 @@ def _evaluate(config: SemGenConfig, out: Path, folder: str, force: bool = False)
     gpu = decide_gpus(e.use_gpu, "evaluate", e.gpus_per_trial, config.ray.gpu_wait_s)
     settings = fine_tune_settings(config, gpu.use)
     flat = slice_arms(arms)
-    if flat:  # only then: the settings are the trials' key
+    if config.data.flat:  # patches of 2D images: every arm is a 2D network
+        settings["images"], flat = True, []
+    elif flat:  # only then: the settings are the trials' key
         settings["slice_arms"] = flat
     per_arm = e.trials + (len(settings["label_fractions"]) - 1) * min(e.trials, settings["curve_trials"])
     total = len(data) * len(arms) * per_arm
@@ -235,7 +253,8 @@ def _evaluate(config: SemGenConfig, out: Path, folder: str, force: bool = False)
     header = (f"Target store `{_rel(run, store)}`; {e.trials} trials per arm, task and label fraction; "
               f"primary label fraction {e.label_fraction}"
               + (f", curve fractions {sorted(settings['label_fractions'])}" if e.curve_fractions else "")
-              + f"; cubes {list(config.data.cube_size)} voxels"
+              + (f"; patches {list(config.data.cube_size)[:2]} pixels of 2D images" if config.data.flat
+                 else f"; cubes {list(config.data.cube_size)} voxels")
               + (f" resampled from {list(e.cube_mm)} mm" if e.cube_mm else "")
               + f"; negatives `{e.negatives}`; head `{e.head}`; fine-tuning ≤ {e.max_steps} steps, validation "
               f"every {e.eval_every}, patience {e.patience}, LR patience {e.lr_patience}; arms: "

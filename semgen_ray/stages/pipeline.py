@@ -50,7 +50,7 @@ from semgen_ray.stages.layout import RunLayout
 STAGES = ("data", "stream", "discover", "train", "evaluate")
 DEFAULT_STAGES = ("data", "discover", "train")
 #: the stages built for 2D images (a flat ``data.volume_shape``)
-FLAT_STAGES = ("data", "discover", "train")
+FLAT_STAGES = ("data", "discover", "train", "evaluate")
 
 logger = logging.getLogger(__name__)
 
