@@ -642,23 +642,20 @@ def pretrain_cpu_tiny_2d(results: Path) -> str:
             "one run):\n\n" + table(["what", "measured"], rows))
 
 
-def slice_arms_cpu_small(results: Path) -> str:
-    """3D against 2D-on-slices Semantic Genesis under docs/protocol-slice-arms.md (``benchmarks/slice_arms.py``)."""
-    o = load("slice_arms_cpu_small/outcome.json", results)
-    sec, m = o["seconds"], o["machine"]
-    names = {"scratch": "scratch (3D)", "semantic_genesis": "Semantic Genesis 3D", "scratch_2d": "scratch 2D on slices",
-             "semantic_genesis_2d": "Semantic Genesis 2D on slices"}
-    tasks = o["tasks"]
+def _judged_run(o: dict, folder: str, names: dict, steps: str, fraction: str, primary: str) -> str:
+    """A run judged under a protocol (``outcome.json`` of ``benchmarks/slice_arms.py`` or
+    ``film_tasks.py``): each arm's test metric, then per task its decision, gate, primary and
+    secondary comparisons."""
+    sec, m, tasks = o["seconds"], o["machine"], o["tasks"]
     means = {}
     for task, t in tasks.items():
         for c in [t["primary"], *t["secondary"]]:
             means[(task, c["a"])], means[(task, c["b"])] = (c["mean_a"], c["sd_a"]), (c["mean_b"], c["sd_b"])
     rows = [[names[arm]] + [f"{100 * means[(task, arm)][0]:.1f} ± {100 * means[(task, arm)][1]:.1f} "
                             f"({tasks[task]['collapsed'][arm]} collapsed)" for task in tasks] for arm in o["arms"]]
-    out = (f"`benchmarks/results/slice_arms_cpu_small/` (`{o['command']}`, {m['cpu']}, {m['cores']} cores, one run: "
-           f"{mmss(sec['total'])}; 2D pretraining {mmss(sec['pretrain_2d'])}, 3D data + discovery + pretraining "
-           f"{mmss(sec['pretrain_3d'])}, evaluation {mmss(sec['evaluate'])}). Test metric at 20 % of the labels, "
-           "mean ± s.d. over 10 seeds, in %:\n\n"
+    out = (f"`benchmarks/results/{folder}/` (`{o['command']}`, {m['cpu']}, {m['cores']} cores, one run: "
+           f"{mmss(sec['total'])}; {steps}). Test metric at {fraction} of the labels, mean ± s.d. over 10 seeds, "
+           "in %:\n\n"
            + table(["arm", *(f"{task} ({tasks[task]['metric'].upper() if tasks[task]['metric'] == 'auc' else 'Dice'})"
                              for task in tasks)], rows))
     for task, t in tasks.items():
@@ -668,11 +665,33 @@ def slice_arms_cpu_small(results: Path) -> str:
                 f"{100 * g['min']:.0f} % with all labels")
         sec_text = "; ".join(f"{names[c['a']]} − {names[c['b']]} {_points(c['diff'])} (p = {c['student_p']:.2g})"
                              for c in t["secondary"])
-        out += (f"\n**{task.capitalize()}: {t['decision']}** ({gate}). Semantic Genesis 3D − 2D on slices: "
+        out += (f"\n**{task.capitalize()}: {t['decision']}** ({gate}). {primary}: "
                 f"{_points(p['diff'])} points (95 % CI {_points(p['ci'][0])} to {_points(p['ci'][1])}), Student "
-                f"p = {p['student_p']:.2g} against α = 0.025, paired by seed p = {p['paired_p']:.2g}. Secondary: "
-                f"{sec_text}.\n")
+                f"p = {p['student_p']:.2g} against α = 0.025, paired by seed p = {p['paired_p']:.2g}."
+                + (f" Secondary: {sec_text}." if sec_text else "") + "\n")
     return out
+
+
+def slice_arms_cpu_small(results: Path) -> str:
+    """3D against 2D-on-slices Semantic Genesis under docs/protocol-slice-arms.md (``benchmarks/slice_arms.py``)."""
+    o = load("slice_arms_cpu_small/outcome.json", results)
+    sec = o["seconds"]
+    names = {"scratch": "scratch (3D)", "semantic_genesis": "Semantic Genesis 3D", "scratch_2d": "scratch 2D on slices",
+             "semantic_genesis_2d": "Semantic Genesis 2D on slices"}
+    steps = (f"2D pretraining {mmss(sec['pretrain_2d'])}, 3D data + discovery + pretraining "
+             f"{mmss(sec['pretrain_3d'])}, evaluation {mmss(sec['evaluate'])}")
+    return _judged_run(o, "slice_arms_cpu_small", names, steps, "20 %", "Semantic Genesis 3D − 2D on slices")
+
+
+def film_tasks_cpu_tiny_2d(results: Path) -> str:
+    """2D Semantic Genesis against scratch on the films' tasks under docs/protocol-film-tasks.md
+    (``benchmarks/film_tasks.py``)."""
+    o = load("film_tasks_cpu_tiny_2d/outcome.json", results)
+    sec = o["seconds"]
+    names = {"scratch": "scratch (2D)", "semantic_genesis": "Semantic Genesis 2D"}
+    steps = (f"data + 2D discovery + pretraining {mmss(sec['pretrain'])}, target films, tasks and trials "
+             f"{mmss(sec['evaluate'])}")
+    return _judged_run(o, "film_tasks_cpu_tiny_2d", names, steps, "50 %", "Semantic Genesis 2D − scratch")
 
 
 def bezier_error(results: Path) -> str:
@@ -715,6 +734,7 @@ SECTIONS = {
     "experiment_cpu_small_v2": experiment_cpu_small_v2,
     "pretrain_cpu_tiny_2d": pretrain_cpu_tiny_2d,
     "slice_arms_cpu_small": slice_arms_cpu_small,
+    "film_tasks_cpu_tiny_2d": film_tasks_cpu_tiny_2d,
 }
 
 
