@@ -82,8 +82,8 @@ def image_arms(arms: dict[str, str | None]) -> None:
     """A 2D run's arms (tasks on 2D images): ``scratch`` and 2D exports; anything else is refused."""
     three_d = [a for a in arms if a != "scratch" and a not in slice_arms(arms)]
     if three_d:
-        raise EvaluationError(f"the target tasks of a 2D run are patches of 2D images, which 2D networks fine-tune: "
-                              f"arm(s) {three_d} are not (scratch_2d is scratch here; 3D weights cannot be used)")
+        raise EvaluationError(f"the target tasks of a 2D run are patches of 2D images, which only 2D networks "
+                              f"fine-tune: arm(s) {three_d} hold 3D weights")
 
 
 def target_store(config: SemGenConfig) -> str:

@@ -114,3 +114,18 @@ def test_2d_arms_run_beside_the_3d_ones_through_the_command(tmp_path, capsys):
     assert "`sg_2d` (" in report and report.count("2D on axial slices") == 2
     record = json.loads((run / "evaluate" / "evaluate.json").read_text())
     assert set(record["means"]["classification"]) == {"scratch", "scratch_2d", "sg_2d"}
+
+
+def test_a_2d_run_refuses_3d_weights_before_it_makes_its_target_films(tmp_path, capsys):
+    """On a 2D run every arm fine-tunes a 2D network on film patches: a 3D export named in
+    ``evaluate.weights`` is refused through the command, before the target cohort is generated."""
+    from semgen_ray.evaluate.__main__ import main
+    from semgen_ray.models import build_model, export_weights
+
+    export = export_weights(build_model({"width": 4}, num_classes=3), tmp_path / "ct", {"input_size": [16, 16, 8]})
+    run = tmp_path / "run"
+    sets = ["data.volume_shape=[32, 64, 1]", "data.cube_size=[16, 16, 1]", "evaluate.arms=[scratch, ct]",
+            f"evaluate.weights={{ct: {export}}}", "evaluate.cube_mm=null", "evaluate.negatives=matched"]
+    assert main(["--run-dir", str(run), *[a for s in sets for a in ("--set", s)]]) == 1
+    assert "only 2D networks fine-tune: arm(s) ['ct'] hold 3D weights" in capsys.readouterr().err
+    assert not (run / "target.zarr").exists()
