@@ -234,6 +234,18 @@ def test_the_paper_2d_preset_asks_for_a_store_of_radiographs(tmp_path, capsys):
     assert "--kind 2d" in err and not (tmp_path / "paper-2d").exists()
 
 
+def test_the_paper_2d_evaluation_asks_for_a_target_store_of_radiographs(tmp_path, capsys):
+    """Its target tasks are 224×224 patches: the default target films (phantoms of the preset's shape)
+    are refused before any arm is pretrained or any film generated, saying what to give instead."""
+    from semgen_ray.evaluate.__main__ import main as evaluate
+
+    assert evaluate(["--run-dir", str(tmp_path / "paper-2d"), "--config", "paper-2d"]) == 1
+    err = capsys.readouterr().err
+    assert "films (phantoms of [512, 512, 192]) are 192×512 pixels, smaller than data.cube_size [224, 224]" in err
+    assert "give evaluate.target_store" in err
+    assert not (tmp_path / "paper-2d" / "target.zarr").exists() and not (tmp_path / "paper-2d" / "train").exists()
+
+
 @pytest.mark.slow
 def test_a_run_on_2d_images_generates_radiographs_discovers_pretrains_and_evaluates_a_2d_unet(tmp_path, capsys):
     """A flat volume shape: the data stage fills the run's store with the phantoms' radiographs,

@@ -89,6 +89,11 @@ def _film_layout(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a.T[::-1])
 
 
+def film_shape(shape) -> tuple[int, int]:
+    """(rows, columns) of the radiograph of a phantom of ``shape`` (X, Y, Z): (Z, X)."""
+    return int(shape[2]), int(shape[0])
+
+
 def expose(integrals: np.ndarray, pixel_spacing: tuple[float, float], rng: np.random.Generator | None,
            detector: Detector = Detector()) -> np.ndarray:
     """The detector's 12-bit image of line integrals laid out as a film (rows, columns)."""
@@ -151,5 +156,5 @@ def phantom_radiograph(index: int, cohort_seed: int = 0, shape: tuple[int, int, 
     return radiograph(volume.array, label, volume.spacing, seed, detector)
 
 
-__all__ = ["BITS", "MU_WATER_PER_MM", "Detector", "Radiograph", "expose", "line_integrals", "nodule_boxes",
+__all__ = ["BITS", "MU_WATER_PER_MM", "Detector", "Radiograph", "expose", "film_shape", "line_integrals", "nodule_boxes",
            "phantom_radiograph", "radiograph"]

@@ -86,6 +86,23 @@ def image_arms(arms: dict[str, str | None]) -> None:
                               f"fine-tune: arm(s) {three_d} hold 3D weights")
 
 
+def check_target_films(config: SemGenConfig) -> None:
+    """A 2D run's default target cohort (phantom films) holds ``data.cube_size``'s patches; checked
+    before anything is trained or generated (the ``paper-2d`` sizes need a store of radiographs)."""
+    from semgen_ray.phantoms.radiograph import film_shape
+
+    e = config.evaluate
+    if not config.data.flat or e.target_store:
+        return
+    shape, cube = list(e.target_shape or config.phantoms.shape), list(config.data.cube_size)[:2]
+    film = film_shape(shape)
+    if any(c > f for c, f in zip(cube, film)):
+        raise EvaluationError(f"the target cohort's films (phantoms of {shape}) are {film[0]}×{film[1]} pixels, smaller "
+                              f"than data.cube_size {cube}: give evaluate.target_store, a labelled store of radiographs "
+                              "(python -m semgen_ray.ingest FILMS --kind 2d --out STORE), or a larger "
+                              "evaluate.target_shape")
+
+
 def target_store(config: SemGenConfig) -> str:
     """The labelled store of the target tasks (a phantom cohort of its own seed by default, its
     radiographs when the run is 2D)."""
@@ -218,6 +235,7 @@ def _evaluate(config: SemGenConfig, out: Path, folder: str, force: bool = False)
 
     e = config.evaluate
     run = config.run_dir
+    check_target_films(config)
     arms = arm_weights(config, force=force)
     if config.data.flat:
         image_arms(arms)  # before the target cohort is made

@@ -99,8 +99,10 @@ def preflight(config: SemGenConfig, stages: tuple[str, ...]) -> None:
 
 def _check_phantom_films(config: SemGenConfig) -> None:
     """The phantom cohort's films (rows = the phantoms' z, columns = their x) hold ``data.cube_size``."""
+    from semgen_ray.phantoms.radiograph import film_shape
+
     shape, cube = list(config.phantoms.shape), list(config.data.cube_size)[:2]
-    film = [shape[2], shape[0]]
+    film = film_shape(shape)
     if any(c > f for c, f in zip(cube, film)):
         raise StageError(f"the phantom cohort's films (phantoms.shape {shape}) are {film[0]}×{film[1]} pixels, "
                          f"smaller than data.cube_size {cube}: give a store of radiographs (--store URI, made by "
