@@ -219,6 +219,23 @@ def corruptions_2d(results: Path) -> str:
     return corruptions(results, "corruptions_2d.json")
 
 
+def corruption_breakdown_2d(results: Path) -> str:
+    """Where the 2D numpy corruption's CPU time goes, per operation (``benchmarks/corruption_breakdown.py``)."""
+    d = load("corruption_breakdown_2d.json", results)
+    parts = ("sampling", "elastic_deformation", "local_pixel_shuffle", "nonlinear_intensity", "in_painting",
+             "out_painting", "flip")
+    rows = []
+    for preset, v in d["presets"].items():
+        ms, whole = v["ms_per_cube"], v["ms_per_cube"]["whole"]
+        rows.append([f"`{preset}`", f"{whole:.2f}"]
+                    + [f"{ms[k]:.2f} ({100 * ms[k] / whole:.0f} %)" + (f", {100 * v['share'][k]:.0f} % drawn"
+                                                                         if k in v["share"] else "") for k in parts])
+    return (f"`benchmarks/results/corruption_breakdown_2d.json` (`{d['command']}`: CPU ms per 224×224 image of a "
+            f"batch of {d['batch']}, one thread, fastest of {d['repeat']} calls, median of {d['rounds']} rounds; "
+            "\"drawn\": the share of the images an operation was drawn for):\n\n"
+            + table(["preset", "whole", *(k.replace("_", " ") for k in parts)], rows))
+
+
 def unet(results: Path) -> str:
     d = load("unet.json", results)
     rows = []
@@ -713,6 +730,7 @@ SECTIONS = {
     "phantoms": phantoms,
     "corruptions": corruptions,
     "corruptions_2d": corruptions_2d,
+    "corruption_breakdown_2d": corruption_breakdown_2d,
     "bezier_error": bezier_error,
     "unet": unet,
     "train_step": train_step,
