@@ -78,9 +78,10 @@ def slice_arms(arms: dict[str, str | None]) -> list[str]:
     return flat
 
 
-def image_arms(arms: dict[str, str | None]) -> None:
-    """A 2D run's arms (tasks on 2D images): ``scratch`` and 2D exports; anything else is refused."""
-    three_d = [a for a in arms if a != "scratch" and a not in slice_arms(arms)]
+def image_arms(arms: dict[str, str | None], two_d: list[str]) -> None:
+    """A 2D run's arms (tasks on 2D images): ``scratch`` and the 2D ones (``two_d``, :func:`slice_arms`);
+    anything else is refused."""
+    three_d = [a for a in arms if a != "scratch" and a not in two_d]
     if three_d:
         raise EvaluationError(f"the target tasks of a 2D run are patches of 2D images, which only 2D networks "
                               f"fine-tune: arm(s) {three_d} hold 3D weights")
@@ -237,8 +238,9 @@ def _evaluate(config: SemGenConfig, out: Path, folder: str, force: bool = False)
     run = config.run_dir
     check_target_films(config)
     arms = arm_weights(config, force=force)
+    two_d = slice_arms(arms)  # from the exports' model cards, read once
     if config.data.flat:
-        image_arms(arms)  # before the target cohort is made
+        image_arms(arms, two_d)  # before the target cohort is made
     store = target_store(config)
     data = load_tasks(config, store, out, force=force)
     tune_base = folder if runfolder.is_remote(folder) else out  # Tune writes a URI itself
@@ -249,11 +251,11 @@ def _evaluate(config: SemGenConfig, out: Path, folder: str, force: bool = False)
         runfolder.remove(tune_dir)
     gpu = decide_gpus(e.use_gpu, "evaluate", e.gpus_per_trial, config.ray.gpu_wait_s)
     settings = fine_tune_settings(config, gpu.use)
-    flat = slice_arms(arms)
+    flat = []  # the arms fine-tuned on the axial slices of 3D cubes
     if config.data.flat:  # patches of 2D images: every arm is a 2D network
-        settings["images"], flat = True, []
-    elif flat:  # only then: the settings are the trials' key
-        settings["slice_arms"] = flat
+        settings["images"] = True
+    elif two_d:  # only then: the settings are the trials' key
+        settings["slice_arms"] = flat = two_d
     per_arm = e.trials + (len(settings["label_fractions"]) - 1) * min(e.trials, settings["curve_trials"])
     total = len(data) * len(arms) * per_arm
     logger.info(f"[evaluate] {total} trials: {len(data)} tasks × {len(arms)} arms × ({e.trials} seeds at label "
