@@ -11,7 +11,8 @@
 # The node is assumed to have numpy (torch's images ship it). Versions are the project's pins
 # (pyproject.toml) where it pins them. Not carried: Ray (its wheel alone is 79 MB), pyarrow (the check
 # reads and writes volumes without the Parquet manifest), hnswlib, SimpleITK, pydicom, nibabel (ingest
-# and discovery, which the check does not run).
+# and discovery, which the check does not run), numba (60 MB with llvmlite: without it the numpy
+# corruption back end runs its vectorised elastic code, the same numbers).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dest="$here/wheels/gpu"; pyver="3.12"; deepspeed=0; scipy=0
@@ -21,7 +22,7 @@ while [ $# -gt 0 ]; do
     --python-version) pyver="$2"; shift ;;
     --deepspeed) deepspeed=1 ;;
     --scipy) scipy=1 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "gpu_wheels.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift

@@ -81,8 +81,8 @@ class NumpyBackend:
     def sort_rows(self, a):
         return np.sort(a, axis=-1)
 
-    def matmul(self, a, b):
-        return np.matmul(a, b)
+    def matmul(self, a, b, out=None):
+        return np.matmul(a, b, out=out)
 
     def flip(self, a, axis):
         return np.flip(a, axis)
@@ -185,8 +185,8 @@ class TorchBackend:
     def sort_rows(self, a):
         return self.torch.sort(a, dim=-1).values
 
-    def matmul(self, a, b):
-        return self.torch.matmul(a, b)
+    def matmul(self, a, b, out=None):
+        return self.torch.matmul(a, b, out=out)
 
     def flip(self, a, axis):
         return self.torch.flip(a, (axis,))

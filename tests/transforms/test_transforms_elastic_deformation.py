@@ -7,6 +7,7 @@ from scipy.ndimage import gaussian_filter, gaussian_filter1d, map_coordinates
 
 from semgen_ray.transforms import ElasticDeformation
 from semgen_ray.transforms._backend import NUMPY, TorchBackend
+from semgen_ray.transforms import elastic_deformation
 from semgen_ray.transforms.elastic_deformation import displacement, field_ranks, resample, smoothing_basis
 
 CUBE = (64, 64, 32)
@@ -37,6 +38,47 @@ def test_resample_equals_scipy_map_coordinates_reflect(make_batch, axes):
     np.testing.assert_allclose(got, want, atol=2e-6)
     got_t = resample(torch.from_numpy(x), torch.from_numpy(disp), axes, TorchBackend("cpu")).numpy()
     np.testing.assert_allclose(got_t, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape, channels", [((224, 224, 1), 1), ((20, 18, 8), 2)], ids=["image", "cube-2-channels"])
+def test_the_compiled_kernel_gives_the_numpy_code_bit_for_bit(make_batch, monkeypatch, shape, channels):
+    """The numpy back end resamples with the compiled kernel (numba is a dependency); every output
+    value is the vectorised numpy code's, exactly."""
+    kernel = elastic_deformation._compiled_resample()
+    assert kernel is not None
+    ran = []
+
+    def spy(*args):
+        out = kernel(*args)
+        ran.append(out is not None)
+        return out
+
+    x = make_batch(3, shape=shape, channels=channels)
+    op = ElasticDeformation()
+    params = op.sample_batch(x.shape, seed=4)
+    monkeypatch.setattr(elastic_deformation, "_compiled_resample", lambda: spy)
+    got = op.apply(x, params)
+    assert ran and all(ran)
+    monkeypatch.setattr(elastic_deformation, "_compiled_resample", lambda: None)
+    want = op.apply(x, params)
+    np.testing.assert_array_equal(got, want)
+    assert np.abs(got - x).mean() > 1e-3
+
+
+def test_the_compiled_kernel_on_single_voxel_axes_and_far_displacements(make_batch):
+    """An in-plane axis of one voxel (no neighbour to interpolate with) equals the numpy code; a
+    displacement that may pass a reflection period is left to the numpy code (None)."""
+    from semgen_ray.transforms._elastic_kernel import resample as kernel
+    from semgen_ray.transforms._operation import Scratch
+
+    x = make_batch(2, shape=(5, 9, 1))                     # (P0, P1, P2) layout: P2 has one voxel
+    disp = np.random.default_rng(3).uniform(-0.9, 0.9, (2, 2, 5, 9, 1)).astype(np.float32)
+    got = kernel(x, disp, Scratch())
+    assert got is not None
+    np.testing.assert_array_equal(got, elastic_deformation._resample_numpy(x, disp.copy(), (1, 2)))
+    assert not np.array_equal(got, x)
+    disp[1, 0, 2, 4, 0] = 30.0                              # beyond the 9-voxel axis
+    assert kernel(x, disp, Scratch()) is None
 
 
 def test_zero_field_is_the_identity_and_z_is_never_moved(make_batch):

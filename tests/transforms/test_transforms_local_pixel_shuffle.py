@@ -81,6 +81,20 @@ def test_dense_blocks_on_a_flat_image_equal_the_reference_loop(make_batch, torch
     np.testing.assert_array_equal(op.apply(torch.from_numpy(x), params).numpy(), want)
 
 
+def test_visible_blocks_of_a_cube_batch_equal_the_reference_loop(make_batch, monkeypatch):
+    """The visible-block pass on cubes (runs of y voxels for every (x, z) of a block), over several
+    cache-sized groups of samples, one of them without blocks."""
+    monkeypatch.setattr(lps, "VISIBLE_PASS_COVERAGE", 0)
+    monkeypatch.setattr(lps, "chunks", lambda n, nvox: [slice(i, min(n, i + 2)) for i in range(0, n, 2)])
+    x = make_batch(5, shape=(20, 18, 10))
+    op = LocalPixelShuffle(blocks=600, block_size=(1, 5))
+    params = op.sample_batch(x.shape, seed=12)
+    params["boxes"][3] = 0                                   # a sample the shuffle leaves alone
+    want = reference_shuffle(x, params["boxes"], params["key"])
+    np.testing.assert_array_equal(op.apply(x, params), want)
+    np.testing.assert_array_equal(want[3], x[3])
+
+
 def test_many_blocks_in_a_large_cube_use_wide_codes_and_stay_exact(torch_path):
     # 3000 blocks x 2^20 voxels do not fit the int32 codes (block << 20 | voxel): the int64 path
     x = np.random.default_rng(2).random((1, 1, 128, 128, 64), dtype=np.float32)
