@@ -57,8 +57,12 @@ def test_fixed_blocks_equal_the_reference_loop(make_batch, torch_path):
     np.testing.assert_array_equal(want[2], x[2])
 
 
-def test_drawn_blocks_equal_the_reference_loop(make_batch, torch_path):
-    x = make_batch(3, shape=(20, 20, 10))
+@pytest.mark.parametrize("sparse", [0.0, 1.0], ids=["every-voxel", "block-voxels-only"])
+def test_drawn_blocks_equal_the_reference_loop(make_batch, torch_path, monkeypatch, sparse):
+    """Both numpy ways of applying the blocks: a source index for every voxel, or (few block voxels,
+    :data:`SPARSE_SHARE`) sorting the proposals and moving only the voxels they cover."""
+    monkeypatch.setattr(lps, "SPARSE_SHARE", sparse)
+    x = make_batch(3, shape=(20, 20, 10), channels=2)
     op = LocalPixelShuffle(blocks=400)
     y, params = op(x, seed=5)
     want = reference_shuffle(x, params["boxes"], params["key"])
