@@ -27,7 +27,7 @@ bilinear in the displaced axes with half-sample-symmetric reflection at the bord
 in place, then one gather per corner (4) for the whole group of samples, with the cube laid out as
 (z, x, y) so that each gather stays within a 64×64 slice (fetching a voxel and its y neighbour in
 one 8-byte gather measured 10% slower); for the reference's two in-plane axes the same float32
-operations run as two compiled passes (:mod:`._elastic_kernel`, numba; bit-identical, about 2.5×
+operations run as two compiled passes (:mod:`._compiled`, numba; bit-identical, about 2.5×
 faster). torch: one 2D ``grid_sample`` over all z slices of the batch (3D ``grid_sample`` when z is
 displaced too), on any device.
 
@@ -188,7 +188,7 @@ def _resample_numpy(batch: np.ndarray, disp: np.ndarray, axes, scratch: Scratch 
 
 
 def _resample_chunk(batch: np.ndarray, disp: np.ndarray, axes, scratch: Scratch) -> np.ndarray:
-    """numpy: the compiled kernel (:mod:`._elastic_kernel`, bit-identical) for the reference's two
+    """numpy: the compiled kernel (:mod:`._compiled`, bit-identical) for the reference's two
     in-plane axes where numba is installed, else :func:`_resample_numpy`."""
     kernel = _compiled_resample() if len(axes) == 2 else None
     out = None if kernel is None else kernel(batch, disp, scratch)
@@ -197,9 +197,9 @@ def _resample_chunk(batch: np.ndarray, disp: np.ndarray, axes, scratch: Scratch)
 
 @lru_cache(maxsize=1)
 def _compiled_resample():
-    """:func:`._elastic_kernel.resample`, or ``None`` where numba is not installed."""
+    """:func:`._compiled.resample`, or ``None`` where numba is not installed."""
     try:
-        from semgen_ray.transforms._elastic_kernel import resample as kernel
+        from semgen_ray.transforms._compiled import resample as kernel
     except ImportError:
         return None
     return kernel

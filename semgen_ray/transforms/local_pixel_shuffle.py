@@ -19,6 +19,10 @@ Here the whole batch is resolved with array operations, blocks grouped by shape 
 4. one gather of the original applies everything; or, when the blocks hold few voxels (``sg``'s 5
    blocks), the proposals are sorted by voxel and only the voxels they cover are moved.
 
+With numba installed (a dependency), the numpy back end instead places the (visible) blocks in
+drawing order with compiled loops, each block's permutation computed as in step 2
+(:func:`_shuffle_compiled`, :mod:`._compiled`): the same result, 1.6× faster on ``mg``'s 2D shuffle.
+
 When the blocks cover the batch many times over (``mg``'s 10,000 blocks on a 224 × 224 image: 26
 times), a first pass finds the blocks some voxel shows (the last block per voxel, as a range maximum
 over runs of voxels: :func:`_visible`), and steps 1-3 run on those only (12 % of the blocks there):
@@ -86,17 +90,9 @@ def _source_index(boxes: np.ndarray, keys: np.ndarray, shape, xp):
         head = ((number << vbits) + local).astype(np.int32)
     else:
         head = (np.arange(n * b, dtype=np.int64) << 32) + base
-    top = [int(v.max()) + 1 for v in (sx, sy, sz)]
-    shape_id = (sx[used] * top[1] + sy[used]) * top[2] + sz[used]
-    small = np.int16 if top[0] * top[1] * top[2] < 1 << 15 else np.int64   # 16 bits: radix sort
-    order = used[np.argsort(shape_id.astype(small), kind="stable")]   # by shape, sample, drawing order
-    counts = np.bincount(shape_id, minlength=top[0] * top[1] * top[2])
-    ends = np.cumsum(counts)
     block_key = np.repeat(keys.astype(np.int32), b)
     pending = []
-    for sid in np.flatnonzero(counts).tolist():
-        blocks = order[ends[sid] - counts[sid]:ends[sid]]
-        bx, by, bz = sid // (top[1] * top[2]), (sid // top[2]) % top[1], sid % top[2]
+    for blocks, (bx, by, bz) in _shape_groups(used, sx, sy, sz):
         offset = _template(bx, by, bz, Y, Z)                             # (volume,) C order
         volume = offset.size
         vox = xp.param(base[blocks]).reshape(-1, 1) + xp.param(offset).reshape(1, -1)   # (blocks, volume)
@@ -104,17 +100,7 @@ def _source_index(boxes: np.ndarray, keys: np.ndarray, shape, xp):
         if volume == 1:
             proposal = xp.param(head[blocks]).reshape(-1, 1)
         else:
-            # the block's permutation: sort [random bits | position]; position l takes the voxel
-            # at rank l. Bits and counters depend only on the block (not on the rest of the batch).
-            bits = _local_bits(volume)
-            pos = xp.arange(volume, xp.int32).reshape(1, -1)
-            counter = xp.param((number[blocks] << bits).astype(np.int32)).reshape(-1, 1)
-            rank = hash_bits_split(xp, counter, xp.param(block_key[blocks]).reshape(-1, 1), pos)
-            rank &= ~((1 << bits) - 1)
-            rank |= pos
-            rank = xp.sort_rows(rank)
-            rank &= (1 << bits) - 1
-            proposal = table[rank]
+            proposal = table[_ranks(xp, number[blocks], block_key[blocks], volume)]
             proposal += xp.param(head[blocks]).reshape(-1, 1)
         if xp.name != "numpy":
             xp.scatter_max_(code, vox.reshape(-1), proposal.reshape(-1))
@@ -124,6 +110,79 @@ def _source_index(boxes: np.ndarray, keys: np.ndarray, shape, xp):
     if xp.name != "numpy":
         return code & 0xFFFFFFFF
     return _Proposals(pending, compact, vbits)
+
+
+def _shape_groups(used: np.ndarray, sx, sy, sz):
+    """``(blocks, (sx, sy, sz))`` for each block shape among ``used`` (flat block numbers); within a
+    shape, blocks stay in their order (by sample, then drawing order)."""
+    top = [int(v.max()) + 1 for v in (sx, sy, sz)]
+    shape_id = (sx[used] * top[1] + sy[used]) * top[2] + sz[used]
+    small = np.int16 if top[0] * top[1] * top[2] < 1 << 15 else np.int64   # 16 bits: radix sort
+    order = used[np.argsort(shape_id.astype(small), kind="stable")]
+    counts = np.bincount(shape_id, minlength=top[0] * top[1] * top[2])
+    ends = np.cumsum(counts)
+    for sid in np.flatnonzero(counts).tolist():
+        yield order[ends[sid] - counts[sid]:ends[sid]], (sid // (top[1] * top[2]), (sid // top[2]) % top[1], sid % top[2])
+
+
+def _ranks(xp, number, key, volume: int):
+    """(blocks, volume) int32: output position ``l`` of each block (C order) takes the block's voxel at
+    position ``rank[l]``. The block's permutation sorts [random bits | position] (one row sort per
+    block); bits and counters depend only on the block, never on the rest of the batch."""
+    bits = _local_bits(volume)
+    pos = xp.arange(volume, xp.int32).reshape(1, -1)
+    counter = xp.param((np.asarray(number, dtype=np.int64) << bits).astype(np.int32)).reshape(-1, 1)
+    rank = hash_bits_split(xp, counter, xp.param(key).reshape(-1, 1), pos)
+    rank &= ~((1 << bits) - 1)
+    rank |= pos
+    rank = xp.sort_rows(rank)
+    rank &= (1 << bits) - 1
+    return rank
+
+
+def _shuffle_compiled(boxes: np.ndarray, keys: np.ndarray, shape, source: np.ndarray, out: np.ndarray) -> bool:
+    """numpy with numba (:mod:`._compiled`): the visible blocks painted in drawing order, each block's
+    permutation from :func:`_ranks` (numpy's vectorised row sort, one per block shape), the blocks
+    placed in drawing order from ``source`` (N, C, V) into ``out`` (N, C, V). The same result as
+    the scatter of codes; ``False`` (nothing done) without numba."""
+    compiled = _compiled()
+    if compiled is None:
+        return False
+    n, b = boxes.shape[:2]
+    nvox = int(np.prod(shape))
+    flat_boxes = boxes.reshape(n * b, 6)
+    sx, sy, sz = (flat_boxes[:, 3 + a].astype(np.int64) for a in range(3))
+    volume = sx * sy * sz
+    used = np.flatnonzero(volume > 0)
+    if used.size == 0:
+        return True
+    if int(volume[used].sum()) > VISIBLE_PASS_COVERAGE * n * nvox:
+        seen = np.zeros(n * b, dtype=bool)
+        compiled.shown_blocks(flat_boxes, used, tuple(shape), b, seen)
+        used = used[seen[used]]
+    number = np.tile(np.arange(b, dtype=np.int64), n)
+    block_key = np.repeat(keys.astype(np.int32), b)
+    start = np.zeros(n * b, dtype=np.int64)
+    slabs, filled = [], 0
+    for blocks, (bx, by, bz) in _shape_groups(used, sx, sy, sz):
+        size = bx * by * bz
+        rank = (np.zeros((blocks.size, 1), dtype=np.int32) if size == 1
+                else _ranks(NUMPY, number[blocks], block_key[blocks], size))
+        start[blocks] = filled + np.arange(blocks.size, dtype=np.int64) * size
+        filled += rank.size
+        slabs.append(rank.reshape(-1))
+    compiled.place_blocks(flat_boxes, used, np.concatenate(slabs), start, tuple(shape), b, source, out)
+    return True
+
+
+@lru_cache(maxsize=1)
+def _compiled():
+    """The :mod:`._compiled` module, or ``None`` where numba is not installed."""
+    try:
+        from semgen_ray.transforms import _compiled as module
+    except ImportError:
+        return None
+    return module
 
 
 #: Blocks covering the batch more than this many times over are first thinned to the visible ones
@@ -370,9 +429,14 @@ class LocalPixelShuffle(RandomOperation):
         nvox = int(np.prod(shape))
         if xp.name == "torch" and (xp.device.type != "cpu" or not TORCH_CPU_USES_NUMPY):
             return _source_index(boxes, keys, tuple(shape), xp)
-        pending = _source_index(boxes, keys, tuple(shape), NUMPY)
-        src = np.concatenate([_scatter_numpy(pending, sl.start, sl.stop, nvox) + sl.start * nvox
-                              for sl in chunks(n, nvox)])
+        src = np.arange(n * nvox, dtype=np.int64).reshape(n, 1, nvox)
+        out = src.copy()
+        if _shuffle_compiled(boxes, keys, tuple(shape), src, out):
+            src = out.reshape(-1)
+        else:
+            pending = _source_index(boxes, keys, tuple(shape), NUMPY)
+            src = np.concatenate([_scatter_numpy(pending, sl.start, sl.stop, nvox) + sl.start * nvox
+                                  for sl in chunks(n, nvox)])
         return src if xp.name == "numpy" else xp.torch.from_numpy(src)
 
     def check(self, batch, params: dict) -> None:
@@ -389,10 +453,13 @@ class LocalPixelShuffle(RandomOperation):
         nvox = shape[0] * shape[1] * shape[2]
         if xp.name == "numpy":
             boxes = np.asarray(params["boxes"])
-            pending = _source_index(boxes, np.asarray(params["key"], dtype=np.int32).reshape(-1), shape, NUMPY)
+            keys = np.asarray(params["key"], dtype=np.int32).reshape(-1)
+            flat = x.reshape(n, c, nvox)
+            if _shuffle_compiled(boxes, keys, shape, flat.copy(), flat):
+                return x
+            pending = _source_index(boxes, keys, shape, NUMPY)
             if not pending:
                 return x
-            flat = x.reshape(n, c, nvox)
             if len(pending) < SPARSE_SHARE * n * nvox:   # few block voxels (sg's 5 blocks): move only those
                 dst, src = pending.winners(nvox)
                 (ds, dv), (ss, sv) = divmod(dst, nvox), divmod(src, nvox)

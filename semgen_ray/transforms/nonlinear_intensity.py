@@ -197,4 +197,32 @@ class NonlinearIntensity(RandomOperation):
 
     def _apply(self, x, params: dict):
         xp = self._xp(x)
-        return map_intensity(x, bezier_lut(np.asarray(params["points"]).reshape(-1, 4), params["invert"], xp), xp)
+        points = np.asarray(params["points"], dtype=np.float64).reshape(-1, 4)
+        compiled = _compiled() if xp.name == "numpy" else None
+        if compiled is None:
+            return map_intensity(x, bezier_lut(points, params["invert"], xp), xp)
+        # numba (:mod:`._compiled`): the same operations, per knot and per voxel in one pass each
+        n = points.shape[0]
+        cells = np.empty((n, LUT_SIZE, 2), dtype=np.float32)
+        compiled.bezier_cells(points, np.asarray(params["invert"], dtype=bool).reshape(-1),
+                              _knots64(LUT_SIZE), CURVE_SAMPLES, NEWTON_STEPS, cells)
+        flat = x.reshape(n, -1)
+        compiled.map_intensity(flat, cells, knots(LUT_SIZE), np.empty(flat.shape[1], dtype=np.int32))
+        return x
+
+
+@lru_cache(maxsize=4)
+def _knots64(lut_size: int) -> np.ndarray:
+    out = knots(lut_size).astype(np.float64)
+    out.setflags(write=False)
+    return out
+
+
+@lru_cache(maxsize=1)
+def _compiled():
+    """The :mod:`._compiled` module, or ``None`` where numba is not installed."""
+    try:
+        from semgen_ray.transforms import _compiled as module
+    except ImportError:
+        return None
+    return module

@@ -68,7 +68,7 @@ def test_the_compiled_kernel_gives_the_numpy_code_bit_for_bit(make_batch, monkey
 def test_the_compiled_kernel_on_single_voxel_axes_and_far_displacements(make_batch):
     """An in-plane axis of one voxel (no neighbour to interpolate with) equals the numpy code; a
     displacement that may pass a reflection period is left to the numpy code (None)."""
-    from semgen_ray.transforms._elastic_kernel import resample as kernel
+    from semgen_ray.transforms._compiled import resample as kernel
     from semgen_ray.transforms._operation import Scratch
 
     x = make_batch(2, shape=(5, 9, 1))                     # (P0, P1, P2) layout: P2 has one voxel

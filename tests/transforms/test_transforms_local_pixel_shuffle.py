@@ -41,7 +41,17 @@ def torch_path(request, monkeypatch):
     monkeypatch.setattr(lps, "TORCH_CPU_USES_NUMPY", request.param)
 
 
-def test_fixed_blocks_equal_the_reference_loop(make_batch, torch_path):
+@pytest.fixture(params=["compiled", "vectorised"])
+def numpy_kernel(request, monkeypatch):
+    """The numpy back end with numba (a dependency: the compiled kernels must be there) and without
+    (the vectorised code, which the GPU check's machine runs)."""
+    if request.param == "compiled":
+        assert lps._compiled() is not None
+    else:
+        monkeypatch.setattr(lps, "_compiled", lambda: None)
+
+
+def test_fixed_blocks_equal_the_reference_loop(make_batch, torch_path, numpy_kernel):
     x = make_batch(3, shape=(12, 10, 8), channels=2)
     boxes = np.array([
         [[0, 0, 0, 4, 4, 2], [2, 2, 1, 4, 4, 2], [1, 1, 0, 2, 3, 2], [8, 6, 5, 4, 4, 3]],   # overlapping
@@ -58,7 +68,7 @@ def test_fixed_blocks_equal_the_reference_loop(make_batch, torch_path):
 
 
 @pytest.mark.parametrize("sparse", [0.0, 1.0], ids=["every-voxel", "block-voxels-only"])
-def test_drawn_blocks_equal_the_reference_loop(make_batch, torch_path, monkeypatch, sparse):
+def test_drawn_blocks_equal_the_reference_loop(make_batch, torch_path, numpy_kernel, monkeypatch, sparse):
     """Both numpy ways of applying the blocks: a source index for every voxel, or (few block voxels,
     :data:`SPARSE_SHARE`) sorting the proposals and moving only the voxels they cover."""
     monkeypatch.setattr(lps, "SPARSE_SHARE", sparse)
@@ -72,7 +82,7 @@ def test_drawn_blocks_equal_the_reference_loop(make_batch, torch_path, monkeypat
 
 
 @pytest.mark.parametrize("coverage", [0, 1e9], ids=["visible-blocks-first", "every-block"])
-def test_dense_blocks_on_a_flat_image_equal_the_reference_loop(make_batch, torch_path, monkeypatch, coverage):
+def test_dense_blocks_on_a_flat_image_equal_the_reference_loop(make_batch, torch_path, numpy_kernel, monkeypatch, coverage):
     """2D images under ``mg``'s many blocks: most blocks are covered by later ones. Thinning them to
     the visible ones first (:data:`VISIBLE_PASS_COVERAGE`) leaves the result exact."""
     monkeypatch.setattr(lps, "VISIBLE_PASS_COVERAGE", coverage)
@@ -85,7 +95,7 @@ def test_dense_blocks_on_a_flat_image_equal_the_reference_loop(make_batch, torch
     np.testing.assert_array_equal(op.apply(torch.from_numpy(x), params).numpy(), want)
 
 
-def test_visible_blocks_of_a_cube_batch_equal_the_reference_loop(make_batch, monkeypatch):
+def test_visible_blocks_of_a_cube_batch_equal_the_reference_loop(make_batch, numpy_kernel, monkeypatch):
     """The visible-block pass on cubes (runs of y voxels for every (x, z) of a block), over several
     cache-sized groups of samples, one of them without blocks."""
     monkeypatch.setattr(lps, "VISIBLE_PASS_COVERAGE", 0)
@@ -99,7 +109,7 @@ def test_visible_blocks_of_a_cube_batch_equal_the_reference_loop(make_batch, mon
     np.testing.assert_array_equal(want[3], x[3])
 
 
-def test_many_blocks_in_a_large_cube_use_wide_codes_and_stay_exact(torch_path):
+def test_many_blocks_in_a_large_cube_use_wide_codes_and_stay_exact(torch_path, numpy_kernel):
     # 3000 blocks x 2^20 voxels do not fit the int32 codes (block << 20 | voxel): the int64 path
     x = np.random.default_rng(2).random((1, 1, 128, 128, 64), dtype=np.float32)
     op = LocalPixelShuffle(blocks=3000)
