@@ -5,7 +5,7 @@
   gathers; on a 224 × 224 image that was most of the ``sg`` corruption's time. Here it is two passes
   over the pixels: one folds the displaced coordinates into the image and splits them into a corner
   index and two fractions (branch-free, so it vectorises), the other gathers the 4 corners and
-  interpolates. Every float32 operation is the numpy code's, in the same order, without fast-math:
+  interpolates, reading and writing the volume where it lies (no transposed copies of cubes). Every float32 operation is the numpy code's, in the same order, without fast-math:
   the output is bit-identical. It covers the reference's displacement, the two in-plane axes (the
   last two of the resampling layout); other axis sets use the numpy code.
 * Local pixel shuffle (:func:`shown_blocks`, :func:`place_blocks`): the blocks a voxel shows are
@@ -43,67 +43,88 @@ def _fold_axis(c, i, size):
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _fold(disp, index, frac1, frac2):
-    """``disp`` (n, 2, P0, P1, P2) → the flat index (int32) of each voxel's low corner in the chunk and
-    its fractions along P1 and P2, into (n · P0 · P1 · P2,) arrays."""
+def _fold(disp, strides, index, frac1, frac2):
+    """``disp`` (n, 2, P0, P1, P2) in the resampling layout → for each voxel (in that layout order), the
+    index of its low corner in the volume, whose axes P0, P1, P2 lie at ``strides`` (within a sample),
+    and its fractions along P1 and P2."""
     n, _, p0, p1, p2 = disp.shape
     plane = p1 * p2
     flat = disp.reshape(-1)
+    s0, s1, s2 = np.int32(strides[0]), np.int32(strides[1]), np.int32(strides[2])
     for s in range(n):
         for k in range(p0):
             base = (s * p0 + k) * plane
             row1 = (2 * s * p0 + k) * plane              # this slice's P1 displacement
             row2 = ((2 * s + 1) * p0 + k) * plane        # and its P2 displacement
+            start = np.int32(k) * s0
             for i in range(p1):
                 for j in range(p2):
                     v = i * p2 + j
                     l1, f1 = _fold_axis(flat[row1 + v], i, p1)
                     l2, f2 = _fold_axis(flat[row2 + v], j, p2)
-                    index[base + v] = np.int32(base) + np.int32(l1) * np.int32(p2) + np.int32(l2)
+                    index[base + v] = start + np.int32(l1) * s1 + np.int32(l2) * s2
                     frac1[base + v] = f1
                     frac2[base + v] = f2
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _interpolate(values, index, frac1, frac2, step1, step2, out):
-    """Bilinear: along P2 in both rows, then along P1 (``_resample_numpy``'s order)."""
-    for v in range(out.size):
-        i = index[v]
-        v00 = values[i]
-        v01 = values[i + step2]
-        v10 = values[i + step1]
-        v11 = values[i + step1 + step2]
-        f2 = frac2[v]
-        r0 = (v01 - v00) * f2 + v00
-        r1 = (v11 - v10) * f2 + v10
-        out[v] = (r1 - r0) * frac1[v] + r0
+def _interpolate(values, index, frac1, frac2, strides, dims, step1, step2, out):
+    """Bilinear, along P2 in both rows then along P1 (``_resample_numpy``'s order): ``values`` and
+    ``out`` (n, V) volumes whose layout axes (sizes ``dims``) lie at ``strides``; ``index``, ``frac1``,
+    ``frac2`` per voxel in layout order (:func:`_fold`)."""
+    s0, s1, s2 = strides[0], strides[1], strides[2]
+    v = 0
+    for s in range(values.shape[0]):
+        src, dst = values[s], out[s]
+        for k in range(dims[0]):
+            for i in range(dims[1]):
+                row = k * s0 + i * s1
+                for j in range(dims[2]):
+                    c = index[v]
+                    v00 = src[c]
+                    v01 = src[c + step2]
+                    v10 = src[c + step1]
+                    v11 = src[c + step1 + step2]
+                    f2 = frac2[v]
+                    r0 = (v01 - v00) * f2 + v00
+                    r1 = (v11 - v10) * f2 + v10
+                    dst[row + j * s2] = (r1 - r0) * frac1[v] + r0
+                    v += 1
 
 
-def resample(batch: np.ndarray, disp: np.ndarray, scratch) -> np.ndarray | None:
-    """``batch`` (n, C, P0, P1, P2) resampled at ``disp`` (n, 2, P0, P1, P2), in :func:`.layout` order
-    with the last two axes displaced; the result is a ``scratch`` buffer.
-
-    ``None`` (the caller uses the numpy code) for a chunk of 2^31 voxels or more, and where a
-    displacement may reach beyond one reflection period (more than an axis's length: never at the
-    reference's α = 991, σ = 8), which the numpy code folds with a remainder first.
+def resample(batch: np.ndarray, disp: np.ndarray, order, scratch, out: np.ndarray) -> bool:
+    """``batch`` (n, C, X, Y, Z) resampled into ``out`` (the same shape, C-contiguous; may be
+    ``batch``) at ``disp`` (n, 2, P0, P1, P2) in the layout ``order``
+    (:func:`.elastic_deformation.layout`: the last two axes displaced), reading and writing the
+    volumes where they lie. Returns ``False``, doing nothing, for a chunk of 2^31 voxels or more and
+    where a displacement may reach beyond one reflection period (more than an axis's length: never
+    at the reference's α = 991, σ = 8), which the numpy code folds with a remainder first.
     """
-    n, ch, p0, p1, p2 = batch.shape
-    size = n * p0 * p1 * p2
-    if size >= 1 << 31 or max(float(disp.max()), -float(disp.min())) > min(p1, p2):
-        return None
-    index = scratch("index", (size,), np.int32)
-    frac1 = scratch("frac1", (size,))
-    frac2 = scratch("frac2", (size,))
-    _fold(disp, index, frac1, frac2)
-    out = scratch("resampled", batch.shape)
-    step1, step2 = (p2 if p1 > 1 else 0), (1 if p2 > 1 else 0)
+    n, ch = batch.shape[:2]
+    shape = batch.shape[2:]
+    dims = np.array([shape[a] for a in order], dtype=np.int64)
+    p0, p1, p2 = (int(d) for d in dims)
+    nvox = p0 * p1 * p2
+    if n * nvox >= 1 << 31 or max(float(disp.max()), -float(disp.min())) > min(p1, p2):
+        return False
+    natural = (shape[1] * shape[2], shape[2], 1)
+    strides = np.array([natural[a] for a in order], dtype=np.int64)     # where each layout axis lies
+    index = scratch("index", (n * nvox,), np.int32)
+    frac1 = scratch("frac1", (n * nvox,))
+    frac2 = scratch("frac2", (n * nvox,))
+    _fold(disp, strides, index, frac1, frac2)
+    step1, step2 = (int(strides[1]) if p1 > 1 else 0), (int(strides[2]) if p2 > 1 else 0)
     for k in range(ch):
-        plane = np.ascontiguousarray(batch[:, k]).reshape(-1)
-        target = out[:, k].reshape(-1) if ch == 1 else scratch("channel", (size,))
-        _interpolate(plane, index, frac1, frac2, step1, step2, target)
+        src = batch[:, k].reshape(n, nvox)
+        if np.may_share_memory(src, out):                  # in place: read from a copy
+            copy = scratch("source", (n, nvox))
+            np.copyto(copy, src)
+            src = copy
+        dst = out[:, k].reshape(n, nvox) if ch == 1 else scratch("channel", (n, nvox))
+        _interpolate(src, index, frac1, frac2, strides, dims, step1, step2, dst)
         if ch > 1:
-            out[:, k] = target.reshape(n, p0, p1, p2)
-    return out
+            out[:, k] = dst.reshape(n, *shape)
+    return True
 
 
 # ---- local pixel shuffle ----------------------------------------------------------------------------

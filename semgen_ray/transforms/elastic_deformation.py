@@ -187,12 +187,22 @@ def _resample_numpy(batch: np.ndarray, disp: np.ndarray, axes, scratch: Scratch 
     return out
 
 
-def _resample_chunk(batch: np.ndarray, disp: np.ndarray, axes, scratch: Scratch) -> np.ndarray:
-    """numpy: the compiled kernel (:mod:`._compiled`, bit-identical) for the reference's two
-    in-plane axes where numba is installed, else :func:`_resample_numpy`."""
+def _resample_chunk(batch: np.ndarray, disp: np.ndarray, axes, scratch: Scratch, out: np.ndarray) -> None:
+    """numpy: ``batch`` (n, C, X, Y, Z) resampled at ``disp`` (n, A, ...) in :func:`layout` order,
+    into ``out`` (n, C, X, Y, Z; may be ``batch``). The compiled kernel (:mod:`._compiled`,
+    bit-identical) for two displaced axes where numba is installed reads and writes the volume where
+    it lies; else :func:`_resample_numpy` on a copy in layout order."""
+    order = layout(axes)
     kernel = _compiled_resample() if len(axes) == 2 else None
-    out = None if kernel is None else kernel(batch, disp, scratch)
-    return _resample_numpy(batch, disp, axes, scratch) if out is None else out
+    if kernel is not None and kernel(batch, disp, order, scratch, out):
+        return
+    perm = (0, 1, *(2 + i for i in order))
+    src = batch.transpose(perm)
+    if not src.flags.c_contiguous:                # 3D: (x, y, z) -> (z, x, y)
+        buf = scratch("input", src.shape)
+        np.copyto(buf, src)
+        src = buf
+    out[...] = _resample_numpy(src, disp, axes, scratch).transpose(tuple(int(i) for i in np.argsort(perm)))
 
 
 @lru_cache(maxsize=1)
@@ -252,9 +262,9 @@ def resample(batch, disp, axes, xp):
     perm = (0, 1, *(2 + i for i in order))
     inverse = tuple(int(i) for i in np.argsort(perm))
     if xp.name == "numpy":
-        out = _resample_chunk(np.ascontiguousarray(batch.transpose(perm)),
-                              np.ascontiguousarray(disp.transpose(perm)), axes, Scratch())
-        return np.ascontiguousarray(out.transpose(inverse))
+        out = np.empty(batch.shape, dtype=np.float32)
+        _resample_chunk(np.ascontiguousarray(batch), np.ascontiguousarray(disp.transpose(perm)), axes, Scratch(), out)
+        return out
     out = _resample_torch(batch.permute(perm), disp.permute(perm), axes)
     return out.permute(inverse).contiguous()
 
@@ -273,17 +283,11 @@ def deform(batch, coef, sigma: float, alpha: float, axes, xp, overwrite: bool = 
     if xp.name == "numpy":
         out = batch if overwrite else np.empty_like(batch)
         scratch = Scratch()
+        planes = tuple(shape[i] for i in order)
         for sl in chunks(int(batch.shape[0]), int(np.prod(shape))):   # cache blocking (see chunks)
-            m = sl.stop - sl.start
-            src = batch[sl].transpose(perm)
-            if not src.flags.c_contiguous:                # 3D: (x, y, z) -> (z, x, y)
-                buf = scratch("input", src.shape)
-                np.copyto(buf, src)
-                src = buf
             disp = displacement(coef[sl], shape, sigma, alpha, xp, order,
-                                out=scratch("disp", (m, len(axes), *src.shape[2:])))   # in layout order
-            res = _resample_chunk(src, disp, axes, scratch)
-            out[sl] = res.transpose(inverse)
+                                out=scratch("disp", (sl.stop - sl.start, len(axes), *planes)))   # in layout order
+            _resample_chunk(batch[sl], disp, axes, scratch, out[sl])
         return out
     disp = displacement(coef, shape, sigma, alpha, xp, order)
     out = _resample_torch(batch.permute(perm), disp, axes)

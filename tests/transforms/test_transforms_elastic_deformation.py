@@ -50,7 +50,7 @@ def test_the_compiled_kernel_gives_the_numpy_code_bit_for_bit(make_batch, monkey
 
     def spy(*args):
         out = kernel(*args)
-        ran.append(out is not None)
+        ran.append(out)
         return out
 
     x = make_batch(3, shape=shape, channels=channels)
@@ -65,20 +65,27 @@ def test_the_compiled_kernel_gives_the_numpy_code_bit_for_bit(make_batch, monkey
     assert np.abs(got - x).mean() > 1e-3
 
 
-def test_the_compiled_kernel_on_single_voxel_axes_and_far_displacements(make_batch):
+def test_the_compiled_kernel_on_single_voxel_axes_and_far_displacements(make_batch, monkeypatch):
     """An in-plane axis of one voxel (no neighbour to interpolate with) equals the numpy code; a
-    displacement that may pass a reflection period is left to the numpy code (None)."""
-    from semgen_ray.transforms._compiled import resample as kernel
-    from semgen_ray.transforms._operation import Scratch
+    displacement that may pass a reflection period is left to the numpy code (the kernel declines)."""
+    kernel = elastic_deformation._compiled_resample()
+    ran = []
 
-    x = make_batch(2, shape=(5, 9, 1))                     # (P0, P1, P2) layout: P2 has one voxel
-    disp = np.random.default_rng(3).uniform(-0.9, 0.9, (2, 2, 5, 9, 1)).astype(np.float32)
-    got = kernel(x, disp, Scratch())
-    assert got is not None
-    np.testing.assert_array_equal(got, elastic_deformation._resample_numpy(x, disp.copy(), (1, 2)))
-    assert not np.array_equal(got, x)
-    disp[1, 0, 2, 4, 0] = 30.0                              # beyond the 9-voxel axis
-    assert kernel(x, disp, Scratch()) is None
+    def spy(*args):
+        ran.append(kernel(*args))
+        return ran[-1]
+
+    x = make_batch(2, shape=(9, 1, 5))                      # y has one voxel
+    disp = np.random.default_rng(3).uniform(-0.9, 0.9, (2, 2, 9, 1, 5)).astype(np.float32)
+    far = disp.copy()
+    far[1, 0, 4, 0, 2] = 30.0                                # beyond the 9-voxel x axis
+    monkeypatch.setattr(elastic_deformation, "_compiled_resample", lambda: spy)
+    got = [resample(x, d.copy(), (0, 1), NUMPY) for d in (disp, far)]
+    assert ran == [True, False]
+    monkeypatch.setattr(elastic_deformation, "_compiled_resample", lambda: None)
+    for g, d in zip(got, (disp, far)):
+        np.testing.assert_array_equal(g, resample(x, d.copy(), (0, 1), NUMPY))
+    assert not np.array_equal(got[0], x)
 
 
 def test_zero_field_is_the_identity_and_z_is_never_moved(make_batch):
