@@ -45,8 +45,8 @@ def _fold_axis(c, i, size):
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def _fold(disp, strides, index, frac1, frac2):
     """``disp`` (n, 2, P0, P1, P2) in the resampling layout → for each voxel (in that layout order), the
-    index of its low corner in the volume, whose axes P0, P1, P2 lie at ``strides`` (within a sample),
-    and its fractions along P1 and P2."""
+    index of its low corner in the chunk's volumes, whose axes P0, P1, P2 lie at ``strides`` (within
+    a sample), and its fractions along P1 and P2."""
     n, _, p0, p1, p2 = disp.shape
     plane = p1 * p2
     flat = disp.reshape(-1)
@@ -56,7 +56,7 @@ def _fold(disp, strides, index, frac1, frac2):
             base = (s * p0 + k) * plane
             row1 = (2 * s * p0 + k) * plane              # this slice's P1 displacement
             row2 = ((2 * s + 1) * p0 + k) * plane        # and its P2 displacement
-            start = np.int32(k) * s0
+            start = np.int32(s * p0 * plane) + np.int32(k) * s0
             for i in range(p1):
                 for j in range(p2):
                     v = i * p2 + j
@@ -70,25 +70,26 @@ def _fold(disp, strides, index, frac1, frac2):
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def _interpolate(values, index, frac1, frac2, strides, dims, step1, step2, out):
     """Bilinear, along P2 in both rows then along P1 (``_resample_numpy``'s order): ``values`` and
-    ``out`` (n, V) volumes whose layout axes (sizes ``dims``) lie at ``strides``; ``index``, ``frac1``,
-    ``frac2`` per voxel in layout order (:func:`_fold`)."""
+    ``out`` (n · V,) volumes whose layout axes (sizes ``dims``) lie at ``strides``; ``index``,
+    ``frac1``, ``frac2`` per voxel in layout order (:func:`_fold`)."""
     s0, s1, s2 = strides[0], strides[1], strides[2]
+    contiguous = s2 == 1 and s1 == dims[2] and (dims[0] == 1 or s0 == dims[1] * dims[2])
+    nvox = dims[0] * dims[1] * dims[2]
     v = 0
-    for s in range(values.shape[0]):
-        src, dst = values[s], out[s]
+    for s in range(out.size // nvox):
         for k in range(dims[0]):
             for i in range(dims[1]):
-                row = k * s0 + i * s1
+                row = s * nvox + k * s0 + i * s1
                 for j in range(dims[2]):
                     c = index[v]
-                    v00 = src[c]
-                    v01 = src[c + step2]
-                    v10 = src[c + step1]
-                    v11 = src[c + step1 + step2]
+                    v00 = values[c]
+                    v01 = values[c + step2]
+                    v10 = values[c + step1]
+                    v11 = values[c + step1 + step2]
                     f2 = frac2[v]
                     r0 = (v01 - v00) * f2 + v00
                     r1 = (v11 - v10) * f2 + v10
-                    dst[row + j * s2] = (r1 - r0) * frac1[v] + r0
+                    out[v if contiguous else row + j * s2] = (r1 - r0) * frac1[v] + r0
                     v += 1
 
 
@@ -115,12 +116,12 @@ def resample(batch: np.ndarray, disp: np.ndarray, order, scratch, out: np.ndarra
     _fold(disp, strides, index, frac1, frac2)
     step1, step2 = (int(strides[1]) if p1 > 1 else 0), (int(strides[2]) if p2 > 1 else 0)
     for k in range(ch):
-        src = batch[:, k].reshape(n, nvox)
+        src = batch[:, k].reshape(-1)
         if np.may_share_memory(src, out):                  # in place: read from a copy
-            copy = scratch("source", (n, nvox))
+            copy = scratch("source", (n * nvox,))
             np.copyto(copy, src)
             src = copy
-        dst = out[:, k].reshape(n, nvox) if ch == 1 else scratch("channel", (n, nvox))
+        dst = out[:, k].reshape(-1) if ch == 1 else scratch("channel", (n * nvox,))
         _interpolate(src, index, frac1, frac2, strides, dims, step1, step2, dst)
         if ch > 1:
             out[:, k] = dst.reshape(n, *shape)
