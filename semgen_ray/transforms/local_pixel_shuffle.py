@@ -361,6 +361,20 @@ def _template(sx: int, sy: int, sz: int, Y: int, Z: int) -> np.ndarray:
     return out
 
 
+@lru_cache(maxsize=64)
+def _block_sides(block_size: tuple, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Inclusive side range per axis of a cube ``shape``, checked (a 2D image's z: side 1). Cached:
+    every sample of a batch asks for the same one."""
+    lo, hi = flat_axes(shape, *resolve_range(block_size, shape))
+    dims = np.asarray(shape, dtype=np.int64)
+    if np.any(lo < 1) or np.any(hi < lo) or np.any(hi > dims):
+        raise ValueError(f"block_size {block_size!r} resolves to {lo.tolist()}..{hi.tolist()} in a "
+                         f"{shape} cube; need 1 <= lo <= hi <= side")
+    for a in (lo, hi):
+        a.setflags(write=False)
+    return lo, hi
+
+
 def draw_blocks(rng: np.random.Generator, shape, lo, hi, count: int) -> np.ndarray:
     """``count`` blocks ``(x0, y0, z0, sx, sy, sz)``: sides U{lo..hi}, corners U{0..D−side} (int16).
 
@@ -404,11 +418,7 @@ class LocalPixelShuffle(RandomOperation):
         self.blocks, self.block_size = int(blocks), tuple(block_size)
 
     def sample(self, rng: np.random.Generator, shape) -> dict:
-        lo, hi = flat_axes(shape, *resolve_range(self.block_size, shape))   # a 2D image's z: side 1
-        dims = np.asarray(shape, dtype=np.int64)
-        if np.any(lo < 1) or np.any(hi < lo) or np.any(hi > dims):
-            raise ValueError(f"block_size {self.block_size!r} resolves to {lo.tolist()}..{hi.tolist()} in a "
-                             f"{tuple(shape)} cube; need 1 <= lo <= hi <= side")
+        lo, hi = _block_sides(self.block_size, tuple(int(d) for d in shape))
         boxes = draw_blocks(rng, shape, lo, hi, self.blocks)            # inclusive, as randint
         key = np.int32(rng.integers(-(1 << 31), 1 << 31))
         return {"boxes": boxes, "key": key}

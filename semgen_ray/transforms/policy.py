@@ -75,6 +75,12 @@ def resolve_bound(spec, side: int) -> int:
 
 def resolve_range(spec, shape) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Per-axis inclusive ``(lo, hi)`` voxels of a size range for a cube ``shape`` (X, Y, Z)."""
+    return _resolve_range(tuple(spec), tuple(int(d) for d in shape))
+
+
+@lru_cache(maxsize=256)
+def _resolve_range(spec: tuple, shape: tuple) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    # cached: every sample of every batch asks for the same few ranges, and parsing costs ~40 µs
     lo = tuple(resolve_bound(spec[0], d) for d in shape)
     hi = tuple(resolve_bound(spec[1], d) for d in shape)
     return lo, hi
