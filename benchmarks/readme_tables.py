@@ -219,9 +219,9 @@ def corruptions_2d(results: Path) -> str:
     return corruptions(results, "corruptions_2d.json")
 
 
-def corruption_breakdown_2d(results: Path) -> str:
-    """Where the 2D numpy corruption's CPU time goes, per operation (``benchmarks/corruption_breakdown.py``)."""
-    d = load("corruption_breakdown_2d.json", results)
+def _corruption_breakdown(results: Path, name: str, unit: str) -> str:
+    """Where the numpy corruption's CPU time goes, per operation (``benchmarks/corruption_breakdown.py``)."""
+    d = load(name, results)
     parts = ("sampling", "elastic_deformation", "local_pixel_shuffle", "nonlinear_intensity", "in_painting",
              "out_painting", "flip")
     rows = []
@@ -230,10 +230,18 @@ def corruption_breakdown_2d(results: Path) -> str:
         rows.append([f"`{preset}`", f"{whole:.2f}"]
                     + [f"{ms[k]:.2f} ({100 * ms[k] / whole:.0f} %)" + (f", {100 * v['share'][k]:.0f} % drawn"
                                                                          if k in v["share"] else "") for k in parts])
-    return (f"`benchmarks/results/corruption_breakdown_2d.json` (`{d['command']}`: CPU ms per 224×224 image of a "
+    return (f"`benchmarks/results/{name}` (`{d['command'].strip()}`: CPU ms per {unit} of a "
             f"batch of {d['batch']}, one thread, fastest of {d['repeat']} calls, median of {d['rounds']} rounds; "
-            "\"drawn\": the share of the images an operation was drawn for):\n\n"
+            f"\"drawn\": the share of the {unit.split()[-1]}s an operation was drawn for):\n\n"
             + table(["preset", "whole", *(k.replace("_", " ") for k in parts)], rows))
+
+
+def corruption_breakdown(results: Path) -> str:
+    return _corruption_breakdown(results, "corruption_breakdown.json", "64×64×32 cube")
+
+
+def corruption_breakdown_2d(results: Path) -> str:
+    return _corruption_breakdown(results, "corruption_breakdown_2d.json", "224×224 image")
 
 
 def unet(results: Path) -> str:
@@ -730,6 +738,7 @@ SECTIONS = {
     "phantoms": phantoms,
     "corruptions": corruptions,
     "corruptions_2d": corruptions_2d,
+    "corruption_breakdown": corruption_breakdown,
     "corruption_breakdown_2d": corruption_breakdown_2d,
     "bezier_error": bezier_error,
     "unet": unet,
