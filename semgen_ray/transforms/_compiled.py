@@ -3,21 +3,23 @@
 * Elastic deformation (:func:`resample`): the vectorised resampling
   (:func:`.elastic_deformation._resample_numpy`) makes about 40 passes over every chunk and 4
   gathers; on a 224 × 224 image that was most of the ``sg`` corruption's time. Here it is two passes
-  over the pixels: one folds the displaced coordinates into the image and splits them into a corner
+  over the voxels: one folds the displaced coordinates into the volume and splits them into a corner
   index and two fractions (branch-free, so it vectorises), the other gathers the 4 corners and
-  interpolates, reading and writing the volume where it lies (no transposed copies of cubes). Every float32 operation is the numpy code's, in the same order, without fast-math:
-  the output is bit-identical. It covers the reference's displacement, the two in-plane axes (the
-  last two of the resampling layout); other axis sets use the numpy code.
+  interpolates, reading and writing the volume where it lies (no transposed copies of cubes). It
+  covers the reference's displacement, two displaced axes; other axis sets use the numpy code.
 * Local pixel shuffle (:func:`shown_blocks`, :func:`place_blocks`): the blocks a voxel shows are
   found by painting each sample's blocks in drawing order, and the blocks are then placed in drawing
   order, as the reference loop does, with the permutations that numpy's vectorised row sort computed
   (:func:`.local_pixel_shuffle._ranks`; a compiled sort is 5× slower than numpy's SIMD one). The
   result is the scatter-of-codes result, exactly.
+* Non-linear intensity (:func:`bezier_cells`, :func:`map_intensity`): the per-sample tables per knot
+  and the map per voxel, one pass each.
 
-Tests pin both against the numpy code (``tests/transforms/test_transforms_elastic_deformation.py``,
-``test_transforms_local_pixel_shuffle.py``). Machines without numba (the GPU check's) run the numpy
-code: the callers import this module lazily and fall back. Kernels are compiled on first use (about a
-second each) or loaded from numba's on-disk cache (``__pycache__``).
+Every float32/float64 operation is the numpy code's, in the same order, without fast-math, so the
+outputs are bit-identical; ``tests/transforms/`` pins each against the numpy code. Machines without
+numba (the GPU check's) run the numpy code: the callers import this module lazily and fall back.
+Kernels are compiled on first use (about a second each) or loaded from numba's on-disk cache
+(``__pycache__``).
 """
 
 from __future__ import annotations
