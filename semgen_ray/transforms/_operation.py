@@ -15,6 +15,7 @@ An operation (``Flip``, ``ElasticDeformation``, ``LocalPixelShuffle``, ``Nonline
 from __future__ import annotations
 
 import abc
+from functools import lru_cache
 
 import numpy as np
 
@@ -49,6 +50,17 @@ def chunks(n: int, nvox: int, budget: int = CHUNK_VOXELS) -> list[slice]:
     """Consecutive sample slices of about ``budget`` voxels each (at least one sample each)."""
     step = max(1, budget // max(1, nvox))
     return [slice(i, min(n, i + step)) for i in range(0, n, step)]
+
+
+@lru_cache(maxsize=1)
+def compiled_kernels():
+    """The compiled loops of the numpy back end (:mod:`._compiled`), or ``None`` where numba is not
+    installed; the callers then run their vectorised numpy code (the same output)."""
+    try:
+        from semgen_ray.transforms import _compiled
+    except ImportError:
+        return None
+    return _compiled
 
 
 class Scratch:

@@ -43,7 +43,7 @@ from functools import lru_cache
 import numpy as np
 
 from semgen_ray.transforms._backend import NUMPY, backend_for
-from semgen_ray.transforms._operation import RandomOperation, Scratch, chunks
+from semgen_ray.transforms._operation import RandomOperation, Scratch, chunks, compiled_kernels
 
 #: Per-axis variance left out by truncating the smoothing operator's SVD.
 RANK_TOLERANCE = 1e-6
@@ -193,8 +193,8 @@ def _resample_chunk(batch: np.ndarray, disp: np.ndarray, axes, scratch: Scratch,
     bit-identical) for two displaced axes where numba is installed reads and writes the volume where
     it lies; else :func:`_resample_numpy` on a copy in layout order."""
     order = layout(axes)
-    kernel = _compiled_resample() if len(axes) == 2 else None
-    if kernel is not None and kernel(batch, disp, order, scratch, out):
+    kernels = compiled_kernels() if len(axes) == 2 else None
+    if kernels is not None and kernels.resample(batch, disp, order, scratch, out):
         return
     perm = (0, 1, *(2 + i for i in order))
     src = batch.transpose(perm)
@@ -203,16 +203,6 @@ def _resample_chunk(batch: np.ndarray, disp: np.ndarray, axes, scratch: Scratch,
         np.copyto(buf, src)
         src = buf
     out[...] = _resample_numpy(src, disp, axes, scratch).transpose(tuple(int(i) for i in np.argsort(perm)))
-
-
-@lru_cache(maxsize=1)
-def _compiled_resample():
-    """:func:`._compiled.resample`, or ``None`` where numba is not installed."""
-    try:
-        from semgen_ray.transforms._compiled import resample as kernel
-    except ImportError:
-        return None
-    return kernel
 
 
 def _resample_torch(batch, disp, axes):

@@ -45,7 +45,7 @@ import numpy as np
 
 from semgen_ray.transforms._backend import NUMPY, hash_bits_split
 from semgen_ray.transforms._boxes import flat_axes
-from semgen_ray.transforms._operation import RandomOperation, chunks
+from semgen_ray.transforms._operation import RandomOperation, chunks, compiled_kernels
 from semgen_ray.transforms.policy import resolve_range
 
 #: On CPU tensors the torch back end computes the (integer, identical) source index with the numpy
@@ -145,7 +145,7 @@ def _shuffle_compiled(boxes: np.ndarray, keys: np.ndarray, shape, source: np.nda
     permutation from :func:`_ranks` (numpy's vectorised row sort, one per block shape), the blocks
     placed in drawing order from ``source`` (N, C, V) into ``out`` (N, C, V). The same result as
     the scatter of codes; ``False`` (nothing done) without numba."""
-    compiled = _compiled()
+    compiled = compiled_kernels()
     if compiled is None:
         return False
     n, b = boxes.shape[:2]
@@ -173,16 +173,6 @@ def _shuffle_compiled(boxes: np.ndarray, keys: np.ndarray, shape, source: np.nda
         slabs.append(rank.reshape(-1))
     compiled.place_blocks(flat_boxes, used, np.concatenate(slabs), start, tuple(shape), b, source, out)
     return True
-
-
-@lru_cache(maxsize=1)
-def _compiled():
-    """The :mod:`._compiled` module, or ``None`` where numba is not installed."""
-    try:
-        from semgen_ray.transforms import _compiled as module
-    except ImportError:
-        return None
-    return module
 
 
 #: Blocks covering the batch more than this many times over are first thinned to the visible ones

@@ -35,7 +35,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from semgen_ray.transforms._operation import RandomOperation, chunks
+from semgen_ray.transforms._operation import RandomOperation, chunks, compiled_kernels
 
 #: Intervals of the per-sample lookup table.
 LUT_SIZE = 8192
@@ -198,7 +198,7 @@ class NonlinearIntensity(RandomOperation):
     def _apply(self, x, params: dict):
         xp = self._xp(x)
         points = np.asarray(params["points"], dtype=np.float64).reshape(-1, 4)
-        compiled = _compiled() if xp.name == "numpy" else None
+        compiled = compiled_kernels() if xp.name == "numpy" else None
         if compiled is None:
             return map_intensity(x, bezier_lut(points, params["invert"], xp), xp)
         # numba (:mod:`._compiled`): the same operations, per knot and per voxel in one pass each
@@ -218,11 +218,3 @@ def _knots64(lut_size: int) -> np.ndarray:
     return out
 
 
-@lru_cache(maxsize=1)
-def _compiled():
-    """The :mod:`._compiled` module, or ``None`` where numba is not installed."""
-    try:
-        from semgen_ray.transforms import _compiled as module
-    except ImportError:
-        return None
-    return module

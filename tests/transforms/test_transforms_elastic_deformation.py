@@ -1,5 +1,7 @@
 """Elastic deformation: the resampling equals scipy's, the random field has the reference's law."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -44,8 +46,7 @@ def test_resample_equals_scipy_map_coordinates_reflect(make_batch, axes):
 def test_the_compiled_kernel_gives_the_numpy_code_bit_for_bit(make_batch, monkeypatch, shape, channels):
     """The numpy back end resamples with the compiled kernel (numba is a dependency); every output
     value is the vectorised numpy code's, exactly."""
-    kernel = elastic_deformation._compiled_resample()
-    assert kernel is not None
+    kernel = elastic_deformation.compiled_kernels().resample
     ran = []
 
     def spy(*args):
@@ -56,10 +57,10 @@ def test_the_compiled_kernel_gives_the_numpy_code_bit_for_bit(make_batch, monkey
     x = make_batch(3, shape=shape, channels=channels)
     op = ElasticDeformation()
     params = op.sample_batch(x.shape, seed=4)
-    monkeypatch.setattr(elastic_deformation, "_compiled_resample", lambda: spy)
+    monkeypatch.setattr(elastic_deformation, "compiled_kernels", lambda: SimpleNamespace(resample=spy))
     got = op.apply(x, params)
     assert ran and all(ran)
-    monkeypatch.setattr(elastic_deformation, "_compiled_resample", lambda: None)
+    monkeypatch.setattr(elastic_deformation, "compiled_kernels", lambda: None)
     want = op.apply(x, params)
     np.testing.assert_array_equal(got, want)
     assert np.abs(got - x).mean() > 1e-3
@@ -68,7 +69,7 @@ def test_the_compiled_kernel_gives_the_numpy_code_bit_for_bit(make_batch, monkey
 def test_the_compiled_kernel_on_single_voxel_axes_and_far_displacements(make_batch, monkeypatch):
     """An in-plane axis of one voxel (no neighbour to interpolate with) equals the numpy code; a
     displacement that may pass a reflection period is left to the numpy code (the kernel declines)."""
-    kernel = elastic_deformation._compiled_resample()
+    kernel = elastic_deformation.compiled_kernels().resample
     ran = []
 
     def spy(*args):
@@ -79,10 +80,10 @@ def test_the_compiled_kernel_on_single_voxel_axes_and_far_displacements(make_bat
     disp = np.random.default_rng(3).uniform(-0.9, 0.9, (2, 2, 9, 1, 5)).astype(np.float32)
     far = disp.copy()
     far[1, 0, 4, 0, 2] = 30.0                                # beyond the 9-voxel x axis
-    monkeypatch.setattr(elastic_deformation, "_compiled_resample", lambda: spy)
+    monkeypatch.setattr(elastic_deformation, "compiled_kernels", lambda: SimpleNamespace(resample=spy))
     got = [resample(x, d.copy(), (0, 1), NUMPY) for d in (disp, far)]
     assert ran == [True, False]
-    monkeypatch.setattr(elastic_deformation, "_compiled_resample", lambda: None)
+    monkeypatch.setattr(elastic_deformation, "compiled_kernels", lambda: None)
     for g, d in zip(got, (disp, far)):
         np.testing.assert_array_equal(g, resample(x, d.copy(), (0, 1), NUMPY))
     assert not np.array_equal(got[0], x)

@@ -46,9 +46,9 @@ def numpy_kernel(request, monkeypatch):
     """The numpy back end with numba (a dependency: the compiled kernels must be there) and without
     (the vectorised code, which the GPU check's machine runs)."""
     if request.param == "compiled":
-        assert lps._compiled() is not None
+        assert lps.compiled_kernels() is not None
     else:
-        monkeypatch.setattr(lps, "_compiled", lambda: None)
+        monkeypatch.setattr(lps, "compiled_kernels", lambda: None)
 
 
 def test_fixed_blocks_equal_the_reference_loop(make_batch, torch_path, numpy_kernel):

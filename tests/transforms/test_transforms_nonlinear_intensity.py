@@ -45,13 +45,13 @@ def test_matches_the_reference_map_for_random_curves():
 def test_the_compiled_kernels_give_the_numpy_code_bit_for_bit(make_batch, monkeypatch):
     """The numpy back end maps with compiled kernels (numba is a dependency): tables and voxels are
     the vectorised code's exactly, near-degenerate curves, values outside [0, 1] and 2 channels too."""
-    assert nonlinear_intensity._compiled() is not None
+    assert nonlinear_intensity.compiled_kernels() is not None
     x = make_batch(6, shape=(14, 12, 6), channels=2) * 1.4 - 0.2
     op = NonlinearIntensity()
     params = op.sample_batch(x.shape, seed=8)
     params["points"][:3] = [[0.0, 0.3, 1.0, 0.7], [1e-4, 0.5, 0.9999, 0.2], [0.5, 0.5, 0.5, 0.5]]
     got = op.apply(x, params)
-    monkeypatch.setattr(nonlinear_intensity, "_compiled", lambda: None)
+    monkeypatch.setattr(nonlinear_intensity, "compiled_kernels", lambda: None)
     np.testing.assert_array_equal(got, op.apply(x, params))
     assert np.abs(got - np.clip(x, 0, 1)).mean() > 1e-3
 
