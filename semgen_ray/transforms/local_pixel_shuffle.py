@@ -16,17 +16,15 @@ Here the whole batch is resolved with array operations, blocks grouped by shape 
    ``(block number << bits) | source voxel`` and a scatter-max keeps, for each voxel, the code of the
    last block covering it (blocks are numbered in drawing order); voxels no block covers keep their
    own index (a code below every block's);
-4. one gather of the original applies everything; or, when the blocks hold few voxels (``sg``'s 5
-   blocks), the proposals are sorted by voxel and only the voxels they cover are moved.
+4. one gather of the original applies everything.
 
 With numba installed (a dependency), the numpy back end instead places the (visible) blocks in
 drawing order with compiled loops, each block's permutation computed as in step 2
 (:func:`_shuffle_compiled`, :mod:`._compiled`): the same result, 1.6× faster on ``mg``'s 2D shuffle.
 
 When the blocks cover the batch many times over (``mg``'s 10,000 blocks on a 224 × 224 image: 26
-times), a first pass finds the blocks some voxel shows (the last block per voxel, as a range maximum
-over runs of voxels: :func:`_visible`), and steps 1-3 run on those only (12 % of the blocks there):
-the others would lose every voxel to later blocks anyway.
+times), a first scatter-max of block numbers finds the blocks some voxel shows, and steps 1-3 run on
+those only (12 % of the blocks there): the others would lose every voxel to later blocks anyway.
 
 The random keys are 32-bit hashes of (per-sample key, block number, position in block)
 (:mod:`._backend`), so the same parameters give the same permutation on numpy and torch, and a
@@ -84,7 +82,7 @@ def _source_index(boxes: np.ndarray, keys: np.ndarray, shape, xp):
     local = (flat_boxes[:, 0].astype(np.int64) * Y + flat_boxes[:, 1]) * Z + flat_boxes[:, 2]
     base = local + np.repeat(np.arange(n, dtype=np.int64) * nvox, b)      # first voxel, in the batch
     if int((sx[used] * sy[used] * sz[used]).sum()) > VISIBLE_PASS_COVERAGE * n * nvox:
-        used = _visible(used, boxes, (X, Y, Z))
+        used = _visible(used, base, sx, sy, sz, n * nvox, Y, Z)
     number = np.tile(np.arange(b, dtype=np.int64), n)                       # block number in its sample
     if compact:
         head = ((number << vbits) + local).astype(np.int32)
@@ -181,84 +179,18 @@ def _shuffle_compiled(boxes: np.ndarray, keys: np.ndarray, shape, source: np.nda
 VISIBLE_PASS_COVERAGE = 4
 
 
-def _visible(used: np.ndarray, boxes: np.ndarray, shape) -> np.ndarray:
-    """The blocks of ``used`` (flat numbers in the batch) that some voxel shows: the last block
-    covering it. The others cannot change the result, so their keys are never drawn nor sorted; the
-    output is the same.
-
-    The last block per voxel is a range-maximum: with the voxels laid out as (x, z, y), a block is
-    ``sx · sz`` runs of ``sy`` consecutive voxels, and a run of length ``L`` is the union of the two
-    spans of ``2^k`` voxels (``k = floor(log2 L)``) at its ends. So each run writes its block number
-    twice, into level ``k`` of a table (a scatter-max of 2 entries per run, not one per voxel: 6 times
-    fewer on a 224 × 224 image), and pushing the levels down (level ``k − 1`` at ``i`` and
-    ``i + 2^(k−1)`` take the maximum of level ``k`` at ``i``) leaves every voxel the largest number
-    covering it. One cache-sized group of samples at a time; ``boxes`` (N, B, 6).
-    """
-    n, b = boxes.shape[:2]
-    X, Y, Z = shape
-    nvox = X * Y * Z
-    fb = boxes.reshape(n * b, 6)
-    if used.size < n * b:
-        fb = fb[used]
-    sample = (used // b).astype(np.int32)
-    number = (used - sample.astype(np.int64) * b).astype(np.int32)
-    sy = fb[:, 4].astype(np.int32)
-    level = _floor_log2(int(sy.max()))[sy]
-    top = int(level.max())
-    # each block's first run starts at its corner, in its sample's (x, z, y) layout
-    start = (fb[:, 0].astype(np.int32) * Z + fb[:, 2]) * Y + fb[:, 1]
-    group = fb[:, 3].astype(np.int32) * (Z + 1) + fb[:, 5]                   # block shape (sx, sz)
-    seen = np.zeros((n, b + 1), dtype=bool)                                 # column 0: no block
-    bounds = np.searchsorted(sample, np.arange(n + 1))
-    for sl in chunks(n, nvox):
-        lo_b, hi_b = int(bounds[sl.start]), int(bounds[sl.stop])
-        if lo_b == hi_b:
-            continue
-        size = (sl.stop - sl.start) * nvox
-        part = slice(lo_b, hi_b)
-        first = (start[part] + (sample[part] - sl.start) * nvox + level[part] * size).astype(np.int64)
-        last = first + (sy[part] - (1 << level[part]))
-        table = np.full((top + 1) * size, -1, dtype=np.int32)
-        gid = group[part]
-        order = np.argsort(gid.astype(np.int16) if gid.max() < 1 << 15 else gid, kind="stable")
-        cuts = np.flatnonzero(np.diff(gid[order])) + 1
-        for blocks in np.split(order, cuts):                                # one group per (sx, sz)
-            runs = _runs(*divmod(int(gid[blocks[0]]), Z + 1), Y, Z)
-            value = np.repeat(number[part][blocks], runs.size)
-            np.maximum.at(table, (first[blocks].reshape(-1, 1) + runs).reshape(-1), value)
-            np.maximum.at(table, (last[blocks].reshape(-1, 1) + runs).reshape(-1), value)
-        levels = table.reshape(top + 1, size)
-        for k in range(top, 0, -1):
-            half = 1 << (k - 1)
-            np.maximum(levels[k - 1], levels[k], out=levels[k - 1])
-            np.maximum(levels[k - 1, half:], levels[k, :-half], out=levels[k - 1, half:])
-        owner = levels[0].reshape(-1, nvox) + 1                             # 0: no block
-        owner += (np.arange(sl.start, sl.stop, dtype=np.int32) * (b + 1)).reshape(-1, 1)
-        seen.reshape(-1)[owner] = True
-    return used[seen[:, 1:].reshape(-1)[used]]
-
-
-@lru_cache(maxsize=8)
-def _floor_log2(top: int) -> np.ndarray:
-    """``floor(log2 v)`` for ``v`` in 0..top (0 for 0), a lookup table."""
-    out = np.zeros(top + 1, dtype=np.int32)
-    out[1:] = np.frexp(np.arange(1, top + 1, dtype=np.float64))[1] - 1
-    out.setflags(write=False)
-    return out
-
-
-@lru_cache(maxsize=512)
-def _runs(sx: int, sz: int, Y: int, Z: int) -> np.ndarray:
-    """(1, sx · sz) offsets of the runs of an ``sx × · × sz`` block in a sample's (x, z, y) layout."""
-    out = ((np.arange(sx, dtype=np.int64).reshape(-1, 1) * Z + np.arange(sz)) * Y).reshape(1, -1)
-    out.setflags(write=False)
-    return out
-
-
-#: Below this share of the batch's voxels in block proposals, the numpy shuffle sorts the proposals
-#: and moves only the voxels they cover (``sg``'s 5 blocks: 1 % of a 224 × 224 image) instead of
-#: building a source index for every voxel.
-SPARSE_SHARE = 1 / 8
+def _visible(used, base, sx, sy, sz, size: int, Y: int, Z: int) -> np.ndarray:
+    """The blocks of ``used`` that some voxel shows: the last block covering it, found by one
+    scatter-max of block numbers. The others cannot change the result, so their keys are never
+    drawn nor sorted; the output is the same."""
+    owner = np.full(size, -1, dtype=np.int32)
+    for blocks, block_shape in _shape_groups(used, sx, sy, sz):
+        offset = _template(*block_shape, Y, Z)
+        vox = base[blocks].reshape(-1, 1) + offset.reshape(1, -1)
+        np.maximum.at(owner, vox.reshape(-1), np.repeat(blocks.astype(np.int32), offset.size))
+    seen = np.zeros(base.size, dtype=bool)
+    seen[owner[owner >= 0]] = True
+    return used[seen[used]]
 
 
 class _Proposals:
@@ -269,25 +201,6 @@ class _Proposals:
 
     def __bool__(self) -> bool:
         return bool(self.parts)
-
-    def __len__(self) -> int:
-        """Proposals in all: one per voxel of every (visible) block."""
-        return sum(int(v.size) for v, _, _ in self.parts)
-
-    def winners(self, nvox: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(voxel, source)``, flat in the batch, for the voxels some block covers: the largest code
-        per voxel wins, as in :func:`_scatter_numpy`, by sorting the proposals instead of scattering
-        them into a code array of the whole batch."""
-        vox = np.concatenate([v.reshape(-1) for v, _, _ in self.parts])
-        codes = np.concatenate([p.reshape(-1) for _, p, _ in self.parts])
-        order = np.lexsort((codes, vox))                     # by voxel, then code: the winner last
-        vox, codes = vox[order], codes[order]
-        last = np.ones(vox.size, dtype=bool)
-        last[:-1] = vox[1:] != vox[:-1]
-        vox, codes = vox[last], codes[last]
-        if self.compact:
-            return vox, (codes & ((1 << self.vbits) - 1)) + vox // nvox * nvox
-        return vox, codes & 0xFFFFFFFF
 
 
 def _scatter_numpy(proposals: _Proposals, start: int, stop: int, nvox: int) -> np.ndarray:
@@ -459,12 +372,6 @@ class LocalPixelShuffle(RandomOperation):
                 return x
             pending = _source_index(boxes, keys, shape, NUMPY)
             if not pending:
-                return x
-            if len(pending) < SPARSE_SHARE * n * nvox:   # few block voxels (sg's 5 blocks): move only those
-                dst, src = pending.winners(nvox)
-                (ds, dv), (ss, sv) = divmod(dst, nvox), divmod(src, nvox)
-                for ch in range(c):
-                    flat[ds, ch, dv] = flat[ss, ch, sv]
                 return x
             for sl in chunks(n, nvox):              # cache-sized groups of samples, in place
                 src = _scatter_numpy(pending, sl.start, sl.stop, nvox)

@@ -67,11 +67,7 @@ def test_fixed_blocks_equal_the_reference_loop(make_batch, torch_path, numpy_ker
     np.testing.assert_array_equal(want[2], x[2])
 
 
-@pytest.mark.parametrize("sparse", [0.0, 1.0], ids=["every-voxel", "block-voxels-only"])
-def test_drawn_blocks_equal_the_reference_loop(make_batch, torch_path, numpy_kernel, monkeypatch, sparse):
-    """Both numpy ways of applying the blocks: a source index for every voxel, or (few block voxels,
-    :data:`SPARSE_SHARE`) sorting the proposals and moving only the voxels they cover."""
-    monkeypatch.setattr(lps, "SPARSE_SHARE", sparse)
+def test_drawn_blocks_equal_the_reference_loop(make_batch, torch_path, numpy_kernel):
     x = make_batch(3, shape=(20, 20, 10), channels=2)
     op = LocalPixelShuffle(blocks=400)
     y, params = op(x, seed=5)
@@ -96,10 +92,8 @@ def test_dense_blocks_on_a_flat_image_equal_the_reference_loop(make_batch, torch
 
 
 def test_visible_blocks_of_a_cube_batch_equal_the_reference_loop(make_batch, numpy_kernel, monkeypatch):
-    """The visible-block pass on cubes (runs of y voxels for every (x, z) of a block), over several
-    cache-sized groups of samples, one of them without blocks."""
+    """The visible-block pass on cubes, one sample without blocks."""
     monkeypatch.setattr(lps, "VISIBLE_PASS_COVERAGE", 0)
-    monkeypatch.setattr(lps, "chunks", lambda n, nvox: [slice(i, min(n, i + 2)) for i in range(0, n, 2)])
     x = make_batch(5, shape=(20, 18, 10))
     op = LocalPixelShuffle(blocks=600, block_size=(1, 5))
     params = op.sample_batch(x.shape, seed=12)
