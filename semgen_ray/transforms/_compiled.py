@@ -75,7 +75,6 @@ def _interpolate(values, index, frac1, frac2, strides, dims, step1, step2, out):
     ``out`` (n · V,) volumes whose layout axes (sizes ``dims``) lie at ``strides``; ``index``,
     ``frac1``, ``frac2`` per voxel in layout order (:func:`_fold`)."""
     s0, s1, s2 = strides[0], strides[1], strides[2]
-    contiguous = s2 == 1 and s1 == dims[2] and (dims[0] == 1 or s0 == dims[1] * dims[2])
     nvox = dims[0] * dims[1] * dims[2]
     v = 0
     for s in range(out.size // nvox):
@@ -91,7 +90,7 @@ def _interpolate(values, index, frac1, frac2, strides, dims, step1, step2, out):
                     f2 = frac2[v]
                     r0 = (v01 - v00) * f2 + v00
                     r1 = (v11 - v10) * f2 + v10
-                    out[v if contiguous else row + j * s2] = (r1 - r0) * frac1[v] + r0
+                    out[row + j * s2] = (r1 - r0) * frac1[v] + r0
                     v += 1
 
 

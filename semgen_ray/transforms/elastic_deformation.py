@@ -27,7 +27,7 @@ bilinear in the displaced axes with half-sample-symmetric reflection at the bord
 in place, then one gather per corner (4) for the whole group of samples, with the cube laid out as
 (z, x, y) so that each gather stays within a 64×64 slice (fetching a voxel and its y neighbour in
 one 8-byte gather measured 10% slower); for the reference's two in-plane axes the same float32
-operations run as two compiled passes (:mod:`._compiled`, numba; bit-identical, about 2.5×
+operations run as two compiled passes (:mod:`._compiled`, numba; bit-identical, about 2×
 faster). torch: one 2D ``grid_sample`` over all z slices of the batch (3D ``grid_sample`` when z is
 displaced too), on any device.
 
@@ -115,10 +115,10 @@ def displacement(coef, shape, sigma: float, alpha: float, xp, order=(0, 1, 2), o
     return t.reshape(n, a, *d)
 
 
-def _resample_numpy(batch: np.ndarray, disp: np.ndarray, axes, scratch: Scratch | None = None) -> np.ndarray:
+def _resample_numpy(batch: np.ndarray, disp: np.ndarray, axes, scratch: Scratch) -> np.ndarray:
     """``batch`` (N, C, P0, P1, P2) and ``disp`` (N, A, P0, P1, P2) in :func:`layout` order; the
     displaced axes are the last A. Returns the resampled batch in the same layout (a ``scratch``
-    buffer when one is given: read it before the next call).
+    buffer: read it before the next call).
 
     In-place float32 arithmetic throughout (one chunk of the batch stays in cache, its work arrays
     come from ``scratch``): coordinates are folded into the cube by half-sample-symmetric reflection
@@ -126,7 +126,6 @@ def _resample_numpy(batch: np.ndarray, disp: np.ndarray, axes, scratch: Scratch 
     interpolation of the reflected signal is constant anyway), then interpolated from 2^A gathers of
     shifted views.
     """
-    scratch = Scratch() if scratch is None else scratch
     n, ch = batch.shape[:2]
     shape = batch.shape[2:]
     nd = len(axes)

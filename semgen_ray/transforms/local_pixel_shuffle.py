@@ -74,21 +74,18 @@ def _source_index(boxes: np.ndarray, keys: np.ndarray, shape, xp):
     vbits = max(1, (nvox - 1).bit_length())
     compact = xp.name == "numpy" and b <= 1 << (31 - vbits)
     code = xp.param(_identity_code(n * nvox)) if xp.name != "numpy" else None
-    flat_boxes = boxes.reshape(n * b, 6)
-    sx, sy, sz = (flat_boxes[:, 3 + a].astype(np.int64) for a in range(3))
-    used = np.flatnonzero((sx > 0) & (sy > 0) & (sz > 0))
+    flat_boxes, (sx, sy, sz), used, dense = _blocks(boxes, nvox)
     if used.size == 0:
         return code & 0xFFFFFFFF if xp.name != "numpy" else _Proposals([], compact, vbits)
     local = (flat_boxes[:, 0].astype(np.int64) * Y + flat_boxes[:, 1]) * Z + flat_boxes[:, 2]
     base = local + np.repeat(np.arange(n, dtype=np.int64) * nvox, b)      # first voxel, in the batch
-    if int((sx[used] * sy[used] * sz[used]).sum()) > VISIBLE_PASS_COVERAGE * n * nvox:
+    if dense:
         used = _visible(used, base, sx, sy, sz, n * nvox, Y, Z)
     number = np.tile(np.arange(b, dtype=np.int64), n)                       # block number in its sample
     if compact:
         head = ((number << vbits) + local).astype(np.int32)
     else:
         head = (np.arange(n * b, dtype=np.int64) << 32) + base
-    block_key = np.repeat(keys.astype(np.int32), b)
     pending = []
     for blocks, (bx, by, bz) in _shape_groups(used, sx, sy, sz):
         offset = _template(bx, by, bz, Y, Z)                             # (volume,) C order
@@ -98,7 +95,7 @@ def _source_index(boxes: np.ndarray, keys: np.ndarray, shape, xp):
         if volume == 1:
             proposal = xp.param(head[blocks]).reshape(-1, 1)
         else:
-            proposal = table[_ranks(xp, number[blocks], block_key[blocks], volume)]
+            proposal = table[_ranks(xp, blocks, keys, b, volume)]
             proposal += xp.param(head[blocks]).reshape(-1, 1)
         if xp.name != "numpy":
             xp.scatter_max_(code, vox.reshape(-1), proposal.reshape(-1))
@@ -108,6 +105,17 @@ def _source_index(boxes: np.ndarray, keys: np.ndarray, shape, xp):
     if xp.name != "numpy":
         return code & 0xFFFFFFFF
     return _Proposals(pending, compact, vbits)
+
+
+def _blocks(boxes: np.ndarray, nvox: int):
+    """``(flat boxes (N·B, 6), (sx, sy, sz) int64, used, dense)``: the blocks with voxels, by flat
+    number, and whether they cover the batch more than :data:`VISIBLE_PASS_COVERAGE` times (then
+    only the visible ones are worked on)."""
+    flat_boxes = boxes.reshape(-1, 6)
+    sizes = tuple(flat_boxes[:, 3 + a].astype(np.int64) for a in range(3))
+    used = np.flatnonzero((sizes[0] > 0) & (sizes[1] > 0) & (sizes[2] > 0))
+    voxels = int((sizes[0][used] * sizes[1][used] * sizes[2][used]).sum())
+    return flat_boxes, sizes, used, voxels > VISIBLE_PASS_COVERAGE * boxes.shape[0] * nvox
 
 
 def _shape_groups(used: np.ndarray, sx, sy, sz):
@@ -123,13 +131,15 @@ def _shape_groups(used: np.ndarray, sx, sy, sz):
         yield order[ends[sid] - counts[sid]:ends[sid]], (sid // (top[1] * top[2]), (sid // top[2]) % top[1], sid % top[2])
 
 
-def _ranks(xp, number, key, volume: int):
-    """(blocks, volume) int32: output position ``l`` of each block (C order) takes the block's voxel at
-    position ``rank[l]``. The block's permutation sorts [random bits | position] (one row sort per
-    block); bits and counters depend only on the block, never on the rest of the batch."""
+def _ranks(xp, blocks: np.ndarray, keys: np.ndarray, b: int, volume: int):
+    """(blocks, volume) int32 for ``blocks`` (flat numbers, ``b`` per sample; ``keys`` (N,) int32 per
+    sample): output position ``l`` of each block (C order) takes the block's voxel at position
+    ``rank[l]``. The block's permutation sorts [random bits | position] (one row sort per block);
+    bits and counters depend only on the block, never on the rest of the batch."""
     bits = _local_bits(volume)
     pos = xp.arange(volume, xp.int32).reshape(1, -1)
-    counter = xp.param((np.asarray(number, dtype=np.int64) << bits).astype(np.int32)).reshape(-1, 1)
+    counter = xp.param(((blocks % b) << bits).astype(np.int32)).reshape(-1, 1)
+    key = keys.astype(np.int32)[blocks // b]
     rank = hash_bits_split(xp, counter, xp.param(key).reshape(-1, 1), pos)
     rank &= ~((1 << bits) - 1)
     rank |= pos
@@ -147,25 +157,19 @@ def _shuffle_compiled(boxes: np.ndarray, keys: np.ndarray, shape, source: np.nda
     if compiled is None:
         return False
     n, b = boxes.shape[:2]
-    nvox = int(np.prod(shape))
-    flat_boxes = boxes.reshape(n * b, 6)
-    sx, sy, sz = (flat_boxes[:, 3 + a].astype(np.int64) for a in range(3))
-    volume = sx * sy * sz
-    used = np.flatnonzero(volume > 0)
+    flat_boxes, (sx, sy, sz), used, dense = _blocks(boxes, int(np.prod(shape)))
     if used.size == 0:
         return True
-    if int(volume[used].sum()) > VISIBLE_PASS_COVERAGE * n * nvox:
+    if dense:
         seen = np.zeros(n * b, dtype=bool)
         compiled.shown_blocks(flat_boxes, used, tuple(shape), b, seen)
         used = used[seen[used]]
-    number = np.tile(np.arange(b, dtype=np.int64), n)
-    block_key = np.repeat(keys.astype(np.int32), b)
     start = np.zeros(n * b, dtype=np.int64)
     slabs, filled = [], 0
     for blocks, (bx, by, bz) in _shape_groups(used, sx, sy, sz):
         size = bx * by * bz
         rank = (np.zeros((blocks.size, 1), dtype=np.int32) if size == 1
-                else _ranks(NUMPY, number[blocks], block_key[blocks], size))
+                else _ranks(NUMPY, blocks, keys, b, size))
         start[blocks] = filled + np.arange(blocks.size, dtype=np.int64) * size
         filled += rank.size
         slabs.append(rank.reshape(-1))

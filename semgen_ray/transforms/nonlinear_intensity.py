@@ -213,8 +213,7 @@ class NonlinearIntensity(RandomOperation):
 
 @lru_cache(maxsize=4)
 def _knots64(lut_size: int) -> np.ndarray:
+    """:func:`knots` in float64 (read-only), as :func:`cell_table` widens them."""
     out = knots(lut_size).astype(np.float64)
     out.setflags(write=False)
     return out
-
-
